@@ -1,0 +1,337 @@
+//! Semantic checks that serde cannot express, each reported against its field.
+
+use std::fmt;
+
+use crate::{BlockResponse, Config};
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `upstreams[0].url`; empty for syntax errors.
+    pub field: String,
+    /// 1-based line in the file, when it can be found.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.field.is_empty()) {
+            (Some(line), false) => write!(f, "line {line}: {}: {}", self.field, self.message),
+            (Some(line), true) => write!(f, "line {line}: {}", self.message),
+            (None, false) => write!(f, "{}: {}", self.field, self.message),
+            (None, true) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+pub(crate) fn from_toml_error(text: &str, error: &toml::de::Error) -> FieldError {
+    let line = error
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    FieldError {
+        field: String::new(),
+        line,
+        message: error.message().trim().to_string(),
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    errors: Vec<FieldError>,
+}
+
+impl Checker<'_> {
+    fn check(&mut self, ok: bool, field: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            let field = field.into();
+            let line = line_of(self.text, &field);
+            self.errors.push(FieldError {
+                field,
+                line,
+                message: message.into(),
+            });
+        }
+    }
+}
+
+/// Best-effort line of a field: the first `key =` whose key is the field's last segment.
+fn line_of(text: &str, field: &str) -> Option<usize> {
+    let key = field
+        .rsplit('.')
+        .next()?
+        .split('[')
+        .next()
+        .filter(|k| !k.is_empty())?;
+    text.lines().position(|line| {
+        let line = line.trim_start();
+        line.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    })
+    .map(|i| i + 1)
+}
+
+pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
+    let mut c = Checker {
+        text,
+        errors: Vec::new(),
+    };
+    check_upstreams(config, &mut c);
+    check_limits(config, &mut c);
+    check_protocol(config, &mut c);
+    check_traffic(config, &mut c);
+    check_quota(config, &mut c);
+    check_block(config, &mut c);
+    c.check(
+        !config.client_ip.header.trim().is_empty(),
+        "client_ip.header",
+        "must name a header",
+    );
+    c.check(
+        config.events.queue > 0,
+        "events.queue",
+        "must be at least 1",
+    );
+    let mut names = std::collections::HashSet::new();
+    for (i, feed) in config.ip_lists.feeds.iter().enumerate() {
+        c.check(
+            names.insert(feed.name.as_str()),
+            format!("ip_lists.feeds[{i}].name"),
+            format!("feed name {:?} is used twice", feed.name),
+        );
+    }
+    c.errors
+}
+
+fn check_upstreams(config: &Config, c: &mut Checker) {
+    for (i, upstream) in config.upstreams.iter().enumerate() {
+        let field = format!("upstreams[{i}].url");
+        match upstream.url.parse::<http_uri::Uri>() {
+            Ok(uri) => {
+                c.check(
+                    uri.scheme == "http",
+                    &field,
+                    "only http:// origins are supported (terminate TLS at the gateway)",
+                );
+                c.check(!uri.authority.is_empty(), &field, "needs a host");
+            }
+            Err(message) => c.check(false, &field, message),
+        }
+        c.check(
+            upstream.path_prefix.starts_with('/'),
+            format!("upstreams[{i}].path_prefix"),
+            "must start with '/'",
+        );
+        c.check(
+            upstream.connect_timeout_ms > 0 && upstream.response_timeout_ms > 0,
+            format!("upstreams[{i}].connect_timeout_ms"),
+            "timeouts must be positive",
+        );
+    }
+}
+
+fn check_limits(config: &Config, c: &mut Checker) {
+    let limits = &config.limits;
+    c.check(
+        limits.max_connections > 0,
+        "limits.max_connections",
+        "must be at least 1",
+    );
+    c.check(
+        limits.max_connections_per_ip > 0,
+        "limits.max_connections_per_ip",
+        "must be at least 1",
+    );
+    c.check(
+        limits.max_header_bytes >= 8192,
+        "limits.max_header_bytes",
+        "must be at least 8192",
+    );
+    c.check(
+        (1..=10_000).contains(&limits.max_headers),
+        "limits.max_headers",
+        "must be between 1 and 10000",
+    );
+    c.check(
+        limits.max_uri_bytes >= 64,
+        "limits.max_uri_bytes",
+        "must be at least 64",
+    );
+    c.check(
+        limits.inspect_body_bytes as u64 <= limits.max_body_bytes,
+        "limits.inspect_body_bytes",
+        "must not exceed limits.max_body_bytes",
+    );
+    c.check(
+        limits.inspect_body_bytes <= 16 * 1024 * 1024,
+        "limits.inspect_body_bytes",
+        "must not exceed 16 MiB (it is buffered per request)",
+    );
+    c.check(
+        limits.header_timeout_ms > 0 && limits.body_timeout_ms > 0,
+        "limits.header_timeout_ms",
+        "timeouts must be positive",
+    );
+}
+
+fn check_protocol(config: &Config, c: &mut Checker) {
+    let methods = &config.protocol.allowed_methods;
+    c.check(
+        !methods.is_empty(),
+        "protocol.allowed_methods",
+        "must list at least one method",
+    );
+    for method in methods {
+        c.check(
+            !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()),
+            "protocol.allowed_methods",
+            format!("{method:?} is not an upper-case method name"),
+        );
+    }
+}
+
+fn check_traffic(config: &Config, c: &mut Checker) {
+    let traffic = &config.traffic;
+    c.check(
+        traffic.automation.throttle_rps > 0.0,
+        "traffic.automation.throttle_rps",
+        "must be positive",
+    );
+    c.check(
+        traffic.scanner.throttle_rps > 0.0,
+        "traffic.scanner.throttle_rps",
+        "must be positive",
+    );
+    c.check(
+        traffic.scanner.header_markers.iter().all(|m| !m.is_empty()),
+        "traffic.scanner.header_markers",
+        "markers must not be empty strings",
+    );
+}
+
+fn check_quota(config: &Config, c: &mut Checker) {
+    let quota = &config.quota;
+    c.check(
+        quota.qps.is_none_or(|q| q > 0.0),
+        "quota.qps",
+        "must be positive",
+    );
+    c.check(
+        quota.bandwidth_mbps.is_none_or(|b| b > 0.0),
+        "quota.bandwidth_mbps",
+        "must be positive",
+    );
+    c.check(
+        quota.status.is_none_or(|s| s == 429 || s == 503),
+        "quota.status",
+        "must be 429 or 503",
+    );
+    for (i, route) in quota.routes.iter().enumerate() {
+        c.check(
+            route.path_prefix.starts_with('/'),
+            format!("quota.routes[{i}].path_prefix"),
+            "must start with '/'",
+        );
+        c.check(
+            route.qps > 0.0,
+            format!("quota.routes[{i}].qps"),
+            "must be positive",
+        );
+    }
+}
+
+fn check_block(config: &Config, c: &mut Checker) {
+    let block = &config.block;
+    let mut all: Vec<(String, &BlockResponse)> = vec![
+        ("block.blocked".into(), &block.blocked),
+        ("block.bad_request".into(), &block.bad_request),
+        ("block.too_many".into(), &block.too_many),
+    ];
+    all.extend(
+        block
+            .custom
+            .iter()
+            .map(|(name, response)| (format!("block.custom.{name}"), response)),
+    );
+    for (field, response) in all {
+        c.check(
+            (200..=599).contains(&response.status),
+            format!("{field}.status"),
+            "must be an HTTP status between 200 and 599",
+        );
+        c.check(
+            response.content_type.parse_is_header_value(),
+            format!("{field}.content_type"),
+            "must be a valid header value",
+        );
+    }
+}
+
+trait HeaderValueCheck {
+    fn parse_is_header_value(&self) -> bool;
+}
+
+impl HeaderValueCheck for String {
+    fn parse_is_header_value(&self) -> bool {
+        !self.is_empty() && self.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    }
+}
+
+/// Just enough URI parsing to validate an origin address without an HTTP dependency.
+mod http_uri {
+    pub struct Uri {
+        pub scheme: String,
+        pub authority: String,
+    }
+
+    impl std::str::FromStr for Uri {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Self, String> {
+            let (scheme, rest) = s
+                .split_once("://")
+                .ok_or_else(|| format!("{s:?} is not a URL (expected http://host:port)"))?;
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains(['@', ' ']) {
+                return Err(format!("{s:?} has an invalid host"));
+            }
+            Ok(Uri {
+                scheme: scheme.to_ascii_lowercase(),
+                authority: authority.to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn every_error_is_listed_with_field_and_line() {
+        let text = "[[upstreams]]\nurl = \"ftp://x\"\npath_prefix = \"api\"\n\n[quota]\nstatus = 418\n";
+        let errors = Config::parse(text).unwrap_err().field_errors();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["upstreams[0].url", "upstreams[0].path_prefix", "quota.status"]
+        );
+        assert_eq!(errors[0].line, Some(2));
+        assert_eq!(errors[1].line, Some(3));
+        assert_eq!(errors[2].line, Some(6));
+    }
+
+    #[test]
+    fn inspect_limit_cannot_exceed_body_limit() {
+        let text = "[limits]\nmax_body_bytes = 1000\ninspect_body_bytes = 2000\n";
+        let errors = Config::parse(text).unwrap_err().field_errors();
+        assert_eq!(errors[0].field, "limits.inspect_body_bytes");
+    }
+
+    #[test]
+    fn bad_cidr_is_a_syntax_error_with_line() {
+        let errors = Config::parse("[ip_lists]\ndeny = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .field_errors();
+        assert_eq!(errors[0].line, Some(2), "{errors:?}");
+    }
+}

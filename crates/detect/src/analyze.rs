@@ -1,0 +1,204 @@
+//! Runs the family checks on each decoded view of a value and collects
+//! findings for the request.
+
+use crate::decode::{self, Anomalies};
+use crate::text::{Hits, Text, snippet};
+use crate::{Finding, Profile, Verdict, score};
+use crate::{
+    Family, code, crlf, deser, jndi, ldap, nosql, rce, scanner, sqli, ssi, ssrf, ssti, traversal,
+    webshell, xss, xxe,
+};
+
+/// What kind of place a value comes from; some checks only apply to some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ctx {
+    Path,
+    Query,
+    Form,
+    Json,
+    Xml,
+    Multipart,
+    Filename,
+    Header,
+    UserAgent,
+    Cookie,
+    Body,
+}
+
+impl Ctx {
+    /// Whether `+` means a space in this place.
+    fn plus_is_space(self) -> bool {
+        matches!(self, Ctx::Query | Ctx::Form | Ctx::Cookie)
+    }
+}
+
+/// Most values inspected in one request; the rest are skipped.
+const MAX_VALUES: usize = 512;
+/// Most decoded bytes analysed in one request.
+const MAX_TOTAL_BYTES: usize = 2 * 1024 * 1024;
+
+pub(crate) struct Sink<'p> {
+    profile: &'p Profile,
+    findings: Vec<Finding>,
+    values: usize,
+    bytes: usize,
+    lower: String,
+}
+
+impl<'p> Sink<'p> {
+    pub fn new(profile: &'p Profile) -> Self {
+        Sink {
+            profile,
+            findings: Vec::new(),
+            values: 0,
+            bytes: 0,
+            lower: String::new(),
+        }
+    }
+
+    pub fn profile(&self) -> &Profile {
+        self.profile
+    }
+
+    /// Inspect one value found at `location`.
+    pub fn value(&mut self, location: &str, raw: &[u8], ctx: Ctx) {
+        if raw.is_empty() || self.values >= MAX_VALUES || self.bytes >= MAX_TOTAL_BYTES {
+            return;
+        }
+        if self.profile.is_excluded(location) {
+            return;
+        }
+        self.values += 1;
+        self.bytes += raw.len();
+        let views = decode::views(raw, ctx.plus_is_space());
+        let mut hits = Hits::default();
+        let mut evidence_src: Vec<(crate::Family, String)> = Vec::new();
+        for text in &views.texts {
+            let before = hits.v.clone();
+            self.lower.clear();
+            self.lower.push_str(text);
+            self.lower.make_ascii_lowercase();
+            let view = Text {
+                s: text,
+                lower: &self.lower,
+            };
+            run_all(&view, ctx, self.profile, &mut hits);
+            for h in &hits.v {
+                let is_new = !before
+                    .iter()
+                    .any(|b| b.family == h.family && b.score == h.score && b.at == h.at);
+                if is_new {
+                    evidence_src.retain(|(f, _)| *f != h.family);
+                    evidence_src.push((h.family, snippet(text, h.at)));
+                }
+            }
+        }
+        protocol_anomalies(&views.anomalies, ctx, &mut hits);
+        self.emit(location, &hits, &evidence_src);
+    }
+
+    /// Report a hit found outside the per-value pipeline.
+    pub fn direct(
+        &mut self,
+        location: &str,
+        family: Family,
+        score: u32,
+        rule: &'static str,
+        evidence: &str,
+    ) {
+        if self.profile.is_excluded(location) {
+            return;
+        }
+        let mut hits = Hits::default();
+        hits.add(family, score, rule, 0);
+        self.emit(location, &hits, &[(family, snippet(evidence, 0))]);
+    }
+
+    fn emit(&mut self, location: &str, hits: &Hits, evidence: &[(Family, String)]) {
+        let free = self.profile.is_free_text(location);
+        let min = if free {
+            score::STRONG
+        } else {
+            self.profile.sensitivity.min_score()
+        };
+        for h in &hits.v {
+            if h.score < min {
+                continue;
+            }
+            let ev = evidence
+                .iter()
+                .find(|(f, _)| *f == h.family)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
+            let dup = self
+                .findings
+                .iter_mut()
+                .find(|f| f.family == h.family && f.location == location);
+            match dup {
+                Some(f) if f.score >= h.score => {}
+                Some(f) => {
+                    f.score = h.score;
+                    f.rule_id = h.rule;
+                    f.evidence = ev;
+                }
+                None => self.findings.push(Finding {
+                    family: h.family,
+                    location: location.to_string(),
+                    evidence: ev,
+                    score: h.score,
+                    rule_id: h.rule,
+                }),
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Verdict {
+        self.findings.sort_by(|a, b| b.score.cmp(&a.score));
+        let total_score = self
+            .findings
+            .iter()
+            .fold(0u32, |acc, f| acc.saturating_add(f.score));
+        self.findings.truncate(self.profile.max_findings.max(1));
+        Verdict {
+            findings: self.findings,
+            total_score,
+        }
+    }
+}
+
+fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
+    if a.overlong {
+        hits.add(Family::Protocol, score::WEAK + 1, "protocol.overlong-utf8", 0);
+    } else if a.nul && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::Filename) {
+        hits.add(Family::Protocol, score::WEAK, "protocol.nul-byte", 0);
+    } else if a.malformed_utf8 && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::Form) {
+        hits.add(Family::Protocol, 1, "protocol.malformed-utf8", 0);
+    }
+}
+
+/// Every family check on one view.
+pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
+    sqli::check(t, hits);
+    xss::check(t, hits);
+    rce::check(t, hits);
+    code::check(t, hits);
+    traversal::check(t, ctx == Ctx::Path, hits);
+    ssrf::check(t, hits);
+    xxe::check(t, hits);
+    ssti::check(t, hits);
+    jndi::check(t, hits);
+    crlf::check(t, hits);
+    deser::check(t, hits);
+    nosql::check(t, hits);
+    ldap::check(t, hits);
+    ssi::check(t, hits);
+    match ctx {
+        Ctx::UserAgent => scanner::check_user_agent(t, hits),
+        Ctx::Path => scanner::check_path(t, hits),
+        Ctx::Filename => webshell::check_filename(t, hits),
+        _ => {}
+    }
+    if profile.block_graphql_introspection {
+        code::check_graphql_introspection(t, hits);
+    }
+}

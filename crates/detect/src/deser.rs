@@ -1,0 +1,90 @@
+//! Serialized objects: Java (`rO0AB`, `aced0005`), PHP (`O:8:"Foo":1:{`),
+//! .NET (BinaryFormatter, Json.NET `$type`, ObjectDataProvider), fastjson
+//! `@type`, Python pickle and YAML object tags.
+
+use crate::text::{Hits, Text};
+use crate::{Family, score};
+
+pub(crate) fn check(t: &Text, hits: &mut Hits) {
+    let s = t.s.as_bytes();
+    let b = t.bytes();
+    let find_cs = |n: &[u8]| memchr::memmem::find(s, n);
+    if let Some(p) = find_cs(b"rO0AB").or_else(|| find_cs(b"AAEAAAD/////")) {
+        hits.add(Family::Deserialization, score::STRONG, "deser.serialized-base64", p);
+    }
+    if let Some(p) = t.find("aced0005") {
+        hits.add(Family::Deserialization, score::STRONG, "deser.java-hex", p);
+    }
+    if let Some(p) = php_object(s) {
+        hits.add(Family::Deserialization, score::STRONG, "deser.php-object", p);
+    }
+    for (needle, sc) in [
+        ("objectdataprovider", score::STRONG),
+        ("system.windows.data", score::STRONG),
+        ("system.diagnostics.process", score::STRONG),
+        ("\"$type\"", score::MEDIUM),
+        ("com.sun.rowset.jdbcrowsetimpl", score::STRONG),
+        ("\"@type\"", score::MEDIUM),
+        ("!!python/object", score::STRONG),
+        ("!!javax.", score::STRONG),
+        ("!!java.", score::STRONG),
+        ("cposix\nsystem", score::STRONG),
+        ("cos\nsystem", score::STRONG),
+        ("java.util.priorityqueue", score::MEDIUM + 1),
+        ("org.apache.commons.collections", score::STRONG),
+    ] {
+        if let Some(p) = t.find(needle) {
+            hits.add(Family::Deserialization, sc, "deser.gadget", p);
+        }
+    }
+    let _ = b;
+}
+
+/// `O:<digits>:"<class>":<digits>:{` or `a:<digits>:{` followed by `s:<digits>:"`.
+fn php_object(s: &[u8]) -> Option<usize> {
+    for p in memchr::memchr_iter(b':', s).take(512) {
+        if p == 0 {
+            continue;
+        }
+        let kind = s[p - 1];
+        if !matches!(kind, b'O' | b'C' | b'a') || (p >= 2 && s[p - 2].is_ascii_alphanumeric()) {
+            continue;
+        }
+        let digits = s[p + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || s.get(p + 1 + digits) != Some(&b':') {
+            continue;
+        }
+        let rest = &s[p + 2 + digits..];
+        let ok = if kind == b'a' {
+            rest.starts_with(b"{") && memchr::memmem::find(&rest[..rest.len().min(64)], b"s:").is_some()
+        } else {
+            rest.starts_with(b"\"") && memchr::memmem::find(&rest[..rest.len().min(256)], b"\":").is_some()
+        };
+        if ok {
+            return Some(p - 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers() {
+        for (s, want) in [
+            ("rO0ABXNyABdqYXZhLnV0aWwuUHJpb3JpdHlRdWV1ZQ", true),
+            ("O:8:\"stdClass\":1:{s:1:\"a\";i:1;}", true),
+            ("a:2:{i:0;s:1:\"a\";}", true),
+            ("{\"$type\":\"System.Windows.Data.ObjectDataProvider, PresentationFramework\"}", true),
+            ("Ratio 3:4:5 and O:1", false),
+            ("a:1 b:2", false),
+        ] {
+            let lower = s.to_ascii_lowercase();
+            let mut h = Hits::default();
+            check(&Text { s, lower: &lower }, &mut h);
+            assert_eq!(h.best(Family::Deserialization) >= score::MEDIUM, want, "{s}");
+        }
+    }
+}

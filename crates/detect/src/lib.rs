@@ -1,0 +1,322 @@
+//! Attack detection for Portcullis (layer 2, "clean").
+//!
+//! This crate owns the analysis of one HTTP request for injection attacks:
+//! it parses the request target, headers, cookies and body (url-encoded
+//! forms, JSON, XML/SOAP, multipart, GraphQL, gzip/deflate bodies), decodes
+//! every value recursively within fixed bounds (percent, `%u`, `+`, HTML
+//! entities, JS escapes, base64, overlong UTF-8), and judges each decoded
+//! value per attack family, by structure wherever the family has a grammar
+//! (SQL, HTML/JS, shell, LDAP filters, template syntax, ...).
+//!
+//! It also owns the response-side check [`leaks_internals`], which tells
+//! whether an origin error page leaks stack traces or SQL errors.
+//!
+//! It is pure: no I/O, no async, no global state, no allocation that is
+//! not bounded by the input size and the caps in [`Profile`].
+
+mod analyze;
+mod code;
+mod crlf;
+pub mod decode;
+mod deser;
+mod jndi;
+mod leak;
+mod ldap;
+mod nosql;
+mod parse;
+mod rce;
+mod scanner;
+mod sqli;
+mod ssi;
+mod ssrf;
+mod ssti;
+mod text;
+mod traversal;
+mod webshell;
+mod xss;
+mod xxe;
+
+pub use leak::{LeakKind, leaks_internals};
+
+use serde::{Deserialize, Serialize};
+
+/// One request as received, before any decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRequest<'a> {
+    /// The method, as sent (`GET`, `POST`, or anything else).
+    pub method: &'a str,
+    /// `path?query` exactly as received, still percent-encoded.
+    pub target: &'a [u8],
+    /// Header names in lowercase, values as received.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The body, possibly truncated to the inspection limit.
+    pub body: &'a [u8],
+    /// Whether `body` was cut short by the caller.
+    pub body_truncated: bool,
+}
+
+/// Attack families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// SQL injection.
+    Sqli,
+    /// Cross-site scripting.
+    Xss,
+    /// OS command injection.
+    Rce,
+    /// Code injection (PHP, JS, Python, Java, ASP eval-style).
+    CodeInjection,
+    /// Path traversal and local file inclusion.
+    PathTraversal,
+    /// Server-side request forgery and remote file inclusion.
+    Ssrf,
+    /// XML external entities.
+    Xxe,
+    /// Server-side template injection.
+    Ssti,
+    /// JNDI lookups (Log4Shell).
+    Jndi,
+    /// CRLF and HTTP header injection.
+    Crlf,
+    /// Serialized objects (Java, PHP, .NET, Python).
+    Deserialization,
+    /// NoSQL (MongoDB) operator and JS injection.
+    Nosql,
+    /// LDAP filter injection.
+    Ldap,
+    /// IMAP / SMTP command injection.
+    MailInjection,
+    /// Server-side includes.
+    Ssi,
+    /// Uploads of server-side scripts.
+    Webshell,
+    /// Known scanner tools and exploit paths.
+    ScannerPath,
+    /// Protocol anomalies (malformed encodings, introspection, ...).
+    Protocol,
+}
+
+impl Family {
+    /// Every family, in declaration order.
+    pub const ALL: [Family; 18] = [
+        Family::Sqli,
+        Family::Xss,
+        Family::Rce,
+        Family::CodeInjection,
+        Family::PathTraversal,
+        Family::Ssrf,
+        Family::Xxe,
+        Family::Ssti,
+        Family::Jndi,
+        Family::Crlf,
+        Family::Deserialization,
+        Family::Nosql,
+        Family::Ldap,
+        Family::MailInjection,
+        Family::Ssi,
+        Family::Webshell,
+        Family::ScannerPath,
+        Family::Protocol,
+    ];
+
+    /// A short stable name, the same as the serde name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Sqli => "sqli",
+            Family::Xss => "xss",
+            Family::Rce => "rce",
+            Family::CodeInjection => "code_injection",
+            Family::PathTraversal => "path_traversal",
+            Family::Ssrf => "ssrf",
+            Family::Xxe => "xxe",
+            Family::Ssti => "ssti",
+            Family::Jndi => "jndi",
+            Family::Crlf => "crlf",
+            Family::Deserialization => "deserialization",
+            Family::Nosql => "nosql",
+            Family::Ldap => "ldap",
+            Family::MailInjection => "mail_injection",
+            Family::Ssi => "ssi",
+            Family::Webshell => "webshell",
+            Family::ScannerPath => "scanner_path",
+            Family::Protocol => "protocol",
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Scores are on this scale: a finding at [`score::STRONG`] or above is
+/// an attack on its own, [`score::MEDIUM`] blocks at the default threshold,
+/// [`score::WEAK`] needs company.
+pub mod score {
+    /// A structure that only attacks have.
+    pub const STRONG: u32 = 9;
+    /// A structure that is very rare in normal traffic.
+    pub const MEDIUM: u32 = 6;
+    /// A hint: blocks only together with another finding.
+    pub const WEAK: u32 = 3;
+}
+
+/// The default blocking threshold for [`Verdict::is_attack`].
+pub const DEFAULT_THRESHOLD: u32 = 5;
+
+/// One thing found in one place of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The attack family.
+    pub family: Family,
+    /// Where: `query.id`, `path`, `json.user.name`, `header.user-agent`,
+    /// `cookie.sid`, `form.q`, `multipart.avatar.filename`, `xml.tag`, `body`.
+    pub location: String,
+    /// A short, sanitized snippet of the decoded value (at most 64 chars).
+    pub evidence: String,
+    /// See [`score`].
+    pub score: u32,
+    /// A stable rule name, such as `sqli.union-select`.
+    pub rule_id: &'static str,
+}
+
+/// How eager the detector is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    /// Report only structures that practically never occur in normal
+    /// traffic (a `<script>` tag, `UNION SELECT`, `${jndi:`). Fewest false
+    /// alarms; misses attacks that look like ordinary text.
+    Low,
+    /// Also report structures that are very rare in normal traffic, such as
+    /// a shell separator followed by a command name. The recommended
+    /// balance between stopping attacks and letting real users through.
+    #[default]
+    Medium,
+    /// Also report weak hints (a lone SQL keyword after a quote, a
+    /// malformed encoding). Catches more, at the price of more false alarms
+    /// on forms where users write free prose or code.
+    High,
+}
+
+impl Sensitivity {
+    /// The lowest finding score reported at this level.
+    pub fn min_score(self) -> u32 {
+        match self {
+            Sensitivity::Low => score::STRONG,
+            Sensitivity::Medium => score::MEDIUM - 1,
+            Sensitivity::High => 1,
+        }
+    }
+}
+
+/// What to inspect and how eagerly, per route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Profile {
+    /// See [`Sensitivity`].
+    pub sensitivity: Sensitivity,
+    /// Locations (or prefixes ending in `.` or `*`) never inspected,
+    /// for example `json.token`, `cookie.`, `header.x-signature`.
+    pub excluded: Vec<String>,
+    /// Locations (or prefixes) holding prose or code: only strong
+    /// structures are reported there.
+    pub free_text: Vec<String>,
+    /// Most bytes of a body inspected after decompression.
+    pub max_body: usize,
+    /// Most findings kept per request.
+    pub max_findings: usize,
+    /// Whether a GraphQL introspection query is reported.
+    pub block_graphql_introspection: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            sensitivity: Sensitivity::Medium,
+            excluded: Vec::new(),
+            free_text: Vec::new(),
+            max_body: 256 * 1024,
+            max_findings: 16,
+            block_graphql_introspection: true,
+        }
+    }
+}
+
+impl Profile {
+    fn matches(list: &[String], location: &str) -> bool {
+        list.iter().any(|p| {
+            if let Some(prefix) = p.strip_suffix('*') {
+                location.starts_with(prefix)
+            } else if p.ends_with('.') {
+                location.starts_with(p.as_str())
+            } else {
+                location == p
+                    || (location.starts_with(p.as_str())
+                        && matches!(location.as_bytes().get(p.len()), Some(b'.' | b'[')))
+            }
+        })
+    }
+
+    pub(crate) fn is_excluded(&self, location: &str) -> bool {
+        Self::matches(&self.excluded, location)
+    }
+
+    pub(crate) fn is_free_text(&self, location: &str) -> bool {
+        Self::matches(&self.free_text, location)
+    }
+}
+
+/// The outcome of one inspection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The findings, highest score first, at most `Profile::max_findings`.
+    pub findings: Vec<Finding>,
+    /// The sum of the scores of all findings (saturating).
+    pub total_score: u32,
+}
+
+impl Verdict {
+    /// Whether the total score reaches `threshold` (see [`DEFAULT_THRESHOLD`]).
+    pub fn is_attack(&self, threshold: u32) -> bool {
+        !self.findings.is_empty() && self.total_score >= threshold
+    }
+
+    /// The highest-scoring finding, if any.
+    pub fn top(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+}
+
+/// The detector: build once per profile, share between threads.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    profile: Profile,
+}
+
+impl Detector {
+    /// A detector for this profile.
+    pub fn new(profile: Profile) -> Self {
+        Detector { profile }
+    }
+
+    /// The profile in use.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Inspect one request.
+    pub fn inspect(&self, req: &RawRequest) -> Verdict {
+        let mut sink = analyze::Sink::new(&self.profile);
+        parse::request(req, &mut sink);
+        sink.finish()
+    }
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector::new(Profile::default())
+    }
+}

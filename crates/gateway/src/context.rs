@@ -1,0 +1,244 @@
+//! The request context every stage reads and adds signals to, the actions
+//! the policy step chooses from, and the event written for each decision.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The layer a signal comes from (DESIGN.md: edge, clean, policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Edge,
+    Clean,
+    Policy,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Edge => "edge",
+            Layer::Clean => "clean",
+            Layer::Policy => "policy",
+        }
+    }
+}
+
+/// What a signal asks of the policy step. The strongest demand wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Demand {
+    /// Evidence only: the risk engine weighs it.
+    Tag,
+    /// Too fast: 429 (or the quota's 503) with `Retry-After`.
+    TooMany { retry_after_s: u64, status: u16 },
+    /// Stop with the block response.
+    Block,
+    /// Malformed or oversized: this status (400, 413, 414, 431) with the request id.
+    BadRequest { status: u16 },
+}
+
+/// One observation about a request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    pub name: &'static str,
+    pub layer: Layer,
+    pub weight: u32,
+    pub evidence: String,
+    pub demand: Demand,
+}
+
+/// Traffic class of a client (layer 1 classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficClass {
+    #[default]
+    Normal,
+    Crawler,
+    Automation,
+    Scanner,
+    /// On the allow list.
+    Trusted,
+}
+
+impl TrafficClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficClass::Normal => "normal",
+            TrafficClass::Crawler => "crawler",
+            TrafficClass::Automation => "automation",
+            TrafficClass::Scanner => "scanner",
+            TrafficClass::Trusted => "trusted",
+        }
+    }
+}
+
+/// What the gateway does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    Pass,
+    /// Answer from the gateway with one of the configured responses.
+    Intercept(Answer),
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Intercept(Answer::Blocked) => "block",
+            Action::Intercept(Answer::BadRequest { .. }) => "bad_request",
+            Action::Intercept(Answer::TooMany { .. }) => "throttle",
+        }
+    }
+}
+
+/// Which configured response answers an intercepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Blocked,
+    BadRequest { status: u16 },
+    TooMany { retry_after_s: u64, status: u16 },
+}
+
+/// Everything the pipeline knows about one request.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    pub peer_ip: IpAddr,
+    /// The peer is a trusted proxy: its forwarding headers are believed.
+    pub via_trusted_proxy: bool,
+    pub class: TrafficClass,
+    pub signals: Vec<Signal>,
+}
+
+impl RequestContext {
+    pub fn new(request_id: String, client_ip: IpAddr, peer_ip: IpAddr) -> Self {
+        RequestContext {
+            request_id,
+            client_ip,
+            peer_ip,
+            via_trusted_proxy: false,
+            class: TrafficClass::Normal,
+            signals: Vec::new(),
+        }
+    }
+
+    pub fn add(
+        &mut self,
+        name: &'static str,
+        layer: Layer,
+        weight: u32,
+        evidence: impl Into<String>,
+        demand: Demand,
+    ) {
+        self.signals.push(Signal {
+            name,
+            layer,
+            weight,
+            evidence: evidence.into(),
+            demand,
+        });
+    }
+
+    /// Whether a stage has already decided the request must stop; later
+    /// stages are skipped then.
+    pub fn is_stopped(&self) -> bool {
+        self.signals.iter().any(|s| s.demand > Demand::Tag)
+    }
+
+    /// The policy step: the strongest demand of all signals picks the action.
+    pub fn decide(&self) -> (Action, Option<Layer>) {
+        let strongest = self.signals.iter().max_by_key(|s| s.demand);
+        match strongest {
+            Some(s) => {
+                let action = match s.demand {
+                    Demand::Tag => return (Action::Pass, None),
+                    Demand::TooMany {
+                        retry_after_s,
+                        status,
+                    } => Action::Intercept(Answer::TooMany {
+                        retry_after_s,
+                        status,
+                    }),
+                    Demand::Block => Action::Intercept(Answer::Blocked),
+                    Demand::BadRequest { status } => Action::Intercept(Answer::BadRequest { status }),
+                };
+                (action, Some(s.layer))
+            }
+            None => (Action::Pass, None),
+        }
+    }
+}
+
+/// Seconds to announce in `Retry-After`, at least one.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// One decision, as written to the log and, later, the event store.
+#[derive(Debug, Serialize)]
+pub struct Event {
+    pub ts_ms: u64,
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub action: &'static str,
+    pub layer: Option<Layer>,
+    pub status: u16,
+    pub class: TrafficClass,
+    pub signals: Vec<Signal>,
+    pub duration_us: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        RequestContext::new("r1".into(), ip, ip)
+    }
+
+    #[test]
+    fn no_signal_passes() {
+        assert_eq!(ctx().decide(), (Action::Pass, None));
+    }
+
+    #[test]
+    fn strongest_demand_wins() {
+        let mut c = ctx();
+        c.add("automation", Layer::Edge, 20, "curl/8", Demand::Tag);
+        assert!(!c.is_stopped());
+        c.add(
+            "quota",
+            Layer::Edge,
+            0,
+            "",
+            Demand::TooMany {
+                retry_after_s: 1,
+                status: 429,
+            },
+        );
+        c.add("bad_utf8", Layer::Edge, 0, "query", Demand::BadRequest { status: 400 });
+        assert!(c.is_stopped());
+        assert_eq!(
+            c.decide(),
+            (
+                Action::Intercept(Answer::BadRequest { status: 400 }),
+                Some(Layer::Edge)
+            )
+        );
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+    }
+}

@@ -1,0 +1,317 @@
+//! Protocol sanity: requests an origin must never see.
+//!
+//! Pure checks over the request head and the inspected part of the body:
+//! smuggling markers (`Content-Length` beside `Transfer-Encoding`, obfuscated
+//! `Transfer-Encoding`), invalid percent-encoding, malformed or overlong
+//! UTF-8 once decoded, NUL bytes, invalid JSON, unknown methods, oversize.
+
+use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use portcullis_config::{LimitsConfig, ProtocolConfig};
+
+/// Why a request is refused, with the status it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub name: &'static str,
+    pub evidence: String,
+    pub status: u16,
+}
+
+fn violation(name: &'static str, evidence: impl Into<String>, status: u16) -> Option<Violation> {
+    Some(Violation {
+        name,
+        evidence: evidence.into(),
+        status,
+    })
+}
+
+/// Checks the request line and headers, before any body byte is read.
+pub fn check_head(
+    method: &str,
+    target: &str,
+    headers: &HeaderMap,
+    protocol: &ProtocolConfig,
+    limits: &LimitsConfig,
+) -> Option<Violation> {
+    if !protocol.allowed_methods.iter().any(|m| m == method) {
+        return violation("unknown_method", truncate(method), 400);
+    }
+    if target.len() > limits.max_uri_bytes {
+        return violation("uri_too_long", format!("{} bytes", target.len()), 414);
+    }
+    if let Some(v) = check_framing(headers, limits) {
+        return Some(v);
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    check_component("path", path, protocol).or_else(|| check_component("query", query, protocol))
+}
+
+fn check_framing(headers: &HeaderMap, limits: &LimitsConfig) -> Option<Violation> {
+    let lengths: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
+    let encodings: Vec<_> = headers.get_all(TRANSFER_ENCODING).iter().collect();
+    if !encodings.is_empty() && !lengths.is_empty() {
+        return violation("cl_te_conflict", "content-length with transfer-encoding", 400);
+    }
+    if encodings.len() > 1 {
+        return violation("te_obfuscated", "repeated transfer-encoding", 400);
+    }
+    if let Some(te) = encodings.first() {
+        // Exactly `chunked`: anything else (`xchunked`, `chunked, identity`,
+        // odd spacing, mixed case tricks with junk) is a smuggling attempt.
+        let value = te.as_bytes();
+        if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") || value != value.trim_ascii() {
+            return violation("te_obfuscated", printable(value), 400);
+        }
+    }
+    if lengths.len() > 1 {
+        return violation("cl_repeated", "several content-length headers", 400);
+    }
+    if let Some(cl) = lengths.first() {
+        match std::str::from_utf8(cl.as_bytes()).ok().and_then(|s| s.parse::<u64>().ok()) {
+            None => return violation("cl_invalid", printable(cl.as_bytes()), 400),
+            Some(n) if n > limits.max_body_bytes => {
+                return violation("body_too_large", format!("{n} bytes declared"), 413);
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// Checks a path or query: percent-encoding, decoded UTF-8 and NUL bytes.
+fn check_component(name: &'static str, raw: &str, protocol: &ProtocolConfig) -> Option<Violation> {
+    check_encoded(raw, protocol).map(|(kind, evidence)| Violation {
+        name: kind,
+        evidence: format!("{name}: {evidence}"),
+        status: 400,
+    })
+}
+
+/// Validates percent-encoded text (a path, a query or a form body).
+fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, String)> {
+    if !raw.as_bytes().contains(&b'%') {
+        if protocol.reject_nul && raw.as_bytes().contains(&0) {
+            return Some(("nul_byte", String::new()));
+        }
+        return None;
+    }
+    let decoded = match percent_decode(raw.as_bytes()) {
+        Ok(decoded) => decoded,
+        Err(at) => {
+            if protocol.reject_bad_percent {
+                return Some(("bad_percent_encoding", snippet(raw, at)));
+            }
+            return None;
+        }
+    };
+    if protocol.reject_nul && decoded.contains(&0) {
+        return Some(("nul_byte", "%00".into()));
+    }
+    if protocol.reject_bad_utf8 {
+        if let Err(e) = std::str::from_utf8(&decoded) {
+            return Some(("bad_utf8", printable(&decoded[e.valid_up_to()..][..4.min(decoded.len() - e.valid_up_to())])));
+        }
+    }
+    None
+}
+
+/// Decodes `%XX` escapes; `Err(offset)` at the first escape that is not two hex digits.
+pub fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, usize> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3).ok_or(i)?;
+            let hi = hex_value(hex[0]).ok_or(i)?;
+            let lo = hex_value(hex[1]).ok_or(i)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Checks the inspected part of a body, according to its content type.
+pub fn check_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    complete: bool,
+    protocol: &ProtocolConfig,
+) -> Option<Violation> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return check_form(body, protocol);
+    }
+    if is_json(&content_type) {
+        return check_json(body, complete, protocol);
+    }
+    None
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return protocol
+            .reject_bad_utf8
+            .then_some(())
+            .and_then(|()| violation("bad_utf8", "form: raw bytes", 400));
+    };
+    check_encoded(text, protocol).map(|(name, evidence)| Violation {
+        name,
+        evidence: format!("form: {evidence}"),
+        status: 400,
+    })
+}
+
+fn check_json(body: &[u8], complete: bool, protocol: &ProtocolConfig) -> Option<Violation> {
+    if protocol.reject_bad_utf8 {
+        if let Err(e) = std::str::from_utf8(body) {
+            // A truncated body may end inside a character.
+            let cut_at_end = !complete && e.error_len().is_none();
+            if !cut_at_end {
+                return violation("bad_utf8", "json: raw bytes", 400);
+            }
+        }
+    }
+    if protocol.reject_nul && memchr::memmem::find(body, b"\\u0000").is_some() {
+        return violation("nul_byte", "json: \\u0000", 400);
+    }
+    if protocol.reject_bad_json && complete && !body.trim_ascii().is_empty() {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return violation("bad_json", format!("json: {e}"), 400);
+        }
+    }
+    None
+}
+
+fn truncate(s: &str) -> String {
+    printable(s.as_bytes())
+}
+
+/// A short, log-safe rendering of untrusted bytes.
+fn printable(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes.iter().take(32) {
+        if b.is_ascii_graphic() || b == b' ' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+fn snippet(raw: &str, at: usize) -> String {
+    let end = (at + 3).min(raw.len());
+    printable(&raw.as_bytes()[at..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn head(method: &str, target: &str, headers: &[(&str, &str)]) -> Option<Violation> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        check_head(
+            method,
+            target,
+            &map,
+            &ProtocolConfig::default(),
+            &LimitsConfig::default(),
+        )
+    }
+
+    fn name(v: Option<Violation>) -> &'static str {
+        v.map_or("ok", |v| v.name)
+    }
+
+    #[test]
+    fn the_review_scanner_request_is_refused() {
+        let target = "/open/v3/live/record?action=eval&live_id=undefined%bf%27%bf'%27%22'\"\\%5C%0d%0a";
+        assert_eq!(name(head("GET", target, &[])), "bad_utf8");
+    }
+
+    #[test]
+    fn clean_requests_pass() {
+        assert_eq!(name(head("GET", "/a/b?q=caf%C3%A9&x=1+2", &[])), "ok");
+        assert_eq!(
+            name(head("POST", "/", &[("transfer-encoding", "chunked")])),
+            "ok"
+        );
+        assert_eq!(name(head("POST", "/", &[("content-length", "12")])), "ok");
+    }
+
+    #[test]
+    fn smuggling_markers() {
+        let both = [("content-length", "5"), ("transfer-encoding", "chunked")];
+        assert_eq!(name(head("POST", "/", &both)), "cl_te_conflict");
+        for te in ["xchunked", "chunked, identity", " chunked", "identity"] {
+            assert_eq!(
+                name(head("POST", "/", &[("transfer-encoding", te)])),
+                "te_obfuscated",
+                "{te}"
+            );
+        }
+        let two = [("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")];
+        assert_eq!(name(head("POST", "/", &two)), "te_obfuscated");
+        let cls = [("content-length", "5"), ("content-length", "6")];
+        assert_eq!(name(head("POST", "/", &cls)), "cl_repeated");
+        assert_eq!(
+            name(head("POST", "/", &[("content-length", "99999999999")])),
+            "body_too_large"
+        );
+    }
+
+    #[test]
+    fn encoding_errors() {
+        assert_eq!(name(head("GET", "/a%zz", &[])), "bad_percent_encoding");
+        assert_eq!(name(head("GET", "/a?x=%", &[])), "bad_percent_encoding");
+        assert_eq!(name(head("GET", "/a?x=%00", &[])), "nul_byte");
+        assert_eq!(name(head("GET", "/%c0%af", &[])), "bad_utf8", "overlong /");
+        assert_eq!(name(head("GET", "/%ed%a0%80", &[])), "bad_utf8", "surrogate");
+        assert_eq!(name(head("BREW", "/", &[])), "unknown_method");
+        let long = format!("/{}", "a".repeat(9000));
+        assert_eq!(name(head("GET", &long, &[])), "uri_too_long");
+    }
+
+    #[test]
+    fn bodies() {
+        let p = ProtocolConfig::default();
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert_eq!(name(check_body(&h, br#"{"a":[1,2]}"#, true, &p)), "ok");
+        assert_eq!(name(check_body(&h, br#"{"a":"#, true, &p)), "bad_json");
+        assert_eq!(name(check_body(&h, br#"{"a":"#, false, &p)), "ok", "truncated");
+        assert_eq!(name(check_body(&h, b"{\"a\":\"\xff\"}", true, &p)), "bad_utf8");
+        assert_eq!(name(check_body(&h, br#"{"a":"\u0000"}"#, true, &p)), "nul_byte");
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        assert_eq!(name(check_body(&h, b"a=1&b=%E4%BD%A0", true, &p)), "ok");
+        assert_eq!(name(check_body(&h, b"a=%bf", true, &p)), "bad_utf8");
+        assert_eq!(name(check_body(&h, b"a=%g1", true, &p)), "bad_percent_encoding");
+    }
+}

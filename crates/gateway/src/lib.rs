@@ -1,0 +1,148 @@
+//! The Portcullis data path.
+//!
+//! Owns the listeners (plain, TLS, admin), the request context and decision
+//! pipeline, the edge layer (layer 1), the proxy to the origins, hot reload
+//! of the configuration, metrics and the decision-event queue. Pure checks
+//! live in [`edge`] and [`context`] and are tested without sockets.
+
+pub mod body;
+pub mod client_ip;
+pub mod context;
+pub mod demo;
+pub mod edge;
+pub mod events;
+pub mod metrics;
+pub mod proxy;
+pub mod reload;
+pub mod runtime;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use portcullis_config::{Config, UpstreamConfig};
+use portcullis_state::{MemoryStore, MemoryStoreOptions, StateStore};
+
+use crate::edge::conn::ConnLimiter;
+use crate::events::EventSink;
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+
+/// What every request handler shares.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub state: Arc<dyn StateStore>,
+    pub metrics: Arc<Metrics>,
+    pub events: EventSink,
+    pub conns: Arc<ConnLimiter>,
+}
+
+/// Command-line settings that win over the file, on start and on every reload.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub upstream: Option<String>,
+}
+
+impl Overrides {
+    pub fn apply(&self, mut config: Config) -> Config {
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(admin) = self.admin {
+            config.server.admin = Some(admin);
+        }
+        if let Some(upstream) = &self.upstream {
+            config.upstreams = vec![UpstreamConfig::new(upstream.clone())];
+        }
+        config
+    }
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file, watched for changes and re-read on SIGHUP.
+    File(PathBuf),
+    /// A fixed configuration (defaults plus overrides, or tests).
+    Fixed(Config),
+}
+
+impl ConfigSource {
+    pub fn load(&self, overrides: &Overrides) -> anyhow::Result<Config> {
+        let config = match self {
+            ConfigSource::File(path) => Config::load(path)?,
+            ConfigSource::Fixed(config) => config.clone(),
+        };
+        Ok(overrides.apply(config))
+    }
+}
+
+/// A started gateway: the addresses it listens on.
+pub struct Running {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub shared: Arc<Shared>,
+}
+
+/// Starts the listeners and the reload watcher on the current tokio runtime.
+pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result<Running> {
+    let config = source.load(&overrides)?;
+    anyhow::ensure!(
+        !config.upstreams.is_empty(),
+        "no origin configured: give --upstream URL or [[upstreams]] in the config"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let events = if config.events.log {
+        EventSink::json_lines(config.events.queue, Box::new(std::io::stdout()), Arc::clone(&metrics))
+    } else {
+        EventSink::disabled(Arc::clone(&metrics))
+    };
+    let runtime = Runtime::build(config, 1).context("cannot apply the configuration")?;
+    metrics.config_version.set(1);
+    let listen_addr = runtime.config.server.listen;
+    let admin_addr = runtime.config.server.admin;
+    let tls_addr = runtime.config.server.tls.as_ref().map(|t| t.listen);
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        state: Arc::new(MemoryStore::new(MemoryStoreOptions::default())),
+        metrics,
+        events,
+        conns: Arc::new(ConnLimiter::default()),
+    });
+
+    let listener = server::bind(listen_addr).await?;
+    let listen = listener.local_addr()?;
+    tokio::spawn(server::serve_plain(listener, Arc::clone(&shared)));
+    let admin = match admin_addr {
+        Some(addr) => {
+            let listener = server::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(server::serve_admin(listener, Arc::clone(&shared)));
+            Some(bound)
+        }
+        None => None,
+    };
+    let tls = match tls_addr {
+        Some(addr) => {
+            let listener = server::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(server::serve_tls(listener, Arc::clone(&shared)));
+            Some(bound)
+        }
+        None => None,
+    };
+    tokio::spawn(reload::watch(source, overrides, Arc::clone(&shared)));
+    tracing::info!(%listen, admin = ?admin, tls = ?tls, "portcullis is listening");
+    Ok(Running {
+        listen,
+        admin,
+        tls,
+        shared,
+    })
+}

@@ -1,0 +1,113 @@
+//! Prometheus metrics of the data path, served on the admin listener.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub action: &'static str,
+    pub layer: &'static str,
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabel {
+    pub name: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 µs .. ~16 s
+    Histogram::new(exponential_buckets(1e-6, 4.0, 13))
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub signals: Family<NameLabel, Counter>,
+    pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
+    pub upstream_errors: Family<OutcomeLabel, Counter>,
+    pub connections_open: Gauge,
+    pub connections_refused: Family<OutcomeLabel, Counter>,
+    pub config_version: Gauge,
+    pub config_reloads: Family<OutcomeLabel, Counter>,
+    pub events_dropped: Counter,
+    pub state_entries: Gauge,
+    pub state_evictions: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::default();
+        registry.register("requests", "Requests by action, deciding layer and traffic class", requests.clone());
+        let signals = Family::default();
+        registry.register("signals", "Signals raised, by name", signals.clone());
+        let stage_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("stage_duration_seconds", "Time spent in each pipeline stage", stage_seconds.clone());
+        let upstream_errors = Family::default();
+        registry.register("upstream_errors", "Origin failures answered with 502/504", upstream_errors.clone());
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "Client connections open", connections_open.clone());
+        let connections_refused = Family::default();
+        registry.register("connections_refused", "Connections refused by the caps", connections_refused.clone());
+        let config_version = Gauge::default();
+        registry.register("config_version", "Version of the configuration in force", config_version.clone());
+        let config_reloads = Family::default();
+        registry.register("config_reloads", "Configuration reloads by outcome", config_reloads.clone());
+        let events_dropped = Counter::default();
+        registry.register("events_dropped", "Decision events dropped because the queue was full", events_dropped.clone());
+        let state_entries = Gauge::default();
+        registry.register("state_entries", "Keys held by the in-memory state", state_entries.clone());
+        let state_evictions = Gauge::default();
+        registry.register("state_evictions", "Live keys evicted from the in-memory state to stay bounded", state_evictions.clone());
+        Metrics {
+            registry,
+            requests,
+            signals,
+            stage_seconds,
+            upstream_errors,
+            connections_open,
+            connections_refused,
+            config_version,
+            config_reloads,
+            events_dropped,
+            state_entries,
+            state_evictions,
+        }
+    }
+
+    pub fn observe_stage(&self, stage: &'static str, started: std::time::Instant) {
+        self.stage_seconds
+            .get_or_create(&StageLabel { stage })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,511 @@
+//! The request path: run the pipeline's stages in order, let the policy step
+//! decide, then answer from the gateway or forward to the origin.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use portcullis_config::ClassAction;
+use portcullis_state::Gcra;
+
+use crate::Shared;
+use crate::body::{Metered, Prefix, PrefixedBody, read_prefix};
+use crate::client_ip::client_ip;
+use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext, TrafficClass, retry_after_secs};
+use crate::edge::protocol;
+use crate::runtime::{ProxyBody, Runtime};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Answers one request. Never fails: every problem becomes a response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let runtime = shared.runtime.load_full();
+    let request_id = new_request_id();
+    let ip = client_ip(peer.ip(), req.headers(), &runtime.trusted_proxies, &runtime.forwarded);
+    let mut ctx = RequestContext::new(request_id, ip, peer.ip());
+    ctx.via_trusted_proxy = runtime.trusted_proxies.contains(peer.ip());
+    let (mut parts, body) = req.into_parts();
+    let host = host_of(&parts);
+    let path = parts.uri.path().to_owned();
+
+    edge_stages(&shared, &runtime, &mut ctx, &parts).await;
+    let mut forward_body = None;
+    if !ctx.is_stopped() {
+        forward_body = Some(body_stage(&shared, &runtime, &mut ctx, &parts.headers, body).await);
+    }
+
+    let (action, layer) = ctx.decide();
+    let response = match (action, forward_body) {
+        (Action::Pass, Some(body)) => forward(&shared, &runtime, &ctx, &mut parts, &host, body).await,
+        (Action::Intercept(answer), _) => intercept(&runtime, &ctx, answer),
+        (Action::Pass, None) => intercept(&runtime, &ctx, Answer::BadRequest { status: 400 }),
+    };
+    record(&shared, &runtime, ctx, &parts, host, path, action, layer, &response, started);
+    Ok(response)
+}
+
+/// Layer 1 before any body byte is read: addresses, protocol, quota, class.
+async fn edge_stages(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext, parts: &http::request::Parts) {
+    let t = Instant::now();
+    ip_stage(shared, rt, ctx).await;
+    shared.metrics.observe_stage("ip", t);
+    if ctx.is_stopped() {
+        return;
+    }
+
+    let t = Instant::now();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Some(v) = protocol::check_head(parts.method.as_str(), target, &parts.headers, &rt.config.protocol, &rt.config.limits) {
+        ctx.add(v.name, Layer::Edge, 100, v.evidence, Demand::BadRequest { status: v.status });
+    }
+    shared.metrics.observe_stage("protocol", t);
+    if ctx.is_stopped() {
+        return;
+    }
+
+    let t = Instant::now();
+    if let Err(refused) = rt.quota.admit(parts.uri.path()) {
+        let demand = Demand::TooMany {
+            retry_after_s: retry_after_secs(refused.retry_after),
+            status: rt.quota.status,
+        };
+        ctx.add("quota_exceeded", Layer::Edge, 0, refused.which, demand);
+        shared.metrics.observe_stage("quota", t);
+        return;
+    }
+    shared.metrics.observe_stage("quota", t);
+
+    if ctx.class != TrafficClass::Trusted {
+        let t = Instant::now();
+        classify_stage(shared, rt, ctx, &parts.headers).await;
+        shared.metrics.observe_stage("classify", t);
+    }
+}
+
+async fn ip_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext) {
+    let ip = ctx.client_ip;
+    if rt.allow.contains(ip) {
+        ctx.class = TrafficClass::Trusted;
+        return;
+    }
+    if rt.deny.contains(ip) {
+        ctx.add("ip_denied", Layer::Edge, 100, "deny list", Demand::Block);
+        return;
+    }
+    for feed in &rt.feeds {
+        if feed.set.contains(ip) {
+            let demand = match feed.action {
+                ClassAction::Block => Demand::Block,
+                _ => Demand::Tag,
+            };
+            ctx.add("threat_feed", Layer::Edge, 60, feed.name.clone(), demand);
+            if demand == Demand::Block {
+                return;
+            }
+        }
+    }
+    match shared.state.get(&ban_key(ip)).await {
+        Ok(Some(reason)) => {
+            let reason = String::from_utf8_lossy(&reason).into_owned();
+            ctx.add("ip_banned", Layer::Edge, 100, reason, Demand::Block);
+        }
+        Ok(None) => {}
+        // Fail open: an unreachable state backend must not take the site down.
+        Err(e) => tracing::warn!(error = %e, "ban lookup failed"),
+    }
+}
+
+/// The state key of a temporary ban on an address.
+pub fn ban_key(ip: IpAddr) -> String {
+    format!("ban:ip:{ip}")
+}
+
+async fn classify_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext, headers: &HeaderMap) {
+    let traffic = &rt.config.traffic;
+    if let Some(found) = rt.classifier.classify(ctx.client_ip, headers) {
+        ctx.class = found.class;
+        let (action, rps, name, weight) = match found.class {
+            TrafficClass::Scanner => (traffic.scanner.action, traffic.scanner.throttle_rps, "scanner", 40),
+            TrafficClass::Automation => (traffic.automation.action, traffic.automation.throttle_rps, "automation", 30),
+            _ => (traffic.crawler.action, 1.0, "crawler", 10),
+        };
+        let demand = match action {
+            ClassAction::Allow => return,
+            ClassAction::Tag => Demand::Tag,
+            ClassAction::Block => Demand::Block,
+            ClassAction::Throttle => throttle(shared, name, ctx.client_ip, rps).await,
+        };
+        ctx.add(name, Layer::Edge, weight, found.evidence, demand);
+    }
+    if ctx.class == TrafficClass::Normal {
+        if let Some(missing) = crate::edge::classify::missing_browser_headers(headers) {
+            ctx.add("browser_headers_missing", Layer::Edge, 10, missing, Demand::Tag);
+        }
+    }
+}
+
+async fn throttle(shared: &Shared, class: &str, ip: IpAddr, rps: f64) -> Demand {
+    let burst = (rps * 5.0).ceil().max(1.0) as u32;
+    let key = format!("throttle:{class}:{ip}");
+    match shared.state.rate_limit(&key, Gcra::per_second(rps, burst), 1).await {
+        Ok(d) if !d.allowed => Demand::TooMany {
+            retry_after_s: retry_after_secs(d.retry_after),
+            status: 429,
+        },
+        Ok(_) => Demand::Tag,
+        Err(e) => {
+            tracing::warn!(error = %e, "throttle lookup failed");
+            Demand::Tag
+        }
+    }
+}
+
+/// Reads the inspected part of the body and checks it; returns the body to forward.
+async fn body_stage(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> ProxyBody {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return empty_body();
+    }
+    let t = Instant::now();
+    let limits = &rt.config.limits;
+    let prefix = read_prefix(
+        body,
+        limits.inspect_body_bytes,
+        limits.max_body_bytes,
+        Duration::from_millis(limits.body_timeout_ms),
+    )
+    .await;
+    let (inspected, complete, forward) = match prefix {
+        Prefix::Complete(bytes) => (bytes.clone(), true, full_body(bytes)),
+        Prefix::Partial(bytes, rest) => (
+            bytes.clone(),
+            false,
+            PrefixedBody::new(bytes, rest, limits.max_body_bytes).map_err(Into::into).boxed(),
+        ),
+        Prefix::TooLarge => {
+            ctx.add("body_too_large", Layer::Edge, 100, "", Demand::BadRequest { status: 413 });
+            return empty_body();
+        }
+        Prefix::TimedOut => {
+            ctx.add("body_timeout", Layer::Edge, 100, "", Demand::BadRequest { status: 408 });
+            return empty_body();
+        }
+        Prefix::Broken => {
+            ctx.add("body_malformed", Layer::Edge, 100, "", Demand::BadRequest { status: 400 });
+            return empty_body();
+        }
+    };
+    if let Some(v) = protocol::check_body(headers, &inspected, complete, &rt.config.protocol) {
+        ctx.add(v.name, Layer::Edge, 100, v.evidence, Demand::BadRequest { status: v.status });
+    }
+    shared.metrics.observe_stage("body", t);
+    forward
+}
+
+fn empty_body() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn full_body(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A gateway answer from the configured templates, always with the request id.
+fn intercept(rt: &Runtime, ctx: &RequestContext, answer: Answer) -> Response<ProxyBody> {
+    let block = &rt.config.block;
+    let (template, status, retry_after) = match answer {
+        Answer::Blocked => (&block.blocked, block.blocked.status, None),
+        Answer::BadRequest { status } => (&block.bad_request, status, None),
+        Answer::TooMany { retry_after_s, status } => (&block.too_many, status, Some(retry_after_s)),
+    };
+    let body = rt.render(template, status, &ctx.request_id);
+    let mut response = gateway_response(status, &template.content_type, body, &ctx.request_id);
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// A response written by the gateway itself.
+pub fn gateway_response(status: u16, content_type: &str, body: Bytes, request_id: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn origin_failure(ctx: &RequestContext, status: u16, error: &str) -> Response<ProxyBody> {
+    let body = format!(r#"{{"error":"{error}","request_id":"{}"}}"#, ctx.request_id);
+    gateway_response(status, "application/json", Bytes::from(body), &ctx.request_id)
+}
+
+async fn forward(
+    shared: &Shared,
+    rt: &Arc<Runtime>,
+    ctx: &RequestContext,
+    parts: &mut http::request::Parts,
+    host: &str,
+    body: ProxyBody,
+) -> Response<ProxyBody> {
+    let Some(upstream) = rt.upstream(host, parts.uri.path()) else {
+        return origin_failure(ctx, 502, "no origin for this host and path");
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Ok(uri) = format!("{}{}", upstream.base, path_and_query).parse::<http::Uri>() else {
+        return origin_failure(ctx, 400, "bad request target");
+    };
+    let upgrade = is_upgrade(&parts.headers);
+    let client_upgrade = upgrade
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+    let mut headers = std::mem::take(&mut parts.headers);
+    prepare_upstream_headers(&mut headers, ctx, host, upgrade);
+
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.headers_mut() = headers;
+    let result = tokio::time::timeout(upstream.response_timeout, upstream.client.request(upstream_req)).await;
+    parts.headers = HeaderMap::new();
+    let mut response = match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::warn!(request_id = %ctx.request_id, upstream = %upstream.authority, error = %e, "origin request failed");
+            shared.metrics.upstream_errors.get_or_create(&crate::metrics::OutcomeLabel { outcome: "error" }).inc();
+            return origin_failure(ctx, 502, "origin unavailable");
+        }
+        Err(_) => {
+            shared.metrics.upstream_errors.get_or_create(&crate::metrics::OutcomeLabel { outcome: "timeout" }).inc();
+            return origin_failure(ctx, 504, "origin timed out");
+        }
+    };
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+        tunnel(client_upgrade, hyper::upgrade::on(&mut response), ctx.request_id.clone());
+    } else {
+        strip_hop_by_hop(response.headers_mut());
+    }
+    if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    let (head, incoming) = response.into_parts();
+    let body = if rt.quota.meters_bandwidth() {
+        Metered::new(incoming, Arc::clone(rt)).map_err(Into::into).boxed()
+    } else {
+        incoming.map_err(Into::into).boxed()
+    };
+    Response::from_parts(head, body)
+}
+
+fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade, request_id: String) {
+    tokio::spawn(async move {
+        let (Ok(client), Ok(origin)) = (client.await, origin.await) else {
+            tracing::debug!(%request_id, "websocket upgrade did not complete");
+            return;
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut origin = hyper_util::rt::TokioIo::new(origin);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+            tracing::debug!(%request_id, error = %e, "websocket tunnel closed");
+        }
+    });
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+/// Headers a client could forge about the gateway's verdict: always removed.
+fn is_reserved(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("x-wx-") || name.starts_with("x-portcullis-")
+}
+
+fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, host: &str, upgrade: bool) {
+    if upgrade {
+        strip_hop_by_hop_except_upgrade(headers);
+    } else {
+        strip_hop_by_hop(headers);
+    }
+    let reserved: Vec<HeaderName> = headers.keys().filter(|n| is_reserved(n)).cloned().collect();
+    for name in reserved {
+        headers.remove(name);
+    }
+    // A client's own X-Forwarded-For is kept only when it came through a trusted proxy.
+    let forwarded = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if ctx.via_trusted_proxy => format!("{prior}, {}", ctx.peer_ip),
+        _ => ctx.peer_ip.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    if !headers.contains_key(header::HOST) {
+        if let Ok(value) = HeaderValue::from_str(host) {
+            headers.insert(header::HOST, value);
+        }
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_hop_by_hop_except_upgrade(headers);
+    headers.remove(header::UPGRADE);
+}
+
+fn strip_hop_by_hop_except_upgrade(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| name != header::UPGRADE)
+        .collect();
+    let keep_connection = headers.contains_key(header::UPGRADE).then(|| headers.get(header::CONNECTION).cloned()).flatten();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if let Some(connection) = keep_connection {
+        if connection.to_str().is_ok_and(|c| c.to_ascii_lowercase().contains("upgrade")) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+}
+
+fn host_of(parts: &http::request::Parts) -> String {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Metrics and the decision event.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: RequestContext,
+    parts: &http::request::Parts,
+    host: String,
+    path: String,
+    action: Action,
+    layer: Option<Layer>,
+    response: &Response<ProxyBody>,
+    started: Instant,
+) {
+    let metrics = &shared.metrics;
+    metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            action: action.as_str(),
+            layer: layer.map_or("none", Layer::as_str),
+            class: ctx.class.as_str(),
+        })
+        .inc();
+    for signal in &ctx.signals {
+        metrics.signals.get_or_create(&crate::metrics::NameLabel { name: signal.name }).inc();
+    }
+    let wanted = action != Action::Pass || !ctx.signals.is_empty() || rt.config.events.log_passed;
+    if !shared.events.is_enabled() || !wanted {
+        return;
+    }
+    let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    shared.events.send(Event {
+        ts_ms,
+        request_id: ctx.request_id,
+        client_ip: ctx.client_ip,
+        method: parts.method.to_string(),
+        host,
+        path,
+        action: action.as_str(),
+        layer,
+        status: response.status().as_u16(),
+        class: ctx.class,
+        signals: ctx.signals,
+        duration_us: started.elapsed().as_micros() as u64,
+    });
+}
+
+/// 16 hex digits, unique enough to find one request in logs.
+fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_risk_headers_are_removed_and_forwarding_added() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-wx-risk-rank", HeaderValue::from_static("0"));
+        headers.insert("x-portcullis-verdict", HeaderValue::from_static("ok"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        let ctx = RequestContext::new("rid".into(), peer, peer);
+        prepare_upstream_headers(&mut headers, &ctx, "example.com", false);
+        assert!(headers.get("x-wx-risk-rank").is_none());
+        assert!(headers.get("x-portcullis-verdict").is_none());
+        assert!(headers.get("x-secret").is_none(), "listed in Connection");
+        assert!(headers.get(header::CONNECTION).is_none());
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9", "untrusted XFF replaced");
+        assert_eq!(headers["x-request-id"], "rid");
+        assert_eq!(headers[header::HOST], "example.com");
+    }
+
+    #[test]
+    fn trusted_chain_is_appended() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        let mut ctx = RequestContext::new("r".into(), "1.1.1.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        ctx.via_trusted_proxy = true;
+        prepare_upstream_headers(&mut headers, &ctx, "h", false);
+        assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
+    }
+}

@@ -1,0 +1,241 @@
+//! A configuration compiled into the tables the data path uses. A reload
+//! builds a whole new [`Runtime`] and swaps it in atomically; a request keeps
+//! the runtime it started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis_config::{BlockResponse, ClassAction, Config, UpstreamConfig};
+
+use crate::client_ip::ForwardedHeader;
+use crate::edge::classify::Classifier;
+use crate::edge::ipset::IpSet;
+use crate::edge::quota::Quota;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+
+/// One origin and the requests it serves.
+pub struct Upstream {
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    /// `http://host:port`, prepended to the request's path and query.
+    pub base: String,
+    pub authority: http::uri::Authority,
+    pub client: UpstreamClient,
+    pub response_timeout: Duration,
+}
+
+/// A threat feed's addresses and what to do with them.
+pub struct Feed {
+    pub name: String,
+    pub action: ClassAction,
+    pub set: IpSet,
+}
+
+pub struct Runtime {
+    /// Increases by one with every configuration applied.
+    pub version: u64,
+    pub config: Config,
+    pub allow: IpSet,
+    pub deny: IpSet,
+    pub feeds: Vec<Feed>,
+    pub trusted_proxies: IpSet,
+    pub forwarded: ForwardedHeader,
+    pub classifier: Classifier,
+    pub quota: Quota,
+    pub upstreams: Vec<Upstream>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Files whose change triggers a reload (feeds, certificates), with their stamps.
+    pub watched: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+impl Runtime {
+    /// Compiles a validated configuration; fails on files that cannot be read.
+    pub fn build(config: Config, version: u64) -> anyhow::Result<Runtime> {
+        let mut watched = Vec::new();
+        let feeds = config
+            .ip_lists
+            .feeds
+            .iter()
+            .map(|feed| {
+                watched.push((feed.path.clone(), modified(&feed.path)));
+                let text = std::fs::read_to_string(&feed.path)
+                    .with_context(|| format!("threat feed {:?}: cannot read {}", feed.name, feed.path.display()))?;
+                let (set, bad) = IpSet::parse_feed(&text);
+                if bad > 0 {
+                    tracing::warn!(feed = %feed.name, bad_lines = bad, "threat feed has lines that are not addresses");
+                }
+                Ok(Feed {
+                    name: feed.name.clone(),
+                    action: feed.action,
+                    set,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tls = match &config.server.tls {
+            Some(tls) => {
+                watched.push((tls.cert.clone(), modified(&tls.cert)));
+                watched.push((tls.key.clone(), modified(&tls.key)));
+                Some(Arc::new(load_tls(&tls.cert, &tls.key)?))
+            }
+            None => None,
+        };
+        let mut upstreams = config
+            .upstreams
+            .iter()
+            .map(build_upstream)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Most specific first: host-bound before any-host, then longest prefix.
+        upstreams.sort_by_key(|u| (u.hosts.is_empty(), std::cmp::Reverse(u.path_prefix.len())));
+        Ok(Runtime {
+            version,
+            allow: IpSet::from_nets(&config.ip_lists.allow),
+            deny: IpSet::from_nets(&config.ip_lists.deny),
+            feeds,
+            trusted_proxies: IpSet::from_nets(&config.client_ip.trusted_proxies),
+            forwarded: ForwardedHeader::parse(&config.client_ip.header)
+                .context("client_ip.header is not a header name")?,
+            classifier: Classifier::new(&config.traffic),
+            quota: Quota::new(&config.quota),
+            upstreams,
+            tls,
+            watched,
+            config,
+        })
+    }
+
+    /// The origin for a host and path: host-bound origins first, then the
+    /// longest matching prefix.
+    pub fn upstream(&self, host: &str, path: &str) -> Option<&Upstream> {
+        let host = host.split(':').next().unwrap_or_default();
+        self.upstreams.iter().find(|u| {
+            (u.hosts.is_empty() || u.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+                && path.starts_with(u.path_prefix.as_str())
+        })
+    }
+
+    /// Whether a watched file changed since this runtime was built.
+    pub fn files_changed(&self) -> bool {
+        self.watched.iter().any(|(path, stamp)| modified(path) != *stamp)
+    }
+
+    /// A configured answer with its template filled in.
+    pub fn render(&self, response: &BlockResponse, status: u16, request_id: &str) -> Bytes {
+        Bytes::from(
+            response
+                .body
+                .replace("{{request_id}}", request_id)
+                .replace("{{status}}", &status.to_string()),
+        )
+    }
+}
+
+pub fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn build_upstream(config: &UpstreamConfig) -> anyhow::Result<Upstream> {
+    let uri: http::Uri = config
+        .url
+        .parse()
+        .with_context(|| format!("upstream url {:?}", config.url))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .with_context(|| format!("upstream url {:?} has no host", config.url))?;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(config.pool_max_idle)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    Ok(Upstream {
+        hosts: config.hosts.clone(),
+        path_prefix: config.path_prefix.clone(),
+        base: format!("http://{authority}"),
+        authority,
+        client,
+        response_timeout: Duration::from_millis(config.response_timeout_ms),
+    })
+}
+
+fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read certificate {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("bad certificate PEM in {}", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "no certificate in {}", cert.display());
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(text: &str) -> Runtime {
+        Runtime::build(Config::parse(text).expect("valid"), 1).expect("builds")
+    }
+
+    #[test]
+    fn upstream_choice_by_host_and_prefix() {
+        let rt = runtime(
+            r#"
+            [[upstreams]]
+            url = "http://127.0.0.1:1001"
+            [[upstreams]]
+            url = "http://127.0.0.1:1002"
+            path_prefix = "/api/"
+            [[upstreams]]
+            url = "http://127.0.0.1:1003"
+            hosts = ["admin.example.com"]
+            "#,
+        );
+        let pick = |host, path| rt.upstream(host, path).map(|u| u.base.clone());
+        assert_eq!(pick("x.com", "/").as_deref(), Some("http://127.0.0.1:1001"));
+        assert_eq!(pick("x.com", "/api/v1").as_deref(), Some("http://127.0.0.1:1002"));
+        assert_eq!(
+            pick("ADMIN.example.com:8080", "/api/v1").as_deref(),
+            Some("http://127.0.0.1:1003")
+        );
+    }
+
+    #[test]
+    fn missing_feed_file_is_an_error() {
+        let config = Config::parse(
+            "[[ip_lists.feeds]]\nname = \"x\"\npath = \"/nonexistent/feed.txt\"\n",
+        )
+        .expect("valid");
+        let err = Runtime::build(config, 1).err().expect("fails");
+        assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
+    }
+
+    #[test]
+    fn block_template_is_filled() {
+        let rt = runtime("");
+        let body = rt.render(&rt.config.block.blocked, 403, "abc123");
+        assert_eq!(&body[..], br#"{"error":"blocked","request_id":"abc123"}"#);
+    }
+}

@@ -1,0 +1,170 @@
+//! Listeners: the plain and TLS data listeners with their connection caps
+//! and timeouts, and the admin listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::Shared;
+use crate::edge::conn::ConnGuard;
+use crate::metrics::OutcomeLabel;
+use crate::proxy;
+use crate::runtime::{ProxyBody, Runtime};
+
+/// Written to a plain connection refused by the caps, before closing it.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 34\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too many connections\"}\r\n";
+
+fn builder(rt: &Runtime) -> auto::Builder<TokioExecutor> {
+    let limits = &rt.config.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_timeout_ms))
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// Takes a connection slot for `peer`, or refuses and counts it.
+fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<ConnGuard> {
+    let rt = shared.runtime.load();
+    let limits = &rt.config.limits;
+    match shared.conns.try_acquire(peer.ip(), limits.max_connections, limits.max_connections_per_ip) {
+        Ok(guard) => Some(guard),
+        Err(refused) => {
+            shared
+                .metrics
+                .connections_refused
+                .get_or_create(&OutcomeLabel { outcome: refused.as_str() })
+                .inc();
+            None
+        }
+    }
+}
+
+pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(guard) = admit(&shared, peer) else {
+            let _ = stream.try_write(REFUSED);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(serve_connection(stream, peer, shared, guard));
+    }
+}
+
+pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(guard) = admit(&shared, peer) else { continue };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let rt = shared.runtime.load_full();
+            let Some(tls) = rt.tls.clone() else { return };
+            let _ = stream.set_nodelay(true);
+            let timeout = Duration::from_millis(rt.config.limits.header_timeout_ms);
+            let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+            match tokio::time::timeout(timeout, accept).await {
+                Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, shared, guard).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, guard: ConnGuard)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    shared.metrics.connections_open.inc();
+    let builder = builder(&shared.runtime.load());
+    let metrics = Arc::clone(&shared.metrics);
+    let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), peer, req));
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+    metrics.connections_open.dec();
+    drop(guard);
+}
+
+pub async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| admin(Arc::clone(&shared), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn admin(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/metrics" => {
+            let stats = shared.state.stats();
+            shared.metrics.state_entries.set(stats.entries as i64);
+            shared.metrics.state_evictions.set(stats.evictions as i64);
+            (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                shared.metrics.encode(),
+            )
+        }
+        "/healthz" => (
+            StatusCode::OK,
+            "application/json",
+            format!(r#"{{"status":"ok","config_version":{}}}"#, shared.runtime.load().version),
+        ),
+        _ => (StatusCode::NOT_FOUND, "application/json", r#"{"error":"not found"}"#.into()),
+    };
+    Ok(proxy::gateway_response(status.as_u16(), content_type, Bytes::from(body), ""))
+}
+
+/// Binds a listener, with the address in the error.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}

@@ -1,0 +1,148 @@
+//! The `portcullis` command: run the gateway, check a configuration, and
+//! replay attack corpora against a running gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use portcullis_config::Config;
+use portcullis_gateway::{ConfigSource, Overrides};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "A self-hosted security gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway in front of an origin.
+    Run {
+        /// Configuration file (TOML); reloaded when it changes and on SIGHUP.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Data listener address, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Origin to protect, e.g. http://127.0.0.1:3000. Without it and
+        /// without a config, a demo origin inside the binary is used.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Admin listener address (metrics, health, console).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
+    /// Validate a configuration file; prints every error, exits non-zero on error.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Benchmarks against a running gateway.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Replay the GoTestWAF corpus through a gateway and score it.
+    Corpus(portcullis_corpus::ReplayOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            listen,
+            upstream,
+            admin,
+        } => run(config, Overrides { listen, admin, upstream }),
+        Command::Check { config } => return check(&config),
+        Command::Bench(Bench::Corpus(options)) => bench_corpus(options),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().context("cannot start the async runtime")
+}
+
+fn run(config: Option<PathBuf>, mut overrides: Overrides) -> anyhow::Result<()> {
+    let source = match &config {
+        Some(path) => ConfigSource::File(path.clone()),
+        None => ConfigSource::Fixed(Config::default()),
+    };
+    let initial = source.load(&overrides)?;
+    let runtime = tokio_runtime(initial.server.workers)?;
+    runtime.block_on(async move {
+        if initial.upstreams.is_empty() && config.is_none() {
+            let demo = portcullis_gateway::demo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            overrides.upstream = Some(format!("http://{demo}"));
+            eprintln!("no origin given: protecting the built-in demo origin at http://{demo}");
+        }
+        let running = portcullis_gateway::start(source, overrides).await?;
+        eprintln!(
+            "portcullis listening on http://{} (admin: {})",
+            running.listen,
+            running.admin.map_or("off".to_string(), |a| format!("http://{a}"))
+        );
+        tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+        eprintln!("shutting down");
+        Ok(())
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} origin(s), listening on {})",
+                path.display(),
+                config.upstreams.len(),
+                config.server.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for error in e.field_errors() {
+                eprintln!("{}: {error}", path.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_corpus(options: portcullis_corpus::ReplayOptions) -> anyhow::Result<()> {
+    use portcullis_corpus::Report;
+    let results = options.results_path();
+    let previous = Report::load_if_exists(&results)?;
+    let report = tokio_runtime(0)?.block_on(portcullis_corpus::replay(options))?;
+    println!("{}", report.render(previous.as_ref()));
+    report.save(&results)?;
+    eprintln!("saved to {}", results.display());
+    Ok(())
+}
