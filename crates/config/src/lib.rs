@@ -267,11 +267,9 @@ pub struct ProtocolConfig {
 impl Default for ProtocolConfig {
     fn default() -> Self {
         ProtocolConfig {
-            allowed_methods: [
-                "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
-            ]
-            .map(String::from)
-            .to_vec(),
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+                .map(String::from)
+                .to_vec(),
             reject_bad_percent: true,
             reject_bad_utf8: true,
             reject_nul: true,
@@ -294,22 +292,12 @@ pub enum ClassAction {
     Tag,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrafficConfig {
     pub crawler: CrawlerClass,
     pub automation: AutomationClass,
     pub scanner: ScannerClass,
-}
-
-impl Default for TrafficConfig {
-    fn default() -> Self {
-        TrafficConfig {
-            crawler: CrawlerClass::default(),
-            automation: AutomationClass::default(),
-            scanner: ScannerClass::default(),
-        }
-    }
 }
 
 /// Declared search-engine crawlers (matched on the User-Agent).

@@ -63,12 +63,13 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
         .split('[')
         .next()
         .filter(|k| !k.is_empty())?;
-    text.lines().position(|line| {
-        let line = line.trim_start();
-        line.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
@@ -273,7 +274,10 @@ trait HeaderValueCheck {
 
 impl HeaderValueCheck for String {
     fn parse_is_header_value(&self) -> bool {
-        !self.is_empty() && self.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        !self.is_empty()
+            && self
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
     }
 }
 
@@ -308,12 +312,17 @@ mod tests {
 
     #[test]
     fn every_error_is_listed_with_field_and_line() {
-        let text = "[[upstreams]]\nurl = \"ftp://x\"\npath_prefix = \"api\"\n\n[quota]\nstatus = 418\n";
+        let text =
+            "[[upstreams]]\nurl = \"ftp://x\"\npath_prefix = \"api\"\n\n[quota]\nstatus = 418\n";
         let errors = Config::parse(text).unwrap_err().field_errors();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["upstreams[0].url", "upstreams[0].path_prefix", "quota.status"]
+            [
+                "upstreams[0].url",
+                "upstreams[0].path_prefix",
+                "quota.status"
+            ]
         );
         assert_eq!(errors[0].line, Some(2));
         assert_eq!(errors[1].line, Some(3));

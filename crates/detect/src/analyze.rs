@@ -3,11 +3,11 @@
 
 use crate::decode::{self, Anomalies};
 use crate::text::{Hits, Text, snippet};
-use crate::{Finding, Profile, Verdict, score};
 use crate::{
     Family, code, crlf, deser, jndi, ldap, nosql, rce, scanner, sqli, ssi, ssrf, ssti, traversal,
     webshell, xss, xxe,
 };
+use crate::{Finding, Profile, Verdict, score};
 
 /// What kind of place a value comes from; some checks only apply to some.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,7 @@ pub(crate) enum Ctx {
     Form,
     Json,
     Xml,
+    XmlDoc,
     Multipart,
     Filename,
     Header,
@@ -168,7 +169,12 @@ impl<'p> Sink<'p> {
 
 fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
     if a.overlong {
-        hits.add(Family::Protocol, score::WEAK + 1, "protocol.overlong-utf8", 0);
+        hits.add(
+            Family::Protocol,
+            score::WEAK + 1,
+            "protocol.overlong-utf8",
+            0,
+        );
     } else if a.nul && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::Filename) {
         hits.add(Family::Protocol, score::WEAK, "protocol.nul-byte", 0);
     } else if a.malformed_utf8 && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::Form) {
@@ -179,7 +185,7 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
 /// Every family check on one view.
 pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
     sqli::check(t, hits);
-    xss::check(t, hits);
+    xss::check(t, ctx != Ctx::XmlDoc, hits);
     rce::check(t, hits);
     code::check(t, hits);
     traversal::check(t, ctx == Ctx::Path, hits);

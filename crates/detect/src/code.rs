@@ -127,7 +127,11 @@ fn scan(b: &[u8], hits: &mut Hits) {
     }
     if let Some((sc, at)) = best {
         // Several code constructs together are as telling as a strong one.
-        let sc = if total >= 2 * score::MEDIUM { sc.max(score::STRONG) } else { sc };
+        let sc = if total >= 2 * score::MEDIUM {
+            sc.max(score::STRONG)
+        } else {
+            sc
+        };
         hits.add(Family::CodeInjection, sc, "code.dangerous-call", at);
     }
 }
@@ -136,8 +140,12 @@ fn scan(b: &[u8], hits: &mut Hits) {
 pub(crate) fn check_graphql_introspection(t: &Text, hits: &mut Hits) {
     for needle in ["__schema", "__type"] {
         if let Some(p) = t.find(needle) {
-            let k = skip_ws(t.bytes(), p + needle.len());
-            if matches!(t.bytes().get(k), Some(b'{' | b'(')) {
+            let b = t.bytes();
+            let mut k = p + needle.len();
+            while k < b.len() && (b[k].is_ascii_whitespace() || b[k] == b'+') {
+                k += 1;
+            }
+            if matches!(b.get(k), Some(b'{' | b'(')) {
                 hits.add(Family::Protocol, score::MEDIUM, "graphql.introspection", p);
                 return;
             }

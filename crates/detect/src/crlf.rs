@@ -6,18 +6,72 @@ use crate::text::{Hits, Text};
 use crate::{Family, score};
 
 const HEADERS: &[&[u8]] = &[
-    b"set-cookie", b"location", b"content-type", b"content-length", b"refresh", b"x-xss-protection",
-    b"access-control-allow-origin", b"access-control-allow-credentials", b"host", b"cookie",
-    b"transfer-encoding", b"connection", b"content-security-policy", b"link", b"x-forwarded-for",
-    b"x-forwarded-host", b"authorization", b"content-disposition", b"cache-control",
+    b"set-cookie",
+    b"location",
+    b"content-type",
+    b"content-length",
+    b"refresh",
+    b"x-xss-protection",
+    b"access-control-allow-origin",
+    b"access-control-allow-credentials",
+    b"host",
+    b"cookie",
+    b"transfer-encoding",
+    b"connection",
+    b"content-security-policy",
+    b"link",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"authorization",
+    b"content-disposition",
+    b"cache-control",
 ];
-const MAIL_HEADERS: &[&[u8]] = &[b"bcc", b"cc", b"to", b"from", b"subject", b"reply-to", b"mime-version", b"content-transfer-encoding"];
-const SMTP_LINES: &[&[u8]] = &[b"rcpt to:", b"mail from:", b"helo ", b"ehlo ", b"vrfy ", b"expn ", b"auth login", b"auth plain"];
+const MAIL_HEADERS: &[&[u8]] = &[
+    b"bcc",
+    b"cc",
+    b"to",
+    b"from",
+    b"subject",
+    b"reply-to",
+    b"mime-version",
+    b"content-transfer-encoding",
+];
+const SMTP_LINES: &[&[u8]] = &[
+    b"rcpt to:",
+    b"mail from:",
+    b"helo ",
+    b"ehlo ",
+    b"vrfy ",
+    b"expn ",
+    b"auth login",
+    b"auth plain",
+];
 const SMTP_ALONE: &[&[u8]] = &[b"QUIT", b"DATA", b"RSET", b"NOOP", b"STARTTLS", b"TURN"];
 const IMAP_COMMANDS: &[&[u8]] = &[
-    b"CAPABILITY", b"FETCH", b"LOGIN", b"SELECT", b"LIST", b"STORE", b"UID", b"LOGOUT", b"EXAMINE",
-    b"CREATE", b"DELETE", b"RENAME", b"APPEND", b"SEARCH", b"COPY", b"NOOP", b"AUTHENTICATE",
-    b"STARTTLS", b"LSUB", b"SUBSCRIBE", b"STATUS", b"EXPUNGE", b"CHECK", b"CLOSE",
+    b"CAPABILITY",
+    b"FETCH",
+    b"LOGIN",
+    b"SELECT",
+    b"LIST",
+    b"STORE",
+    b"UID",
+    b"LOGOUT",
+    b"EXAMINE",
+    b"CREATE",
+    b"DELETE",
+    b"RENAME",
+    b"APPEND",
+    b"SEARCH",
+    b"COPY",
+    b"NOOP",
+    b"AUTHENTICATE",
+    b"STARTTLS",
+    b"LSUB",
+    b"SUBSCRIBE",
+    b"STATUS",
+    b"EXPUNGE",
+    b"CHECK",
+    b"CLOSE",
 ];
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
@@ -41,25 +95,43 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 }
 
 fn line_after_break(lower: &[u8], orig: &[u8], at: usize, hits: &mut Hits) {
-    let line_end = lower.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(lower.len());
+    let line_end = lower
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .unwrap_or(lower.len());
     let line = &lower[..line_end];
     let oline = &orig[..line_end];
     if line.starts_with(b"http/1.") || line.starts_with(b"http/2") {
         hits.add(Family::Crlf, score::STRONG, "crlf.response-splitting", at);
         return;
     }
-    let name_end = line.iter().position(|&c| !(c.is_ascii_alphanumeric() || c == b'-')).unwrap_or(line.len());
+    let name_end = line
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'-'))
+        .unwrap_or(line.len());
     let name = &line[..name_end];
-    let colon = line.get(name_end..).is_some_and(|r| r.iter().find(|c| **c != b' ') == Some(&b':'));
+    let colon = line
+        .get(name_end..)
+        .is_some_and(|r| r.iter().find(|c| **c != b' ') == Some(&b':'));
     if SMTP_LINES.iter().any(|s| line.starts_with(s)) {
-        hits.add(Family::MailInjection, score::STRONG, "mail.smtp-command", at);
+        hits.add(
+            Family::MailInjection,
+            score::STRONG,
+            "mail.smtp-command",
+            at,
+        );
         return;
     }
     if colon && !name.is_empty() {
         if HEADERS.contains(&name) {
             hits.add(Family::Crlf, score::STRONG, "crlf.header-injection", at);
         } else if MAIL_HEADERS.contains(&name) {
-            hits.add(Family::MailInjection, score::MEDIUM + 1, "mail.header-injection", at);
+            hits.add(
+                Family::MailInjection,
+                score::MEDIUM + 1,
+                "mail.header-injection",
+                at,
+            );
         } else if name.starts_with(b"x-") {
             hits.add(Family::Crlf, score::MEDIUM, "crlf.header-injection", at);
         } else {
@@ -69,22 +141,39 @@ fn line_after_break(lower: &[u8], orig: &[u8], at: usize, hits: &mut Hits) {
     }
     let trimmed = trim(oline);
     if SMTP_ALONE.contains(&trimmed) {
-        hits.add(Family::MailInjection, score::MEDIUM + 1, "mail.smtp-command", at);
+        hits.add(
+            Family::MailInjection,
+            score::MEDIUM + 1,
+            "mail.smtp-command",
+            at,
+        );
         return;
     }
     // IMAP: `<tag> <COMMAND> ...` with the command in capitals.
     let mut parts = oline.split(|&c| c == b' ');
     if let (Some(tag), Some(cmd)) = (parts.next(), parts.next()) {
-        let tag_ok = !tag.is_empty() && tag.len() <= 10 && tag.iter().all(u8::is_ascii_alphanumeric);
+        let tag_ok =
+            !tag.is_empty() && tag.len() <= 10 && tag.iter().all(u8::is_ascii_alphanumeric);
         if tag_ok && IMAP_COMMANDS.contains(&cmd) {
-            hits.add(Family::MailInjection, score::STRONG, "mail.imap-command", at);
+            hits.add(
+                Family::MailInjection,
+                score::STRONG,
+                "mail.imap-command",
+                at,
+            );
         }
     }
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let s = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let e = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
     &b[s..e]
 }
 

@@ -76,9 +76,13 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
     let mut next = Vec::with_capacity(cur.len());
     for round in 0..MAX_ROUNDS {
         let mut changed = false;
-        if memchr(b'%', &cur).is_some() || (plus && round == 0 && memchr(b'+', &cur).is_some()) {
+        // `+` is a space in forms, and in any value that is visibly
+        // form-encoded (`%3Ca+href`), in every round that percent-decodes.
+        let has_escape = has_percent_escape(&cur);
+        let plus_now = (plus && round == 0) || (has_escape && memchr(b'+', &cur).is_some());
+        if has_escape || plus_now {
             next.clear();
-            if percent_decode(&cur, plus && round == 0, &mut next) {
+            if percent_decode(&cur, plus_now, &mut next) {
                 std::mem::swap(&mut cur, &mut next);
                 changed = true;
                 if round > 0 {
@@ -105,6 +109,14 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
         }
     }
     normalize(&cur, anomalies)
+}
+
+fn has_percent_escape(b: &[u8]) -> bool {
+    memchr::memchr_iter(b'%', b).any(|i| {
+        let h = |k: usize| b.get(i + k).copied().and_then(hex).is_some();
+        (h(1) && h(2))
+            || (matches!(b.get(i + 1), Some(b'u' | b'U')) && h(2) && h(3) && h(4) && h(5))
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -439,7 +451,12 @@ pub fn base64_text(token: &str) -> Option<String> {
         return None;
     }
     let url_safe = token.bytes().any(|b| b == b'-' || b == b'_');
-    let usable = token.len() - token.len() % 4 + if token.len() % 4 >= 2 { token.len() % 4 } else { 0 };
+    let usable = token.len() - token.len() % 4
+        + if token.len() % 4 >= 2 {
+            token.len() % 4
+        } else {
+            0
+        };
     let token = &token[..usable];
     let bytes = b64_engine(url_safe).decode(token).ok()?;
     if bytes.len() < 4 || !mostly_text(&bytes) {
@@ -480,8 +497,14 @@ mod tests {
 
     #[test]
     fn entities_and_js_escapes() {
-        assert_eq!(dec("&lt;svg/onload&equals;alert(1)&gt;"), "<svg/onload=alert(1)>");
-        assert_eq!(dec("confirm&#0000000040document.domain)"), "confirm(document.domain)");
+        assert_eq!(
+            dec("&lt;svg/onload&equals;alert(1)&gt;"),
+            "<svg/onload=alert(1)>"
+        );
+        assert_eq!(
+            dec("confirm&#0000000040document.domain)"),
+            "confirm(document.domain)"
+        );
         assert_eq!(dec("j&#X41vascript"), "jAvascript");
         assert_eq!(dec("\\u0027\\x3c\\u{3e}"), "'<>");
         assert_eq!(dec("and &IN=color&="), "and &IN=color&=");

@@ -10,13 +10,23 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     let find_cs = |n: &[u8]| memchr::memmem::find(s, n);
     if let Some(p) = find_cs(b"rO0AB").or_else(|| find_cs(b"AAEAAAD/////")) {
-        hits.add(Family::Deserialization, score::STRONG, "deser.serialized-base64", p);
+        hits.add(
+            Family::Deserialization,
+            score::STRONG,
+            "deser.serialized-base64",
+            p,
+        );
     }
     if let Some(p) = t.find("aced0005") {
         hits.add(Family::Deserialization, score::STRONG, "deser.java-hex", p);
     }
     if let Some(p) = php_object(s) {
-        hits.add(Family::Deserialization, score::STRONG, "deser.php-object", p);
+        hits.add(
+            Family::Deserialization,
+            score::STRONG,
+            "deser.php-object",
+            p,
+        );
     }
     for (needle, sc) in [
         ("objectdataprovider", score::STRONG),
@@ -56,9 +66,11 @@ fn php_object(s: &[u8]) -> Option<usize> {
         }
         let rest = &s[p + 2 + digits..];
         let ok = if kind == b'a' {
-            rest.starts_with(b"{") && memchr::memmem::find(&rest[..rest.len().min(64)], b"s:").is_some()
+            rest.starts_with(b"{")
+                && memchr::memmem::find(&rest[..rest.len().min(64)], b"s:").is_some()
         } else {
-            rest.starts_with(b"\"") && memchr::memmem::find(&rest[..rest.len().min(256)], b"\":").is_some()
+            rest.starts_with(b"\"")
+                && memchr::memmem::find(&rest[..rest.len().min(256)], b"\":").is_some()
         };
         if ok {
             return Some(p - 1);
@@ -77,14 +89,21 @@ mod tests {
             ("rO0ABXNyABdqYXZhLnV0aWwuUHJpb3JpdHlRdWV1ZQ", true),
             ("O:8:\"stdClass\":1:{s:1:\"a\";i:1;}", true),
             ("a:2:{i:0;s:1:\"a\";}", true),
-            ("{\"$type\":\"System.Windows.Data.ObjectDataProvider, PresentationFramework\"}", true),
+            (
+                "{\"$type\":\"System.Windows.Data.ObjectDataProvider, PresentationFramework\"}",
+                true,
+            ),
             ("Ratio 3:4:5 and O:1", false),
             ("a:1 b:2", false),
         ] {
             let lower = s.to_ascii_lowercase();
             let mut h = Hits::default();
             check(&Text { s, lower: &lower }, &mut h);
-            assert_eq!(h.best(Family::Deserialization) >= score::MEDIUM, want, "{s}");
+            assert_eq!(
+                h.best(Family::Deserialization) >= score::MEDIUM,
+                want,
+                "{s}"
+            );
         }
     }
 }

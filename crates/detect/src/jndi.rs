@@ -11,7 +11,18 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let Some(first) = memchr::memmem::find(b, b"${") else {
         if let Some(p) = t.find("jndi:") {
             let rest = &b[p + 5..];
-            if [&b"ldap"[..], b"rmi", b"dns", b"iiop", b"corba", b"nds", b"nis"].iter().any(|s| rest.starts_with(s)) {
+            if [
+                &b"ldap"[..],
+                b"rmi",
+                b"dns",
+                b"iiop",
+                b"corba",
+                b"nds",
+                b"nis",
+            ]
+            .iter()
+            .any(|s| rest.starts_with(s))
+            {
                 hits.add(Family::Jndi, score::MEDIUM + 1, "jndi.bare", p);
             }
         }
@@ -96,7 +107,12 @@ mod tests {
 
     #[test]
     fn benign() {
-        for b in ["${HOME}/bin", "costs ${price}", "jndi is a Java API", "${${${${"] {
+        for b in [
+            "${HOME}/bin",
+            "costs ${price}",
+            "jndi is a Java API",
+            "${${${${",
+        ] {
             assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
         }
     }

@@ -57,10 +57,20 @@ mod tests {
 
     #[test]
     fn filters() {
-        for a in ["(&(uid=admin)(!(&(1=0)(userPassword=q))))", "*(|(objectclass=*))", "userPassword:2.5.13.18:=123", "admin*)(uid=*"] {
+        for a in [
+            "(&(uid=admin)(!(&(1=0)(userPassword=q))))",
+            "*(|(objectclass=*))",
+            "userPassword:2.5.13.18:=123",
+            "admin*)(uid=*",
+        ] {
             assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
         }
-        for b in [")I would like to request information about the address: (#)saddr", "a := b", "f(x)=(y)", "x=(1)(2)"] {
+        for b in [
+            ")I would like to request information about the address: (#)saddr",
+            "a := b",
+            "f(x)=(y)",
+            "x=(1)(2)",
+        ] {
             assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
         }
     }

@@ -6,9 +6,31 @@ use crate::text::{Hits, Text, is_ident};
 use crate::{Family, score};
 
 const OPERATORS: &[&[u8]] = &[
-    b"where", b"ne", b"gt", b"gte", b"lt", b"lte", b"in", b"nin", b"regex", b"exists", b"or", b"and",
-    b"nor", b"not", b"expr", b"elemmatch", b"function", b"accumulator", b"eq", b"all", b"size",
-    b"type", b"mod", b"text", b"jsonschema",
+    b"where",
+    b"ne",
+    b"gt",
+    b"gte",
+    b"lt",
+    b"lte",
+    b"in",
+    b"nin",
+    b"regex",
+    b"exists",
+    b"or",
+    b"and",
+    b"nor",
+    b"not",
+    b"expr",
+    b"elemmatch",
+    b"function",
+    b"accumulator",
+    b"eq",
+    b"all",
+    b"size",
+    b"type",
+    b"mod",
+    b"text",
+    b"jsonschema",
 ];
 
 /// Score of a key or operator name like `$ne`, if it is a Mongo operator.
@@ -86,7 +108,18 @@ fn js_statements(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     let mut n = 0;
     let mut first = usize::MAX;
-    for needle in ["new date(", "do{", "do {", "}while(", "} while(", "this.", "return ", "sleep(", "function(", "=>"] {
+    for needle in [
+        "new date(",
+        "do{",
+        "do {",
+        "}while(",
+        "} while(",
+        "this.",
+        "return ",
+        "sleep(",
+        "function(",
+        "=>",
+    ] {
         if let Some(p) = t.find(needle) {
             n += 1;
             first = first.min(p);
@@ -108,8 +141,15 @@ fn js_statements(t: &Text, hits: &mut Hits) {
         }
     }
     if n >= 2 {
-        let breakout = b.iter().take(first.min(b.len())).any(|&c| matches!(c, b';' | b'\'' | b'"'));
-        let sc = if breakout || n >= 3 { score::STRONG } else { score::MEDIUM };
+        let breakout = b
+            .iter()
+            .take(first.min(b.len()))
+            .any(|&c| matches!(c, b';' | b'\'' | b'"'));
+        let sc = if breakout || n >= 3 {
+            score::STRONG
+        } else {
+            score::MEDIUM
+        };
         hits.add(Family::Nosql, sc, "nosql.js-injection", first);
     }
 }

@@ -9,24 +9,141 @@ use crate::{Family, score};
 
 /// Commands that are never English words.
 const UNAMBIGUOUS: &[&[u8]] = &[
-    b"wget", b"curl", b"ncat", b"netcat", b"bash", b"zsh", b"ksh", b"tcsh", b"getent", b"nslookup",
-    b"ifconfig", b"ipconfig", b"netstat", b"chmod", b"chown", b"mkfifo", b"powershell", b"pwsh",
-    b"certutil", b"bitsadmin", b"wmic", b"systeminfo", b"tasklist", b"busybox", b"whoami", b"uname",
-    b"useradd", b"crontab", b"nohup", b"xterm", b"python3", b"python2", b"perl", b"socat",
-    b"telnet", b"cmd.exe", b"powershell.exe", b"msiexec", b"rundll32", b"regsvr32", b"mshta",
-    b"cscript", b"wscript", b"base64", b"xxd", b"sh", b"nc", b"id", b"ls",
+    b"wget",
+    b"curl",
+    b"ncat",
+    b"netcat",
+    b"bash",
+    b"zsh",
+    b"ksh",
+    b"tcsh",
+    b"getent",
+    b"nslookup",
+    b"ifconfig",
+    b"ipconfig",
+    b"netstat",
+    b"chmod",
+    b"chown",
+    b"mkfifo",
+    b"powershell",
+    b"pwsh",
+    b"certutil",
+    b"bitsadmin",
+    b"wmic",
+    b"systeminfo",
+    b"tasklist",
+    b"busybox",
+    b"whoami",
+    b"uname",
+    b"useradd",
+    b"crontab",
+    b"nohup",
+    b"xterm",
+    b"python3",
+    b"python2",
+    b"perl",
+    b"socat",
+    b"telnet",
+    b"cmd.exe",
+    b"powershell.exe",
+    b"msiexec",
+    b"rundll32",
+    b"regsvr32",
+    b"mshta",
+    b"cscript",
+    b"wscript",
+    b"base64",
+    b"xxd",
+    b"sh",
+    b"nc",
+    b"id",
+    b"ls",
 ];
 
 /// Commands that are also words; they need shell-looking arguments.
 const AMBIGUOUS: &[&[u8]] = &[
-    b"cat", b"ps", b"rm", b"cp", b"mv", b"echo", b"set", b"type", b"more", b"find", b"sleep",
-    b"ping", b"dig", b"printf", b"awk", b"sed", b"rev", b"hostname", b"pwd", b"env", b"kill",
-    b"dir", b"del", b"net", b"reg", b"php", b"python", b"ruby", b"node", b"java", b"ssh", b"scp",
-    b"ftp", b"tftp", b"touch", b"head", b"tail", b"sort", b"grep", b"expr", b"time", b"exec",
-    b"eval", b"source", b"export", b"cd", b"cmd", b"start", b"call", b"copy", b"less", b"nl",
-    b"od", b"tac", b"host", b"whois", b"sudo", b"su", b"cut", b"xargs", b"tee", b"dd", b"tar",
-    b"zip", b"unzip", b"file", b"stat", b"who", b"w", b"last", b"finger", b"mail", b"lynx",
-    b"timeout", b"bg", b"fg", b"jobs", b"nmap", b"sort", b"uniq", b"wc", b"ipconfig",
+    b"cat",
+    b"ps",
+    b"rm",
+    b"cp",
+    b"mv",
+    b"echo",
+    b"set",
+    b"type",
+    b"more",
+    b"find",
+    b"sleep",
+    b"ping",
+    b"dig",
+    b"printf",
+    b"awk",
+    b"sed",
+    b"rev",
+    b"hostname",
+    b"pwd",
+    b"env",
+    b"kill",
+    b"dir",
+    b"del",
+    b"net",
+    b"reg",
+    b"php",
+    b"python",
+    b"ruby",
+    b"node",
+    b"java",
+    b"ssh",
+    b"scp",
+    b"ftp",
+    b"tftp",
+    b"touch",
+    b"head",
+    b"tail",
+    b"sort",
+    b"grep",
+    b"expr",
+    b"time",
+    b"exec",
+    b"eval",
+    b"source",
+    b"export",
+    b"cd",
+    b"cmd",
+    b"start",
+    b"call",
+    b"copy",
+    b"less",
+    b"nl",
+    b"od",
+    b"tac",
+    b"host",
+    b"whois",
+    b"sudo",
+    b"su",
+    b"cut",
+    b"xargs",
+    b"tee",
+    b"dd",
+    b"tar",
+    b"zip",
+    b"unzip",
+    b"file",
+    b"stat",
+    b"who",
+    b"w",
+    b"last",
+    b"finger",
+    b"mail",
+    b"lynx",
+    b"timeout",
+    b"bg",
+    b"fg",
+    b"jobs",
+    b"nmap",
+    b"sort",
+    b"uniq",
+    b"wc",
+    b"ipconfig",
 ];
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
@@ -98,7 +215,12 @@ fn read_word(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
     let mut w = Vec::new();
     while i < b.len() {
         let c = b[i];
-        if c.is_ascii_whitespace() || matches!(c, b';' | b'|' | b'&' | b'<' | b'>' | b'(' | b')' | b'`' | b'+') {
+        if c.is_ascii_whitespace()
+            || matches!(
+                c,
+                b';' | b'|' | b'&' | b'<' | b'>' | b'(' | b')' | b'`' | b'+'
+            )
+        {
             break;
         }
         if c == b'$' && (b[i..].starts_with(b"$ifs") || b[i..].starts_with(b"${ifs}")) {
@@ -128,7 +250,10 @@ fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
     if !unambiguous && !ambiguous {
         return;
     }
-    let bin_path = had_path && (word.starts_with(b"/bin/") || word.starts_with(b"/usr/") || word.starts_with(b"/sbin/"));
+    let bin_path = had_path
+        && (word.starts_with(b"/bin/")
+            || word.starts_with(b"/usr/")
+            || word.starts_with(b"/sbin/"));
     let args = shell_args(b, end);
     let sc = match (sep, unambiguous, args) {
         (Sep::Subst, _, _) => score::STRONG,
@@ -159,7 +284,10 @@ fn shell_args(b: &[u8], i: usize) -> Args {
     while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
         j += 1;
     }
-    if b[i.min(b.len())..j].windows(4).any(|w| w == b"$ifs") || b[i.min(b.len())..].starts_with(b"$ifs") || b[i.min(b.len())..].starts_with(b"${ifs}") {
+    if b[i.min(b.len())..j].windows(4).any(|w| w == b"$ifs")
+        || b[i.min(b.len())..].starts_with(b"$ifs")
+        || b[i.min(b.len())..].starts_with(b"${ifs}")
+    {
         return Args::Shellish;
     }
     let Some(&c) = b.get(j) else {
@@ -168,7 +296,10 @@ fn shell_args(b: &[u8], i: usize) -> Args {
     if matches!(c, b';' | b'|' | b'&' | b'`' | b'\n' | b')' | b'"' | b'\'') {
         return Args::None;
     }
-    if matches!(c, b'-' | b'/' | b'$' | b'~' | b'\\' | b'%' | b'>' | b'<' | b'.') {
+    if matches!(
+        c,
+        b'-' | b'/' | b'$' | b'~' | b'\\' | b'%' | b'>' | b'<' | b'.'
+    ) {
         return Args::Shellish;
     }
     let end = b[j..]
@@ -176,7 +307,10 @@ fn shell_args(b: &[u8], i: usize) -> Args {
         .position(|c| c.is_ascii_whitespace())
         .map_or(b.len(), |p| j + p);
     let arg = &b[j..end];
-    let is_addr = arg.iter().filter(|&&c| c == b'.').count() >= 2 && arg.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'/'));
+    let is_addr = arg.iter().filter(|&&c| c == b'.').count() >= 2
+        && arg
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'/'));
     if is_addr || memchr::memmem::find(arg, b"://").is_some() {
         return Args::Shellish;
     }

@@ -21,6 +21,7 @@ struct Tok<'a> {
 }
 
 /// A lazy SQL tokenizer over lowercased bytes.
+#[derive(Clone)]
 struct Tokens<'a> {
     b: &'a [u8],
     i: usize,
@@ -73,7 +74,8 @@ impl<'a> Iterator for Tokens<'a> {
         let kind = if c.is_ascii_alphabetic() || c == b'_' || c == b'@' || c == b'$' {
             self.i += 1;
             while self.i < b.len()
-                && (b[self.i].is_ascii_alphanumeric() || matches!(b[self.i], b'_' | b'@' | b'$' | b'.'))
+                && (b[self.i].is_ascii_alphanumeric()
+                    || matches!(b[self.i], b'_' | b'@' | b'$' | b'.'))
             {
                 self.i += 1;
             }
@@ -230,8 +232,20 @@ fn is_cmp(t: &Tok) -> bool {
 }
 
 const STACKED: &[&[u8]] = &[
-    b"drop", b"delete", b"insert", b"update", b"select", b"create", b"alter", b"truncate",
-    b"exec", b"execute", b"declare", b"shutdown", b"waitfor", b"set",
+    b"drop",
+    b"delete",
+    b"insert",
+    b"update",
+    b"select",
+    b"create",
+    b"alter",
+    b"truncate",
+    b"exec",
+    b"execute",
+    b"declare",
+    b"shutdown",
+    b"waitfor",
+    b"set",
 ];
 
 /// Keywords that may sit between SELECT and its first expression.
@@ -252,14 +266,35 @@ fn libinjection(t: &Text, hits: &mut Hits) {
         let fp = r.fingerprint.map(|f| f.to_string()).unwrap_or_default();
         // Fingerprints that are nothing but a comment or a bare word list
         // are weaker evidence.
-        let sc = if fp.len() <= 1 { score::MEDIUM } else { score::MEDIUM + 1 };
+        let sc = if fp.len() <= 1 {
+            score::MEDIUM
+        } else if fp.ends_with('c') && fp.bytes().all(|c| matches!(c, b'1' | b'n' | b'o' | b'c')) {
+            // `10% off -- today`: a number, an operator and a dash comment.
+            score::WEAK
+        } else {
+            score::MEDIUM + 1
+        };
         hits.add(Family::Sqli, sc, "sqli.libinjection", 0);
     }
 }
 
 fn structure(t: &Text, hits: &mut Hits) {
+    let b = t.bytes();
+    structure_from(b, hits);
+    // Also as if the value were placed inside a quoted string: start right
+    // after the first quote that would close it.
+    for q in [b'\'', b'"'] {
+        if let Some(p) = memchr::memchr(q, b) {
+            if p + 1 < b.len() {
+                structure_from(&b[p + 1..], hits);
+            }
+        }
+    }
+}
+
+fn structure_from(b: &[u8], hits: &mut Hits) {
     let mut win: [Option<Tok>; 4] = [None; 4];
-    let mut toks = Tokens::new(t.bytes());
+    let mut toks = Tokens::new(b);
     let mut count = 0usize;
     while let Some(tok) = toks.next() {
         count += 1;
@@ -275,7 +310,7 @@ fn structure(t: &Text, hits: &mut Hits) {
 fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
     let prev = win[3];
     if tok.kind == Kind::Word {
-        judge_word(prev, tok, rest, hits);
+        judge_word(prev, tok, &mut rest.clone(), hits);
     }
     // Boolean tautology: (and|or) literal cmp literal, after a literal or ')'.
     if tok.kind == Kind::Word && matches!(tok.text, b"and" | b"or" | b"xor")
@@ -287,7 +322,11 @@ fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, h
         let op = rest.next();
         let b = rest.next();
         if let (Some(a), Some(op), Some(b)) = (a, op, b) {
-            if after_literal && is_literal(&a) && is_cmp(&op) && (is_literal(&b) || b.kind == Kind::Word && b.text.ends_with(b"(")) {
+            if after_literal
+                && is_literal(&a)
+                && is_cmp(&op)
+                && (is_literal(&b) || b.kind == Kind::Word && b.text.ends_with(b"("))
+            {
                 hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.tautology", tok.at);
             }
         }
@@ -319,18 +358,28 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
         hits.add(Family::Sqli, sc, "sqli.system-table", tok.at);
         return;
     }
-    if w == b"xp_cmdshell" || w.ends_with(b".xp_cmdshell") || w == b"sp_executesql" || w == b"sp_oacreate" {
+    if w == b"xp_cmdshell"
+        || w.ends_with(b".xp_cmdshell")
+        || w == b"sp_executesql"
+        || w == b"sp_oacreate"
+    {
         hits.add(Family::Sqli, score::STRONG, "sqli.mssql-proc", tok.at);
         return;
     }
     if w == b"waitfor" {
-        if rest.next().is_some_and(|n| is_w(&n, b"delay") || is_w(&n, b"time")) {
+        if rest
+            .next()
+            .is_some_and(|n| is_w(&n, b"delay") || is_w(&n, b"time"))
+        {
             hits.add(Family::Sqli, score::STRONG, "sqli.waitfor", tok.at);
         }
         return;
     }
     if w == b"declare" {
-        if rest.next().is_some_and(|n| n.kind == Kind::Word && n.text.starts_with(b"@")) {
+        if rest
+            .next()
+            .is_some_and(|n| n.kind == Kind::Word && n.text.starts_with(b"@"))
+        {
             hits.add(Family::Sqli, score::STRONG, "sqli.declare", tok.at);
         }
         return;
@@ -360,7 +409,12 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
     let time_based = matches!(w, b"sleep" | b"pg_sleep" | b"benchmark");
     if time_based {
         if arg.is_some_and(|a| a.kind == Kind::Num || is_p(&a, b"(")) {
-            hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.time-function", tok.at);
+            hits.add(
+                Family::Sqli,
+                score::MEDIUM + 1,
+                "sqli.time-function",
+                tok.at,
+            );
         }
         return;
     }
@@ -372,9 +426,15 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
     let sql_context = prev.is_some_and(|p| {
         is_literal(&p)
             || is_cmp(&p)
-            || (p.kind == Kind::Word && matches!(p.text, b"and" | b"or" | b"select" | b"where" | b"by"))
+            || (p.kind == Kind::Word
+                && matches!(p.text, b"and" | b"or" | b"select" | b"where" | b"by"))
     });
-    if sql_context && matches!(w, b"database" | b"version" | b"user" | b"current_user" | b"system_user") {
+    if sql_context
+        && matches!(
+            w,
+            b"database" | b"version" | b"user" | b"current_user" | b"system_user"
+        )
+    {
         hits.add(Family::Sqli, score::MEDIUM, "sqli.function", tok.at);
     } else if sql_context {
         hits.add(Family::Sqli, score::WEAK, "sqli.function", tok.at);
@@ -386,14 +446,31 @@ fn stacked<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
     let n2 = rest.next();
     let ok = match (tok.text, n, n2) {
         (b"drop" | b"create" | b"alter" | b"truncate", Some(n), _) => {
-            n.kind == Kind::Word && matches!(n.text, b"table" | b"database" | b"user" | b"procedure" | b"function" | b"view" | b"login")
+            n.kind == Kind::Word
+                && matches!(
+                    n.text,
+                    b"table"
+                        | b"database"
+                        | b"user"
+                        | b"procedure"
+                        | b"function"
+                        | b"view"
+                        | b"login"
+                )
         }
         (b"insert", Some(n), _) => is_w(&n, b"into"),
         (b"delete", Some(n), _) => is_w(&n, b"from"),
         (b"update", Some(_), Some(n2)) => is_w(&n2, b"set"),
-        (b"select", Some(n), _) => n.kind != Kind::Word || n.text.starts_with(b"@") || is_w(&n, b"null"),
+        (b"select", Some(n), _) => {
+            n.kind != Kind::Word || n.text.starts_with(b"@") || is_w(&n, b"null")
+        }
         (b"exec" | b"execute", Some(n), _) => {
-            n.kind == Kind::Word && (n.text.starts_with(b"master") || n.text.starts_with(b"xp_") || n.text.starts_with(b"sp_") || n.text.starts_with(b"@") || n.text.contains(&b'.'))
+            n.kind == Kind::Word
+                && (n.text.starts_with(b"master")
+                    || n.text.starts_with(b"xp_")
+                    || n.text.starts_with(b"sp_")
+                    || n.text.starts_with(b"@")
+                    || n.text.contains(&b'.'))
         }
         (b"shutdown", None, _) => true,
         (b"shutdown", Some(n), _) => is_p(&n, b";") || is_w(&n, b"with"),
@@ -442,7 +519,18 @@ fn select_from<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
             a.kind != Kind::Word
                 || matches!(
                     a.text,
-                    b"where" | b"limit" | b"order" | b"group" | b"union" | b"join" | b"into" | b"having" | b"as" | b"and" | b"or" | b"procedure"
+                    b"where"
+                        | b"limit"
+                        | b"order"
+                        | b"group"
+                        | b"union"
+                        | b"join"
+                        | b"into"
+                        | b"having"
+                        | b"as"
+                        | b"and"
+                        | b"or"
+                        | b"procedure"
                 )
         }
     };

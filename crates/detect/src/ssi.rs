@@ -4,7 +4,16 @@ use crate::text::{Hits, Text};
 use crate::{Family, score};
 
 const DIRECTIVES: &[&[u8]] = &[
-    b"exec", b"include", b"echo", b"config", b"set", b"printenv", b"fsize", b"flastmod", b"if", b"elif",
+    b"exec",
+    b"include",
+    b"echo",
+    b"config",
+    b"set",
+    b"printenv",
+    b"fsize",
+    b"flastmod",
+    b"if",
+    b"elif",
 ];
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {

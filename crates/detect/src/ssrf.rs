@@ -33,7 +33,12 @@ static OAST_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::ne
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     if let Some(m) = OAST_AC.as_ref().and_then(|ac| ac.find(b)) {
-        hits.add(Family::Ssrf, score::MEDIUM + 2, "ssrf.oast-domain", m.start());
+        hits.add(
+            Family::Ssrf,
+            score::MEDIUM + 2,
+            "ssrf.oast-domain",
+            m.start(),
+        );
     }
     for p in memchr::memmem::find_iter(b, b"://").take(64) {
         url_at(b, p, hits);
@@ -56,7 +61,12 @@ fn url_at(b: &[u8], sep: usize, hits: &mut Hits) {
     let rest = &b[sep + 3..];
     let auth_end = rest
         .iter()
-        .position(|&c| matches!(c, b'/' | b'?' | b'#' | b' ' | b'"' | b'\'' | b'\\' | b'>' | b'<'))
+        .position(|&c| {
+            matches!(
+                c,
+                b'/' | b'?' | b'#' | b' ' | b'"' | b'\'' | b'\\' | b'>' | b'<'
+            )
+        })
         .unwrap_or(rest.len());
     let authority = &rest[..auth_end];
     let host_part = match authority.iter().rposition(|&c| c == b'@') {
@@ -65,9 +75,8 @@ fn url_at(b: &[u8], sep: usize, hits: &mut Hits) {
     };
     let host = strip_port(host_part);
     match scheme {
-        b"gopher" | b"dict" | b"ldap" | b"ldaps" | b"rmi" | b"expect" | b"tftp" | b"netdoc" | b"jar" | b"smb" => {
-            hits.add(Family::Ssrf, score::STRONG, "ssrf.scheme", s)
-        }
+        b"gopher" | b"dict" | b"ldap" | b"ldaps" | b"rmi" | b"expect" | b"tftp" | b"netdoc"
+        | b"jar" | b"smb" => hits.add(Family::Ssrf, score::STRONG, "ssrf.scheme", s),
         b"file" => hits.add(Family::Ssrf, score::MEDIUM + 1, "ssrf.file-scheme", s),
         b"http" | b"https" | b"ftp" | b"ws" | b"wss" => {
             if let Some(sc) = internal_host(host) {
@@ -94,13 +103,29 @@ fn strip_port(h: &[u8]) -> &[u8] {
 /// Score for a host that points inside: loopback, private, metadata.
 fn internal_host(h: &[u8]) -> Option<u32> {
     let h = h.strip_suffix(b".").unwrap_or(h);
-    if h == b"169.254.169.254" || h == b"metadata.google.internal" || h == b"100.100.100.200" || h == b"[fd00:ec2::254]" || h == b"metadata" {
+    if h == b"169.254.169.254"
+        || h == b"metadata.google.internal"
+        || h == b"100.100.100.200"
+        || h == b"[fd00:ec2::254]"
+        || h == b"metadata"
+    {
         return Some(score::STRONG);
     }
-    if h == b"localhost" || h.ends_with(b".localhost") || h == b"0" || h == b"0.0.0.0" || h.starts_with(b"[::") || h.starts_with(b"[0:0:") || h.starts_with(b"127.") {
+    if h == b"localhost"
+        || h.ends_with(b".localhost")
+        || h == b"0"
+        || h == b"0.0.0.0"
+        || h.starts_with(b"[::")
+        || h.starts_with(b"[0:0:")
+        || h.starts_with(b"127.")
+    {
         return Some(score::MEDIUM + 1);
     }
-    if h.starts_with(b"0x") || (h.len() >= 8 && h.iter().all(u8::is_ascii_digit)) || h.starts_with(b"0177.") || h.starts_with(b"017700") {
+    if h.starts_with(b"0x")
+        || (h.len() >= 8 && h.iter().all(u8::is_ascii_digit))
+        || h.starts_with(b"0177.")
+        || h.starts_with(b"017700")
+    {
         return Some(score::MEDIUM + 1);
     }
     if let Some(oct) = ipv4(h) {

@@ -6,8 +6,22 @@ use crate::text::{Hits, Text};
 use crate::{Family, score};
 
 const OBJECT_WORDS: &[&[u8]] = &[
-    b"__", b"config", b"self", b"request", b"lipsum", b"cycler", b"joiner", b"namespace", b"|attr",
-    b".constructor", b"range(", b"getclass", b"runtime", b"class.", b"popen", b"import",
+    b"__",
+    b"config",
+    b"self",
+    b"request",
+    b"lipsum",
+    b"cycler",
+    b"joiner",
+    b"namespace",
+    b"|attr",
+    b".constructor",
+    b"range(",
+    b"getclass",
+    b"runtime",
+    b"class.",
+    b"popen",
+    b"import",
 ];
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
@@ -54,7 +68,10 @@ fn judge_expr(inner: &[u8], erb: bool) -> Option<u32> {
     if arithmetic(inner) {
         return Some(score::STRONG);
     }
-    if OBJECT_WORDS.iter().any(|w| memchr::memmem::find(inner, w).is_some()) {
+    if OBJECT_WORDS
+        .iter()
+        .any(|w| memchr::memmem::find(inner, w).is_some())
+    {
         return Some(score::STRONG);
     }
     let call = inner.iter().any(|&c| c == b'(') && inner.iter().any(|&c| c == b')');
@@ -66,7 +83,11 @@ fn judge_expr(inner: &[u8], erb: bool) -> Option<u32> {
 
 /// `7*7`, `1337 * 1338`, `7*'7'`: two operands around an operator.
 fn arithmetic(s: &[u8]) -> bool {
-    let t: Vec<u8> = s.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+    let t: Vec<u8> = s
+        .iter()
+        .copied()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     t.windows(3).any(|w| {
         w[0].is_ascii_digit()
             && matches!(w[1], b'*' | b'+' | b'/' | b'-' | b'%')

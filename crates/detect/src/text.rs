@@ -50,12 +50,22 @@ impl Hits {
     pub fn add(&mut self, family: Family, score: u32, rule: &'static str, at: usize) {
         if let Some(h) = self.v.iter_mut().find(|h| h.family == family) {
             if score > h.score {
-                *h = Hit { family, score, rule, at };
+                *h = Hit {
+                    family,
+                    score,
+                    rule,
+                    at,
+                };
             }
             return;
         }
         if self.v.len() < MAX_HITS {
-            self.v.push(Hit { family, score, rule, at });
+            self.v.push(Hit {
+                family,
+                score,
+                rule,
+                at,
+            });
         }
     }
 

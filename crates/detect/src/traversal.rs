@@ -79,10 +79,22 @@ pub(crate) fn check(t: &Text, in_path: bool, hits: &mut Hits) {
     }
     let b = normalise(raw);
     let n = traversals(&b);
-    let sensitive = AC.as_ref().and_then(|ac| ac.find(&b[..]).map(|m| m.start()));
+    let sensitive = AC
+        .as_ref()
+        .and_then(|ac| ac.find(&b[..]).or_else(|| ac.find(raw)).map(|m| m.start()));
     match (sensitive, n) {
-        (Some(p), 1..) => hits.add(Family::PathTraversal, score::STRONG, "lfi.traversal-to-file", p),
-        (Some(p), 0) => hits.add(Family::PathTraversal, score::MEDIUM + 1, "lfi.sensitive-file", p),
+        (Some(p), 1..) => hits.add(
+            Family::PathTraversal,
+            score::STRONG,
+            "lfi.traversal-to-file",
+            p,
+        ),
+        (Some(p), 0) => hits.add(
+            Family::PathTraversal,
+            score::MEDIUM + 1,
+            "lfi.sensitive-file",
+            p,
+        ),
         (None, 3..) => hits.add(Family::PathTraversal, score::MEDIUM + 1, "lfi.traversal", 0),
         (None, 2) => hits.add(Family::PathTraversal, score::MEDIUM, "lfi.traversal", 0),
         (None, 1) if in_path => hits.add(Family::PathTraversal, score::MEDIUM, "lfi.traversal", 0),

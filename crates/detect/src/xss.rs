@@ -11,8 +11,23 @@ use std::sync::LazyLock;
 
 const SCRIPT_TAGS: &[&[u8]] = &[b"script"];
 const RISKY_TAGS: &[&[u8]] = &[
-    b"iframe", b"frame", b"frameset", b"object", b"embed", b"applet", b"base", b"svg", b"math",
-    b"meta", b"link", b"style", b"template", b"isindex", b"xmp", b"noscript", b"portal",
+    b"iframe",
+    b"frame",
+    b"frameset",
+    b"object",
+    b"embed",
+    b"applet",
+    b"base",
+    b"svg",
+    b"math",
+    b"meta",
+    b"link",
+    b"style",
+    b"template",
+    b"isindex",
+    b"xmp",
+    b"noscript",
+    b"portal",
 ];
 
 const SINKS: &[&str] = &[
@@ -41,7 +56,8 @@ const SINKS: &[&str] = &[
 
 static SINK_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(SINKS).ok());
 
-pub(crate) fn check(t: &Text, hits: &mut Hits) {
+/// `libinjection`: also run the libinjection HTML5 check (not on whole XML documents).
+pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
     let b = t.bytes();
     if memchr::memchr(b'<', b).is_some() {
         tags(b, hits);
@@ -54,7 +70,11 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         loose_handlers(&stripped, hits);
         sinks(&stripped, hits);
     }
-    if !hits.has(Family::Xss) && memchr::memchr(b'<', b).is_some() && libinjectionrs::detect_xss(t.s.as_bytes()).is_injection() {
+    if libinjection
+        && !hits.has(Family::Xss)
+        && memchr::memchr(b'<', b).is_some()
+        && libinjectionrs::detect_xss(t.s.as_bytes()).is_injection()
+    {
         hits.add(Family::Xss, score::MEDIUM, "xss.libinjection", 0);
     }
 }
@@ -83,7 +103,8 @@ fn tags(b: &[u8], hits: &mut Hits) {
         }
         let name = &b[name_start..j];
         let after = b.get(j).copied();
-        let delimited = after.is_none_or(|c| c == b'>' || c == b'/' || c.is_ascii_whitespace() || c == 0x0c);
+        let delimited =
+            after.is_none_or(|c| c == b'>' || c == b'/' || c.is_ascii_whitespace() || c == 0x0c);
         if !delimited {
             continue;
         }
@@ -109,7 +130,12 @@ fn attributes(b: &[u8], mut i: usize, tag_at: usize, hits: &mut Hits) {
             continue;
         }
         let start = i;
-        while i < end && !matches!(b[i], b'=' | b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | 0x0c) {
+        while i < end
+            && !matches!(
+                b[i],
+                b'=' | b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | 0x0c
+            )
+        {
             i += 1;
         }
         let name = &b[start..i];
@@ -192,12 +218,20 @@ fn loose_handlers(b: &[u8], hits: &mut Hits) {
         if !is_event_name(name) {
             continue;
         }
-        let before_ok = k > 0 && matches!(b[k - 1], b'"' | b'\'' | b'`' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | 0x0c | b';');
+        let before_ok = k > 0
+            && matches!(
+                b[k - 1],
+                b'"' | b'\'' | b'`' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | 0x0c | b';'
+            );
         if !before_ok {
             continue;
         }
         let v = skip_ws(b, eq + 1);
-        let v = if matches!(b.get(v), Some(b'"' | b'\'' | b'`')) { v + 1 } else { v };
+        let v = if matches!(b.get(v), Some(b'"' | b'\'' | b'`')) {
+            v + 1
+        } else {
+            v
+        };
         if js_like(&b[v.min(b.len())..]) {
             hits.add(Family::Xss, score::STRONG, "xss.event-handler", k);
         }
@@ -234,8 +268,8 @@ fn sinks(b: &[u8], hits: &mut Hits) {
                     hits.add(Family::Xss, score::STRONG, "xss.javascript-url", s);
                 }
             }
-            b"document.cookie" | b"document.domain" | b"document.write" | b"innerhtml" | b"outerhtml"
-            | b"location.href" | b"window.location" | b"document.location" => {
+            b"document.cookie" | b"document.domain" | b"document.write" | b"innerhtml"
+            | b"outerhtml" | b"location.href" | b"window.location" | b"document.location" => {
                 if !is_ident(prev) && b.get(e).is_none_or(|&c| !is_ident(c)) && has_js_punct(b) {
                     hits.add(Family::Xss, score::MEDIUM + 1, "xss.dom-access", s);
                 }
@@ -264,11 +298,27 @@ fn dotted_global(b: &[u8], dot_plus_one: usize) -> bool {
     while k > 0 && is_ident(b[k - 1]) {
         k -= 1;
     }
-    matches!(&b[k..dot], b"window" | b"self" | b"top" | b"parent" | b"this" | b"globalthis" | b"frames" | b"string" | b"document")
+    matches!(
+        &b[k..dot],
+        b"window"
+            | b"self"
+            | b"top"
+            | b"parent"
+            | b"this"
+            | b"globalthis"
+            | b"frames"
+            | b"string"
+            | b"document"
+    )
 }
 
 fn has_js_punct(b: &[u8]) -> bool {
-    b.iter().any(|&c| matches!(c, b'(' | b'=' | b'<' | b'>' | b';' | b'"' | b'\'' | b'`' | b'+'))
+    b.iter().any(|&c| {
+        matches!(
+            c,
+            b'(' | b'=' | b'<' | b'>' | b';' | b'"' | b'\'' | b'`' | b'+'
+        )
+    })
 }
 
 /// After a sink name: `(`, `` ` ``, `.call(`, `.apply(`, `.bind(`, `?.(`, `)(`.
@@ -314,7 +364,10 @@ fn script_scheme_call(b: &[u8], e: usize) -> bool {
         .iter()
         .position(|c| c.is_ascii_whitespace())
         .map_or(b.len(), |p| start + p);
-    b[start..end].iter().any(|&c| matches!(c, b'(' | b'`' | b'[' | b'=')) || b[start..end].starts_with(b"//")
+    b[start..end]
+        .iter()
+        .any(|&c| matches!(c, b'(' | b'`' | b'[' | b'='))
+        || b[start..end].starts_with(b"//")
 }
 
 /// Remove string concatenation (`'ale'+'rt'`, `"Ex"&"e"`) and tiny dummy
@@ -337,7 +390,13 @@ pub(crate) fn strip_obfuscation(b: &[u8]) -> Option<Vec<u8>> {
             .iter()
             .find(|p| rest.starts_with(p))
             .map(|p| p.len())
-            .or_else(|| if b[i] == b'<' { dummy_tag_len(b, i) } else { None });
+            .or_else(|| {
+                if b[i] == b'<' {
+                    dummy_tag_len(b, i)
+                } else {
+                    None
+                }
+            });
         match skip {
             Some(n) => i += n,
             None => {
@@ -350,7 +409,9 @@ pub(crate) fn strip_obfuscation(b: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn has_any_dummy(b: &[u8]) -> bool {
-    memchr::memchr_iter(b'<', b).take(64).any(|i| dummy_tag_len(b, i).is_some())
+    memchr::memchr_iter(b'<', b)
+        .take(64)
+        .any(|i| dummy_tag_len(b, i).is_some())
 }
 
 /// `<x>` / `</x>` with a name of at most 2 letters, glued between letters.
@@ -363,7 +424,10 @@ fn dummy_tag_len(b: &[u8], i: usize) -> Option<usize> {
     if e == j || e - j > 2 || b.get(e) != Some(&b'>') {
         return None;
     }
-    let glued = i > 0 && b[i - 1].is_ascii_alphabetic() && b.get(e + 1).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'(');
+    let glued = i > 0
+        && b[i - 1].is_ascii_alphabetic()
+        && b.get(e + 1)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'(');
     glued.then_some(e + 1 - i)
 }
 
@@ -375,7 +439,7 @@ mod tests {
         let lower = s.to_ascii_lowercase();
         let t = Text { s, lower: &lower };
         let mut h = Hits::default();
-        check(&t, &mut h);
+        check(&t, true, &mut h);
         h.best(Family::Xss)
     }
 

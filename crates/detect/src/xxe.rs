@@ -14,11 +14,18 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         let window = &b[p..(p + 1024).min(b.len())];
         let external = has(window, b"system") || has(window, b"public");
         let param = window[8..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'%');
-        let sc = if external || param { score::STRONG } else { score::MEDIUM + 1 };
+        let sc = if external || param {
+            score::STRONG
+        } else {
+            score::MEDIUM + 1
+        };
         hits.add(Family::Xxe, sc, "xxe.entity", p);
     }
     if let Some(p) = t.find("<!doctype") {
-        let end = b[p..].iter().position(|&c| c == b'>' || c == b'[').map_or(b.len(), |e| p + e);
+        let end = b[p..]
+            .iter()
+            .position(|&c| c == b'>' || c == b'[')
+            .map_or(b.len(), |e| p + e);
         let decl = &b[p..end];
         if has(decl, b" system") || has(decl, b" public") {
             hits.add(Family::Xxe, score::STRONG, "xxe.external-dtd", p);
@@ -26,7 +33,10 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
             hits.add(Family::Xxe, score::MEDIUM, "xxe.internal-subset", p);
         }
     }
-    if let Some(p) = t.find("xi:include").or_else(|| t.find("w3.org/2001/xinclude")) {
+    if let Some(p) = t
+        .find("xi:include")
+        .or_else(|| t.find("w3.org/2001/xinclude"))
+    {
         hits.add(Family::Xxe, score::STRONG, "xxe.xinclude", p);
     }
     if let Some(p) = t.find("<xs:include").or_else(|| t.find("<xs:import")) {
@@ -35,7 +45,11 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     if let Some(p) = t.find("xsi:schemalocation") {
         hits.add(Family::Xxe, score::MEDIUM, "xxe.schema-location", p);
     }
-    if let Some(p) = t.find("encoding=\"utf-7\"").or_else(|| t.find("encoding='utf-7'")).or_else(|| t.find("+adwaiq-")) {
+    if let Some(p) = t
+        .find("encoding=\"utf-7\"")
+        .or_else(|| t.find("encoding='utf-7'"))
+        .or_else(|| t.find("+adwaiq-"))
+    {
         hits.add(Family::Xxe, score::STRONG, "xxe.utf7", p);
     }
 }
@@ -71,7 +85,11 @@ mod tests {
 
     #[test]
     fn benign() {
-        for b in ["<!DOCTYPE html><html></html>", "<a>system</a>", "<?xml version=\"1.0\"?><r>1</r>"] {
+        for b in [
+            "<!DOCTYPE html><html></html>",
+            "<a>system</a>",
+            "<?xml version=\"1.0\"?><r>1</r>",
+        ] {
             assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
         }
     }

@@ -26,7 +26,12 @@ pub enum Prefix {
 }
 
 /// Reads up to `inspect` bytes of `body` within `timeout`, refusing more than `max` in all.
-pub async fn read_prefix(mut body: Incoming, inspect: usize, max: u64, timeout: Duration) -> Prefix {
+pub async fn read_prefix(
+    mut body: Incoming,
+    inspect: usize,
+    max: u64,
+    timeout: Duration,
+) -> Prefix {
     let mut buf = BytesMut::new();
     let deadline = tokio::time::Instant::now() + timeout;
     while buf.len() < inspect {
@@ -133,10 +138,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Metered<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.runtime.quota.charge_bytes(data.len() as u64);
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.runtime.quota.charge_bytes(data.len() as u64);
         }
         polled
     }

@@ -30,7 +30,12 @@ impl ForwardedHeader {
 /// The client address of a request from `peer`. Forwarded headers count only
 /// when the peer is a trusted proxy; then the right-most address that is not
 /// itself a trusted proxy is the client (left-most entries are client-written).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet, source: &ForwardedHeader) -> IpAddr {
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &IpSet,
+    source: &ForwardedHeader,
+) -> IpAddr {
     let peer = canonical(peer);
     if trusted.is_empty() || !trusted.contains(peer) {
         return peer;
@@ -39,18 +44,26 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet, source: &Fo
     match source {
         ForwardedHeader::XForwardedFor => {
             for value in headers.get_all("x-forwarded-for") {
-                let Ok(text) = value.to_str() else { return peer };
+                let Ok(text) = value.to_str() else {
+                    return peer;
+                };
                 hops.extend(text.split(',').filter_map(|s| parse_addr(s.trim())));
             }
         }
         ForwardedHeader::Forwarded => {
             for value in headers.get_all(http::header::FORWARDED) {
-                let Ok(text) = value.to_str() else { return peer };
+                let Ok(text) = value.to_str() else {
+                    return peer;
+                };
                 hops.extend(text.split(',').filter_map(forwarded_for));
             }
         }
         ForwardedHeader::Single(name) => {
-            if let Some(addr) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| parse_addr(s.trim())) {
+            if let Some(addr) = headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| parse_addr(s.trim()))
+            {
                 return canonical(addr);
             }
         }
@@ -66,7 +79,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet, source: &Fo
 fn forwarded_for(element: &str) -> Option<IpAddr> {
     element.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
-        key.eq_ignore_ascii_case("for").then(|| parse_addr(value.trim().trim_matches('"')))?
+        key.eq_ignore_ascii_case("for")
+            .then(|| parse_addr(value.trim().trim_matches('"')))?
     })
 }
 
@@ -101,21 +115,39 @@ mod tests {
     #[test]
     fn untrusted_peer_cannot_choose_its_address() {
         let h = headers("x-forwarded-for", "1.1.1.1");
-        let ip = client_ip("8.8.8.8".parse().unwrap(), &h, &trusted(), &ForwardedHeader::XForwardedFor);
+        let ip = client_ip(
+            "8.8.8.8".parse().unwrap(),
+            &h,
+            &trusted(),
+            &ForwardedHeader::XForwardedFor,
+        );
         assert_eq!(ip, "8.8.8.8".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn trusted_peer_gives_rightmost_untrusted_hop() {
         let h = headers("x-forwarded-for", "6.6.6.6, 2.2.2.2, 10.1.1.1");
-        let ip = client_ip("10.0.0.1".parse().unwrap(), &h, &trusted(), &ForwardedHeader::XForwardedFor);
+        let ip = client_ip(
+            "10.0.0.1".parse().unwrap(),
+            &h,
+            &trusted(),
+            &ForwardedHeader::XForwardedFor,
+        );
         assert_eq!(ip, "2.2.2.2".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn forwarded_and_single_headers() {
-        let h = headers("forwarded", "for=\"[2001:db8::1]:443\";proto=https, for=10.2.2.2");
-        let ip = client_ip("10.0.0.1".parse().unwrap(), &h, &trusted(), &ForwardedHeader::Forwarded);
+        let h = headers(
+            "forwarded",
+            "for=\"[2001:db8::1]:443\";proto=https, for=10.2.2.2",
+        );
+        let ip = client_ip(
+            "10.0.0.1".parse().unwrap(),
+            &h,
+            &trusted(),
+            &ForwardedHeader::Forwarded,
+        );
         assert_eq!(ip, "2001:db8::1".parse::<IpAddr>().unwrap());
         let h = headers("x-real-ip", "3.3.3.3");
         let source = ForwardedHeader::parse("X-Real-IP").unwrap();

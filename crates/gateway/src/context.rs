@@ -165,7 +165,9 @@ impl RequestContext {
                         status,
                     }),
                     Demand::Block => Action::Intercept(Answer::Blocked),
-                    Demand::BadRequest { status } => Action::Intercept(Answer::BadRequest { status }),
+                    Demand::BadRequest { status } => {
+                        Action::Intercept(Answer::BadRequest { status })
+                    }
                 };
                 (action, Some(s.layer))
             }
@@ -225,7 +227,13 @@ mod tests {
                 status: 429,
             },
         );
-        c.add("bad_utf8", Layer::Edge, 0, "query", Demand::BadRequest { status: 400 });
+        c.add(
+            "bad_utf8",
+            Layer::Edge,
+            0,
+            "query",
+            Demand::BadRequest { status: 400 },
+        );
         assert!(c.is_stopped());
         assert_eq!(
             c.decide(),

@@ -26,7 +26,10 @@ impl EventSink {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the event writer; events are dropped");
         }
-        EventSink { tx: Some(tx), metrics }
+        EventSink {
+            tx: Some(tx),
+            metrics,
+        }
     }
 
     /// A sink that drops everything (events disabled).
@@ -39,10 +42,10 @@ impl EventSink {
     }
 
     pub fn send(&self, event: Event) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(event).is_err() {
-                self.metrics.events_dropped.inc();
-            }
+        if let Some(tx) = &self.tx
+            && tx.try_send(event).is_err()
+        {
+            self.metrics.events_dropped.inc();
         }
     }
 }

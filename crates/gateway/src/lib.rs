@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod conn_io;
 pub mod context;
 pub mod demo;
 pub mod edge;
@@ -69,14 +70,14 @@ pub enum ConfigSource {
     /// A file, watched for changes and re-read on SIGHUP.
     File(PathBuf),
     /// A fixed configuration (defaults plus overrides, or tests).
-    Fixed(Config),
+    Fixed(Box<Config>),
 }
 
 impl ConfigSource {
     pub fn load(&self, overrides: &Overrides) -> anyhow::Result<Config> {
         let config = match self {
             ConfigSource::File(path) => Config::load(path)?,
-            ConfigSource::Fixed(config) => config.clone(),
+            ConfigSource::Fixed(config) => (**config).clone(),
         };
         Ok(overrides.apply(config))
     }
@@ -99,7 +100,11 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
     );
     let metrics = Arc::new(Metrics::new());
     let events = if config.events.log {
-        EventSink::json_lines(config.events.queue, Box::new(std::io::stdout()), Arc::clone(&metrics))
+        EventSink::json_lines(
+            config.events.queue,
+            Box::new(std::io::stdout()),
+            Arc::clone(&metrics),
+        )
     } else {
         EventSink::disabled(Arc::clone(&metrics))
     };

@@ -59,27 +59,67 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::default();
-        registry.register("requests", "Requests by action, deciding layer and traffic class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by action, deciding layer and traffic class",
+            requests.clone(),
+        );
         let signals = Family::default();
         registry.register("signals", "Signals raised, by name", signals.clone());
         let stage_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("stage_duration_seconds", "Time spent in each pipeline stage", stage_seconds.clone());
+        registry.register(
+            "stage_duration_seconds",
+            "Time spent in each pipeline stage",
+            stage_seconds.clone(),
+        );
         let upstream_errors = Family::default();
-        registry.register("upstream_errors", "Origin failures answered with 502/504", upstream_errors.clone());
+        registry.register(
+            "upstream_errors",
+            "Origin failures answered with 502/504",
+            upstream_errors.clone(),
+        );
         let connections_open = Gauge::default();
-        registry.register("connections_open", "Client connections open", connections_open.clone());
+        registry.register(
+            "connections_open",
+            "Client connections open",
+            connections_open.clone(),
+        );
         let connections_refused = Family::default();
-        registry.register("connections_refused", "Connections refused by the caps", connections_refused.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused by the caps",
+            connections_refused.clone(),
+        );
         let config_version = Gauge::default();
-        registry.register("config_version", "Version of the configuration in force", config_version.clone());
+        registry.register(
+            "config_version",
+            "Version of the configuration in force",
+            config_version.clone(),
+        );
         let config_reloads = Family::default();
-        registry.register("config_reloads", "Configuration reloads by outcome", config_reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by outcome",
+            config_reloads.clone(),
+        );
         let events_dropped = Counter::default();
-        registry.register("events_dropped", "Decision events dropped because the queue was full", events_dropped.clone());
+        registry.register(
+            "events_dropped",
+            "Decision events dropped because the queue was full",
+            events_dropped.clone(),
+        );
         let state_entries = Gauge::default();
-        registry.register("state_entries", "Keys held by the in-memory state", state_entries.clone());
+        registry.register(
+            "state_entries",
+            "Keys held by the in-memory state",
+            state_entries.clone(),
+        );
         let state_evictions = Gauge::default();
-        registry.register("state_evictions", "Live keys evicted from the in-memory state to stay bounded", state_evictions.clone());
+        registry.register(
+            "state_evictions",
+            "Live keys evicted from the in-memory state to stay bounded",
+            state_evictions.clone(),
+        );
         Metrics {
             registry,
             requests,

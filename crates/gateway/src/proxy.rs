@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -17,7 +18,10 @@ use portcullis_state::Gcra;
 use crate::Shared;
 use crate::body::{Metered, Prefix, PrefixedBody, read_prefix};
 use crate::client_ip::client_ip;
-use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext, TrafficClass, retry_after_secs};
+use crate::conn_io::ConnFlags;
+use crate::context::{
+    Action, Answer, Demand, Event, Layer, RequestContext, TrafficClass, retry_after_secs,
+};
 use crate::edge::protocol;
 use crate::runtime::{ProxyBody, Runtime};
 
@@ -28,19 +32,35 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    conn: Arc<ConnFlags>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let runtime = shared.runtime.load_full();
     let request_id = new_request_id();
-    let ip = client_ip(peer.ip(), req.headers(), &runtime.trusted_proxies, &runtime.forwarded);
+    let ip = client_ip(
+        peer.ip(),
+        req.headers(),
+        &runtime.trusted_proxies,
+        &runtime.forwarded,
+    );
     let mut ctx = RequestContext::new(request_id, ip, peer.ip());
     ctx.via_trusted_proxy = runtime.trusted_proxies.contains(peer.ip());
     let (mut parts, body) = req.into_parts();
     let host = host_of(&parts);
     let path = parts.uri.path().to_owned();
 
-    edge_stages(&shared, &runtime, &mut ctx, &parts).await;
+    if conn.framing_conflict.load(Ordering::Relaxed) {
+        ctx.add(
+            "cl_te_conflict",
+            Layer::Edge,
+            100,
+            "content-length with transfer-encoding",
+            Demand::BadRequest { status: 400 },
+        );
+    } else {
+        edge_stages(&shared, &runtime, &mut ctx, &parts).await;
+    }
     let mut forward_body = None;
     if !ctx.is_stopped() {
         forward_body = Some(body_stage(&shared, &runtime, &mut ctx, &parts.headers, body).await);
@@ -48,16 +68,25 @@ pub async fn handle(
 
     let (action, layer) = ctx.decide();
     let response = match (action, forward_body) {
-        (Action::Pass, Some(body)) => forward(&shared, &runtime, &ctx, &mut parts, &host, body).await,
+        (Action::Pass, Some(body)) => {
+            forward(&shared, &runtime, &ctx, &mut parts, &host, body).await
+        }
         (Action::Intercept(answer), _) => intercept(&runtime, &ctx, answer),
         (Action::Pass, None) => intercept(&runtime, &ctx, Answer::BadRequest { status: 400 }),
     };
-    record(&shared, &runtime, ctx, &parts, host, path, action, layer, &response, started);
+    record(
+        &shared, &runtime, ctx, &parts, host, path, action, layer, &response, started,
+    );
     Ok(response)
 }
 
 /// Layer 1 before any body byte is read: addresses, protocol, quota, class.
-async fn edge_stages(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext, parts: &http::request::Parts) {
+async fn edge_stages(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+) {
     let t = Instant::now();
     ip_stage(shared, rt, ctx).await;
     shared.metrics.observe_stage("ip", t);
@@ -67,8 +96,20 @@ async fn edge_stages(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext, pa
 
     let t = Instant::now();
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    if let Some(v) = protocol::check_head(parts.method.as_str(), target, &parts.headers, &rt.config.protocol, &rt.config.limits) {
-        ctx.add(v.name, Layer::Edge, 100, v.evidence, Demand::BadRequest { status: v.status });
+    if let Some(v) = protocol::check_head(
+        parts.method.as_str(),
+        target,
+        &parts.headers,
+        &rt.config.protocol,
+        &rt.config.limits,
+    ) {
+        ctx.add(
+            v.name,
+            Layer::Edge,
+            100,
+            v.evidence,
+            Demand::BadRequest { status: v.status },
+        );
     }
     shared.metrics.observe_stage("protocol", t);
     if ctx.is_stopped() {
@@ -132,13 +173,28 @@ pub fn ban_key(ip: IpAddr) -> String {
     format!("ban:ip:{ip}")
 }
 
-async fn classify_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext, headers: &HeaderMap) {
+async fn classify_stage(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+) {
     let traffic = &rt.config.traffic;
     if let Some(found) = rt.classifier.classify(ctx.client_ip, headers) {
         ctx.class = found.class;
         let (action, rps, name, weight) = match found.class {
-            TrafficClass::Scanner => (traffic.scanner.action, traffic.scanner.throttle_rps, "scanner", 40),
-            TrafficClass::Automation => (traffic.automation.action, traffic.automation.throttle_rps, "automation", 30),
+            TrafficClass::Scanner => (
+                traffic.scanner.action,
+                traffic.scanner.throttle_rps,
+                "scanner",
+                40,
+            ),
+            TrafficClass::Automation => (
+                traffic.automation.action,
+                traffic.automation.throttle_rps,
+                "automation",
+                30,
+            ),
             _ => (traffic.crawler.action, 1.0, "crawler", 10),
         };
         let demand = match action {
@@ -149,17 +205,27 @@ async fn classify_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext,
         };
         ctx.add(name, Layer::Edge, weight, found.evidence, demand);
     }
-    if ctx.class == TrafficClass::Normal {
-        if let Some(missing) = crate::edge::classify::missing_browser_headers(headers) {
-            ctx.add("browser_headers_missing", Layer::Edge, 10, missing, Demand::Tag);
-        }
+    if ctx.class == TrafficClass::Normal
+        && let Some(missing) = crate::edge::classify::missing_browser_headers(headers)
+    {
+        ctx.add(
+            "browser_headers_missing",
+            Layer::Edge,
+            10,
+            missing,
+            Demand::Tag,
+        );
     }
 }
 
 async fn throttle(shared: &Shared, class: &str, ip: IpAddr, rps: f64) -> Demand {
     let burst = (rps * 5.0).ceil().max(1.0) as u32;
     let key = format!("throttle:{class}:{ip}");
-    match shared.state.rate_limit(&key, Gcra::per_second(rps, burst), 1).await {
+    match shared
+        .state
+        .rate_limit(&key, Gcra::per_second(rps, burst), 1)
+        .await
+    {
         Ok(d) if !d.allowed => Demand::TooMany {
             retry_after_s: retry_after_secs(d.retry_after),
             status: 429,
@@ -198,23 +264,49 @@ async fn body_stage(
         Prefix::Partial(bytes, rest) => (
             bytes.clone(),
             false,
-            PrefixedBody::new(bytes, rest, limits.max_body_bytes).map_err(Into::into).boxed(),
+            PrefixedBody::new(bytes, rest, limits.max_body_bytes)
+                .map_err(Into::into)
+                .boxed(),
         ),
         Prefix::TooLarge => {
-            ctx.add("body_too_large", Layer::Edge, 100, "", Demand::BadRequest { status: 413 });
+            ctx.add(
+                "body_too_large",
+                Layer::Edge,
+                100,
+                "",
+                Demand::BadRequest { status: 413 },
+            );
             return empty_body();
         }
         Prefix::TimedOut => {
-            ctx.add("body_timeout", Layer::Edge, 100, "", Demand::BadRequest { status: 408 });
+            ctx.add(
+                "body_timeout",
+                Layer::Edge,
+                100,
+                "",
+                Demand::BadRequest { status: 408 },
+            );
             return empty_body();
         }
         Prefix::Broken => {
-            ctx.add("body_malformed", Layer::Edge, 100, "", Demand::BadRequest { status: 400 });
+            ctx.add(
+                "body_malformed",
+                Layer::Edge,
+                100,
+                "",
+                Demand::BadRequest { status: 400 },
+            );
             return empty_body();
         }
     };
     if let Some(v) = protocol::check_body(headers, &inspected, complete, &rt.config.protocol) {
-        ctx.add(v.name, Layer::Edge, 100, v.evidence, Demand::BadRequest { status: v.status });
+        ctx.add(
+            v.name,
+            Layer::Edge,
+            100,
+            v.evidence,
+            Demand::BadRequest { status: v.status },
+        );
     }
     shared.metrics.observe_stage("body", t);
     forward
@@ -234,18 +326,28 @@ fn intercept(rt: &Runtime, ctx: &RequestContext, answer: Answer) -> Response<Pro
     let (template, status, retry_after) = match answer {
         Answer::Blocked => (&block.blocked, block.blocked.status, None),
         Answer::BadRequest { status } => (&block.bad_request, status, None),
-        Answer::TooMany { retry_after_s, status } => (&block.too_many, status, Some(retry_after_s)),
+        Answer::TooMany {
+            retry_after_s,
+            status,
+        } => (&block.too_many, status, Some(retry_after_s)),
     };
     let body = rt.render(template, status, &ctx.request_id);
     let mut response = gateway_response(status, &template.content_type, body, &ctx.request_id);
     if let Some(secs) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
 
 /// A response written by the gateway itself.
-pub fn gateway_response(status: u16, content_type: &str, body: Bytes, request_id: &str) -> Response<ProxyBody> {
+pub fn gateway_response(
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    request_id: &str,
+) -> Response<ProxyBody> {
     let mut response = Response::new(full_body(body));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
     let headers = response.headers_mut();
@@ -261,7 +363,12 @@ pub fn gateway_response(status: u16, content_type: &str, body: Bytes, request_id
 
 fn origin_failure(ctx: &RequestContext, status: u16, error: &str) -> Response<ProxyBody> {
     let body = format!(r#"{{"error":"{error}","request_id":"{}"}}"#, ctx.request_id);
-    gateway_response(status, "application/json", Bytes::from(body), &ctx.request_id)
+    gateway_response(
+        status,
+        "application/json",
+        Bytes::from(body),
+        &ctx.request_id,
+    )
 }
 
 async fn forward(
@@ -290,22 +397,40 @@ async fn forward(
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = headers;
-    let result = tokio::time::timeout(upstream.response_timeout, upstream.client.request(upstream_req)).await;
+    let result = tokio::time::timeout(
+        upstream.response_timeout,
+        upstream.client.request(upstream_req),
+    )
+    .await;
     parts.headers = HeaderMap::new();
     let mut response = match result {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %upstream.authority, error = %e, "origin request failed");
-            shared.metrics.upstream_errors.get_or_create(&crate::metrics::OutcomeLabel { outcome: "error" }).inc();
+            shared
+                .metrics
+                .upstream_errors
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome: "error" })
+                .inc();
             return origin_failure(ctx, 502, "origin unavailable");
         }
         Err(_) => {
-            shared.metrics.upstream_errors.get_or_create(&crate::metrics::OutcomeLabel { outcome: "timeout" }).inc();
+            shared
+                .metrics
+                .upstream_errors
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome: "timeout" })
+                .inc();
             return origin_failure(ctx, 504, "origin timed out");
         }
     };
-    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
-        tunnel(client_upgrade, hyper::upgrade::on(&mut response), ctx.request_id.clone());
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+        (client_upgrade, response.status())
+    {
+        tunnel(
+            client_upgrade,
+            hyper::upgrade::on(&mut response),
+            ctx.request_id.clone(),
+        );
     } else {
         strip_hop_by_hop(response.headers_mut());
     }
@@ -314,14 +439,20 @@ async fn forward(
     }
     let (head, incoming) = response.into_parts();
     let body = if rt.quota.meters_bandwidth() {
-        Metered::new(incoming, Arc::clone(rt)).map_err(Into::into).boxed()
+        Metered::new(incoming, Arc::clone(rt))
+            .map_err(Into::into)
+            .boxed()
     } else {
         incoming.map_err(Into::into).boxed()
     };
     Response::from_parts(head, body)
 }
 
-fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade, request_id: String) {
+fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    origin: hyper::upgrade::OnUpgrade,
+    request_id: String,
+) {
     tokio::spawn(async move {
         let (Ok(client), Ok(origin)) = (client.await, origin.await) else {
             tracing::debug!(%request_id, "websocket upgrade did not complete");
@@ -337,10 +468,12 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade, 
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
 }
 
 /// Headers a client could forge about the gateway's verdict: always removed.
@@ -349,7 +482,12 @@ fn is_reserved(name: &HeaderName) -> bool {
     name.starts_with("x-wx-") || name.starts_with("x-portcullis-")
 }
 
-fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, host: &str, upgrade: bool) {
+fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    ctx: &RequestContext,
+    host: &str,
+    upgrade: bool,
+) {
     if upgrade {
         strip_hop_by_hop_except_upgrade(headers);
     } else {
@@ -370,10 +508,10 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, host:
     if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(X_REQUEST_ID, value);
     }
-    if !headers.contains_key(header::HOST) {
-        if let Ok(value) = HeaderValue::from_str(host) {
-            headers.insert(header::HOST, value);
-        }
+    if !headers.contains_key(header::HOST)
+        && let Ok(value) = HeaderValue::from_str(host)
+    {
+        headers.insert(header::HOST, value);
     }
 }
 
@@ -402,14 +540,19 @@ fn strip_hop_by_hop_except_upgrade(headers: &mut HeaderMap) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .filter(|name| name != header::UPGRADE)
         .collect();
-    let keep_connection = headers.contains_key(header::UPGRADE).then(|| headers.get(header::CONNECTION).cloned()).flatten();
+    let keep_connection = headers
+        .contains_key(header::UPGRADE)
+        .then(|| headers.get(header::CONNECTION).cloned())
+        .flatten();
     for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    if let Some(connection) = keep_connection {
-        if connection.to_str().is_ok_and(|c| c.to_ascii_lowercase().contains("upgrade")) {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+    if let Some(connection) = keep_connection
+        && connection
+            .to_str()
+            .is_ok_and(|c| c.to_ascii_lowercase().contains("upgrade"))
+    {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -418,7 +561,12 @@ fn host_of(parts: &http::request::Parts) -> String {
         .uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or_default()
         .to_owned()
 }
@@ -447,13 +595,18 @@ fn record(
         })
         .inc();
     for signal in &ctx.signals {
-        metrics.signals.get_or_create(&crate::metrics::NameLabel { name: signal.name }).inc();
+        metrics
+            .signals
+            .get_or_create(&crate::metrics::NameLabel { name: signal.name })
+            .inc();
     }
     let wanted = action != Action::Pass || !ctx.signals.is_empty() || rt.config.events.log_passed;
     if !shared.events.is_enabled() || !wanted {
         return;
     }
-    let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let ts_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     shared.events.send(Event {
         ts_ms,
         request_id: ctx.request_id,
@@ -471,7 +624,7 @@ fn record(
 }
 
 /// 16 hex digits, unique enough to find one request in logs.
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
@@ -485,7 +638,10 @@ mod tests {
         headers.insert("x-wx-risk-rank", HeaderValue::from_static("0"));
         headers.insert("x-portcullis-verdict", HeaderValue::from_static("ok"));
         headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         let ctx = RequestContext::new("rid".into(), peer, peer);
@@ -494,7 +650,10 @@ mod tests {
         assert!(headers.get("x-portcullis-verdict").is_none());
         assert!(headers.get("x-secret").is_none(), "listed in Connection");
         assert!(headers.get(header::CONNECTION).is_none());
-        assert_eq!(headers["x-forwarded-for"], "203.0.113.9", "untrusted XFF replaced");
+        assert_eq!(
+            headers["x-forwarded-for"], "203.0.113.9",
+            "untrusted XFF replaced"
+        );
         assert_eq!(headers["x-request-id"], "rid");
         assert_eq!(headers[header::HOST], "example.com");
     }
@@ -503,7 +662,11 @@ mod tests {
     fn trusted_chain_is_appended() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
-        let mut ctx = RequestContext::new("r".into(), "1.1.1.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut ctx = RequestContext::new(
+            "r".into(),
+            "1.1.1.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+        );
         ctx.via_trusted_proxy = true;
         prepare_upstream_headers(&mut headers, &ctx, "h", false);
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.2");

@@ -14,7 +14,9 @@ use crate::{ConfigSource, Overrides, Shared};
 const POLL: Duration = Duration::from_millis(500);
 
 pub async fn watch(source: ConfigSource, overrides: Overrides, shared: Arc<Shared>) {
-    let ConfigSource::File(path) = &source else { return };
+    let ConfigSource::File(path) = &source else {
+        return;
+    };
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(e) => {
@@ -32,7 +34,12 @@ pub async fn watch(source: ConfigSource, overrides: Overrides, shared: Arc<Share
         let changed = now != stamp || shared.runtime.load().files_changed();
         if by_signal || changed {
             stamp = now;
-            reload(&source, &overrides, &shared, if by_signal { "sighup" } else { "file change" });
+            reload(
+                &source,
+                &overrides,
+                &shared,
+                if by_signal { "sighup" } else { "file change" },
+            );
         }
     }
 }
@@ -40,11 +47,19 @@ pub async fn watch(source: ConfigSource, overrides: Overrides, shared: Arc<Share
 /// Modification time and length: editors that rewrite in place within the
 /// same second still change the length most of the time.
 fn stamp_of(path: &std::path::Path) -> (Option<SystemTime>, Option<u64>) {
-    (modified(path), std::fs::metadata(path).ok().map(|m| m.len()))
+    (
+        modified(path),
+        std::fs::metadata(path).ok().map(|m| m.len()),
+    )
 }
 
 /// Loads, compiles and swaps in the configuration; keeps the old one on error.
-pub fn reload(source: &ConfigSource, overrides: &Overrides, shared: &Shared, trigger: &str) -> bool {
+pub fn reload(
+    source: &ConfigSource,
+    overrides: &Overrides,
+    shared: &Shared,
+    trigger: &str,
+) -> bool {
     let version = shared.runtime.load().version + 1;
     let outcome = source
         .load(overrides)
@@ -53,16 +68,26 @@ pub fn reload(source: &ConfigSource, overrides: &Overrides, shared: &Shared, tri
         Ok(runtime) => {
             let old = shared.runtime.load();
             if runtime.config.server != old.config.server {
-                tracing::warn!("listener addresses and TLS listener changes need a restart; other settings applied");
+                tracing::warn!(
+                    "listener addresses and TLS listener changes need a restart; other settings applied"
+                );
             }
             shared.runtime.store(Arc::new(runtime));
             shared.metrics.config_version.set(version as i64);
-            shared.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "applied" }).inc();
+            shared
+                .metrics
+                .config_reloads
+                .get_or_create(&OutcomeLabel { outcome: "applied" })
+                .inc();
             tracing::info!(version, trigger, "configuration applied");
             true
         }
         Err(e) => {
-            shared.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
+            shared
+                .metrics
+                .config_reloads
+                .get_or_create(&OutcomeLabel { outcome: "refused" })
+                .inc();
             tracing::error!(trigger, error = %format!("{e:#}"), "new configuration refused; the running one stays");
             false
         }

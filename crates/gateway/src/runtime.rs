@@ -125,7 +125,9 @@ impl Runtime {
 
     /// Whether a watched file changed since this runtime was built.
     pub fn files_changed(&self) -> bool {
-        self.watched.iter().any(|(path, stamp)| modified(path) != *stamp)
+        self.watched
+            .iter()
+            .any(|(path, stamp)| modified(path) != *stamp)
     }
 
     /// A configured answer with its template filled in.
@@ -215,7 +217,10 @@ mod tests {
         );
         let pick = |host, path| rt.upstream(host, path).map(|u| u.base.clone());
         assert_eq!(pick("x.com", "/").as_deref(), Some("http://127.0.0.1:1001"));
-        assert_eq!(pick("x.com", "/api/v1").as_deref(), Some("http://127.0.0.1:1002"));
+        assert_eq!(
+            pick("x.com", "/api/v1").as_deref(),
+            Some("http://127.0.0.1:1002")
+        );
         assert_eq!(
             pick("ADMIN.example.com:8080", "/api/v1").as_deref(),
             Some("http://127.0.0.1:1003")
@@ -224,10 +229,9 @@ mod tests {
 
     #[test]
     fn missing_feed_file_is_an_error() {
-        let config = Config::parse(
-            "[[ip_lists.feeds]]\nname = \"x\"\npath = \"/nonexistent/feed.txt\"\n",
-        )
-        .expect("valid");
+        let config =
+            Config::parse("[[ip_lists.feeds]]\nname = \"x\"\npath = \"/nonexistent/feed.txt\"\n")
+                .expect("valid");
         let err = Runtime::build(config, 1).err().expect("fails");
         assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
     }

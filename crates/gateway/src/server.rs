@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::Shared;
+use crate::conn_io::{ConnFlags, ErrorPage, ScannedIo};
 use crate::edge::conn::ConnGuard;
 use crate::metrics::OutcomeLabel;
 use crate::proxy;
@@ -47,13 +48,19 @@ fn builder(rt: &Runtime) -> auto::Builder<TokioExecutor> {
 fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<ConnGuard> {
     let rt = shared.runtime.load();
     let limits = &rt.config.limits;
-    match shared.conns.try_acquire(peer.ip(), limits.max_connections, limits.max_connections_per_ip) {
+    match shared.conns.try_acquire(
+        peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    ) {
         Ok(guard) => Some(guard),
         Err(refused) => {
             shared
                 .metrics
                 .connections_refused
-                .get_or_create(&OutcomeLabel { outcome: refused.as_str() })
+                .get_or_create(&OutcomeLabel {
+                    outcome: refused.as_str(),
+                })
                 .inc();
             None
         }
@@ -77,7 +84,18 @@ pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
-        tokio::spawn(serve_connection(stream, peer, shared, guard));
+        tokio::spawn(async move {
+            // A connection that never sends a byte is closed by the header timeout.
+            let timeout =
+                Duration::from_millis(shared.runtime.load().config.limits.header_timeout_ms);
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    serve_connection(stream, peer, shared, guard, Protocol::Sniff).await
+                }
+                _ => drop(guard),
+            }
+        });
     }
 }
 
@@ -91,7 +109,9 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Some(guard) = admit(&shared, peer) else { continue };
+        let Some(guard) = admit(&shared, peer) else {
+            continue;
+        };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let rt = shared.runtime.load_full();
@@ -100,7 +120,13 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
             let timeout = Duration::from_millis(rt.config.limits.header_timeout_ms);
             let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
             match tokio::time::timeout(timeout, accept).await {
-                Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, shared, guard).await,
+                Ok(Ok(tls_stream)) => {
+                    let protocol = match tls_stream.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Protocol::Http2,
+                        _ => Protocol::Http1,
+                    };
+                    serve_connection(tls_stream, peer, shared, guard, protocol).await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -108,19 +134,78 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, guard: ConnGuard)
-where
+/// How the HTTP version of a connection is chosen.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// By the client's first bytes (plain text: HTTP/1.1 or h2 prior knowledge).
+    Sniff,
+    /// Negotiated by ALPN.
+    Http1,
+    Http2,
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    guard: ConnGuard,
+    protocol: Protocol,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shared.metrics.connections_open.inc();
-    let builder = builder(&shared.runtime.load());
+    let runtime = shared.runtime.load_full();
+    let builder = builder(&runtime);
+    let flags = Arc::new(ConnFlags::default());
+    let io = TokioIo::new(ScannedIo::new(
+        stream,
+        Arc::clone(&flags),
+        error_page(Arc::clone(&shared), runtime),
+    ));
     let metrics = Arc::clone(&shared.metrics);
-    let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), peer, req));
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+    let service =
+        service_fn(move |req| proxy::handle(Arc::clone(&shared), peer, Arc::clone(&flags), req));
+    let builder = match protocol {
+        Protocol::Sniff => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    };
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
     metrics.connections_open.dec();
     drop(guard);
+}
+
+/// The gateway's answer for a request head the HTTP parser refused by itself.
+fn error_page(shared: Arc<Shared>, runtime: Arc<Runtime>) -> ErrorPage {
+    Box::new(move |status| {
+        let request_id = proxy::new_request_id();
+        let template = &runtime.config.block.bad_request;
+        let body = runtime.render(template, status, &request_id);
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Bad Request");
+        shared
+            .metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                action: "bad_request",
+                layer: "edge",
+                class: "normal",
+            })
+            .inc();
+        tracing::debug!(%request_id, status, "request head refused by the HTTP parser");
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+            template.content_type,
+            body.len()
+        );
+        let mut page = bytes::BytesMut::from(head.as_bytes());
+        page.extend_from_slice(&body);
+        page.freeze()
+    })
 }
 
 pub async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
@@ -141,7 +226,10 @@ pub async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn admin(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+async fn admin(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let (status, content_type, body) = match req.uri().path() {
         "/metrics" => {
             let stats = shared.state.stats();
@@ -156,15 +244,29 @@ async fn admin(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<P
         "/healthz" => (
             StatusCode::OK,
             "application/json",
-            format!(r#"{{"status":"ok","config_version":{}}}"#, shared.runtime.load().version),
+            format!(
+                r#"{{"status":"ok","config_version":{}}}"#,
+                shared.runtime.load().version
+            ),
         ),
-        _ => (StatusCode::NOT_FOUND, "application/json", r#"{"error":"not found"}"#.into()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            r#"{"error":"not found"}"#.into(),
+        ),
     };
-    Ok(proxy::gateway_response(status.as_u16(), content_type, Bytes::from(body), ""))
+    Ok(proxy::gateway_response(
+        status.as_u16(),
+        content_type,
+        Bytes::from(body),
+        "",
+    ))
 }
 
 /// Binds a listener, with the address in the error.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     use anyhow::Context as _;
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }

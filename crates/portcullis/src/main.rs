@@ -60,7 +60,14 @@ fn main() -> ExitCode {
             listen,
             upstream,
             admin,
-        } => run(config, Overrides { listen, admin, upstream }),
+        } => run(
+            config,
+            Overrides {
+                listen,
+                admin,
+                upstream,
+            },
+        ),
         Command::Check { config } => return check(&config),
         Command::Bench(Bench::Corpus(options)) => bench_corpus(options),
     };
@@ -88,19 +95,23 @@ fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     if workers > 0 {
         builder.worker_threads(workers);
     }
-    builder.enable_all().build().context("cannot start the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run(config: Option<PathBuf>, mut overrides: Overrides) -> anyhow::Result<()> {
     let source = match &config {
         Some(path) => ConfigSource::File(path.clone()),
-        None => ConfigSource::Fixed(Config::default()),
+        None => ConfigSource::Fixed(Box::default()),
     };
     let initial = source.load(&overrides)?;
     let runtime = tokio_runtime(initial.server.workers)?;
     runtime.block_on(async move {
         if initial.upstreams.is_empty() && config.is_none() {
-            let demo = portcullis_gateway::demo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            let demo =
+                portcullis_gateway::demo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
             overrides.upstream = Some(format!("http://{demo}"));
             eprintln!("no origin given: protecting the built-in demo origin at http://{demo}");
         }
@@ -108,9 +119,13 @@ fn run(config: Option<PathBuf>, mut overrides: Overrides) -> anyhow::Result<()> 
         eprintln!(
             "portcullis listening on http://{} (admin: {})",
             running.listen,
-            running.admin.map_or("off".to_string(), |a| format!("http://{a}"))
+            running
+                .admin
+                .map_or("off".to_string(), |a| format!("http://{a}"))
         );
-        tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
         eprintln!("shutting down");
         Ok(())
     })

@@ -8,7 +8,9 @@ use portcullis_state::{Gcra, MemoryStore, MemoryStoreOptions, StateStore};
 fn rate_limit(c: &mut Criterion) {
     let store = MemoryStore::new(MemoryStoreOptions::default());
     let limit = Gcra::per_second(10.0, 10);
-    let keys: Vec<String> = (0..10_000).map(|i| format!("rl:ip:10.0.{}.{}", i / 256, i % 256)).collect();
+    let keys: Vec<String> = (0..10_000)
+        .map(|i| format!("rl:ip:10.0.{}.{}", i / 256, i % 256))
+        .collect();
     let mut i = 0;
     c.bench_function("memory_rate_limit", |b| {
         b.iter(|| {

@@ -42,7 +42,8 @@ impl Gcra {
     /// Returns the decision and the TAT to store (unchanged when refused).
     pub fn spend(&self, tat_ns: u64, now_ns: u64, cost: u32) -> (RateDecision, u64) {
         let start = tat_ns.max(now_ns);
-        let new_tat = start.saturating_add(self.emission_interval_ns.saturating_mul(u64::from(cost)));
+        let new_tat =
+            start.saturating_add(self.emission_interval_ns.saturating_mul(u64::from(cost)));
         let ahead = new_tat - now_ns;
         if ahead <= self.tolerance_ns {
             let room = self.tolerance_ns - ahead;

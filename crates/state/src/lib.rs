@@ -138,7 +138,9 @@ pub trait StateStore: Send + Sync + 'static {
             Op::RateLimit { key, limit, cost } => {
                 Reply::Rate(self.rate_limit(key, *limit, *cost).await?)
             }
-            Op::SetAdd { key, member, ttl } => Reply::SetLen(self.set_add(key, member, *ttl).await?),
+            Op::SetAdd { key, member, ttl } => {
+                Reply::SetLen(self.set_add(key, member, *ttl).await?)
+            }
             Op::Put { key, value, ttl } => {
                 self.put(key, value, *ttl).await?;
                 Reply::Done

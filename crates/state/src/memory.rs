@@ -5,7 +5,7 @@
 //! least recently used keys instead of growing memory. Expired entries are
 //! dropped when touched and preferred for eviction by the LRU order.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -85,9 +85,7 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &str) -> &Mutex<Shard> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     fn deadline(&self, now: u64, ttl: Duration) -> u64 {
@@ -112,10 +110,11 @@ impl MemoryStore {
         }
         let mut entry = init(now);
         let out = f(&mut entry, now);
-        if let Some((evicted_key, evicted)) = shard.push(key.into(), entry) {
-            if evicted_key.as_ref() != key && evicted.expires_ns > now {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some((evicted_key, evicted)) = shard.push(key.into(), entry)
+            && evicted_key.as_ref() != key
+            && evicted.expires_ns > now
+        {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         out
     }
@@ -268,11 +267,12 @@ impl StateStore for MemoryStore {
                 if found.len() >= limit {
                     return Ok(found);
                 }
-                if entry.expires_ns > now && key.starts_with(prefix) {
-                    if let Value::Bytes(bytes) = &entry.value {
-                        let ttl = Duration::from_nanos(entry.expires_ns - now);
-                        found.push((key.to_string(), bytes.to_vec(), ttl));
-                    }
+                if entry.expires_ns > now
+                    && key.starts_with(prefix)
+                    && let Value::Bytes(bytes) = &entry.value
+                {
+                    let ttl = Duration::from_nanos(entry.expires_ns - now);
+                    found.push((key.to_string(), bytes.to_vec(), ttl));
                 }
             }
         }
@@ -281,7 +281,11 @@ impl StateStore for MemoryStore {
 
     fn stats(&self) -> StoreStats {
         let entries = self.shards.iter().map(|s| s.lock().len() as u64).sum();
-        let capacity = self.shards.iter().map(|s| s.lock().cap().get() as u64).sum();
+        let capacity = self
+            .shards
+            .iter()
+            .map(|s| s.lock().cap().get() as u64)
+            .sum();
         StoreStats {
             entries,
             capacity,
@@ -329,7 +333,10 @@ mod tests {
         }
         let stats = s.stats();
         assert!(stats.entries <= (SHARDS * 10) as u64, "{stats:?}");
-        assert!(stats.evictions >= 100_000 - (SHARDS * 10) as u64, "{stats:?}");
+        assert!(
+            stats.evictions >= 100_000 - (SHARDS * 10) as u64,
+            "{stats:?}"
+        );
     }
 
     #[tokio::test]

@@ -66,7 +66,10 @@ impl Classifier {
                 }
             }
         }
-        let ua = headers.get(USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default();
+        let ua = headers
+            .get(USER_AGENT)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         if ua.trim_ascii().is_empty() {
             return Some(Classification {
                 class: TrafficClass::Automation,
@@ -126,14 +129,21 @@ mod tests {
             .map_or(TrafficClass::Normal, |c| c.class)
     }
 
-    const BROWSER: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15";
+    const BROWSER: &str =
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15";
 
     #[test]
     fn review_scanner_by_header_and_by_address() {
         let ua = "Tencent Security Team, more information: https://developers.weixin.qq.com/";
-        assert_eq!(classify("1.2.3.4", &[("user-agent", ua)]), TrafficClass::Scanner);
         assert_eq!(
-            classify("1.2.3.4", &[("user-agent", BROWSER), ("x-scan", "tencent security team")]),
+            classify("1.2.3.4", &[("user-agent", ua)]),
+            TrafficClass::Scanner
+        );
+        assert_eq!(
+            classify(
+                "1.2.3.4",
+                &[("user-agent", BROWSER), ("x-scan", "tencent security team")]
+            ),
             TrafficClass::Scanner
         );
         assert_eq!(
@@ -144,7 +154,10 @@ mod tests {
 
     #[test]
     fn automation_and_crawlers() {
-        assert_eq!(classify("1.2.3.4", &[("user-agent", "curl/8.5.0")]), TrafficClass::Automation);
+        assert_eq!(
+            classify("1.2.3.4", &[("user-agent", "curl/8.5.0")]),
+            TrafficClass::Automation
+        );
         assert_eq!(
             classify("1.2.3.4", &[("user-agent", "python-requests/2.31")]),
             TrafficClass::Automation
@@ -157,7 +170,10 @@ mod tests {
             ),
             TrafficClass::Crawler
         );
-        assert_eq!(classify("1.2.3.4", &[("user-agent", BROWSER)]), TrafficClass::Normal);
+        assert_eq!(
+            classify("1.2.3.4", &[("user-agent", BROWSER)]),
+            TrafficClass::Normal
+        );
     }
 
     #[test]
@@ -166,7 +182,10 @@ mod tests {
         h.insert(USER_AGENT, HeaderValue::from_static(BROWSER));
         assert_eq!(missing_browser_headers(&h), Some("accept"));
         h.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
-        h.insert(http::header::ACCEPT_LANGUAGE, HeaderValue::from_static("en"));
+        h.insert(
+            http::header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("en"),
+        );
         assert_eq!(missing_browser_headers(&h), None);
         let mut app = HeaderMap::new();
         app.insert(

@@ -2,7 +2,7 @@
 //! connection ends.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,9 +44,7 @@ pub struct ConnGuard {
 
 impl ConnLimiter {
     fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
-        let mut h = self.hasher.build_hasher();
-        ip.hash(&mut h);
-        &self.per_ip[(h.finish() as usize) % SHARDS]
+        &self.per_ip[(self.hasher.hash_one(ip) as usize) % SHARDS]
     }
 
     pub fn open(&self) -> usize {
@@ -105,7 +103,10 @@ mod tests {
         let _g2 = limiter.try_acquire(a, 3, 2).unwrap();
         assert_eq!(limiter.try_acquire(a, 3, 2).err(), Some(ConnRefused::PerIp));
         let _g3 = limiter.try_acquire(b, 3, 2).unwrap();
-        assert_eq!(limiter.try_acquire(b, 3, 2).err(), Some(ConnRefused::Global));
+        assert_eq!(
+            limiter.try_acquire(b, 3, 2).err(),
+            Some(ConnRefused::Global)
+        );
         drop(g1);
         assert_eq!(limiter.open(), 2);
         assert!(limiter.try_acquire(a, 3, 2).is_ok());

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod conn;
+pub mod framing;
 pub mod ipset;
 pub mod protocol;
 pub mod quota;

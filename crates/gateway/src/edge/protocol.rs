@@ -50,7 +50,11 @@ fn check_framing(headers: &HeaderMap, limits: &LimitsConfig) -> Option<Violation
     let lengths: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
     let encodings: Vec<_> = headers.get_all(TRANSFER_ENCODING).iter().collect();
     if !encodings.is_empty() && !lengths.is_empty() {
-        return violation("cl_te_conflict", "content-length with transfer-encoding", 400);
+        return violation(
+            "cl_te_conflict",
+            "content-length with transfer-encoding",
+            400,
+        );
     }
     if encodings.len() > 1 {
         return violation("te_obfuscated", "repeated transfer-encoding", 400);
@@ -67,7 +71,10 @@ fn check_framing(headers: &HeaderMap, limits: &LimitsConfig) -> Option<Violation
         return violation("cl_repeated", "several content-length headers", 400);
     }
     if let Some(cl) = lengths.first() {
-        match std::str::from_utf8(cl.as_bytes()).ok().and_then(|s| s.parse::<u64>().ok()) {
+        match std::str::from_utf8(cl.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             None => return violation("cl_invalid", printable(cl.as_bytes()), 400),
             Some(n) if n > limits.max_body_bytes => {
                 return violation("body_too_large", format!("{n} bytes declared"), 413);
@@ -107,10 +114,13 @@ fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, 
     if protocol.reject_nul && decoded.contains(&0) {
         return Some(("nul_byte", "%00".into()));
     }
-    if protocol.reject_bad_utf8 {
-        if let Err(e) = std::str::from_utf8(&decoded) {
-            return Some(("bad_utf8", printable(&decoded[e.valid_up_to()..][..4.min(decoded.len() - e.valid_up_to())])));
-        }
+    if protocol.reject_bad_utf8
+        && let Err(e) = std::str::from_utf8(&decoded)
+    {
+        return Some((
+            "bad_utf8",
+            printable(&decoded[e.valid_up_to()..][..4.min(decoded.len() - e.valid_up_to())]),
+        ));
     }
     None
 }
@@ -179,22 +189,24 @@ fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
 }
 
 fn check_json(body: &[u8], complete: bool, protocol: &ProtocolConfig) -> Option<Violation> {
-    if protocol.reject_bad_utf8 {
-        if let Err(e) = std::str::from_utf8(body) {
-            // A truncated body may end inside a character.
-            let cut_at_end = !complete && e.error_len().is_none();
-            if !cut_at_end {
-                return violation("bad_utf8", "json: raw bytes", 400);
-            }
+    if protocol.reject_bad_utf8
+        && let Err(e) = std::str::from_utf8(body)
+    {
+        // A truncated body may end inside a character.
+        let cut_at_end = !complete && e.error_len().is_none();
+        if !cut_at_end {
+            return violation("bad_utf8", "json: raw bytes", 400);
         }
     }
     if protocol.reject_nul && memchr::memmem::find(body, b"\\u0000").is_some() {
         return violation("nul_byte", "json: \\u0000", 400);
     }
-    if protocol.reject_bad_json && complete && !body.trim_ascii().is_empty() {
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            return violation("bad_json", format!("json: {e}"), 400);
-        }
+    if protocol.reject_bad_json
+        && complete
+        && !body.trim_ascii().is_empty()
+        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body)
+    {
+        return violation("bad_json", format!("json: {e}"), 400);
     }
     None
 }
@@ -249,7 +261,8 @@ mod tests {
 
     #[test]
     fn the_review_scanner_request_is_refused() {
-        let target = "/open/v3/live/record?action=eval&live_id=undefined%bf%27%bf'%27%22'\"\\%5C%0d%0a";
+        let target =
+            "/open/v3/live/record?action=eval&live_id=undefined%bf%27%bf'%27%22'\"\\%5C%0d%0a";
         assert_eq!(name(head("GET", target, &[])), "bad_utf8");
     }
 
@@ -274,7 +287,10 @@ mod tests {
                 "{te}"
             );
         }
-        let two = [("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")];
+        let two = [
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ];
         assert_eq!(name(head("POST", "/", &two)), "te_obfuscated");
         let cls = [("content-length", "5"), ("content-length", "6")];
         assert_eq!(name(head("POST", "/", &cls)), "cl_repeated");
@@ -290,7 +306,11 @@ mod tests {
         assert_eq!(name(head("GET", "/a?x=%", &[])), "bad_percent_encoding");
         assert_eq!(name(head("GET", "/a?x=%00", &[])), "nul_byte");
         assert_eq!(name(head("GET", "/%c0%af", &[])), "bad_utf8", "overlong /");
-        assert_eq!(name(head("GET", "/%ed%a0%80", &[])), "bad_utf8", "surrogate");
+        assert_eq!(
+            name(head("GET", "/%ed%a0%80", &[])),
+            "bad_utf8",
+            "surrogate"
+        );
         assert_eq!(name(head("BREW", "/", &[])), "unknown_method");
         let long = format!("/{}", "a".repeat(9000));
         assert_eq!(name(head("GET", &long, &[])), "uri_too_long");
@@ -303,15 +323,28 @@ mod tests {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert_eq!(name(check_body(&h, br#"{"a":[1,2]}"#, true, &p)), "ok");
         assert_eq!(name(check_body(&h, br#"{"a":"#, true, &p)), "bad_json");
-        assert_eq!(name(check_body(&h, br#"{"a":"#, false, &p)), "ok", "truncated");
-        assert_eq!(name(check_body(&h, b"{\"a\":\"\xff\"}", true, &p)), "bad_utf8");
-        assert_eq!(name(check_body(&h, br#"{"a":"\u0000"}"#, true, &p)), "nul_byte");
+        assert_eq!(
+            name(check_body(&h, br#"{"a":"#, false, &p)),
+            "ok",
+            "truncated"
+        );
+        assert_eq!(
+            name(check_body(&h, b"{\"a\":\"\xff\"}", true, &p)),
+            "bad_utf8"
+        );
+        assert_eq!(
+            name(check_body(&h, br#"{"a":"\u0000"}"#, true, &p)),
+            "nul_byte"
+        );
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         assert_eq!(name(check_body(&h, b"a=1&b=%E4%BD%A0", true, &p)), "ok");
         assert_eq!(name(check_body(&h, b"a=%bf", true, &p)), "bad_utf8");
-        assert_eq!(name(check_body(&h, b"a=%g1", true, &p)), "bad_percent_encoding");
+        assert_eq!(
+            name(check_body(&h, b"a=%g1", true, &p)),
+            "bad_percent_encoding"
+        );
     }
 }

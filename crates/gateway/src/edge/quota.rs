@@ -36,10 +36,12 @@ impl AtomicCell {
             if new_tat == current {
                 return decision;
             }
-            match self
-                .tat
-                .compare_exchange_weak(current, new_tat, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.tat.compare_exchange_weak(
+                current,
+                new_tat,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return decision,
                 Err(seen) => current = seen,
             }
@@ -49,7 +51,10 @@ impl AtomicCell {
     /// Charges usage after the fact (bytes already sent), allowed or not.
     pub fn charge(&self, cost: u32) {
         let now = self.now_ns();
-        let add = self.limit.emission_interval_ns.saturating_mul(u64::from(cost));
+        let add = self
+            .limit
+            .emission_interval_ns
+            .saturating_mul(u64::from(cost));
         let _ = self
             .tat
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
@@ -79,7 +84,8 @@ pub struct QuotaExceeded {
 impl Quota {
     pub fn new(config: &QuotaConfig) -> Self {
         // One second of burst: the package is sold per second.
-        let per_second = |rate: f64| AtomicCell::new(Gcra::per_second(rate, rate.ceil().max(1.0) as u32));
+        let per_second =
+            |rate: f64| AtomicCell::new(Gcra::per_second(rate, rate.ceil().max(1.0) as u32));
         Quota {
             qps: config.qps.map(per_second),
             bandwidth: config.bandwidth_mbps.map(|mbps| {
@@ -162,7 +168,10 @@ mod tests {
         quota.charge_bytes(3_000_000);
         let refused = quota.admit("/").unwrap_err();
         assert_eq!(refused.which, "bandwidth");
-        assert!(refused.retry_after > Duration::from_millis(1500), "{refused:?}");
+        assert!(
+            refused.retry_after > Duration::from_millis(1500),
+            "{refused:?}"
+        );
     }
 
     #[test]
@@ -174,7 +183,9 @@ mod tests {
             }],
             ..QuotaConfig::default()
         });
-        let votes = (0..10).filter(|_| quota.admit("/api/vote/1").is_ok()).count();
+        let votes = (0..10)
+            .filter(|_| quota.admit("/api/vote/1").is_ok())
+            .count();
         assert_eq!(votes, 2);
         assert!(quota.admit("/api/other").is_ok());
     }

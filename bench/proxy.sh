@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Proxy throughput in one sitting: the origin directly, nginx as a plain
+# reverse proxy, and Portcullis with its default protections, in alternating
+# rounds with wrk. Prints requests/s and p99 per target (medians over the
+# rounds) and the ratios to nginx. wrk, proxies and origin share this
+# machine's cores, so read the ratios rather than the absolute numbers.
+#
+#   bench/proxy.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 10 s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+SECS=${2:-10}
+CONNS=${CONNS:-64}
+ORIGIN_PORT=18581 NGINX_PORT=18582 PC_PORT=18583 PC_ADMIN=18584
+
+command -v wrk >/dev/null && command -v nginx >/dev/null || ./scripts/setup.sh
+cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
+
+work=$(mktemp -d)
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/logs"
+cat > "$work/nginx.conf" <<CONF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  # The origin: a small JSON answer.
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT;
+    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
+  }
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
+  # nginx as a plain reverse proxy.
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+
+./target/release/portcullis run --listen 127.0.0.1:$PC_PORT --admin 127.0.0.1:$PC_ADMIN \
+  --upstream http://127.0.0.1:$ORIGIN_PORT >"$work/pc.out" 2>"$work/pc.err" &
+PC_PID=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PC_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# A mobile client's usual headers, the same for every target.
+HDRS=(-H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50"
+      -H "Accept: application/json" -H "Accept-Language: zh-CN,zh;q=0.9")
+URL_PATH="/api/v1/items?page=2&sort=price&q=red+shoes"
+
+declare -A RPS P99
+for round in $(seq "$ROUNDS"); do
+  for target in origin:$ORIGIN_PORT nginx:$NGINX_PORT portcullis:$PC_PORT; do
+    name=${target%%:*}; port=${target##*:}
+    out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "${HDRS[@]}" "http://127.0.0.1:$port$URL_PATH")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    RPS[$name]+="$rps "; P99[$name]+="$p99 "
+    echo "round $round $name: $rps req/s, p99 $p99${non2xx:+, non-2xx $non2xx}"
+  done
+done
+
+python3 - "${RPS[origin]}" "${RPS[nginx]}" "${RPS[portcullis]}" "${P99[origin]}" "${P99[nginx]}" "${P99[portcullis]}" <<'PY'
+import statistics, sys
+def ms(v):
+    v = v.strip()
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float(v)
+names = ["origin", "nginx", "portcullis"]
+rps = {n: statistics.median(map(float, a.split())) for n, a in zip(names, sys.argv[1:4])}
+p99 = {n: statistics.median(map(ms, a.split())) for n, a in zip(names, sys.argv[4:7])}
+print(f"\n{'target':<12}{'req/s (median)':>16}{'p99 ms':>10}{'vs nginx':>10}")
+for n in names:
+    print(f"{n:<12}{rps[n]:>16.0f}{p99[n]:>10.2f}{rps[n] / rps['nginx']:>10.2f}")
+PY

@@ -1,0 +1,32 @@
+//! `application/x-www-form-urlencoded` and query strings.
+
+use super::location;
+use crate::analyze::{Ctx, Sink};
+use crate::decode;
+
+/// Most parameters read from one query string or form.
+const MAX_PAIRS: usize = 256;
+
+/// Inspect `k=v&k2=v2` under `prefix.k`; keys are inspected too when they
+/// hold anything beyond a plain name.
+pub(crate) fn pairs(s: &[u8], prefix: &str, ctx: Ctx, sink: &mut Sink) {
+    for pair in s.split(|&c| c == b'&').take(MAX_PAIRS) {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match memchr::memchr(b'=', pair) {
+            Some(p) => (&pair[..p], &pair[p + 1..]),
+            None => (&b""[..], pair),
+        };
+        let mut key = Vec::with_capacity(k.len());
+        decode::percent_decode(k, true, &mut key);
+        let loc = location(prefix, &key);
+        if !key
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        {
+            sink.value(&loc, k, ctx);
+        }
+        sink.value(&loc, v, ctx);
+    }
+}

@@ -1,0 +1,224 @@
+//! A small bounded JSON walker: every string value is inspected at its
+//! path (`json.user.name`, `json.items[2]`), keys are checked for NoSQL
+//! operators and prototype pollution.
+
+use crate::analyze::{Ctx, Sink};
+use crate::{Family, nosql, score};
+
+const MAX_DEPTH: usize = 32;
+const MAX_PATH: usize = 256;
+
+struct Walker<'a, 's, 'p> {
+    b: &'a [u8],
+    i: usize,
+    path: String,
+    sink: &'s mut Sink<'p>,
+    emitted: usize,
+}
+
+/// Walk a JSON document; false if it is not JSON at all (nothing was read).
+pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
+    let mut w = Walker {
+        b: data,
+        i: 0,
+        path: String::from("json"),
+        sink,
+        emitted: 0,
+    };
+    w.ws();
+    let ok = w.value(0).is_some();
+    w.ws();
+    (ok && w.i == w.b.len()) || w.emitted > 0
+}
+
+impl Walker<'_, '_, '_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        match self.peek()? {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            b'"' => {
+                let s = self.string()?;
+                self.emitted += 1;
+                let loc = self.path.clone();
+                self.sink.value(&loc, &s, Ctx::Json);
+                Some(())
+            }
+            _ => self.scalar(),
+        }
+    }
+
+    fn scalar(&mut self) -> Option<()> {
+        let start = self.i;
+        while self.i < self.b.len()
+            && (self.b[self.i].is_ascii_alphanumeric()
+                || matches!(self.b[self.i], b'-' | b'+' | b'.'))
+        {
+            self.i += 1;
+        }
+        (self.i > start).then_some(())
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key = self.string()?;
+            let saved = self.path.len();
+            self.push_key(&key);
+            self.check_key(&key);
+            self.ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.i += 1;
+            let r = self.value(depth + 1);
+            self.path.truncate(saved);
+            r?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        let mut idx = 0usize;
+        loop {
+            let saved = self.path.len();
+            if self.path.len() < MAX_PATH {
+                self.path.push('[');
+                self.path.push_str(&idx.to_string());
+                self.path.push(']');
+            }
+            let r = self.value(depth + 1);
+            self.path.truncate(saved);
+            r?;
+            idx += 1;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn push_key(&mut self, key: &[u8]) {
+        if self.path.len() >= MAX_PATH {
+            return;
+        }
+        self.path.push('.');
+        for c in String::from_utf8_lossy(&key[..key.len().min(64)]).chars() {
+            self.path.push(if c.is_control() { '?' } else { c });
+        }
+    }
+
+    fn check_key(&mut self, key: &[u8]) {
+        let loc = self.path.clone();
+        if let Some(sc) = nosql::operator_score(key) {
+            self.sink.direct(
+                &loc,
+                Family::Nosql,
+                sc,
+                "nosql.operator-key",
+                &String::from_utf8_lossy(key),
+            );
+        } else if key == b"__proto__" || key == b"prototype" {
+            self.sink.direct(
+                &loc,
+                Family::CodeInjection,
+                score::MEDIUM + 1,
+                "code.prototype-pollution",
+                "__proto__",
+            );
+        } else if !key.iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b' ' | b'@' | b':' | b'$')
+        }) {
+            self.sink.value(&loc, key, Ctx::Json);
+        }
+    }
+
+    /// A string at `self.i` (on the opening quote), unescaped.
+    fn string(&mut self) -> Option<Vec<u8>> {
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            let c = self.peek()?;
+            self.i += 1;
+            match c {
+                b'"' => return Some(out),
+                b'\\' => {
+                    let e = self.peek()?;
+                    self.i += 1;
+                    match e {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => self.unicode(&mut out)?,
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let h = self.b.get(self.i..self.i + 4)?;
+        let s = std::str::from_utf8(h).ok()?;
+        let v = u32::from_str_radix(s, 16).ok()?;
+        self.i += 4;
+        Some(v)
+    }
+
+    fn unicode(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let mut cp = self.hex4()?;
+        if (0xD800..0xDC00).contains(&cp) && self.b.get(self.i..self.i + 2) == Some(b"\\u") {
+            self.i += 2;
+            let lo = self.hex4()?;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+        }
+        let c = char::from_u32(cp).unwrap_or('\u{FFFD}');
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        Some(())
+    }
+}

@@ -1,0 +1,137 @@
+//! `multipart/form-data`: field values, field names, file names, part
+//! content types, and script code in uploaded files.
+
+use super::location;
+use crate::analyze::{Ctx, Sink};
+use crate::{Family, score, webshell};
+
+/// Most parts read.
+const MAX_PARTS: usize = 64;
+
+/// Returns false when no boundary or no part could be found.
+pub(crate) fn parse(data: &[u8], content_type: &str, sink: &mut Sink) -> bool {
+    let Some(boundary) = boundary(content_type) else {
+        return false;
+    };
+    let delim = format!("--{boundary}");
+    let mut parts = 0;
+    let mut pos = match memchr::memmem::find(data, delim.as_bytes()) {
+        Some(p) => p + delim.len(),
+        None => return false,
+    };
+    while parts < MAX_PARTS {
+        let rest = &data[pos..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let next = memchr::memmem::find(rest, delim.as_bytes());
+        let part = match next {
+            Some(n) => &rest[..n],
+            None => rest,
+        };
+        one_part(part, sink);
+        parts += 1;
+        match next {
+            Some(n) => pos += n + delim.len(),
+            None => break,
+        }
+    }
+    parts > 0
+}
+
+fn boundary(ct: &str) -> Option<String> {
+    let p = ct.to_ascii_lowercase().find("boundary=")?;
+    let v = ct[p + 9..].split(';').next()?.trim().trim_matches('"');
+    (!v.is_empty() && v.len() <= 200).then(|| v.to_string())
+}
+
+fn one_part(part: &[u8], sink: &mut Sink) {
+    let part = part
+        .strip_prefix(b"\r\n")
+        .or_else(|| part.strip_prefix(b"\n"))
+        .unwrap_or(part);
+    let (head, body) = match memchr::memmem::find(part, b"\r\n\r\n") {
+        Some(p) => (&part[..p], &part[p + 4..]),
+        None => match memchr::memmem::find(part, b"\n\n") {
+            Some(p) => (&part[..p], &part[p + 2..]),
+            None => (part, &b""[..]),
+        },
+    };
+    let body = body
+        .strip_suffix(b"\r\n")
+        .or_else(|| body.strip_suffix(b"\n"))
+        .unwrap_or(body);
+    let head_s = String::from_utf8_lossy(head);
+    let mut name = String::new();
+    let mut filename: Option<String> = None;
+    let mut ctype = String::new();
+    for line in head_s.lines() {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("content-disposition:") {
+            name = param(line, "name").unwrap_or_default();
+            filename = param(line, "filename");
+        } else if let Some(v) = lower.strip_prefix("content-type:") {
+            ctype = v.trim().to_string();
+        }
+    }
+    let loc = location("multipart", name.as_bytes());
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'[' | b']'))
+    {
+        sink.value(&loc, name.as_bytes(), Ctx::Multipart);
+    }
+    if let Some(f) = &filename {
+        sink.value(&format!("{loc}.filename"), f.as_bytes(), Ctx::Filename);
+        if let Some(rule) = webshell::content_marker(body) {
+            sink.direct(
+                &loc,
+                Family::Webshell,
+                score::STRONG,
+                rule,
+                &String::from_utf8_lossy(&body[..body.len().min(64)]),
+            );
+        }
+        let texty = ctype.is_empty()
+            || ctype.starts_with("text/")
+            || ctype.contains("json")
+            || ctype.contains("xml");
+        if !texty {
+            return;
+        }
+    }
+    if !ctype.is_empty()
+        && !ctype.starts_with("text/plain")
+        && !ctype.starts_with("application/octet-stream")
+    {
+        sink.value(
+            &format!("{loc}.content-type"),
+            ctype.as_bytes(),
+            Ctx::Header,
+        );
+    }
+    sink.value(&loc, body, Ctx::Multipart);
+}
+
+/// `name="value"` (or unquoted) in a Content-Disposition line.
+fn param(line: &str, key: &str) -> Option<String> {
+    let lower = line.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find(key) {
+        let at = from + p;
+        from = at + key.len();
+        let before_ok = at == 0 || matches!(lower.as_bytes()[at - 1], b' ' | b';' | b'\t');
+        let rest = &line[at + key.len()..];
+        if !before_ok || !rest.starts_with('=') {
+            continue;
+        }
+        let rest = &rest[1..];
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').unwrap_or(r.len());
+            return Some(r[..end].to_string());
+        }
+        let end = rest.find(';').unwrap_or(rest.len());
+        return Some(rest[..end].trim().to_string());
+    }
+    None
+}

@@ -1,0 +1,133 @@
+//! The client connection as the HTTP/1 parser sees it: every byte read goes
+//! through the framing scanner, and the parser's own bare error answers are
+//! replaced by the gateway's answer carrying a request id.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::edge::framing::{FramingScanner, parser_error_status};
+
+/// Per-connection facts the request handler reads.
+#[derive(Default)]
+pub struct ConnFlags {
+    /// A request head on this connection carried both framing headers.
+    pub framing_conflict: AtomicBool,
+}
+
+/// Renders the gateway's answer for a head the parser refused.
+pub type ErrorPage = Box<dyn Fn(u16) -> Bytes + Send + Sync>;
+
+pub struct ScannedIo<S> {
+    inner: S,
+    scanner: FramingScanner,
+    flags: Arc<ConnFlags>,
+    error_page: ErrorPage,
+    /// A replacement answer still being written.
+    pending: Option<Bytes>,
+}
+
+impl<S> ScannedIo<S> {
+    pub fn new(inner: S, flags: Arc<ConnFlags>, error_page: ErrorPage) -> Self {
+        ScannedIo {
+            inner,
+            scanner: FramingScanner::default(),
+            flags,
+            error_page,
+            pending: None,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> ScannedIo<S> {
+    /// Writes out the replacement answer; ready when nothing is pending.
+    fn drive_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(pending) = self.pending.as_mut() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let _ = pending.split_to(n);
+            if pending.is_empty() {
+                self.pending = None;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Swallows a parser error answer in `head`, queuing ours instead.
+    fn replace_parser_error(&mut self, head: &[u8]) -> bool {
+        match parser_error_status(head) {
+            Some(status) => {
+                self.pending = Some((self.error_page)(status));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ScannedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let this = &mut *self;
+        this.scanner.feed(&buf.filled()[before..]);
+        if this.scanner.conflict() {
+            this.flags.framing_conflict.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ScannedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.drive_pending(cx))?;
+        // The replacement is written by the flush that follows every write.
+        if self.replace_parser_error(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.drive_pending(cx))?;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && self.replace_parser_error(first)
+        {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drive_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drive_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,224 @@
+//! The proxy itself: HTTP/2, TLS, WebSocket, streamed bodies, origin
+//! failures, and configuration reloads without a restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{BROWSER, Origin, gateway, get, raw, status_of};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use portcullis_gateway::{ConfigSource, Overrides};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn h2c_prior_knowledge() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let request = http::Request::get(format!("http://{}/h2", gw.listen))
+        .header("user-agent", "Mozilla/5.0 (Android 14)")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = client.request(request).await.expect("h2 response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through_beyond_the_inspected_part() {
+    let origin = Origin::start().await;
+    let gw = gateway(
+        &origin,
+        "[limits]\ninspect_body_bytes = 1024\nmax_body_bytes = 1000000\n",
+    )
+    .await;
+    let body = vec![b'a'; 300_000];
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\n{BROWSER}Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let response = raw(gw.listen, &request, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(
+        origin
+            .last_body_len
+            .load(std::sync::atomic::Ordering::SeqCst),
+        300_000
+    );
+
+    // Chunked, past the maximum: refused while streaming, never delivered whole.
+    let mut chunked = format!("POST /upload HTTP/1.1\r\nHost: t\r\n{BROWSER}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").into_bytes();
+    for _ in 0..20 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 100_000).as_bytes());
+        chunked.extend_from_slice(&vec![b'b'; 100_000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let response = raw(gw.listen, &chunked, Duration::from_secs(5)).await;
+    assert_ne!(
+        status_of(&response),
+        200,
+        "{}",
+        &response[..response.len().min(300)]
+    );
+    assert_ne!(
+        origin
+            .last_body_len
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2_000_000
+    );
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+    let mut stream = tokio::net::TcpStream::connect(gw.listen)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: t\r\n{BROWSER}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = vec![0u8; 1024];
+    let n = stream.read(&mut head).await.expect("read");
+    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    assert_eq!(status_of(&head), 101, "{head}");
+    stream
+        .write_all(b"ping-through-gateway")
+        .await
+        .expect("write frame");
+    let mut echo = [0u8; 20];
+    tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(&echo, b"ping-through-gateway");
+}
+
+#[tokio::test]
+async fn origin_down_gives_502_with_request_id() {
+    let mut origin = Origin::start().await;
+    // A port nobody listens on.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    origin.addr = Some(unused);
+    let gw = gateway(&origin, "").await;
+    let response = get(gw.listen, "/", BROWSER).await;
+    assert_eq!(status_of(&response), 502, "{response}");
+    assert!(response.contains("request_id"), "{response}");
+}
+
+#[tokio::test]
+async fn tls_termination_with_alpn() {
+    let origin = Origin::start().await;
+    let dir = tempdir();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).expect("write key");
+    let extra = format!(
+        "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    );
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{extra}[events]\nlog = false\n[[upstreams]]\nurl = \"{}\"\n",
+        origin.url()
+    );
+    let config = portcullis_config::Config::parse(&text).expect("config");
+    let gw = portcullis_gateway::start(ConfigSource::Fixed(Box::new(config)), Overrides::default())
+        .await
+        .expect("start");
+    let tls_addr = gw.tls.expect("tls listener");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config));
+    let tcp = tokio::net::TcpStream::connect(tls_addr)
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    tls.write_all(
+        format!("GET /secure HTTP/1.1\r\nHost: localhost\r\n{BROWSER}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response).await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn config_file_changes_apply_within_two_seconds_and_bad_files_are_refused() {
+    let origin = Origin::start().await;
+    let dir = tempdir();
+    let path = dir.join("portcullis.toml");
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[events]\nlog = false\n[[upstreams]]\nurl = \"{}\"\n",
+        origin.url()
+    );
+    std::fs::write(&path, &base).expect("write config");
+    let gw = portcullis_gateway::start(ConfigSource::File(path.clone()), Overrides::default())
+        .await
+        .expect("start");
+    assert_eq!(status_of(&get(gw.listen, "/", BROWSER).await), 200);
+
+    std::fs::write(
+        &path,
+        format!("{base}[ip_lists]\ndeny = [\"127.0.0.1/32\"]\n"),
+    )
+    .expect("rewrite");
+    let changed = Instant::now();
+    let mut status = 200;
+    while changed.elapsed() < Duration::from_secs(2) && status != 403 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = status_of(&get(gw.listen, "/", BROWSER).await);
+    }
+    assert_eq!(status, 403, "deny list applied within 2 s");
+    assert_eq!(gw.shared.runtime.load().version, 2);
+
+    std::fs::write(
+        &path,
+        format!("{base}[ip_lists]\ndeny = [\"not-a-network\"]\n"),
+    )
+    .expect("rewrite");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gw.shared.runtime.load().version, 2, "invalid file refused");
+    assert_eq!(
+        status_of(&get(gw.listen, "/", BROWSER).await),
+        403,
+        "running config stays"
+    );
+    let metrics = get(gw.admin.expect("admin"), "/metrics", "").await;
+    assert!(
+        metrics.contains("portcullis_config_reloads_total{outcome=\"refused\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("portcullis_config_version 2"), "{metrics}");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("portcullis-test-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

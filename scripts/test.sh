@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command: set-up, format check, clippy with warnings
+# denied, and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
