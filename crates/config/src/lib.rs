@@ -567,3 +567,34 @@ mod tests {
         assert_eq!(config.quota.qps, Some(1000.0));
     }
 }
+
+#[cfg(test)]
+mod example_files {
+    use super::Config;
+
+    /// Every shipped example must pass `portcullis check`.
+    #[test]
+    fn shipped_examples_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                if let Err(e) = Config::load(&path) {
+                    panic!("{}: {e}", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 1);
+    }
+
+    #[test]
+    fn reference_example_spells_out_the_defaults() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let reference = Config::load(&dir.join("portcullis.toml")).expect("valid");
+        let mut defaults = Config::default();
+        defaults.upstreams = reference.upstreams.clone();
+        assert_eq!(reference, defaults);
+    }
+}

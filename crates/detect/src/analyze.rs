@@ -79,10 +79,7 @@ impl<'p> Sink<'p> {
             self.lower.clear();
             self.lower.push_str(text);
             self.lower.make_ascii_lowercase();
-            let view = Text {
-                s: text,
-                lower: &self.lower,
-            };
+            let view = Text::new(text, &self.lower);
             run_all(&view, ctx, self.profile, &mut hits);
             for h in &hits.v {
                 let is_new = !before

@@ -88,9 +88,12 @@ static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
+    if !t.has_any(b"(._<$!#[") && t.find("on error").is_none() {
+        return;
+    }
     scan(b, hits);
-    if let Some(stripped) = crate::xss::strip_obfuscation(b) {
-        scan(&stripped, hits);
+    if let Some(stripped) = t.stripped() {
+        scan(stripped, hits);
     }
 }
 
@@ -159,7 +162,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         check_graphql_introspection(&t, &mut h);

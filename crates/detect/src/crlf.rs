@@ -183,7 +183,7 @@ mod tests {
 
     fn best(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         h.best(Family::Crlf).max(h.best(Family::MailInjection))

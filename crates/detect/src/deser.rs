@@ -9,7 +9,9 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let s = t.s.as_bytes();
     let b = t.bytes();
     let find_cs = |n: &[u8]| memchr::memmem::find(s, n);
-    if let Some(p) = find_cs(b"rO0AB").or_else(|| find_cs(b"AAEAAAD/////")) {
+    let java = if t.may_contain(b"ro0ab") { find_cs(b"rO0AB") } else { None };
+    let dotnet = if t.may_contain(b"aed/") { find_cs(b"AAEAAAD/////") } else { None };
+    if let Some(p) = java.or(dotnet) {
         hits.add(
             Family::Deserialization,
             score::STRONG,
@@ -20,7 +22,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     if let Some(p) = t.find("aced0005") {
         hits.add(Family::Deserialization, score::STRONG, "deser.java-hex", p);
     }
-    if let Some(p) = php_object(s) {
+    if let Some(p) = t.has(b':').then(|| php_object(s)).flatten() {
         hits.add(
             Family::Deserialization,
             score::STRONG,
@@ -98,7 +100,7 @@ mod tests {
         ] {
             let lower = s.to_ascii_lowercase();
             let mut h = Hits::default();
-            check(&Text { s, lower: &lower }, &mut h);
+            check(&Text::new(s, &lower), &mut h);
             assert_eq!(
                 h.best(Family::Deserialization) >= score::MEDIUM,
                 want,

@@ -51,7 +51,7 @@ mod tests {
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
         let mut h = Hits::default();
-        check(&Text { s, lower: &lower }, &mut h);
+        check(&Text::new(s, &lower), &mut h);
         h.best(Family::Ldap)
     }
 

@@ -71,7 +71,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
             hits.add(Family::Nosql, sc, "nosql.operator", p);
         }
     }
-    if let Some(p) = db_call(b) {
+    if let Some(p) = t.may_contain(b"db.(").then(|| db_call(b)).flatten() {
         hits.add(Family::Nosql, score::STRONG, "nosql.db-call", p);
     }
     js_statements(t, hits);
@@ -106,6 +106,9 @@ fn db_call(b: &[u8]) -> Option<usize> {
 /// Several JavaScript statement shapes together.
 fn js_statements(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
+    if !t.has_any(b"({=.>") {
+        return;
+    }
     let mut n = 0;
     let mut first = usize::MAX;
     for needle in [
@@ -160,7 +163,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         h.best(Family::Nosql)

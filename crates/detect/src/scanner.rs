@@ -157,7 +157,7 @@ mod tests {
         let check = |s: &str, ua: bool| {
             let lower = s.to_ascii_lowercase();
             let mut h = Hits::default();
-            let t = Text { s, lower: &lower };
+            let t = Text::new(s, &lower);
             if ua {
                 check_user_agent(&t, &mut h)
             } else {

@@ -251,8 +251,19 @@ const STACKED: &[&[u8]] = &[
 /// Keywords that may sit between SELECT and its first expression.
 const SELECT_MODIFIERS: &[&[u8]] = &[b"distinct", b"all", b"top", b"as", b"null"];
 
+/// Bytes that SQL syntax needs beyond words and blanks.
+const SQL_BYTES: &[u8] = b"'\"`#-/*;()=<>|&!@,";
+
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
-    libinjection(t, hits);
+    // A single token without SQL punctuation cannot be an injection.
+    if !t.has(b' ') && !t.has_any(SQL_BYTES) {
+        return;
+    }
+    // libinjection's fingerprints are costly; without a quote or a comment
+    // the structural checks below see everything it would.
+    if t.has_any(b"'\"`#") || t.find("--").is_some() || t.find("/*").is_some() {
+        libinjection(t, hits);
+    }
     structure(t, hits);
 }
 
@@ -547,7 +558,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         h.best(Family::Sqli)

@@ -32,6 +32,9 @@ static OAST_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::ne
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
+    if !t.has_any(b".@:") {
+        return;
+    }
     if let Some(m) = OAST_AC.as_ref().and_then(|ac| ac.find(b)) {
         hits.add(
             Family::Ssrf,
@@ -39,6 +42,9 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
             "ssrf.oast-domain",
             m.start(),
         );
+    }
+    if !t.may_contain(b"://") {
+        return;
     }
     for p in memchr::memmem::find_iter(b, b"://").take(64) {
         url_at(b, p, hits);
@@ -161,7 +167,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         h.best(Family::Ssrf)

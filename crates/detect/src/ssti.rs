@@ -33,6 +33,9 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         (b"*{", b"}", "ssti.star-brace"),
         (b"<%=", b"%>", "ssti.erb"),
     ] {
+        if !t.may_contain(open) {
+            continue;
+        }
         for p in memchr::memmem::find_iter(b, open).take(32) {
             let inner_start = p + open.len();
             let limit = (inner_start + 256).min(b.len());
@@ -101,7 +104,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         h.best(Family::Ssti)

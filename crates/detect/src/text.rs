@@ -2,30 +2,65 @@
 
 use crate::Family;
 use memchr::memmem;
+use std::cell::OnceCell;
 
-/// One decoded view of a value: the text and its ASCII-lowercased twin
-/// (same byte offsets).
+/// One decoded view of a value: the text, its ASCII-lowercased twin (same
+/// byte offsets), and the set of bytes it contains, which lets every check
+/// skip needles that cannot occur.
 pub(crate) struct Text<'a> {
     pub s: &'a str,
     pub lower: &'a str,
+    set: [u64; 4],
+    stripped: OnceCell<Option<Vec<u8>>>,
 }
 
 impl<'a> Text<'a> {
+    pub fn new(s: &'a str, lower: &'a str) -> Self {
+        let mut set = [0u64; 4];
+        for &b in lower.as_bytes() {
+            set[usize::from(b >> 6)] |= 1u64 << (b & 63);
+        }
+        Text { s, lower, set, stripped: OnceCell::new() }
+    }
+
     pub fn bytes(&self) -> &'a [u8] {
         self.lower.as_bytes()
     }
 
-    pub fn contains(&self, needle: &str) -> bool {
-        memmem::find(self.lower.as_bytes(), needle.as_bytes()).is_some()
+    /// Whether byte `b` occurs (in the lowercased text).
+    pub fn has(&self, b: u8) -> bool {
+        self.set[usize::from(b >> 6)] & (1u64 << (b & 63)) != 0
+    }
+
+    /// Whether any of `bs` occurs.
+    pub fn has_any(&self, bs: &[u8]) -> bool {
+        bs.iter().any(|&b| self.has(b))
+    }
+
+    /// Whether every byte of `needle` occurs somewhere (a cheap prefilter).
+    pub fn may_contain(&self, needle: &[u8]) -> bool {
+        needle.iter().all(|&b| self.has(b))
     }
 
     pub fn find(&self, needle: &str) -> Option<usize> {
+        if !self.may_contain(needle.as_bytes()) {
+            return None;
+        }
         memmem::find(self.lower.as_bytes(), needle.as_bytes())
     }
 
-    pub fn find_from(&self, needle: &str, from: usize) -> Option<usize> {
-        let hay = self.lower.as_bytes().get(from..)?;
-        memmem::find(hay, needle.as_bytes()).map(|i| i + from)
+    /// The text with string concatenation and dummy tags removed, if any
+    /// were there (computed once per view).
+    pub fn stripped(&self) -> Option<&[u8]> {
+        self.stripped
+            .get_or_init(|| {
+                if self.has_any(b"'\"<") {
+                    crate::xss::strip_obfuscation(self.bytes())
+                } else {
+                    None
+                }
+            })
+            .as_deref()
     }
 }
 
@@ -73,6 +108,7 @@ impl Hits {
         self.v.iter().any(|h| h.family == family)
     }
 
+    #[cfg(test)]
     pub fn best(&self, family: Family) -> u32 {
         self.v
             .iter()
@@ -85,21 +121,6 @@ impl Hits {
 
 pub(crate) fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
-}
-
-pub(crate) fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// Whether `lower[at..]` starts with `word` and `word` is a whole word there.
-pub(crate) fn word_at(lower: &[u8], at: usize, word: &[u8]) -> bool {
-    let end = at + word.len();
-    if lower.get(at..end) != Some(word) {
-        return false;
-    }
-    let before_ok = at == 0 || !is_word(lower[at - 1]);
-    let after_ok = lower.get(end).is_none_or(|&b| !is_word(b));
-    before_ok && after_ok
 }
 
 /// Index of the next byte at or after `i` that is not ASCII whitespace.
@@ -146,13 +167,6 @@ pub(crate) fn snippet(s: &str, at: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn word_boundaries() {
-        assert!(word_at(b"a union b", 2, b"union"));
-        assert!(!word_at(b"reunion", 2, b"union"));
-        assert!(!word_at(b"unions", 0, b"union"));
-    }
 
     #[test]
     fn snippet_is_bounded_and_clean() {

@@ -109,7 +109,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, false, &mut h);
         h.best(Family::PathTraversal)

@@ -86,7 +86,7 @@ mod tests {
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
         let mut h = Hits::default();
-        check_filename(&Text { s, lower: &lower }, &mut h);
+        check_filename(&Text::new(s, &lower), &mut h);
         h.best(Family::Webshell)
     }
 

@@ -65,10 +65,12 @@ pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
     if memchr::memchr(b'=', b).is_some() {
         loose_handlers(b, hits);
     }
-    sinks(b, hits);
-    if let Some(stripped) = strip_obfuscation(b) {
-        loose_handlers(&stripped, hits);
-        sinks(&stripped, hits);
+    if t.has_any(b"(`[:.=") {
+        sinks(b, hits);
+    }
+    if let Some(stripped) = t.stripped() {
+        loose_handlers(stripped, hits);
+        sinks(stripped, hits);
     }
     if libinjection
         && !hits.has(Family::Xss)
@@ -437,7 +439,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, true, &mut h);
         h.best(Family::Xss)

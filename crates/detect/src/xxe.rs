@@ -7,7 +7,7 @@ use crate::{Family, score};
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
-    if memchr::memchr(b'<', b).is_none() && t.find("+adw").is_none() {
+    if !t.has(b'<') && t.find("+adw").is_none() {
         return;
     }
     if let Some(p) = t.find("<!entity") {
@@ -64,7 +64,7 @@ mod tests {
 
     fn score_of(s: &str) -> u32 {
         let lower = s.to_ascii_lowercase();
-        let t = Text { s, lower: &lower };
+        let t = Text::new(s, &lower);
         let mut h = Hits::default();
         check(&t, &mut h);
         h.best(Family::Xxe)

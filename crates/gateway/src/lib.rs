@@ -83,6 +83,10 @@ impl ConfigSource {
     }
 }
 
+fn runtime_workers(shared: &Shared) -> usize {
+    shared.runtime.load().workers
+}
+
 /// A started gateway: the addresses it listens on.
 pub struct Running {
     pub listen: SocketAddr,
@@ -121,23 +125,21 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
         conns: Arc::new(ConnLimiter::default()),
     });
 
-    let listener = server::bind(listen_addr).await?;
-    let listen = listener.local_addr()?;
-    tokio::spawn(server::serve_plain(listener, Arc::clone(&shared)));
+    let workers = runtime_workers(&shared);
+    let (plain, listen) = server::bind_workers(listen_addr, workers).await?;
+    let (tls_listeners, tls) = match tls_addr {
+        Some(addr) => {
+            let (listeners, bound) = server::bind_workers(addr, workers).await?;
+            (listeners, Some(bound))
+        }
+        None => (Vec::new(), None),
+    };
+    server::spawn_workers(plain, tls_listeners, &shared)?;
     let admin = match admin_addr {
         Some(addr) => {
             let listener = server::bind(addr).await?;
             let bound = listener.local_addr()?;
             tokio::spawn(server::serve_admin(listener, Arc::clone(&shared)));
-            Some(bound)
-        }
-        None => None,
-    };
-    let tls = match tls_addr {
-        Some(addr) => {
-            let listener = server::bind(addr).await?;
-            let bound = listener.local_addr()?;
-            tokio::spawn(server::serve_tls(listener, Arc::clone(&shared)));
             Some(bound)
         }
         None => None,

@@ -399,7 +399,7 @@ async fn forward(
     *upstream_req.headers_mut() = headers;
     let result = tokio::time::timeout(
         upstream.response_timeout,
-        upstream.client.request(upstream_req),
+        upstream.client().request(upstream_req),
     )
     .await;
     parts.headers = HeaderMap::new();

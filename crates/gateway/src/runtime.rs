@@ -30,7 +30,9 @@ pub struct Upstream {
     /// `http://host:port`, prepended to the request's path and query.
     pub base: String,
     pub authority: http::uri::Authority,
-    pub client: UpstreamClient,
+    /// One connection pool per worker thread, so that a connection and the
+    /// requests using it stay on one core.
+    clients: Box<[UpstreamClient]>,
     pub response_timeout: Duration,
 }
 
@@ -44,6 +46,8 @@ pub struct Feed {
 pub struct Runtime {
     /// Increases by one with every configuration applied.
     pub version: u64,
+    /// Worker threads serving the data listeners.
+    pub workers: usize,
     pub config: Config,
     pub allow: IpSet,
     pub deny: IpSet,
@@ -89,15 +93,20 @@ impl Runtime {
             }
             None => None,
         };
+        let workers = match config.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
         let mut upstreams = config
             .upstreams
             .iter()
-            .map(build_upstream)
+            .map(|u| build_upstream(u, workers))
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Most specific first: host-bound before any-host, then longest prefix.
         upstreams.sort_by_key(|u| (u.hosts.is_empty(), std::cmp::Reverse(u.path_prefix.len())));
         Ok(Runtime {
             version,
+            workers,
             allow: IpSet::from_nets(&config.ip_lists.allow),
             deny: IpSet::from_nets(&config.ip_lists.deny),
             feeds,
@@ -145,7 +154,14 @@ pub fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn build_upstream(config: &UpstreamConfig) -> anyhow::Result<Upstream> {
+impl Upstream {
+    /// The connection pool of the calling worker thread.
+    pub fn client(&self) -> &UpstreamClient {
+        &self.clients[crate::server::worker_index() % self.clients.len()]
+    }
+}
+
+fn build_upstream(config: &UpstreamConfig, workers: usize) -> anyhow::Result<Upstream> {
     let uri: http::Uri = config
         .url
         .parse()
@@ -154,20 +170,22 @@ fn build_upstream(config: &UpstreamConfig) -> anyhow::Result<Upstream> {
         .authority()
         .cloned()
         .with_context(|| format!("upstream url {:?} has no host", config.url))?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(config.pool_max_idle)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector);
+    let client = || {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector)
+    };
     Ok(Upstream {
         hosts: config.hosts.clone(),
         path_prefix: config.path_prefix.clone(),
         base: format!("http://{authority}"),
         authority,
-        client,
+        clients: (0..workers.max(1)).map(|_| client()).collect(),
         response_timeout: Duration::from_millis(config.response_timeout_ms),
     })
 }

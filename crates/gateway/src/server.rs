@@ -263,6 +263,82 @@ async fn admin(
     ))
 }
 
+thread_local! {
+    static WORKER_INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The index of the worker thread running the caller (0 elsewhere).
+pub fn worker_index() -> usize {
+    WORKER_INDEX.with(|i| i.get())
+}
+
+/// Binds one listening socket per worker on the same address (SO_REUSEPORT,
+/// so the kernel spreads connections), and returns the bound address.
+pub async fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> anyhow::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    use anyhow::Context as _;
+    let mut bound = addr;
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let socket = if bound.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket
+            .bind(bound)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = socket.listen(4096)?;
+        bound = listener.local_addr()?;
+        listeners.push(listener.into_std()?);
+    }
+    Ok((listeners, bound))
+}
+
+/// Starts one thread per worker, each with its own single-threaded runtime:
+/// a connection, its requests and their origin connections stay on one core,
+/// with no work stealing and no cross-thread wake-ups.
+pub fn spawn_workers(
+    plain: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<()> {
+    let mut tls = tls.into_iter();
+    for (index, plain) in plain.into_iter().enumerate() {
+        let tls = tls.next();
+        let shared = Arc::clone(shared);
+        std::thread::Builder::new()
+            .name(format!("portcullis-worker-{index}"))
+            .spawn(move || {
+                WORKER_INDEX.with(|i| i.set(index));
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a worker runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    if let Some(tls) = tls.and_then(|l| TcpListener::from_std(l).ok()) {
+                        tokio::spawn(serve_tls(tls, Arc::clone(&shared)));
+                    }
+                    match TcpListener::from_std(plain) {
+                        Ok(listener) => serve_plain(listener, shared).await,
+                        Err(e) => tracing::error!(error = %e, "cannot register a listener"),
+                    }
+                });
+            })?;
+    }
+    Ok(())
+}
+
 /// Binds a listener, with the address in the error.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     use anyhow::Context as _;

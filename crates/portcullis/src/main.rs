@@ -90,12 +90,8 @@ fn init_logging() {
         .init();
 }
 
-fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    builder
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -107,7 +103,12 @@ fn run(config: Option<PathBuf>, mut overrides: Overrides) -> anyhow::Result<()> 
         None => ConfigSource::Fixed(Box::default()),
     };
     let initial = source.load(&overrides)?;
-    let runtime = tokio_runtime(initial.server.workers)?;
+    // The data path runs on its own worker threads; this runtime only serves
+    // the admin listener, reloads and signals.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         if initial.upstreams.is_empty() && config.is_none() {
             let demo =
@@ -155,7 +156,7 @@ fn bench_corpus(options: portcullis_corpus::ReplayOptions) -> anyhow::Result<()>
     use portcullis_corpus::Report;
     let results = options.results_path();
     let previous = Report::load_if_exists(&results)?;
-    let report = tokio_runtime(0)?.block_on(portcullis_corpus::replay(options))?;
+    let report = tokio_runtime()?.block_on(portcullis_corpus::replay(options))?;
     println!("{}", report.render(previous.as_ref()));
     report.save(&results)?;
     eprintln!("saved to {}", results.display());

@@ -54,7 +54,11 @@ function mono() { return g.performance && g.performance.now ? g.performance.now(
 /** Yields to the event loop without the 4 ms setTimeout clamp where possible. */
 function yieldNow() {
   if (typeof g.MessageChannel === 'function') {
-    return new Promise((r) => { const ch = new g.MessageChannel(); ch.port1.onmessage = () => r(); ch.port2.postMessage(0); });
+    return new Promise((r) => {
+      const ch = new g.MessageChannel();
+      ch.port1.onmessage = () => { ch.port1.close(); r(); };
+      ch.port2.postMessage(0);
+    });
   }
   return new Promise((r) => setTimeout(r, 0));
 }
