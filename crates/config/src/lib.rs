@@ -593,8 +593,10 @@ mod example_files {
     fn reference_example_spells_out_the_defaults() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
         let reference = Config::load(&dir.join("portcullis.toml")).expect("valid");
-        let mut defaults = Config::default();
-        defaults.upstreams = reference.upstreams.clone();
+        let defaults = Config {
+            upstreams: reference.upstreams.clone(),
+            ..Config::default()
+        };
         assert_eq!(reference, defaults);
     }
 }
