@@ -146,7 +146,7 @@ pub const NATIVE_SOLVER_RATE: u64 = 15_000;
 /// | `headless` | 2 | a headless marker (HeadlessChrome UA, no plugins + no languages, ...) |
 /// | `ua_headless` | 2 | the user agent itself says headless / a scripting client |
 /// | `native_solver` | 2 | the work was done faster than a JS engine can |
-/// | `instant` | 1 | reported less than 50 ms after `start()`, or solve time longer than the whole session |
+/// | `timing_inconsistent` | 1 | zero time since `start()`, or a solve longer than the time since `start()` (a forged report) |
 /// | `no_languages` | 1 | empty `navigator.languages` |
 /// | `no_screen` | 1 | zero screen size |
 /// | `mobile_without_touch` | 1 | claims ios / android / ohos but has no touch support |
@@ -196,8 +196,8 @@ pub fn assess(report: &ClientReport) -> EnvAssessment {
     {
         flag("ua_headless", 2);
     }
-    if report.since_start_ms < 50 || report.solve_ms > report.since_start_ms.saturating_add(1_000) {
-        flag("instant", 1);
+    if report.since_start_ms == 0 || report.solve_ms > report.since_start_ms.saturating_add(5) {
+        flag("timing_inconsistent", 1);
     }
     if report.languages.is_empty() {
         flag("no_languages", 1);
@@ -325,6 +325,28 @@ mod tests {
                 .flags
                 .contains(&"native_solver")
         );
+    }
+
+    /// Reports the SDK sent from headless Chromium 156 (driven by
+    /// playwright-core): as launched, and with webdriver and the UA masked.
+    #[test]
+    fn chromium_reports() {
+        let driven = r#"{"sdk":"js/0.1.0","runtime":"browser","webdriver":true,"headless_markers":["ua_headless"],"platform":"linux","user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36","solve_ms":9,"since_start_ms":12,"interactions":{"pointer":0,"keys":0,"touches":0,"scrolls":0},"screen":{"width":1280,"height":720,"dpr":1,"color_depth":24},"languages":["en-US","en"],"timezone":"UTC","tz_offset_min":0,"touch":false,"max_touch_points":0,"cores":2}"#;
+        let masked = r#"{"sdk":"js/0.1.0","runtime":"browser","webdriver":false,"headless_markers":[],"platform":"linux","user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36","solve_ms":220,"since_start_ms":224,"interactions":{"pointer":0,"keys":0,"touches":0,"scrolls":0},"screen":{"width":1280,"height":720,"dpr":1,"color_depth":24},"languages":["en-US","en"],"timezone":"UTC","tz_offset_min":0,"touch":false,"max_touch_points":0,"cores":2}"#;
+        let a = assess(&serde_json::from_str(driven).unwrap());
+        assert_eq!(a.risk, 4, "{:?}", a.flags);
+        assert!(a.flags.contains(&"webdriver") && a.flags.contains(&"headless"));
+        let b = assess(&serde_json::from_str(masked).unwrap());
+        assert_eq!(b.risk, 0, "{:?}", b.flags);
+        assert_eq!(b.flags, vec!["no_interaction"]);
+    }
+
+    #[test]
+    fn forged_timing() {
+        let mut r = clean();
+        r.solve_ms = 5_000;
+        r.since_start_ms = 100;
+        assert_eq!(assess(&r).flags, vec!["timing_inconsistent"]);
     }
 
     #[test]

@@ -220,3 +220,11 @@ fn rfc9421_b25() {
         "pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8="
     );
 }
+
+/// The SDK's copy of the vector is the same file.
+#[test]
+fn sdk_copy_is_identical() {
+    let sdk: serde_json::Value =
+        serde_json::from_str(include_str!("../../../sdk/js/test/vector.json")).unwrap();
+    assert_eq!(sdk, vector());
+}

@@ -136,10 +136,14 @@ fn inspect(d: &Detector, r: &Req) -> usize {
 }
 
 fn percentiles(d: &Detector, reqs: &[Req]) {
-    let rounds = 2000;
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2000);
     let mut all = Vec::new();
     println!("\n{:<26} {:>8} {:>10} {:>10} {:>10}", "request", "bytes", "p50 µs", "p99 µs", "max µs");
+    let only = std::env::var("BENCH_ONLY").ok();
     for r in reqs {
+        if only.as_ref().is_some_and(|o| o != r.name) {
+            continue;
+        }
         let mut t = Vec::with_capacity(rounds);
         let n = if r.body.len() > 16 * 1024 { rounds / 10 } else { rounds };
         for _ in 0..n {
@@ -156,6 +160,9 @@ fn percentiles(d: &Detector, reqs: &[Req]) {
     }
     all.sort_by(|a, b| a.total_cmp(b));
     let n = all.len();
+    if n == 0 {
+        return;
+    }
     println!("{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}\n", "ALL <= 4 KB", "", all[n / 2], all[n * 99 / 100], all[n - 1]);
 }
 

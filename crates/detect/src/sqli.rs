@@ -261,10 +261,27 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     }
     // libinjection's fingerprints are costly; without a quote or a comment
     // the structural checks below see everything it would.
-    if t.has_any(b"'\"`#") || t.find("--").is_some() || t.find("/*").is_some() {
+    if needs_libinjection(t) {
         libinjection(t, hits);
     }
     structure(t, hits);
+}
+
+/// A quote that is not an apostrophe inside a word (`O'Brien's`), a
+/// backtick, or a block comment.
+fn needs_libinjection(t: &Text) -> bool {
+    if t.has(b'`') || t.find("/*").is_some() {
+        return true;
+    }
+    if !t.has_any(b"'\"") {
+        return false;
+    }
+    let b = t.bytes();
+    memchr::memchr2_iter(b'\'', b'"', b).any(|i| {
+        let before = i > 0 && b[i - 1].is_ascii_alphabetic();
+        let after = b.get(i + 1).is_some_and(u8::is_ascii_alphabetic);
+        !(before && after && b[i] == b'\'')
+    })
 }
 
 fn libinjection(t: &Text, hits: &mut Hits) {

@@ -5,6 +5,8 @@
 //! of the configuration, metrics and the decision-event queue. Pure checks
 //! live in [`edge`] and [`context`] and are tested without sockets.
 
+pub mod admin;
+pub mod bans;
 pub mod body;
 pub mod client_ip;
 pub mod conn_io;
@@ -39,6 +41,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub events: EventSink,
     pub conns: Arc<ConnLimiter>,
+    pub bans: Arc<bans::Bans>,
+    /// Bearer token the admin API requires (from `PORTCULLIS_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
 }
 
 /// Command-line settings that win over the file, on start and on every reload.
@@ -117,12 +122,22 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;
     let tls_addr = runtime.config.server.tls.as_ref().map(|t| t.listen);
+    let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
+    let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
+    if let Err(e) = bans.refresh().await {
+        tracing::warn!(error = %e, "cannot load bans; starting without");
+    }
+    tokio::spawn(Arc::clone(&bans).keep_fresh());
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
-        state: Arc::new(MemoryStore::new(MemoryStoreOptions::default())),
+        state,
         metrics,
         events,
         conns: Arc::new(ConnLimiter::default()),
+        bans,
+        admin_token: std::env::var("PORTCULLIS_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
     });
 
     let workers = runtime_workers(&shared);
@@ -139,7 +154,7 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
         Some(addr) => {
             let listener = server::bind(addr).await?;
             let bound = listener.local_addr()?;
-            tokio::spawn(server::serve_admin(listener, Arc::clone(&shared)));
+            tokio::spawn(admin::serve(listener, Arc::clone(&shared)));
             Some(bound)
         }
         None => None,

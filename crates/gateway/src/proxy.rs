@@ -88,7 +88,7 @@ async fn edge_stages(
     parts: &http::request::Parts,
 ) {
     let t = Instant::now();
-    ip_stage(shared, rt, ctx).await;
+    ip_stage(shared, rt, ctx);
     shared.metrics.observe_stage("ip", t);
     if ctx.is_stopped() {
         return;
@@ -135,7 +135,7 @@ async fn edge_stages(
     }
 }
 
-async fn ip_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext) {
+fn ip_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext) {
     let ip = ctx.client_ip;
     if rt.allow.contains(ip) {
         ctx.class = TrafficClass::Trusted;
@@ -157,20 +157,9 @@ async fn ip_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext) {
             }
         }
     }
-    match shared.state.get(&ban_key(ip)).await {
-        Ok(Some(reason)) => {
-            let reason = String::from_utf8_lossy(&reason).into_owned();
-            ctx.add("ip_banned", Layer::Edge, 100, reason, Demand::Block);
-        }
-        Ok(None) => {}
-        // Fail open: an unreachable state backend must not take the site down.
-        Err(e) => tracing::warn!(error = %e, "ban lookup failed"),
+    if let Some(reason) = shared.bans.check(ip) {
+        ctx.add("ip_banned", Layer::Edge, 100, reason, Demand::Block);
     }
-}
-
-/// The state key of a temporary ban on an address.
-pub fn ban_key(ip: IpAddr) -> String {
-    format!("ban:ip:{ip}")
 }
 
 async fn classify_stage(

@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,7 +17,7 @@ use crate::conn_io::{ConnFlags, ErrorPage, ScannedIo};
 use crate::edge::conn::ConnGuard;
 use crate::metrics::OutcomeLabel;
 use crate::proxy;
-use crate::runtime::{ProxyBody, Runtime};
+use crate::runtime::Runtime;
 
 /// Written to a plain connection refused by the caps, before closing it.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 34\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too many connections\"}\r\n";
@@ -206,61 +204,6 @@ fn error_page(shared: Arc<Shared>, runtime: Arc<Runtime>) -> ErrorPage {
         page.extend_from_slice(&body);
         page.freeze()
     })
-}
-
-pub async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| admin(Arc::clone(&shared), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-async fn admin(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, std::convert::Infallible> {
-    let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => {
-            let stats = shared.state.stats();
-            shared.metrics.state_entries.set(stats.entries as i64);
-            shared.metrics.state_evictions.set(stats.evictions as i64);
-            (
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                shared.metrics.encode(),
-            )
-        }
-        "/healthz" => (
-            StatusCode::OK,
-            "application/json",
-            format!(
-                r#"{{"status":"ok","config_version":{}}}"#,
-                shared.runtime.load().version
-            ),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "application/json",
-            r#"{"error":"not found"}"#.into(),
-        ),
-    };
-    Ok(proxy::gateway_response(
-        status.as_u16(),
-        content_type,
-        Bytes::from(body),
-        "",
-    ))
 }
 
 thread_local! {

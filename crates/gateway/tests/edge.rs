@@ -276,3 +276,31 @@ async fn connection_cap_per_ip() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(status_of(&get(gw.listen, "/", BROWSER).await), 200);
 }
+
+#[tokio::test]
+async fn temporary_bans_through_the_admin_api() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+    let admin = gw.admin.expect("admin listener");
+    let body = r#"{"ip":"127.0.0.1","ttl_s":60,"reason":"flooding coupons"}"#;
+    let add = format!(
+        "POST /bans HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let added = raw(admin, add.as_bytes(), Duration::from_secs(3)).await;
+    assert_eq!(status_of(&added), 201, "{added}");
+    let blocked = get(gw.listen, "/", BROWSER).await;
+    assert_eq!(status_of(&blocked), 403, "{blocked}");
+    assert!(
+        !blocked.contains("flooding"),
+        "the reason stays internal: {blocked}"
+    );
+    let listed = get(admin, "/bans", "").await;
+    assert!(listed.contains("flooding coupons"), "{listed}");
+    let lift = "DELETE /bans/127.0.0.1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        status_of(&raw(admin, lift.as_bytes(), Duration::from_secs(3)).await),
+        200
+    );
+    assert_eq!(status_of(&get(gw.listen, "/", BROWSER).await), 200);
+}
