@@ -54,6 +54,12 @@ impl ClearanceError {
             ClearanceError::InvalidDeviceId => "invalid_device",
         }
     }
+
+    /// HTTP status for a protected request refused for this reason: 401,
+    /// which makes the SDK run the check again (PROTOCOL.md).
+    pub fn http_status(&self) -> u16 {
+        401
+    }
 }
 
 /// Challenge id: 16 random bytes, shown as 22 base64url characters. It

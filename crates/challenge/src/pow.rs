@@ -70,6 +70,18 @@ impl PowError {
             PowError::InvalidDeviceId => "invalid_device",
         }
     }
+
+    /// HTTP status of the `/.portcullis/verify` answer (PROTOCOL.md).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PowError::Malformed
+            | PowError::BadSignature
+            | PowError::Expired
+            | PowError::InsufficientWork => 400,
+            PowError::Replayed => 409,
+            PowError::WrongDevice | PowError::WrongNetwork | PowError::InvalidDeviceId => 403,
+        }
+    }
 }
 
 /// How difficulty (leading zero bits) follows risk and load.

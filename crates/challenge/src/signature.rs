@@ -105,6 +105,15 @@ impl SignatureError {
             SignatureError::Replayed => "signature_replayed",
         }
     }
+
+    /// HTTP status: 401 for `Stale` (the SDK resyncs its clock and retries
+    /// once), 403 for the rest (PROTOCOL.md).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            SignatureError::Stale => 401,
+            _ => 403,
+        }
+    }
 }
 
 fn invalid(r: InvalidReason) -> SignatureError {

@@ -44,6 +44,15 @@ pub(crate) struct Sink<'p> {
     values: usize,
     bytes: usize,
     lower: String,
+    /// Hashes of values already found clean in this request.
+    clean: Vec<(u64, Ctx)>,
+}
+
+const MAX_CACHED: usize = 128;
+const MAX_CACHED_LEN: usize = 256;
+
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl<'p> Sink<'p> {
@@ -54,6 +63,7 @@ impl<'p> Sink<'p> {
             values: 0,
             bytes: 0,
             lower: String::new(),
+            clean: Vec::new(),
         }
     }
 
@@ -71,6 +81,11 @@ impl<'p> Sink<'p> {
         }
         self.values += 1;
         self.bytes += raw.len();
+        // Repeated values (enum-like fields in arrays) are analysed once.
+        let key = (raw.len() <= MAX_CACHED_LEN).then(|| (fnv1a(raw), ctx));
+        if key.is_some_and(|k| self.clean.contains(&k)) {
+            return;
+        }
         let views = decode::views(raw, ctx.plus_is_space());
         let mut hits = Hits::default();
         let mut evidence_src: Vec<(crate::Family, String)> = Vec::new();
@@ -92,6 +107,14 @@ impl<'p> Sink<'p> {
             }
         }
         protocol_anomalies(&views.anomalies, ctx, &mut hits);
+        if hits.v.is_empty() {
+            if let Some(k) = key {
+                if self.clean.len() < MAX_CACHED {
+                    self.clean.push(k);
+                }
+            }
+            return;
+        }
         self.emit(location, &hits, &evidence_src);
     }
 

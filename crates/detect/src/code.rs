@@ -82,13 +82,18 @@ const PATTERNS: &[(&str, u32, bool)] = &[
 static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .build(PATTERNS.iter().map(|p| p.0))
         .ok()
 });
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
-    if !t.has_any(b"(._<$!#[") && t.find("on error").is_none() {
+    let dotted = t.has(b'.')
+        && ["java.", "process.", "constructor.", "response.", "server.", "wscript.", "subprocess."]
+            .iter()
+            .any(|n| t.find(n).is_some());
+    if !t.has_any(b"(_<!#@[") && !dotted && t.find("on error").is_none() {
         return;
     }
     scan(b, hits);

@@ -30,7 +30,19 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
             p,
         );
     }
-    for (needle, sc) in [
+    let Some(ac) = GADGET_AC.as_ref() else {
+        return;
+    };
+    if !t.has_any(b".$@!\n") {
+        return;
+    }
+    for m in ac.find_iter(b).take(8) {
+        let sc = GADGETS[m.pattern().as_usize()].1;
+        hits.add(Family::Deserialization, sc, "deser.gadget", m.start());
+    }
+}
+
+const GADGETS: &[(&str, u32)] = &[
         ("objectdataprovider", score::STRONG),
         ("system.windows.data", score::STRONG),
         ("system.diagnostics.process", score::STRONG),
@@ -44,13 +56,10 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         ("cos\nsystem", score::STRONG),
         ("java.util.priorityqueue", score::MEDIUM + 1),
         ("org.apache.commons.collections", score::STRONG),
-    ] {
-        if let Some(p) = t.find(needle) {
-            hits.add(Family::Deserialization, sc, "deser.gadget", p);
-        }
-    }
-    let _ = b;
-}
+];
+
+static GADGET_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| crate::text::dfa(GADGETS.iter().map(|g| g.0)));
 
 /// `O:<digits>:"<class>":<digits>:{` or `a:<digits>:{` followed by `s:<digits>:"`.
 fn php_object(s: &[u8]) -> Option<usize> {

@@ -103,6 +103,13 @@ fn db_call(b: &[u8]) -> Option<usize> {
     None
 }
 
+const JS_NEEDLES: &[&str] = &[
+    "new date(", "do{", "do {", "}while(", "} while(", "this.", "return ", "sleep(", "function(", "=>",
+];
+
+static JS_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| crate::text::dfa(JS_NEEDLES));
+
 /// Several JavaScript statement shapes together.
 fn js_statements(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
@@ -111,24 +118,18 @@ fn js_statements(t: &Text, hits: &mut Hits) {
     }
     let mut n = 0;
     let mut first = usize::MAX;
-    for needle in [
-        "new date(",
-        "do{",
-        "do {",
-        "}while(",
-        "} while(",
-        "this.",
-        "return ",
-        "sleep(",
-        "function(",
-        "=>",
-    ] {
-        if let Some(p) = t.find(needle) {
-            n += 1;
-            first = first.min(p);
+    let mut seen = 0u32;
+    if let Some(ac) = JS_AC.as_ref() {
+        for m in ac.find_overlapping_iter(b).take(64) {
+            let bit = 1u32 << m.pattern().as_usize();
+            if seen & bit == 0 {
+                seen |= bit;
+                n += 1;
+                first = first.min(m.start());
+            }
         }
     }
-    for kw in ["var ", "let ", "const "] {
+    for kw in ["var ", "let ", "const "].into_iter().filter(|k| t.may_contain(k.as_bytes())) {
         for p in memchr::memmem::find_iter(b, kw.as_bytes()).take(8) {
             if p > 0 && is_ident(b[p - 1]) {
                 continue;

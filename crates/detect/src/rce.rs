@@ -146,6 +146,12 @@ const AMBIGUOUS: &[&[u8]] = &[
     b"ipconfig",
 ];
 
+type CommandSet = std::collections::HashSet<&'static [u8]>;
+
+static COMMANDS: std::sync::LazyLock<(CommandSet, CommandSet)> = std::sync::LazyLock::new(|| {
+    (UNAMBIGUOUS.iter().copied().collect(), AMBIGUOUS.iter().copied().collect())
+});
+
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     shellshock(t, hits);
@@ -195,7 +201,7 @@ fn shellshock(t: &Text, hits: &mut Hits) {
 
 /// Read the word at `i` as a shell would; returns it (lowercase, at most 32
 /// bytes) and the index after it.
-fn read_word(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
+fn read_word(b: &[u8], mut i: usize) -> (Word, usize) {
     loop {
         while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'{' || b[i] == b'(') {
             i += 1;
@@ -212,7 +218,7 @@ fn read_word(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
             break;
         }
     }
-    let mut w = Vec::new();
+    let mut w = Word { buf: [0; 32], len: 0 };
     while i < b.len() {
         let c = b[i];
         if c.is_ascii_whitespace()
@@ -226,16 +232,24 @@ fn read_word(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
         if c == b'$' && (b[i..].starts_with(b"$ifs") || b[i..].starts_with(b"${ifs}")) {
             break;
         }
-        if !matches!(c, b'\'' | b'"' | b'\\') && w.len() < 32 {
-            w.push(c);
+        if !matches!(c, b'\'' | b'"' | b'\\') && w.len < w.buf.len() {
+            w.buf[w.len] = c;
+            w.len += 1;
         }
         i += 1;
     }
     (w, i)
 }
 
+/// A word read from the input, unquoted, at most 32 bytes.
+struct Word {
+    buf: [u8; 32],
+    len: usize,
+}
+
 fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
-    let (word, end) = read_word(b, i);
+    let (w, end) = read_word(b, i);
+    let word = &w.buf[..w.len];
     if word.is_empty() {
         return;
     }
@@ -245,8 +259,11 @@ fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
         None => &word[..],
     };
     let name = name.strip_suffix(b".exe").unwrap_or(name);
-    let unambiguous = UNAMBIGUOUS.contains(&name);
-    let ambiguous = !unambiguous && AMBIGUOUS.contains(&name);
+    if name.len() < 2 || name.len() > 14 {
+        return;
+    }
+    let unambiguous = COMMANDS.0.contains(name);
+    let ambiguous = !unambiguous && COMMANDS.1.contains(name);
     if !unambiguous && !ambiguous {
         return;
     }

@@ -110,8 +110,8 @@ const PATHS: &[&str] = &[
     "/telescope/requests",
 ];
 
-static UA_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(AGENTS).ok());
-static PATH_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(PATHS).ok());
+static UA_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(AGENTS));
+static PATH_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(PATHS));
 
 pub(crate) fn check_user_agent(t: &Text, hits: &mut Hits) {
     if let Some(m) = UA_AC.as_ref().and_then(|ac| ac.find(t.bytes())) {

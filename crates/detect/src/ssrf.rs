@@ -28,7 +28,7 @@ const OAST: &[&str] = &[
     "r87.me",
 ];
 
-static OAST_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(OAST).ok());
+static OAST_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(OAST));
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();

@@ -64,6 +64,18 @@ impl<'a> Text<'a> {
     }
 }
 
+/// A DFA-backed Aho-Corasick automaton (fast search on short inputs).
+pub(crate) fn dfa<I, P>(patterns: I) -> Option<aho_corasick::AhoCorasick>
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<[u8]>,
+{
+    aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(patterns)
+        .ok()
+}
+
 /// Where a check fired inside a view.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hit {

@@ -41,7 +41,7 @@ const SENSITIVE: &[&str] = &[
     "web-inf/web.xml",
 ];
 
-static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(SENSITIVE).ok());
+static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(SENSITIVE));
 
 /// Slashes unified, `/./` and `//` collapsed.
 fn normalise(b: &[u8]) -> Vec<u8> {
@@ -63,11 +63,11 @@ fn normalise(b: &[u8]) -> Vec<u8> {
 }
 
 fn traversals(b: &[u8]) -> usize {
-    memchr::memmem::find_iter(b, b"..")
+    memchr::memchr_iter(b'.', b)
         .filter(|&i| {
-            let before = i == 0 || matches!(b[i - 1], b'/' | b'=' | b'"' | b'\'' | b' ' | b':');
-            let after = b.get(i + 2).is_none_or(|&c| c == b'/' || c == b';');
-            before && after
+            b.get(i + 1) == Some(&b'.')
+                && (i == 0 || matches!(b[i - 1], b'/' | b'=' | b'"' | b'\'' | b' ' | b':'))
+                && b.get(i + 2).is_none_or(|&c| c == b'/' || c == b';')
         })
         .count()
 }

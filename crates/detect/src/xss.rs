@@ -54,7 +54,7 @@ const SINKS: &[&str] = &[
     "vbscript",
 ];
 
-static SINK_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| AhoCorasick::new(SINKS).ok());
+static SINK_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(SINKS));
 
 /// `libinjection`: also run the libinjection HTML5 check (not on whole XML documents).
 pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
@@ -65,7 +65,7 @@ pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
     if memchr::memchr(b'=', b).is_some() {
         loose_handlers(b, hits);
     }
-    if t.has_any(b"(`[:.=") {
+    if t.has_any(b"(`[=<>;\"'+") || t.may_contain(b"script:") {
         sinks(b, hits);
     }
     if let Some(stripped) = t.stripped() {

@@ -14,6 +14,7 @@ pub mod context;
 pub mod demo;
 pub mod edge;
 pub mod events;
+pub mod hot_metrics;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
@@ -107,17 +108,17 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
         !config.upstreams.is_empty(),
         "no origin configured: give --upstream URL or [[upstreams]] in the config"
     );
-    let metrics = Arc::new(Metrics::new());
-    let events = if config.events.log {
+    let runtime = Runtime::build(config, 1).context("cannot apply the configuration")?;
+    let metrics = Arc::new(Metrics::new(runtime.workers));
+    let events = if runtime.config.events.log {
         EventSink::json_lines(
-            config.events.queue,
+            runtime.config.events.queue,
             Box::new(std::io::stdout()),
             Arc::clone(&metrics),
         )
     } else {
         EventSink::disabled(Arc::clone(&metrics))
     };
-    let runtime = Runtime::build(config, 1).context("cannot apply the configuration")?;
     metrics.config_version.set(1);
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;

@@ -4,15 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub action: &'static str,
-    pub layer: &'static str,
-    pub class: &'static str,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NameLabel {
@@ -20,25 +12,14 @@ pub struct NameLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabel {
-    pub stage: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
-fn latency_histogram() -> Histogram {
-    // 1 µs .. ~16 s
-    Histogram::new(exponential_buckets(1e-6, 4.0, 13))
-}
-
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
+    pub hot: crate::hot_metrics::HotMetrics,
     pub signals: Family<NameLabel, Counter>,
-    pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
     pub upstream_errors: Family<OutcomeLabel, Counter>,
     pub connections_open: Gauge,
     pub connections_refused: Family<OutcomeLabel, Counter>,
@@ -49,29 +30,11 @@ pub struct Metrics {
     pub state_evictions: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(workers: usize) -> Self {
         let mut registry = Registry::with_prefix("portcullis");
-        let requests = Family::default();
-        registry.register(
-            "requests",
-            "Requests by action, deciding layer and traffic class",
-            requests.clone(),
-        );
         let signals = Family::default();
         registry.register("signals", "Signals raised, by name", signals.clone());
-        let stage_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register(
-            "stage_duration_seconds",
-            "Time spent in each pipeline stage",
-            stage_seconds.clone(),
-        );
         let upstream_errors = Family::default();
         registry.register(
             "upstream_errors",
@@ -122,9 +85,8 @@ impl Metrics {
         );
         Metrics {
             registry,
-            requests,
+            hot: crate::hot_metrics::HotMetrics::new(workers),
             signals,
-            stage_seconds,
             upstream_errors,
             connections_open,
             connections_refused,
@@ -136,18 +98,17 @@ impl Metrics {
         }
     }
 
-    pub fn observe_stage(&self, stage: &'static str, started: std::time::Instant) {
-        self.stage_seconds
-            .get_or_create(&StageLabel { stage })
-            .observe(started.elapsed().as_secs_f64());
-    }
-
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        // The registry ends with `# EOF`; the per-worker metrics go before it.
+        let end = out.rfind("# EOF").unwrap_or(out.len());
+        out.truncate(end);
+        self.hot.encode(&mut out);
+        out.push_str("# EOF\n");
         out
     }
 }

@@ -23,6 +23,7 @@ use crate::context::{
     Action, Answer, Demand, Event, Layer, RequestContext, TrafficClass, retry_after_secs,
 };
 use crate::edge::protocol;
+use crate::hot_metrics::Stage;
 use crate::runtime::{ProxyBody, Runtime};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -89,7 +90,7 @@ async fn edge_stages(
 ) {
     let t = Instant::now();
     ip_stage(shared, rt, ctx);
-    shared.metrics.observe_stage("ip", t);
+    shared.metrics.hot.observe(Stage::Ip, t);
     if ctx.is_stopped() {
         return;
     }
@@ -111,7 +112,7 @@ async fn edge_stages(
             Demand::BadRequest { status: v.status },
         );
     }
-    shared.metrics.observe_stage("protocol", t);
+    shared.metrics.hot.observe(Stage::Protocol, t);
     if ctx.is_stopped() {
         return;
     }
@@ -123,15 +124,15 @@ async fn edge_stages(
             status: rt.quota.status,
         };
         ctx.add("quota_exceeded", Layer::Edge, 0, refused.which, demand);
-        shared.metrics.observe_stage("quota", t);
+        shared.metrics.hot.observe(Stage::Quota, t);
         return;
     }
-    shared.metrics.observe_stage("quota", t);
+    shared.metrics.hot.observe(Stage::Quota, t);
 
     if ctx.class != TrafficClass::Trusted {
         let t = Instant::now();
         classify_stage(shared, rt, ctx, &parts.headers).await;
-        shared.metrics.observe_stage("classify", t);
+        shared.metrics.hot.observe(Stage::Classify, t);
     }
 }
 
@@ -297,7 +298,7 @@ async fn body_stage(
             Demand::BadRequest { status: v.status },
         );
     }
-    shared.metrics.observe_stage("body", t);
+    shared.metrics.hot.observe(Stage::Body, t);
     forward
 }
 
@@ -575,14 +576,7 @@ fn record(
     started: Instant,
 ) {
     let metrics = &shared.metrics;
-    metrics
-        .requests
-        .get_or_create(&crate::metrics::RequestLabels {
-            action: action.as_str(),
-            layer: layer.map_or("none", Layer::as_str),
-            class: ctx.class.as_str(),
-        })
-        .inc();
+    metrics.hot.count_request(action, layer, ctx.class);
     for signal in &ctx.signals {
         metrics
             .signals

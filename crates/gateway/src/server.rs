@@ -185,15 +185,11 @@ fn error_page(shared: Arc<Shared>, runtime: Arc<Runtime>) -> ErrorPage {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("Bad Request");
-        shared
-            .metrics
-            .requests
-            .get_or_create(&crate::metrics::RequestLabels {
-                action: "bad_request",
-                layer: "edge",
-                class: "normal",
-            })
-            .inc();
+        shared.metrics.hot.count_request(
+            crate::context::Action::Intercept(crate::context::Answer::BadRequest { status }),
+            Some(crate::context::Layer::Edge),
+            crate::context::TrafficClass::Normal,
+        );
         tracing::debug!(%request_id, status, "request head refused by the HTTP parser");
         let head = format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",

@@ -1,0 +1,189 @@
+//! Metrics counted on every request, kept per worker thread so that two
+//! cores never write the same cache line; summed only when scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::context::{Action, Answer, Layer, TrafficClass};
+
+/// Pipeline stages with a latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Ip,
+    Protocol,
+    Quota,
+    Classify,
+    Body,
+    Detect,
+}
+
+const STAGES: [(Stage, &str); 6] = [
+    (Stage::Ip, "ip"),
+    (Stage::Protocol, "protocol"),
+    (Stage::Quota, "quota"),
+    (Stage::Classify, "classify"),
+    (Stage::Body, "body"),
+    (Stage::Detect, "detect"),
+];
+
+/// Upper bounds in nanoseconds: 1 µs x 4^i, up to ~16 s.
+const BOUNDS_NS: [u64; 13] = {
+    let mut bounds = [0u64; 13];
+    let mut i = 0;
+    let mut b = 1_000u64;
+    while i < 13 {
+        bounds[i] = b;
+        b *= 4;
+        i += 1;
+    }
+    bounds
+};
+
+const ACTIONS: [&str; 4] = ["pass", "block", "bad_request", "throttle"];
+const LAYERS: [&str; 4] = ["none", "edge", "clean", "policy"];
+const CLASSES: [TrafficClass; 5] = [
+    TrafficClass::Normal,
+    TrafficClass::Crawler,
+    TrafficClass::Automation,
+    TrafficClass::Scanner,
+    TrafficClass::Trusted,
+];
+
+#[derive(Default)]
+struct StageCells {
+    /// Non-cumulative: one count per bound, plus one for +Inf.
+    buckets: [AtomicU64; BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// One worker's cells, aligned so that workers never share a cache line.
+#[repr(align(128))]
+struct WorkerCells {
+    stages: [StageCells; STAGES.len()],
+    requests: [AtomicU64; ACTIONS.len() * LAYERS.len() * CLASSES.len()],
+}
+
+impl Default for WorkerCells {
+    fn default() -> Self {
+        WorkerCells {
+            stages: Default::default(),
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+pub struct HotMetrics {
+    workers: Box<[WorkerCells]>,
+}
+
+fn action_index(action: Action) -> usize {
+    match action {
+        Action::Pass => 0,
+        Action::Intercept(Answer::Blocked) => 1,
+        Action::Intercept(Answer::BadRequest { .. }) => 2,
+        Action::Intercept(Answer::TooMany { .. }) => 3,
+    }
+}
+
+fn layer_index(layer: Option<Layer>) -> usize {
+    match layer {
+        None => 0,
+        Some(Layer::Edge) => 1,
+        Some(Layer::Clean) => 2,
+        Some(Layer::Policy) => 3,
+    }
+}
+
+fn class_index(class: TrafficClass) -> usize {
+    CLASSES.iter().position(|c| *c == class).unwrap_or(0)
+}
+
+impl HotMetrics {
+    pub fn new(workers: usize) -> Self {
+        HotMetrics {
+            workers: (0..workers.max(1)).map(|_| WorkerCells::default()).collect(),
+        }
+    }
+
+    fn mine(&self) -> &WorkerCells {
+        &self.workers[crate::server::worker_index() % self.workers.len()]
+    }
+
+    pub fn observe(&self, stage: Stage, started: Instant) {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let cells = &self.mine().stages[stage as usize];
+        let bucket = BOUNDS_NS.iter().position(|b| ns <= *b).unwrap_or(BOUNDS_NS.len());
+        cells.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        cells.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn count_request(&self, action: Action, layer: Option<Layer>, class: TrafficClass) {
+        let index = (action_index(action) * LAYERS.len() + layer_index(layer)) * CLASSES.len() + class_index(class);
+        self.mine().requests[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self, f: impl Fn(&WorkerCells) -> &AtomicU64) -> u64 {
+        self.workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+    }
+
+    /// Appends the text exposition of these metrics.
+    pub fn encode(&self, out: &mut String) {
+        out.push_str("# HELP portcullis_requests Requests by action, deciding layer and traffic class.\n");
+        out.push_str("# TYPE portcullis_requests counter\n");
+        for (a, action) in ACTIONS.iter().enumerate() {
+            for (l, layer) in LAYERS.iter().enumerate() {
+                for (c, class) in CLASSES.iter().enumerate() {
+                    let index = (a * LAYERS.len() + l) * CLASSES.len() + c;
+                    let n = self.sum(|w| &w.requests[index]);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "portcullis_requests_total{{action=\"{action}\",layer=\"{layer}\",class=\"{}\"}} {n}",
+                            class.as_str()
+                        );
+                    }
+                }
+            }
+        }
+        out.push_str("# HELP portcullis_stage_duration_seconds Time spent in each pipeline stage.\n");
+        out.push_str("# TYPE portcullis_stage_duration_seconds histogram\n");
+        for (s, (_, name)) in STAGES.iter().enumerate() {
+            let mut cumulative = 0;
+            for (b, bound) in BOUNDS_NS.iter().enumerate() {
+                cumulative += self.sum(|w| &w.stages[s].buckets[b]);
+                let _ = writeln!(
+                    out,
+                    "portcullis_stage_duration_seconds_bucket{{stage=\"{name}\",le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1e9
+                );
+            }
+            cumulative += self.sum(|w| &w.stages[s].buckets[BOUNDS_NS.len()]);
+            let sum = self.sum(|w| &w.stages[s].sum_ns) as f64 / 1e9;
+            let _ = writeln!(out, "portcullis_stage_duration_seconds_bucket{{stage=\"{name}\",le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(out, "portcullis_stage_duration_seconds_sum{{stage=\"{name}\"}} {sum}");
+            let _ = writeln!(out, "portcullis_stage_duration_seconds_count{{stage=\"{name}\"}} {cumulative}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_histograms_render() {
+        let m = HotMetrics::new(2);
+        m.count_request(Action::Pass, None, TrafficClass::Normal);
+        m.count_request(Action::Pass, None, TrafficClass::Normal);
+        m.count_request(Action::Intercept(Answer::Blocked), Some(Layer::Edge), TrafficClass::Scanner);
+        m.observe(Stage::Ip, Instant::now());
+        let mut out = String::new();
+        m.encode(&mut out);
+        assert!(out.contains("portcullis_requests_total{action=\"pass\",layer=\"none\",class=\"normal\"} 2"), "{out}");
+        assert!(out.contains("portcullis_requests_total{action=\"block\",layer=\"edge\",class=\"scanner\"} 1"));
+        assert!(out.contains("portcullis_stage_duration_seconds_count{stage=\"ip\"} 1"));
+        assert!(out.contains("portcullis_stage_duration_seconds_bucket{stage=\"ip\",le=\"+Inf\"} 1"));
+        assert!(out.contains("portcullis_stage_duration_seconds_count{stage=\"body\"} 0"));
+    }
+}
