@@ -165,6 +165,14 @@ pub struct SolvedChallenge {
     pub ttl_ms: u64,
 }
 
+impl SolvedChallenge {
+    /// `pc:c:<base64url id>`: the key to record (for `ttl_ms`) in the
+    /// replay store (`StateStore::put_if_absent` or a [`SeenStore`]).
+    pub fn replay_key(&self) -> String {
+        format!("pc:c:{}", URL_SAFE_NO_PAD.encode(self.id))
+    }
+}
+
 /// Mints and checks challenges. Cheap to clone; share one per config.
 #[derive(Debug, Clone)]
 pub struct ChallengeIssuer {
@@ -312,10 +320,7 @@ impl ChallengeIssuer {
         seen: &dyn SeenStore,
     ) -> Result<SolvedChallenge, PowError> {
         let solved = self.verify_solution(token, solution, now_ms, client)?;
-        let mut key = [0u8; 18];
-        key[..2].copy_from_slice(b"c:");
-        key[2..].copy_from_slice(&solved.id);
-        if !seen.first_use(&key, solved.ttl_ms) {
+        if !seen.first_use(solved.replay_key().as_bytes(), solved.ttl_ms) {
             return Err(PowError::Replayed);
         }
         Ok(solved)

@@ -427,14 +427,11 @@ pub struct VerifiedSignature {
 }
 
 impl VerifiedSignature {
-    /// `n:<keyid>:<nonce>`: nonces are scoped to one clearance.
-    pub fn replay_key(&self) -> Vec<u8> {
-        let mut k = Vec::with_capacity(3 + self.keyid.len() + self.nonce.len());
-        k.extend_from_slice(b"n:");
-        k.extend_from_slice(self.keyid.as_bytes());
-        k.push(b':');
-        k.extend_from_slice(self.nonce.as_bytes());
-        k
+    /// `pc:n:<keyid>:<nonce>`: nonces are scoped to one clearance. Record
+    /// it for [`SignatureVerifier::replay_ttl_ms`] in the replay store
+    /// (`StateStore::put_if_absent` or a [`SeenStore`]).
+    pub fn replay_key(&self) -> String {
+        format!("pc:n:{}:{}", self.keyid, self.nonce)
     }
 }
 
@@ -603,7 +600,7 @@ impl SignatureVerifier {
         seen: &dyn SeenStore,
     ) -> Result<VerifiedSignature, SignatureError> {
         let v = self.verify(target, fields, body, key, expected_keyid, now_s)?;
-        if !seen.first_use(&v.replay_key(), self.replay_ttl_ms()) {
+        if !seen.first_use(v.replay_key().as_bytes(), self.replay_ttl_ms()) {
             return Err(SignatureError::Replayed);
         }
         Ok(v)

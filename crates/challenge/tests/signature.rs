@@ -92,7 +92,7 @@ fn accepts_and_returns_nonce() {
     let v = verify(&r, NOW + 10).unwrap();
     assert_eq!(v.nonce, "n-1");
     assert_eq!(v.keyid, KEYID);
-    assert_eq!(v.replay_key(), b"n:oKGio6SlpqeoqaqrrK2urw:n-1".to_vec());
+    assert_eq!(v.replay_key(), "pc:n:oKGio6SlpqeoqaqrrK2urw:n-1");
 }
 
 #[test]

@@ -494,6 +494,18 @@ impl Default for EventsConfig {
 pub struct DetectConfig {
     pub enabled: bool,
     pub mode: DetectMode,
+    pub sensitivity: Sensitivity,
+    /// A request is an attack when the scores of its findings add up to this.
+    pub threshold: u32,
+    /// Locations never inspected (`json.token`, `cookie.`, `header.x-sign*`).
+    pub excluded: Vec<String>,
+    /// Locations holding prose or code: only strong structures count there.
+    pub free_text: Vec<String>,
+    /// Replace origin error pages that leak internals (stack traces, SQL
+    /// errors) with a generic error carrying the request id.
+    pub mask_error_pages: bool,
+    /// Per-route settings; the longest matching prefix wins.
+    pub routes: Vec<DetectRoute>,
 }
 
 impl Default for DetectConfig {
@@ -501,8 +513,29 @@ impl Default for DetectConfig {
         DetectConfig {
             enabled: true,
             mode: DetectMode::Block,
+            sensitivity: Sensitivity::Medium,
+            threshold: 5,
+            excluded: Vec::new(),
+            free_text: Vec::new(),
+            mask_error_pages: true,
+            routes: Vec::new(),
         }
     }
+}
+
+/// Detection settings for the paths under one prefix; unset fields inherit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DetectRoute {
+    pub path_prefix: String,
+    pub enabled: Option<bool>,
+    pub mode: Option<DetectMode>,
+    pub sensitivity: Option<Sensitivity>,
+    /// Added to the global lists.
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    #[serde(default)]
+    pub free_text: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -512,6 +545,21 @@ pub enum DetectMode {
     Block,
     /// Detect and tag, but pass.
     LogOnly,
+}
+
+/// How eager detection is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    /// Only structures that practically never occur in normal traffic
+    /// (a `<script>` tag, `UNION SELECT`, `${jndi:`): fewest false alarms.
+    Low,
+    /// Also structures that are very rare in normal traffic, such as a shell
+    /// separator followed by a command name. The recommended balance.
+    Medium,
+    /// Also weak hints (a lone SQL keyword after a quote): catches more, at
+    /// the price of false alarms on forms where people write prose or code.
+    High,
 }
 
 #[cfg(test)]

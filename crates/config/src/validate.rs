@@ -93,6 +93,18 @@ pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
         "events.queue",
         "must be at least 1",
     );
+    c.check(
+        config.detect.threshold > 0,
+        "detect.threshold",
+        "must be at least 1",
+    );
+    for (i, route) in config.detect.routes.iter().enumerate() {
+        c.check(
+            route.path_prefix.starts_with('/'),
+            format!("detect.routes[{i}].path_prefix"),
+            "must start with '/'",
+        );
+    }
     let mut names = std::collections::HashSet::new();
     for (i, feed) in config.ip_lists.feeds.iter().enumerate() {
         c.check(

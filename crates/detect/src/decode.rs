@@ -388,15 +388,14 @@ fn fold_overlong(b: &[u8]) -> (Vec<u8>, bool) {
     (out, any)
 }
 
-fn b64_engine(url_safe: bool) -> GeneralPurpose {
-    let cfg = GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true);
-    if url_safe {
-        GeneralPurpose::new(&alphabet::URL_SAFE, cfg)
-    } else {
-        GeneralPurpose::new(&alphabet::STANDARD, cfg)
-    }
+const B64_CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+static B64_STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, B64_CONFIG);
+static B64_URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, B64_CONFIG);
+
+fn b64_engine(url_safe: bool) -> &'static GeneralPurpose {
+    if url_safe { &B64_URL } else { &B64_STD }
 }
 
 fn is_b64(b: u8) -> bool {

@@ -74,14 +74,24 @@ fn traversals(b: &[u8]) -> usize {
 
 pub(crate) fn check(t: &Text, in_path: bool, hits: &mut Hits) {
     let raw = t.bytes();
-    if memchr::memchr3(b'.', b'/', b'\\', raw).is_none() && memchr::memchr(b':', raw).is_none() {
+    // Traversal and file paths need a separator.
+    if !t.has(b'/') && !t.has(b'\\') {
         return;
     }
-    let b = normalise(raw);
-    let n = traversals(&b);
-    let sensitive = AC
-        .as_ref()
-        .and_then(|ac| ac.find(&b[..]).or_else(|| ac.find(raw)).map(|m| m.start()));
+    let needs_norm = t.has(b'\\') || raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    let normalised;
+    let b: &[u8] = if needs_norm {
+        normalised = normalise(raw);
+        &normalised
+    } else {
+        raw
+    };
+    let n = if t.may_contain(b"..") { traversals(b) } else { 0 };
+    let sensitive = AC.as_ref().and_then(|ac| {
+        ac.find(b)
+            .or_else(|| if needs_norm && t.may_contain(b"://") { ac.find(raw) } else { None })
+            .map(|m| m.start())
+    });
     match (sensitive, n) {
         (Some(p), 1..) => hits.add(
             Family::PathTraversal,

@@ -102,7 +102,9 @@ fn class_index(class: TrafficClass) -> usize {
 impl HotMetrics {
     pub fn new(workers: usize) -> Self {
         HotMetrics {
-            workers: (0..workers.max(1)).map(|_| WorkerCells::default()).collect(),
+            workers: (0..workers.max(1))
+                .map(|_| WorkerCells::default())
+                .collect(),
         }
     }
 
@@ -113,23 +115,32 @@ impl HotMetrics {
     pub fn observe(&self, stage: Stage, started: Instant) {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let cells = &self.mine().stages[stage as usize];
-        let bucket = BOUNDS_NS.iter().position(|b| ns <= *b).unwrap_or(BOUNDS_NS.len());
+        let bucket = BOUNDS_NS
+            .iter()
+            .position(|b| ns <= *b)
+            .unwrap_or(BOUNDS_NS.len());
         cells.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         cells.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     pub fn count_request(&self, action: Action, layer: Option<Layer>, class: TrafficClass) {
-        let index = (action_index(action) * LAYERS.len() + layer_index(layer)) * CLASSES.len() + class_index(class);
+        let index = (action_index(action) * LAYERS.len() + layer_index(layer)) * CLASSES.len()
+            + class_index(class);
         self.mine().requests[index].fetch_add(1, Ordering::Relaxed);
     }
 
     fn sum(&self, f: impl Fn(&WorkerCells) -> &AtomicU64) -> u64 {
-        self.workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+        self.workers
+            .iter()
+            .map(|w| f(w).load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Appends the text exposition of these metrics.
     pub fn encode(&self, out: &mut String) {
-        out.push_str("# HELP portcullis_requests Requests by action, deciding layer and traffic class.\n");
+        out.push_str(
+            "# HELP portcullis_requests Requests by action, deciding layer and traffic class.\n",
+        );
         out.push_str("# TYPE portcullis_requests counter\n");
         for (a, action) in ACTIONS.iter().enumerate() {
             for (l, layer) in LAYERS.iter().enumerate() {
@@ -146,7 +157,9 @@ impl HotMetrics {
                 }
             }
         }
-        out.push_str("# HELP portcullis_stage_duration_seconds Time spent in each pipeline stage.\n");
+        out.push_str(
+            "# HELP portcullis_stage_duration_seconds Time spent in each pipeline stage.\n",
+        );
         out.push_str("# TYPE portcullis_stage_duration_seconds histogram\n");
         for (s, (_, name)) in STAGES.iter().enumerate() {
             let mut cumulative = 0;
@@ -160,9 +173,18 @@ impl HotMetrics {
             }
             cumulative += self.sum(|w| &w.stages[s].buckets[BOUNDS_NS.len()]);
             let sum = self.sum(|w| &w.stages[s].sum_ns) as f64 / 1e9;
-            let _ = writeln!(out, "portcullis_stage_duration_seconds_bucket{{stage=\"{name}\",le=\"+Inf\"}} {cumulative}");
-            let _ = writeln!(out, "portcullis_stage_duration_seconds_sum{{stage=\"{name}\"}} {sum}");
-            let _ = writeln!(out, "portcullis_stage_duration_seconds_count{{stage=\"{name}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "portcullis_stage_duration_seconds_bucket{{stage=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let _ = writeln!(
+                out,
+                "portcullis_stage_duration_seconds_sum{{stage=\"{name}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "portcullis_stage_duration_seconds_count{{stage=\"{name}\"}} {cumulative}"
+            );
         }
     }
 }
@@ -176,14 +198,27 @@ mod tests {
         let m = HotMetrics::new(2);
         m.count_request(Action::Pass, None, TrafficClass::Normal);
         m.count_request(Action::Pass, None, TrafficClass::Normal);
-        m.count_request(Action::Intercept(Answer::Blocked), Some(Layer::Edge), TrafficClass::Scanner);
+        m.count_request(
+            Action::Intercept(Answer::Blocked),
+            Some(Layer::Edge),
+            TrafficClass::Scanner,
+        );
         m.observe(Stage::Ip, Instant::now());
         let mut out = String::new();
         m.encode(&mut out);
-        assert!(out.contains("portcullis_requests_total{action=\"pass\",layer=\"none\",class=\"normal\"} 2"), "{out}");
-        assert!(out.contains("portcullis_requests_total{action=\"block\",layer=\"edge\",class=\"scanner\"} 1"));
+        assert!(
+            out.contains(
+                "portcullis_requests_total{action=\"pass\",layer=\"none\",class=\"normal\"} 2"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(
+            "portcullis_requests_total{action=\"block\",layer=\"edge\",class=\"scanner\"} 1"
+        ));
         assert!(out.contains("portcullis_stage_duration_seconds_count{stage=\"ip\"} 1"));
-        assert!(out.contains("portcullis_stage_duration_seconds_bucket{stage=\"ip\",le=\"+Inf\"} 1"));
+        assert!(
+            out.contains("portcullis_stage_duration_seconds_bucket{stage=\"ip\",le=\"+Inf\"} 1")
+        );
         assert!(out.contains("portcullis_stage_duration_seconds_count{stage=\"body\"} 0"));
     }
 }

@@ -12,7 +12,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use portcullis_config::ClassAction;
+use portcullis_config::{ClassAction, DetectMode};
 use portcullis_state::Gcra;
 
 use crate::Shared;
@@ -64,13 +64,18 @@ pub async fn handle(
     }
     let mut forward_body = None;
     if !ctx.is_stopped() {
-        forward_body = Some(body_stage(&shared, &runtime, &mut ctx, &parts.headers, body).await);
+        let body = body_stage(&shared, &runtime, &mut ctx, &parts.headers, body).await;
+        if !ctx.is_stopped() && ctx.class != TrafficClass::Trusted {
+            detect_stage(&shared, &runtime, &mut ctx, &parts, &body);
+        }
+        forward_body = Some(body.forward);
     }
 
     let (action, layer) = ctx.decide();
     let response = match (action, forward_body) {
         (Action::Pass, Some(body)) => {
-            forward(&shared, &runtime, &ctx, &mut parts, &host, body).await
+            let response = forward(&shared, &runtime, &ctx, &mut parts, &host, body).await;
+            mask_leaks(&runtime, &mut ctx, &path, response).await
         }
         (Action::Intercept(answer), _) => intercept(&runtime, &ctx, answer),
         (Action::Pass, None) => intercept(&runtime, &ctx, Answer::BadRequest { status: 400 }),
@@ -228,17 +233,37 @@ async fn throttle(shared: &Shared, class: &str, ip: IpAddr, rps: f64) -> Demand 
     }
 }
 
-/// Reads the inspected part of the body and checks it; returns the body to forward.
+/// A request body after the body stage.
+struct InspectedBody {
+    /// What goes to the origin.
+    forward: ProxyBody,
+    /// The part read and inspected before forwarding.
+    inspected: Bytes,
+    /// Whether `inspected` is the whole body.
+    complete: bool,
+}
+
+impl InspectedBody {
+    fn empty() -> Self {
+        InspectedBody {
+            forward: empty_body(),
+            inspected: Bytes::new(),
+            complete: true,
+        }
+    }
+}
+
+/// Reads the inspected part of the body and checks it.
 async fn body_stage(
     shared: &Shared,
     rt: &Runtime,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
     body: Incoming,
-) -> ProxyBody {
+) -> InspectedBody {
     use http_body::Body as _;
     if body.is_end_stream() {
-        return empty_body();
+        return InspectedBody::empty();
     }
     let t = Instant::now();
     let limits = &rt.config.limits;
@@ -266,7 +291,7 @@ async fn body_stage(
                 "",
                 Demand::BadRequest { status: 413 },
             );
-            return empty_body();
+            return InspectedBody::empty();
         }
         Prefix::TimedOut => {
             ctx.add(
@@ -276,7 +301,7 @@ async fn body_stage(
                 "",
                 Demand::BadRequest { status: 408 },
             );
-            return empty_body();
+            return InspectedBody::empty();
         }
         Prefix::Broken => {
             ctx.add(
@@ -286,7 +311,7 @@ async fn body_stage(
                 "",
                 Demand::BadRequest { status: 400 },
             );
-            return empty_body();
+            return InspectedBody::empty();
         }
     };
     if let Some(v) = protocol::check_body(headers, &inspected, complete, &rt.config.protocol) {
@@ -299,7 +324,111 @@ async fn body_stage(
         );
     }
     shared.metrics.hot.observe(Stage::Body, t);
-    forward
+    InspectedBody {
+        forward,
+        inspected,
+        complete,
+    }
+}
+
+/// Layer 2 attack detection over the head and the inspected body.
+fn detect_stage(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+    body: &InspectedBody,
+) {
+    let Some(detection) = rt.detection(parts.uri.path()) else {
+        return;
+    };
+    let t = Instant::now();
+    let headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let verdict = detection.detector.inspect(&portcullis_detect::RawRequest {
+        method: parts.method.as_str(),
+        target: target.as_bytes(),
+        headers: &headers,
+        body: &body.inspected,
+        body_truncated: !body.complete,
+    });
+    shared.metrics.hot.observe(Stage::Detect, t);
+    if !verdict.is_attack(detection.threshold) {
+        return;
+    }
+    let demand = match detection.mode {
+        DetectMode::Block => Demand::Block,
+        DetectMode::LogOnly => Demand::Tag,
+    };
+    for finding in &verdict.findings {
+        let evidence = format!(
+            "{} {}: {}",
+            finding.rule_id, finding.location, finding.evidence
+        );
+        ctx.add(
+            finding.family.as_str(),
+            Layer::Clean,
+            finding.score,
+            evidence,
+            demand,
+        );
+    }
+}
+
+/// Error pages bigger than this pass unchecked (and unbuffered).
+const MAX_MASKED_PAGE: u64 = 256 * 1024;
+
+/// Replaces an origin error page that leaks internals with a generic error
+/// carrying the request id; the kind of leak goes into the event.
+async fn mask_leaks(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    path: &str,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    use http_body::Body as _;
+    let status = response.status().as_u16();
+    let small = response
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= MAX_MASKED_PAGE);
+    let enabled = rt.config.detect.mask_error_pages && rt.detection(path).is_some();
+    if status < 400 || !small || !enabled {
+        return response;
+    }
+    let (head, body) = response.into_parts();
+    // The size hint's upper bound is the origin's Content-Length, which hyper enforces.
+    let Ok(collected) = body.collect().await else {
+        return origin_failure(ctx, 502, "origin response failed");
+    };
+    let bytes = collected.to_bytes();
+    match portcullis_detect::leaks_internals(status, &bytes) {
+        Some(kind) => {
+            ctx.add(
+                "error_page_leak",
+                Layer::Clean,
+                0,
+                format!("{kind:?}"),
+                Demand::Tag,
+            );
+            let body = format!(
+                r#"{{"error":"internal error","request_id":"{}"}}"#,
+                ctx.request_id
+            );
+            gateway_response(
+                status,
+                "application/json",
+                Bytes::from(body),
+                &ctx.request_id,
+            )
+        }
+        None => Response::from_parts(head, full_body(bytes)),
+    }
 }
 
 fn empty_body() -> ProxyBody {

@@ -12,7 +12,10 @@ use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis_config::{BlockResponse, ClassAction, Config, UpstreamConfig};
+use portcullis_config::{
+    BlockResponse, ClassAction, Config, DetectConfig, DetectMode, UpstreamConfig,
+};
+use portcullis_detect::{Detector, Profile};
 
 use crate::client_ip::ForwardedHeader;
 use crate::edge::classify::Classifier;
@@ -43,6 +46,13 @@ pub struct Feed {
     pub set: IpSet,
 }
 
+/// Attack detection as it applies to one route.
+pub struct Detection {
+    pub detector: Detector,
+    pub mode: DetectMode,
+    pub threshold: u32,
+}
+
 pub struct Runtime {
     /// Increases by one with every configuration applied.
     pub version: u64,
@@ -58,6 +68,8 @@ pub struct Runtime {
     pub quota: Quota,
     pub upstreams: Vec<Upstream>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Detection by path prefix, longest first; the empty prefix is the default.
+    detection: Vec<(String, Option<Detection>)>,
     /// Files whose change triggers a reload (feeds, certificates), with their stamps.
     pub watched: Vec<(PathBuf, Option<SystemTime>)>,
 }
@@ -114,6 +126,7 @@ impl Runtime {
             forwarded: ForwardedHeader::parse(&config.client_ip.header)
                 .context("client_ip.header is not a header name")?,
             classifier: Classifier::new(&config.traffic),
+            detection: build_detection(&config.detect),
             quota: Quota::new(&config.quota),
             upstreams,
             tls,
@@ -132,6 +145,14 @@ impl Runtime {
         })
     }
 
+    /// The detection that applies to a path, if it is on there.
+    pub fn detection(&self, path: &str) -> Option<&Detection> {
+        self.detection
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .and_then(|(_, detection)| detection.as_ref())
+    }
+
     /// Whether a watched file changed since this runtime was built.
     pub fn files_changed(&self) -> bool {
         self.watched
@@ -148,6 +169,59 @@ impl Runtime {
                 .replace("{{status}}", &status.to_string()),
         )
     }
+}
+
+fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
+    let detection =
+        |enabled: bool, mode, sensitivity, excluded: Vec<String>, free_text: Vec<String>| {
+            enabled.then(|| Detection {
+                detector: Detector::new(Profile {
+                    sensitivity: match sensitivity {
+                        portcullis_config::Sensitivity::Low => portcullis_detect::Sensitivity::Low,
+                        portcullis_config::Sensitivity::Medium => {
+                            portcullis_detect::Sensitivity::Medium
+                        }
+                        portcullis_config::Sensitivity::High => {
+                            portcullis_detect::Sensitivity::High
+                        }
+                    },
+                    excluded,
+                    free_text,
+                    ..Profile::default()
+                }),
+                mode,
+                threshold: config.threshold,
+            })
+        };
+    let mut plans: Vec<(String, Option<Detection>)> = config
+        .routes
+        .iter()
+        .map(|route| {
+            let joined = |global: &[String], own: &[String]| [global, own].concat();
+            (
+                route.path_prefix.clone(),
+                detection(
+                    route.enabled.unwrap_or(config.enabled),
+                    route.mode.unwrap_or(config.mode),
+                    route.sensitivity.unwrap_or(config.sensitivity),
+                    joined(&config.excluded, &route.excluded),
+                    joined(&config.free_text, &route.free_text),
+                ),
+            )
+        })
+        .collect();
+    plans.push((
+        String::new(),
+        detection(
+            config.enabled,
+            config.mode,
+            config.sensitivity,
+            config.excluded.clone(),
+            config.free_text.clone(),
+        ),
+    ));
+    plans.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+    plans
 }
 
 pub fn modified(path: &Path) -> Option<SystemTime> {
@@ -243,6 +317,31 @@ mod tests {
             pick("ADMIN.example.com:8080", "/api/v1").as_deref(),
             Some("http://127.0.0.1:1003")
         );
+    }
+
+    #[test]
+    fn detection_by_longest_prefix() {
+        let rt = runtime(
+            r#"
+            [detect]
+            mode = "block"
+            [[detect.routes]]
+            path_prefix = "/api/posts"
+            mode = "log-only"
+            [[detect.routes]]
+            path_prefix = "/health"
+            enabled = false
+            "#,
+        );
+        assert_eq!(
+            rt.detection("/api/x").map(|d| d.mode),
+            Some(DetectMode::Block)
+        );
+        assert_eq!(
+            rt.detection("/api/posts/1").map(|d| d.mode),
+            Some(DetectMode::LogOnly)
+        );
+        assert!(rt.detection("/healthz").is_none());
     }
 
     #[test]

@@ -91,6 +91,13 @@ async fn handle(
             .insert(http::header::CONNECTION, "upgrade".parse().unwrap());
         return Ok(response);
     }
+    if req.uri().path() == "/leak" {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"Server Unknown Error Detail error: Uncaught InvalidArgumentException: Malformed UTF-8 characters, possibly incorrectly encoded in /var/www/app/Record.php:42",
+        )));
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(response);
+    }
     let body = req.into_body().collect().await?.to_bytes();
     state.last_body_len.store(body.len(), Ordering::SeqCst);
     Ok(Response::new(Full::new(Bytes::from_static(b"origin ok"))))
