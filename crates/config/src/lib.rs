@@ -65,6 +65,9 @@ pub struct Config {
     pub block: BlockResponses,
     pub events: EventsConfig,
     pub detect: DetectConfig,
+    pub identity: IdentityConfig,
+    /// Rate limits, each for the requests its route matches.
+    pub rate_limits: Vec<RateLimitRule>,
 }
 
 impl Config {
@@ -486,6 +489,103 @@ impl Default for EventsConfig {
             queue: 65_536,
         }
     }
+}
+
+/// Where the device and account of a request are read from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Header carrying the SDK's device id.
+    pub device_header: String,
+    /// Header carrying the account id, if the app sends one.
+    pub account_header: Option<String>,
+    /// Cookie carrying the account id, if any.
+    pub account_cookie: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            device_header: "x-pc-device".into(),
+            account_header: None,
+            account_cookie: None,
+        }
+    }
+}
+
+/// One rate limit: the requests of a route, counted per key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRule {
+    pub name: String,
+    /// Host names; empty means any.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path pattern: a prefix (`/api/`), or a pattern where `*` matches any
+    /// run of characters (`/api/*/vote`). An exact path ends with `$`.
+    pub path: String,
+    /// Methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// What is counted: one cell per distinct combination of these parts.
+    #[serde(default = "default_key")]
+    pub key: Vec<KeyPart>,
+    /// Requests per second, sustained.
+    pub rate: f64,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+    #[serde(default = "default_limit_action")]
+    pub action: LimitAction,
+    /// Repeated violations turn into a temporary ban of the client address.
+    pub escalate: Option<Escalation>,
+}
+
+fn default_key() -> Vec<KeyPart> {
+    vec![KeyPart::Ip]
+}
+
+fn default_limit_action() -> LimitAction {
+    LimitAction::Reject
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPart {
+    /// The client address.
+    Ip,
+    /// The client's /24 (IPv4) or /64 (IPv6) network.
+    IpPrefix,
+    /// The device id (see `[identity]`); requests without one share one cell.
+    Device,
+    /// The account id (see `[identity]`); requests without one share one cell.
+    Account,
+    /// The rule itself: one cell for the whole route.
+    Route,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitAction {
+    /// 429 with `Retry-After`.
+    Reject,
+    /// Let through, with a signal for the risk engine.
+    Tag,
+}
+
+/// After `violations` refusals within `within_s`, ban the client address for
+/// `ban_s`, doubling with every ban of the same address in a day, up to `max_ban_s`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    pub violations: u32,
+    pub within_s: u64,
+    pub ban_s: u64,
+    #[serde(default = "default_max_ban")]
+    pub max_ban_s: u64,
+}
+
+fn default_max_ban() -> u64 {
+    24 * 3600
 }
 
 /// Attack detection (layer 2).

@@ -105,6 +105,7 @@ pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
             "must start with '/'",
         );
     }
+    check_rate_limits(config, &mut c);
     let mut names = std::collections::HashSet::new();
     for (i, feed) in config.ip_lists.feeds.iter().enumerate() {
         c.check(
@@ -250,6 +251,41 @@ fn check_quota(config: &Config, c: &mut Checker) {
             format!("quota.routes[{i}].qps"),
             "must be positive",
         );
+    }
+}
+
+fn check_rate_limits(config: &Config, c: &mut Checker) {
+    let mut names = std::collections::HashSet::new();
+    for (i, rule) in config.rate_limits.iter().enumerate() {
+        let field = |name: &str| format!("rate_limits[{i}].{name}");
+        c.check(
+            names.insert(rule.name.as_str()) && !rule.name.is_empty(),
+            field("name"),
+            format!("rule name {:?} is empty or used twice", rule.name),
+        );
+        c.check(
+            rule.path.starts_with('/'),
+            field("path"),
+            "must start with '/'",
+        );
+        c.check(
+            rule.rate > 0.0 && rule.rate.is_finite(),
+            field("rate"),
+            "must be positive",
+        );
+        c.check(rule.burst >= 1, field("burst"), "must be at least 1");
+        c.check(
+            !rule.key.is_empty(),
+            field("key"),
+            "must name at least one key part",
+        );
+        if let Some(e) = &rule.escalate {
+            c.check(
+                e.violations >= 1 && e.within_s >= 1 && e.ban_s >= 1 && e.max_ban_s >= e.ban_s,
+                field("escalate"),
+                "violations, within_s and ban_s must be at least 1, max_ban_s at least ban_s",
+            );
+        }
     }
 }
 

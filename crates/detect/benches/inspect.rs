@@ -122,7 +122,14 @@ fn mix() -> Vec<Req> {
         name: "attack-64k-form",
         method: "POST",
         target: "/".into(),
-        headers: { let mut h = base_headers(); h.push(("content-type", b"application/x-www-form-urlencoded".to_vec())); h },
+        headers: {
+            let mut h = base_headers();
+            h.push((
+                "content-type",
+                b"application/x-www-form-urlencoded".to_vec(),
+            ));
+            h
+        },
         body: big,
     });
     v
@@ -130,30 +137,58 @@ fn mix() -> Vec<Req> {
 
 fn inspect(d: &Detector, r: &Req) -> usize {
     let h: Vec<(&str, &[u8])> = r.headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    d.inspect(&RawRequest { method: r.method, target: r.target.as_bytes(), headers: &h, body: &r.body, body_truncated: false })
-        .findings
-        .len()
+    d.inspect(&RawRequest {
+        method: r.method,
+        target: r.target.as_bytes(),
+        headers: &h,
+        body: &r.body,
+        body_truncated: false,
+    })
+    .findings
+    .len()
 }
 
 fn percentiles(d: &Detector, reqs: &[Req]) {
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2000);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2000);
     let mut all = Vec::new();
-    println!("\n{:<26} {:>8} {:>10} {:>10} {:>10}", "request", "bytes", "p50 µs", "p99 µs", "max µs");
+    println!(
+        "\n{:<26} {:>8} {:>10} {:>10} {:>10}",
+        "request", "bytes", "p50 µs", "p99 µs", "max µs"
+    );
     let only = std::env::var("BENCH_ONLY").ok();
     for r in reqs {
         if only.as_ref().is_some_and(|o| o != r.name) {
             continue;
         }
         let mut t = Vec::with_capacity(rounds);
-        let n = if r.body.len() > 16 * 1024 { rounds / 10 } else { rounds };
+        let n = if r.body.len() > 16 * 1024 {
+            rounds / 10
+        } else {
+            rounds
+        };
         for _ in 0..n {
             let s = Instant::now();
             black_box(inspect(d, r));
             t.push(s.elapsed().as_secs_f64() * 1e6);
         }
         t.sort_by(|a, b| a.total_cmp(b));
-        let size = r.target.len() + r.body.len() + r.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        println!("{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}", r.name, size, t[n / 2], t[n * 99 / 100], t[n - 1]);
+        let size = r.target.len()
+            + r.body.len()
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        println!(
+            "{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}",
+            r.name,
+            size,
+            t[n / 2],
+            t[n * 99 / 100],
+            t[n - 1]
+        );
         if size <= 4096 + 1024 {
             all.extend(t);
         }
@@ -163,7 +198,14 @@ fn percentiles(d: &Detector, reqs: &[Req]) {
     if n == 0 {
         return;
     }
-    println!("{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}\n", "ALL <= 4 KB", "", all[n / 2], all[n * 99 / 100], all[n - 1]);
+    println!(
+        "{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}\n",
+        "ALL <= 4 KB",
+        "",
+        all[n / 2],
+        all[n * 99 / 100],
+        all[n - 1]
+    );
 }
 
 fn bench(c: &mut Criterion) {

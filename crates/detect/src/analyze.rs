@@ -52,7 +52,9 @@ const MAX_CACHED: usize = 128;
 const MAX_CACHED_LEN: usize = 256;
 
 fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3))
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+        (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<'p> Sink<'p> {
@@ -174,7 +176,7 @@ impl<'p> Sink<'p> {
     }
 
     pub fn finish(mut self) -> Verdict {
-        self.findings.sort_by(|a, b| b.score.cmp(&a.score));
+        self.findings.sort_by_key(|f| std::cmp::Reverse(f.score));
         let total_score = self
             .findings
             .iter()

@@ -83,6 +83,7 @@ static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(aho_corasick::MatchKind::LeftmostLongest)
         .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .prefilter(false)
         .build(PATTERNS.iter().map(|p| p.0))
         .ok()
 });
@@ -90,9 +91,17 @@ static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     let dotted = t.has(b'.')
-        && ["java.", "process.", "constructor.", "response.", "server.", "wscript.", "subprocess."]
-            .iter()
-            .any(|n| t.find(n).is_some());
+        && [
+            "java.",
+            "process.",
+            "constructor.",
+            "response.",
+            "server.",
+            "wscript.",
+            "subprocess.",
+        ]
+        .iter()
+        .any(|n| t.find(n).is_some());
     if !t.has_any(b"(_<!#@[") && !dotted && t.find("on error").is_none() {
         return;
     }

@@ -72,6 +72,16 @@ pub fn views(raw: &[u8], plus: bool) -> Views {
 /// Percent, `%u`, HTML entity and JS escape decoding repeated until nothing
 /// changes (at most [`MAX_ROUNDS`]), then UTF-8 normalisation.
 pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String {
+    let raw = &raw[..raw.len().min(MAX_DECODED)];
+    // Fast path: plain ASCII with nothing to decode.
+    let plain = raw.iter().all(|&b| {
+        (0x20..0x7f).contains(&b) && !matches!(b, b'%' | b'&' | b'\\') && !(plus && b == b'+')
+            || b == b'\n'
+            || b == b'\t'
+    });
+    if plain {
+        return raw.iter().map(|&b| b as char).collect();
+    }
     let mut cur: Vec<u8> = raw[..raw.len().min(MAX_DECODED)].to_vec();
     let mut next = Vec::with_capacity(cur.len());
     for round in 0..MAX_ROUNDS {
@@ -446,7 +456,7 @@ pub fn base64_text(token: &str) -> Option<String> {
         .any(|b| b.is_ascii_digit() || matches!(b, b'+' | b'/' | b'-' | b'_'));
     let has_upper = token.bytes().any(|b| b.is_ascii_uppercase());
     let has_lower = token.bytes().any(|b| b.is_ascii_lowercase());
-    if !(has_upper && has_lower) && !has_digit_or_sym {
+    if !(has_digit_or_sym || has_upper && has_lower) {
         return None;
     }
     let url_safe = token.bytes().any(|b| b == b'-' || b == b'_');

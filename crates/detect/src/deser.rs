@@ -9,8 +9,16 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let s = t.s.as_bytes();
     let b = t.bytes();
     let find_cs = |n: &[u8]| memchr::memmem::find(s, n);
-    let java = if t.may_contain(b"ro0ab") { find_cs(b"rO0AB") } else { None };
-    let dotnet = if t.may_contain(b"aed/") { find_cs(b"AAEAAAD/////") } else { None };
+    let java = if t.may_contain(b"ro0ab") {
+        find_cs(b"rO0AB")
+    } else {
+        None
+    };
+    let dotnet = if t.may_contain(b"aed/") {
+        find_cs(b"AAEAAAD/////")
+    } else {
+        None
+    };
     if let Some(p) = java.or(dotnet) {
         hits.add(
             Family::Deserialization,
@@ -43,19 +51,19 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 }
 
 const GADGETS: &[(&str, u32)] = &[
-        ("objectdataprovider", score::STRONG),
-        ("system.windows.data", score::STRONG),
-        ("system.diagnostics.process", score::STRONG),
-        ("\"$type\"", score::MEDIUM),
-        ("com.sun.rowset.jdbcrowsetimpl", score::STRONG),
-        ("\"@type\"", score::MEDIUM),
-        ("!!python/object", score::STRONG),
-        ("!!javax.", score::STRONG),
-        ("!!java.", score::STRONG),
-        ("cposix\nsystem", score::STRONG),
-        ("cos\nsystem", score::STRONG),
-        ("java.util.priorityqueue", score::MEDIUM + 1),
-        ("org.apache.commons.collections", score::STRONG),
+    ("objectdataprovider", score::STRONG),
+    ("system.windows.data", score::STRONG),
+    ("system.diagnostics.process", score::STRONG),
+    ("\"$type\"", score::MEDIUM),
+    ("com.sun.rowset.jdbcrowsetimpl", score::STRONG),
+    ("\"@type\"", score::MEDIUM),
+    ("!!python/object", score::STRONG),
+    ("!!javax.", score::STRONG),
+    ("!!java.", score::STRONG),
+    ("cposix\nsystem", score::STRONG),
+    ("cos\nsystem", score::STRONG),
+    ("java.util.priorityqueue", score::MEDIUM + 1),
+    ("org.apache.commons.collections", score::STRONG),
 ];
 
 static GADGET_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =

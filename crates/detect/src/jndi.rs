@@ -8,7 +8,11 @@ const MAX_DEPTH: usize = 64;
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
-    let dollar = if t.may_contain(b"${") { memchr::memmem::find(b, b"${") } else { None };
+    let dollar = if t.may_contain(b"${") {
+        memchr::memmem::find(b, b"${")
+    } else {
+        None
+    };
     let Some(first) = dollar else {
         if let Some(p) = t.find("jndi:") {
             let rest = &b[p + 5..];

@@ -104,7 +104,16 @@ fn db_call(b: &[u8]) -> Option<usize> {
 }
 
 const JS_NEEDLES: &[&str] = &[
-    "new date(", "do{", "do {", "}while(", "} while(", "this.", "return ", "sleep(", "function(", "=>",
+    "new date(",
+    "do{",
+    "do {",
+    "}while(",
+    "} while(",
+    "this.",
+    "return ",
+    "sleep(",
+    "function(",
+    "=>",
 ];
 
 static JS_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
@@ -129,7 +138,10 @@ fn js_statements(t: &Text, hits: &mut Hits) {
             }
         }
     }
-    for kw in ["var ", "let ", "const "].into_iter().filter(|k| t.may_contain(k.as_bytes())) {
+    for kw in ["var ", "let ", "const "]
+        .into_iter()
+        .filter(|k| t.may_contain(k.as_bytes()))
+    {
         for p in memchr::memmem::find_iter(b, kw.as_bytes()).take(8) {
             if p > 0 && is_ident(b[p - 1]) {
                 continue;

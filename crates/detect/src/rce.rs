@@ -149,7 +149,10 @@ const AMBIGUOUS: &[&[u8]] = &[
 type CommandSet = std::collections::HashSet<&'static [u8]>;
 
 static COMMANDS: std::sync::LazyLock<(CommandSet, CommandSet)> = std::sync::LazyLock::new(|| {
-    (UNAMBIGUOUS.iter().copied().collect(), AMBIGUOUS.iter().copied().collect())
+    (
+        UNAMBIGUOUS.iter().copied().collect(),
+        AMBIGUOUS.iter().copied().collect(),
+    )
 });
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
@@ -218,7 +221,10 @@ fn read_word(b: &[u8], mut i: usize) -> (Word, usize) {
             break;
         }
     }
-    let mut w = Word { buf: [0; 32], len: 0 };
+    let mut w = Word {
+        buf: [0; 32],
+        len: 0,
+    };
     while i < b.len() {
         let c = b[i];
         if c.is_ascii_whitespace()
@@ -256,7 +262,7 @@ fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
     let had_path = word.contains(&b'/') || word.contains(&b'\\');
     let name = match word.iter().rposition(|&c| c == b'/' || c == b'\\') {
         Some(p) => &word[p + 1..],
-        None => &word[..],
+        None => word,
     };
     let name = name.strip_suffix(b".exe").unwrap_or(name);
     if name.len() < 2 || name.len() > 14 {

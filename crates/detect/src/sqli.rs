@@ -28,10 +28,6 @@ struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Tokens { b, i: 0 }
-    }
-
     fn skip_trivia(&mut self) {
         let b = self.b;
         loop {
@@ -277,6 +273,11 @@ fn needs_libinjection(t: &Text) -> bool {
         return false;
     }
     let b = t.bytes();
+    // A JSON object in a value (a JWT header, a config blob): its double
+    // quotes are syntax; only single quotes and comments matter there.
+    if b.first() == Some(&b'{') && b.last() == Some(&b'}') {
+        return t.has(b'\'') || t.has(b'#') || t.find("--").is_some();
+    }
     memchr::memchr2_iter(b'\'', b'"', b).any(|i| {
         let before = i > 0 && b[i - 1].is_ascii_alphabetic();
         let after = b.get(i + 1).is_some_and(u8::is_ascii_alphabetic);
@@ -308,21 +309,21 @@ fn libinjection(t: &Text, hits: &mut Hits) {
 
 fn structure(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
-    structure_from(b, hits);
+    structure_from(b, 0, hits);
     // Also as if the value were placed inside a quoted string: start right
     // after the first quote that would close it.
     for q in [b'\'', b'"'] {
         if let Some(p) = memchr::memchr(q, b) {
             if p + 1 < b.len() {
-                structure_from(&b[p + 1..], hits);
+                structure_from(b, p + 1, hits);
             }
         }
     }
 }
 
-fn structure_from(b: &[u8], hits: &mut Hits) {
+fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {
     let mut win: [Option<Tok>; 4] = [None; 4];
-    let mut toks = Tokens::new(b);
+    let mut toks = Tokens { b, i: start };
     let mut count = 0usize;
     while let Some(tok) = toks.next() {
         count += 1;

@@ -77,7 +77,7 @@ fn judge_expr(inner: &[u8], erb: bool) -> Option<u32> {
     {
         return Some(score::STRONG);
     }
-    let call = inner.iter().any(|&c| c == b'(') && inner.iter().any(|&c| c == b')');
+    let call = inner.contains(&b'(') && inner.contains(&b')');
     if call || erb {
         return Some(score::MEDIUM);
     }

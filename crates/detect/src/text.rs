@@ -20,7 +20,12 @@ impl<'a> Text<'a> {
         for &b in lower.as_bytes() {
             set[usize::from(b >> 6)] |= 1u64 << (b & 63);
         }
-        Text { s, lower, set, stripped: OnceCell::new() }
+        Text {
+            s,
+            lower,
+            set,
+            stripped: OnceCell::new(),
+        }
     }
 
     pub fn bytes(&self) -> &'a [u8] {
@@ -72,6 +77,7 @@ where
 {
     aho_corasick::AhoCorasick::builder()
         .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .prefilter(false)
         .build(patterns)
         .ok()
 }

@@ -86,10 +86,20 @@ pub(crate) fn check(t: &Text, in_path: bool, hits: &mut Hits) {
     } else {
         raw
     };
-    let n = if t.may_contain(b"..") { traversals(b) } else { 0 };
+    let n = if t.may_contain(b"..") {
+        traversals(b)
+    } else {
+        0
+    };
     let sensitive = AC.as_ref().and_then(|ac| {
         ac.find(b)
-            .or_else(|| if needs_norm && t.may_contain(b"://") { ac.find(raw) } else { None })
+            .or_else(|| {
+                if needs_norm && t.may_contain(b"://") {
+                    ac.find(raw)
+                } else {
+                    None
+                }
+            })
             .map(|m| m.start())
     });
     match (sensitive, n) {

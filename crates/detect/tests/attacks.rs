@@ -9,12 +9,24 @@ const ATTACKS: &[(&str, Family)] = &[
     ("admin'--", Family::Sqli),
     ("1' AND SLEEP(5)#", Family::Sqli),
     ("' OR 1=1 -- -", Family::Sqli),
-    ("1 UNION ALL SELECT NULL,NULL,concat(user(),0x3a,version())--", Family::Sqli),
+    (
+        "1 UNION ALL SELECT NULL,NULL,concat(user(),0x3a,version())--",
+        Family::Sqli,
+    ),
     ("1;DROP TABLE users", Family::Sqli),
-    ("1 AND (SELECT 1 FROM (SELECT COUNT(*),CONCAT(0x7e,(SELECT database()),0x7e,FLOOR(RAND(0)*2))x FROM information_schema.tables GROUP BY x)a)", Family::Sqli),
-    ("1'/**/UnIoN/**/SeLeCt/**/password/**/FrOm/**/users#", Family::Sqli),
+    (
+        "1 AND (SELECT 1 FROM (SELECT COUNT(*),CONCAT(0x7e,(SELECT database()),0x7e,FLOOR(RAND(0)*2))x FROM information_schema.tables GROUP BY x)a)",
+        Family::Sqli,
+    ),
+    (
+        "1'/**/UnIoN/**/SeLeCt/**/password/**/FrOm/**/users#",
+        Family::Sqli,
+    ),
     ("<img src=x onerror=alert(1)>", Family::Xss),
-    ("<svg><animate onbegin=alert(1) attributeName=x dur=1s>", Family::Xss),
+    (
+        "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",
+        Family::Xss,
+    ),
     ("<a href=\"jav&#x09;ascript:alert(1)\">x</a>", Family::Xss),
     ("\"><script src=//evil.example/x.js></script>", Family::Xss),
     ("<details open ontoggle=confirm`1`>", Family::Xss),
@@ -30,8 +42,14 @@ const ATTACKS: &[(&str, Family)] = &[
     ("${${lower:j}${upper:n}di:rmi://x/y}", Family::Jndi),
     ("{{7*7}}", Family::Ssti),
     ("{{''.__class__.__mro__[1].__subclasses__()}}", Family::Ssti),
-    ("O:8:\"Example\":1:{s:4:\"file\";s:11:\"/etc/passwd\";}", Family::Deserialization),
-    ("rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcAUH2sHDFmDRAwACRgAKbG9hZEZhY3Rvcg", Family::Deserialization),
+    (
+        "O:8:\"Example\":1:{s:4:\"file\";s:11:\"/etc/passwd\";}",
+        Family::Deserialization,
+    ),
+    (
+        "rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcAUH2sHDFmDRAwACRgAKbG9hZEZhY3Rvcg",
+        Family::Deserialization,
+    ),
     ("*)(uid=*))(|(uid=*", Family::Ldap),
     ("<!--#include virtual=\"/etc/passwd\"-->", Family::Ssi),
     ("<?php system($_GET['c']); ?>", Family::CodeInjection),
@@ -56,7 +74,12 @@ fn base64_and_double_encoding_are_seen_through() {
     // base64 of `<script>alert(1)</script>` without padding
     let v = run("GET", "/?x=PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg", &[], b"");
     assert!(blocked(&v), "{:?}", v.findings);
-    let v = run("GET", "/?x=%253Cscript%253Ealert(1)%253C%252Fscript%253E", &[], b"");
+    let v = run(
+        "GET",
+        "/?x=%253Cscript%253Ealert(1)%253C%252Fscript%253E",
+        &[],
+        b"",
+    );
     assert!(blocked(&v), "{:?}", v.findings);
     let v = run("GET", "/?x=%u003Cscript%u003Ealert(1)", &[], b"");
     assert!(blocked(&v), "{:?}", v.findings);
@@ -75,7 +98,11 @@ fn locations_are_named() {
         ],
         br#"{"user":{"name":"x","tags":["a","<svg onload=alert(1)>"]},"q":{"$where":"sleep(100)"}}"#,
     );
-    let locs: Vec<(&str, Family)> = v.findings.iter().map(|f| (f.location.as_str(), f.family)).collect();
+    let locs: Vec<(&str, Family)> = v
+        .findings
+        .iter()
+        .map(|f| (f.location.as_str(), f.family))
+        .collect();
     for want in [
         ("query.id", Family::Sqli),
         ("cookie.pref", Family::Xss),
@@ -94,40 +121,95 @@ fn locations_are_named() {
 #[test]
 fn multipart_upload_of_a_webshell() {
     let body = b"--b0undary\r\nContent-Disposition: form-data; name=\"avatar\"; filename=\"shell.php\"\r\nContent-Type: image/png\r\n\r\n<?php echo shell_exec($_GET['c']); ?>\r\n--b0undary--\r\n";
-    let v = run("POST", "/upload", &[("content-type", "multipart/form-data; boundary=b0undary")], body);
+    let v = run(
+        "POST",
+        "/upload",
+        &[("content-type", "multipart/form-data; boundary=b0undary")],
+        body,
+    );
     assert!(blocked(&v));
-    assert!(v.findings.iter().any(|f| f.family == Family::Webshell && f.location == "multipart.avatar.filename"), "{:?}", v.findings);
-    assert!(v.findings.iter().any(|f| f.family == Family::Webshell && f.location == "multipart.avatar"), "{:?}", v.findings);
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.family == Family::Webshell && f.location == "multipart.avatar.filename"),
+        "{:?}",
+        v.findings
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.family == Family::Webshell && f.location == "multipart.avatar"),
+        "{:?}",
+        v.findings
+    );
 }
 
 #[test]
 fn xml_external_entity() {
     let body = b"<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>";
     let v = run("POST", "/xml", &[("content-type", "application/xml")], body);
-    assert!(v.findings.iter().any(|f| f.family == Family::Xxe && f.location == "xml"), "{:?}", v.findings);
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.family == Family::Xxe && f.location == "xml"),
+        "{:?}",
+        v.findings
+    );
 }
 
 #[test]
 fn gzip_body_is_inflated() {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(b"q=1%27+UNION+SELECT+password+FROM+users--").unwrap();
+    e.write_all(b"q=1%27+UNION+SELECT+password+FROM+users--")
+        .unwrap();
     let gz = e.finish().unwrap();
     let v = run(
         "POST",
         "/f",
-        &[("content-type", "application/x-www-form-urlencoded"), ("content-encoding", "gzip")],
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-encoding", "gzip"),
+        ],
         &gz,
     );
-    assert!(v.findings.iter().any(|f| f.family == Family::Sqli && f.location == "form.q"), "{:?}", v.findings);
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.family == Family::Sqli && f.location == "form.q"),
+        "{:?}",
+        v.findings
+    );
 }
 
 #[test]
 fn graphql_introspection_get_and_post() {
-    let v = run("GET", "/graphql?query=%7B__schema%7Btypes%7Bname%7D%7D%7D", &[], b"");
-    assert!(v.findings.iter().any(|f| f.rule_id == "graphql.introspection"), "{:?}", v.findings);
-    let v = run("POST", "/graphql", &[("content-type", "application/json")], br#"{"query":"query { __schema { types { name } } }"}"#);
-    assert!(v.findings.iter().any(|f| f.rule_id == "graphql.introspection"), "{:?}", v.findings);
+    let v = run(
+        "GET",
+        "/graphql?query=%7B__schema%7Btypes%7Bname%7D%7D%7D",
+        &[],
+        b"",
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.rule_id == "graphql.introspection"),
+        "{:?}",
+        v.findings
+    );
+    let v = run(
+        "POST",
+        "/graphql",
+        &[("content-type", "application/json")],
+        br#"{"query":"query { __schema { types { name } } }"}"#,
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.rule_id == "graphql.introspection"),
+        "{:?}",
+        v.findings
+    );
 }
 
 #[test]
@@ -144,13 +226,30 @@ fn exclusions_free_text_and_sensitivity() {
     };
     let base = req(&detector());
     assert!(base.findings.iter().any(|f| f.location == "query.token"));
-    let d = portcullis_detect::Detector::new(Profile { excluded: vec!["query.token".into()], ..Profile::default() });
+    let d = portcullis_detect::Detector::new(Profile {
+        excluded: vec!["query.token".into()],
+        ..Profile::default()
+    });
     assert!(!req(&d).findings.iter().any(|f| f.location == "query.token"));
-    let d = portcullis_detect::Detector::new(Profile { excluded: vec!["query.".into()], ..Profile::default() });
+    let d = portcullis_detect::Detector::new(Profile {
+        excluded: vec!["query.".into()],
+        ..Profile::default()
+    });
     assert!(req(&d).findings.is_empty());
-    let d = portcullis_detect::Detector::new(Profile { free_text: vec!["query.token".into()], ..Profile::default() });
-    assert!(req(&d).findings.iter().all(|f| f.location != "query.token" || f.score >= 9));
-    let low = portcullis_detect::Detector::new(Profile { sensitivity: Sensitivity::Low, ..Profile::default() });
+    let d = portcullis_detect::Detector::new(Profile {
+        free_text: vec!["query.token".into()],
+        ..Profile::default()
+    });
+    assert!(
+        req(&d)
+            .findings
+            .iter()
+            .all(|f| f.location != "query.token" || f.score >= 9)
+    );
+    let low = portcullis_detect::Detector::new(Profile {
+        sensitivity: Sensitivity::Low,
+        ..Profile::default()
+    });
     assert!(req(&low).findings.iter().all(|f| f.score >= 9));
 }
 
@@ -161,8 +260,21 @@ fn hostile_inputs_do_not_panic_and_stay_bounded() {
     let pct = "%25".repeat(50_000);
     let dollars = "${".repeat(50_000);
     let lt = "<a ".repeat(30_000);
-    for body in [nested.as_bytes(), ent.as_bytes(), pct.as_bytes(), dollars.as_bytes(), lt.as_bytes(), &[0xff; 10_000][..]] {
-        for ct in ["application/json", "application/xml", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", ""] {
+    for body in [
+        nested.as_bytes(),
+        ent.as_bytes(),
+        pct.as_bytes(),
+        dollars.as_bytes(),
+        lt.as_bytes(),
+        &[0xff; 10_000][..],
+    ] {
+        for ct in [
+            "application/json",
+            "application/xml",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded",
+            "",
+        ] {
             let started = std::time::Instant::now();
             let v = run("POST", "/x", &[("content-type", ct)], body);
             assert!(v.findings.len() <= 16);

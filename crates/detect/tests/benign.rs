@@ -87,7 +87,11 @@ fn prose_and_data_pass_everywhere() {
     }
     // A text that *talks about* a script tag is the only known block.
     failures.retain(|f| !f.contains("The <script> tag"));
-    assert!(failures.is_empty(), "false positives:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "false positives:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -108,10 +112,19 @@ fn real_browser_requests_pass() {
             "/api/v1/users/42/orders?page=2&sort=-created_at&filter[status]=active&ids[]=1&ids[]=2&utm_source=newsletter&callback=jQuery12345_678&next=%2Faccount%2Fsettings",
             &[
                 ("user-agent", ua),
-                ("referer", "https://www.google.com/search?q=portcullis+waf&oq=portcullis&sourceid=chrome&ie=UTF-8"),
-                ("cookie", "_ga=GA1.2.1234567890.1700000000; sid=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl; theme=dark; consent={\"ads\":false}"),
+                (
+                    "referer",
+                    "https://www.google.com/search?q=portcullis+waf&oq=portcullis&sourceid=chrome&ie=UTF-8",
+                ),
+                (
+                    "cookie",
+                    "_ga=GA1.2.1234567890.1700000000; sid=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl; theme=dark; consent={\"ads\":false}",
+                ),
                 ("x-forwarded-for", "203.0.113.7, 10.0.0.1"),
-                ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                (
+                    "accept",
+                    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                ),
                 ("x-client-version", "3.14.0 (build 2024.01.05)"),
             ],
             b"",
@@ -123,14 +136,24 @@ fn real_browser_requests_pass() {
 #[test]
 fn json_with_sql_words_passes() {
     let body = br#"{"query":"select","from":"2024-01-01","where":"home","order":"desc","union":"EU","items":[{"name":"Drop Table Lamp","price":19.99,"desc":"A lamp; for your table -- or desk."}],"script":"none","exec":true}"#;
-    let v = run("POST", "/api/search", &[("content-type", "application/json")], body);
+    let v = run(
+        "POST",
+        "/api/search",
+        &[("content-type", "application/json")],
+        body,
+    );
     assert!(!blocked(&v), "{:?}", v.findings);
 }
 
 #[test]
 fn normal_uploads_pass() {
     let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nMy holiday; photos & notes\r\n--XyZ\r\nContent-Disposition: form-data; name=\"avatar\"; filename=\"me (1).jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01<\x00\x00\r\n--XyZ--\r\n";
-    let v = run("POST", "/upload", &[("content-type", "multipart/form-data; boundary=XyZ")], body);
+    let v = run(
+        "POST",
+        "/upload",
+        &[("content-type", "multipart/form-data; boundary=XyZ")],
+        body,
+    );
     assert!(!blocked(&v), "{:?}", v.findings);
 }
 

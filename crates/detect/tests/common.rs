@@ -53,11 +53,31 @@ pub fn run(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) ->
 pub fn placements(value: &str) -> Vec<(&'static str, Verdict)> {
     let q = format!("/search?q={}", enc(value));
     let form = format!("name=x&comment={}", enc(value));
-    let json = format!("{{\"user\":{{\"bio\":{}}},\"tags\":[\"a\",{}]}}", json_str(value), json_str(value));
+    let json = format!(
+        "{{\"user\":{{\"bio\":{}}},\"tags\":[\"a\",{}]}}",
+        json_str(value),
+        json_str(value)
+    );
     vec![
         ("query", run("GET", &q, &[], b"")),
-        ("form", run("POST", "/post", &[("content-type", "application/x-www-form-urlencoded")], form.as_bytes())),
-        ("json", run("POST", "/api", &[("content-type", "application/json")], json.as_bytes())),
+        (
+            "form",
+            run(
+                "POST",
+                "/post",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                form.as_bytes(),
+            ),
+        ),
+        (
+            "json",
+            run(
+                "POST",
+                "/api",
+                &[("content-type", "application/json")],
+                json.as_bytes(),
+            ),
+        ),
     ]
 }
 

@@ -14,15 +14,17 @@ pub enum Stage {
     Protocol,
     Quota,
     Classify,
+    Limits,
     Body,
     Detect,
 }
 
-const STAGES: [(Stage, &str); 6] = [
+const STAGES: [(Stage, &str); 7] = [
     (Stage::Ip, "ip"),
     (Stage::Protocol, "protocol"),
     (Stage::Quota, "quota"),
     (Stage::Classify, "classify"),
+    (Stage::Limits, "limits"),
     (Stage::Body, "body"),
     (Stage::Detect, "detect"),
 ];

@@ -138,7 +138,89 @@ async fn edge_stages(
         let t = Instant::now();
         classify_stage(shared, rt, ctx, &parts.headers).await;
         shared.metrics.hot.observe(Stage::Classify, t);
+        if !ctx.is_stopped() && !rt.rate_limits.is_empty() {
+            let t = Instant::now();
+            limits_stage(shared, rt, ctx, parts).await;
+            shared.metrics.hot.observe(Stage::Limits, t);
+        }
     }
+}
+
+/// Rate limits per route and key; repeated violations ban the address.
+async fn limits_stage(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+) {
+    let identity = &rt.config.identity;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let account = identity
+        .account_header
+        .as_deref()
+        .and_then(header)
+        .or_else(|| {
+            identity
+                .account_cookie
+                .as_deref()
+                .and_then(|name| cookie(&parts.headers, name))
+        });
+    let host = host_of(parts);
+    let facts = portcullis_limits::RequestFacts {
+        host: &host,
+        path: parts.uri.path(),
+        method: parts.method.as_str(),
+        ip: ctx.client_ip,
+        device: header(&identity.device_header),
+        account,
+    };
+    let exceeded = match rt.rate_limits.check(shared.state.as_ref(), &facts).await {
+        Ok(exceeded) => exceeded,
+        Err(e) => {
+            // Fail open: limits are lost while the state is down, the site is not.
+            tracing::warn!(error = %e, "rate limit check failed");
+            return;
+        }
+    };
+    for excess in exceeded {
+        let demand = match excess.action {
+            portcullis_config::LimitAction::Reject => Demand::TooMany {
+                retry_after_s: retry_after_secs(excess.retry_after),
+                status: 429,
+            },
+            portcullis_config::LimitAction::Tag => Demand::Tag,
+        };
+        if let Some(ttl) = excess.ban {
+            let reason = format!("rate limit {} exceeded repeatedly", excess.rule);
+            match shared.bans.ban(ctx.client_ip, ttl, &reason).await {
+                Ok(_) => {
+                    tracing::info!(ip = %ctx.client_ip, rule = excess.rule, ttl_s = ttl.as_secs(), "address banned")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot record a ban"),
+            }
+            ctx.add("rate_limit_ban", Layer::Clean, 100, reason, Demand::Block);
+        }
+        ctx.add(
+            "rate_limit",
+            Layer::Clean,
+            30,
+            excess.rule.to_string(),
+            demand,
+        );
+    }
+}
+
+/// The value of one cookie, from any `Cookie` header.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
 }
 
 fn ip_stage(shared: &Shared, rt: &Runtime, ctx: &mut RequestContext) {

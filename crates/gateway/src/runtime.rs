@@ -66,6 +66,7 @@ pub struct Runtime {
     pub forwarded: ForwardedHeader,
     pub classifier: Classifier,
     pub quota: Quota,
+    pub rate_limits: portcullis_limits::RateLimits,
     pub upstreams: Vec<Upstream>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Detection by path prefix, longest first; the empty prefix is the default.
@@ -128,6 +129,7 @@ impl Runtime {
             classifier: Classifier::new(&config.traffic),
             detection: build_detection(&config.detect),
             quota: Quota::new(&config.quota),
+            rate_limits: portcullis_limits::RateLimits::new(&config.rate_limits),
             upstreams,
             tls,
             watched,

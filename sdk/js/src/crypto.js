@@ -153,6 +153,26 @@ export function hmacSha256(key, data) {
   return new Sha256().update(opad).update(inner).digest();
 }
 
+// One hashcash attempt: W[0..3] (nonce) and the padding words are set, S is
+// the state after rounds 0-3 (which depend on the nonce only). Returns the
+// first 32-bit word of the digest. A small function of its own so engines
+// optimise it on the first chunk.
+function attempt(W, S, hi, lo) {
+  W[4] = hi; W[5] = lo;
+  for (let t = 16; t < 64; t++) {
+    const x = W[t - 15], y = W[t - 2];
+    W[t] = (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) +
+      (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + W[t - 7] + W[t - 16] | 0;
+  }
+  let a = S[0], b = S[1], c = S[2], d = S[3], e = S[4], f = S[5], g = S[6], h = S[7];
+  for (let t = 4; t < 64; t++) {
+    const t1 = h + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) + ((e & f) ^ (~e & g)) + K[t] + W[t] | 0;
+    const t2 = (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))) + ((a & b) ^ (a & c) ^ (b & c)) | 0;
+    h = g; g = f; f = e; e = d + t1 | 0; d = c; c = b; b = a; a = t1 + t2 | 0;
+  }
+  return a + IV[0] | 0;
+}
+
 /**
  * Hashcash search: tries counters from `start` for `count` steps and returns
  * the first counter c with SHA-256(nonce16 || u64be(c)) starting with
@@ -163,32 +183,18 @@ export function hashcashSearch(nonce16, difficulty, start, count) {
   const W = new Int32Array(64);
   for (let i = 0; i < 4; i++) W[i] = (nonce16[4 * i] << 24) | (nonce16[4 * i + 1] << 16) | (nonce16[4 * i + 2] << 8) | nonce16[4 * i + 3];
   W[6] = 0x80000000 | 0; W[15] = 192;
-  // state after rounds 0..3
   let a = IV[0] | 0, b = IV[1] | 0, c = IV[2] | 0, d = IV[3] | 0, e = IV[4] | 0, f = IV[5] | 0, g = IV[6] | 0, h = IV[7] | 0;
   for (let t = 0; t < 4; t++) {
     const t1 = h + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) + ((e & f) ^ (~e & g)) + K[t] + W[t] | 0;
     const t2 = (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))) + ((a & b) ^ (a & c) ^ (b & c)) | 0;
     h = g; g = f; f = e; e = d + t1 | 0; d = c; c = b; b = a; a = t1 + t2 | 0;
   }
-  const s0 = a, s1 = b, s2 = c, s3 = d, s4 = e, s5 = f, s6 = g, s7 = h;
+  const S = new Int32Array([a, b, c, d, e, f, g, h]);
   const shift = 32 - difficulty;
-  const H0 = IV[0] | 0;
   const end = start + count;
   for (let ctr = start; ctr < end; ctr++) {
-    W[4] = (ctr / 0x100000000) | 0;
-    W[5] = ctr | 0;
-    for (let t = 16; t < 64; t++) {
-      const x = W[t - 15], y = W[t - 2];
-      W[t] = (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) +
-        (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + W[t - 7] + W[t - 16] | 0;
-    }
-    a = s0; b = s1; c = s2; d = s3; e = s4; f = s5; g = s6; h = s7;
-    for (let t = 4; t < 64; t++) {
-      const t1 = h + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) + ((e & f) ^ (~e & g)) + K[t] + W[t] | 0;
-      const t2 = (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))) + ((a & b) ^ (a & c) ^ (b & c)) | 0;
-      h = g; g = f; f = e; e = d + t1 | 0; d = c; c = b; b = a; a = t1 + t2 | 0;
-    }
-    if (difficulty === 0 || ((a + H0) >>> shift) === 0) return ctr;
+    const x = attempt(W, S, (ctr / 0x100000000) | 0, ctr | 0);
+    if (difficulty === 0 || (x >>> shift) === 0) return ctr;
   }
   return -1;
 }

@@ -15,7 +15,12 @@ pub(crate) fn inspect(raw: &[u8], content_type: &[u8], content_encoding: &[u8], 
         None => &raw[..raw.len().min(max)],
     };
     let ct = String::from_utf8_lossy(&content_type[..content_type.len().min(256)]).into_owned();
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime == "application/x-www-form-urlencoded" {
         form::pairs(data, "form", Ctx::Form, sink);
     } else if mime == "multipart/form-data" || mime == "multipart/mixed" {

@@ -53,8 +53,7 @@ impl Walker<'_, '_, '_> {
             b'"' => {
                 let s = self.string()?;
                 self.emitted += 1;
-                let loc = self.path.clone();
-                self.sink.value(&loc, &s, Ctx::Json);
+                self.sink.value(&self.path, &s, Ctx::Json);
                 Some(())
             }
             _ => self.scalar(),
