@@ -26,6 +26,10 @@ export declare const ErrorCode: Readonly<{
   WRONG_CLIENT: 1010;
   /** Too many attempts; try later. */
   RATE_LIMITED: 1011;
+  /** The user closed the captcha. */
+  CAPTCHA_CANCELLED: 1012;
+  /** The captcha answer was wrong or the drag did not look human. */
+  CAPTCHA_FAILED: 1013;
 }>;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -64,9 +68,50 @@ export interface ClientOptions {
   origins?: string[];
   /** Budget of one check in ms (default 15000). */
   timeoutMs?: number;
+  /**
+   * When the gateway requires a captcha (rank 4): true (default) shows the
+   * built-in slider in browsers, false reports REJECTED, or a function that
+   * shows your own UI and resolves the answer.
+   */
+  captcha?: boolean | CaptchaHandler;
+  /** Labels of the built-in slider. */
+  captchaText?: Partial<CaptchaText>;
   storage?: Storage;
   transport?: Transport;
 }
+
+/** GET /.portcullis/captcha */
+export interface CaptchaPuzzle {
+  token: string;
+  width: number;
+  height: number;
+  piece: number;
+  piece_y: number;
+  expires: number;
+}
+
+/** The answer: the piece's final x, and the drag trace as [ms, x, y] samples. */
+export interface CaptchaAnswer {
+  x: number;
+  trace: Array<[number, number, number]>;
+}
+
+export type CaptchaHandler = (puzzle: CaptchaPuzzle, urls: { bg: string; piece: string }) => Promise<CaptchaAnswer>;
+
+export interface CaptchaText {
+  title: string;
+  hint: string;
+  handle: string;
+  cancel: string;
+}
+
+/** The built-in slider (browsers): resolves the answer, rejects when cancelled. */
+export declare function sliderCaptcha(
+  doc: Document,
+  puzzle: CaptchaPuzzle,
+  urls: { bg: string; piece: string },
+  text?: Partial<CaptchaText>,
+): Promise<CaptchaAnswer>;
 
 export type Unsubscribe = () => void;
 

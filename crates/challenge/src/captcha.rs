@@ -62,6 +62,17 @@ impl CaptchaError {
             CaptchaError::InvalidDeviceId => "invalid_device",
         }
     }
+
+    /// HTTP status of the answer (PROTOCOL.md, as for the proof of work).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CaptchaError::Replayed => 409,
+            CaptchaError::WrongDevice
+            | CaptchaError::WrongNetwork
+            | CaptchaError::InvalidDeviceId => 403,
+            _ => 400,
+        }
+    }
 }
 
 /// A puzzle as sent to the client. The images are fetched with the token.
@@ -341,7 +352,9 @@ impl SliderCaptcha {
 
 /// Trace heuristics: enough samples, time strictly increasing, a plausible
 /// duration, x moving right overall, and speed that varies (a human
-/// accelerates and brakes; a script moves at constant speed or teleports).
+/// accelerates and brakes; a script moves at constant speed or teleports):
+/// the speed's coefficient of variation must exceed 0.3 (an eased human-like
+/// drag has ~0.45; a linear drag with browser timing jitter far less).
 pub fn human_trace(trace: &[TracePoint]) -> bool {
     if trace.len() < 6 || trace.len() > 2_000 {
         return false;
@@ -363,7 +376,7 @@ pub fn human_trace(trace: &[TracePoint]) -> bool {
     let var = speeds.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / speeds.len() as f32;
     let max = speeds.iter().fold(0f32, |m, s| m.max(s.abs()));
     // px/ms: 10 px/ms is 10,000 px/s.
-    max < 10.0 && var.sqrt() > 0.05 * mean.abs().max(0.01)
+    max < 10.0 && var.sqrt() > 0.3 * mean.abs().max(0.01)
 }
 
 struct SplitMix(u64);

@@ -137,3 +137,14 @@ fn reports() {
     r.solve_ms = 0;
     assert!(assess_with_work(&r, u64::MAX).risk <= 4);
 }
+
+#[test]
+fn shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<Keyring>();
+    assert_send_sync::<ChallengeIssuer>();
+    assert_send_sync::<ClearanceAuthority>();
+    assert_send_sync::<SignatureVerifier>();
+    assert_send_sync::<SliderCaptcha>();
+    assert_send_sync::<SigningKey>();
+}

@@ -61,16 +61,23 @@ fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
 }
 
 fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
-    let Some(token) = &shared.admin_token else {
-        return true;
-    };
-    let given = req
+    let authorization = req
         .headers()
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.to_str().ok());
+    token_matches(shared.admin_token.as_deref(), authorization)
+}
+
+/// Whether an `Authorization` header carries the expected bearer token
+/// (compared in constant time); anything goes when no token is configured.
+fn token_matches(expected: Option<&str>, authorization: Option<&str>) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let given = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 async fn handle(
@@ -170,5 +177,20 @@ async fn lift_ban(shared: &Shared, ip: &str) -> Response<ProxyBody> {
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no ban on this address"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn bearer_token_check() {
+        assert!(token_matches(None, None), "no token configured");
+        assert!(token_matches(Some("s3cret"), Some("Bearer s3cret")));
+        assert!(!token_matches(Some("s3cret"), Some("Bearer s3cre")));
+        assert!(!token_matches(Some("s3cret"), Some("s3cret")), "scheme required");
+        assert!(!token_matches(Some("s3cret"), None));
+        assert!(!token_matches(Some("s3cret"), Some("Bearer ")));
     }
 }

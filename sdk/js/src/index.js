@@ -5,10 +5,12 @@
 import { base64url, fromBase64, hashcashSearch, utf8 } from './crypto.js';
 import { InteractionCounter, collectReport, runtime } from './env.js';
 import { contentDigest, sign, splitUrl } from './sign.js';
+import { sliderCaptcha } from './captcha.js';
 
 export { contentDigest, serializeParams, signatureBase, splitUrl, sign, COMPONENTS } from './sign.js';
 export { sha256, hmacSha256, base64, base64url, fromBase64, hashcashSearch, utf8, hex } from './crypto.js';
 export { collectReport, platformOf, headlessMarkers, SDK_VERSION } from './env.js';
+export { sliderCaptcha } from './captcha.js';
 
 /** Typed error codes of ChallengeResult.err_code. */
 export const ErrorCode = Object.freeze({
@@ -24,6 +26,8 @@ export const ErrorCode = Object.freeze({
   BAD_RESPONSE: 1009,
   WRONG_CLIENT: 1010,
   RATE_LIMITED: 1011,
+  CAPTCHA_CANCELLED: 1012,
+  CAPTCHA_FAILED: 1013,
 });
 
 /** Gateway `error` strings -> err_code. */
@@ -39,13 +43,15 @@ const SERVER_ERRORS = {
   rate_limited: ErrorCode.RATE_LIMITED,
   malformed: ErrorCode.HTTP,
   bad_signature: ErrorCode.HTTP,
+  wrong_answer: ErrorCode.CAPTCHA_FAILED,
+  robot_trace: ErrorCode.CAPTCHA_FAILED,
 };
 
 const g = typeof globalThis !== 'undefined' ? globalThis : {};
 const DEVICE_KEY = 'portcullis.device';
 
 class PcError extends Error {
-  constructor(code, message) { super(message); this.code = code; }
+  constructor(code, message, server) { super(message); this.code = code; this.server = server || null; }
 }
 
 function now() { return Date.now(); }
@@ -120,6 +126,9 @@ function lowerGet(obj, name) {
  * - `prefix`: reserved path prefix (default '/.portcullis')
  * - `origins`: extra origins whose requests pc.fetch signs (default: the base's)
  * - `timeoutMs`: whole check budget (default 15000)
+ * - `captcha`: what to do when the gateway requires a captcha: true (default:
+ *   the built-in slider in browsers), false, or `(puzzle, urls) => Promise<{x, trace}>`
+ * - `captchaText`: labels of the built-in slider ({title, hint, handle, cancel})
  * - `storage`, `transport`: adapters (tests, custom runtimes)
  */
 export class PortcullisClient {
@@ -130,6 +139,8 @@ export class PortcullisClient {
     this.storage = opts.storage || defaultStorage();
     this.transport = opts.transport || defaultTransport();
     this.origins = new Set((opts.origins || []).map((o) => o.toLowerCase()));
+    this.captcha = opts.captcha === undefined ? true : opts.captcha;
+    this.captchaText = opts.captchaText || {};
     this.counter = new InteractionCounter();
     this.startedAt = null;
     this.clearance = null; // {cid, token, key (Uint8Array), cryptoKey, expires}
@@ -245,11 +256,18 @@ export class PortcullisClient {
     }
     if (r.status === 429) throw new PcError(ErrorCode.RATE_LIMITED, 'rate limited');
     const code = json && SERVER_ERRORS[json.error];
-    throw new PcError(code || ErrorCode.HTTP, 'http ' + r.status);
+    throw new PcError(code || ErrorCode.HTTP, 'http ' + r.status, json && json.error);
   }
 
   async _checkOnce(deadline) {
-    const ch = await this._call('GET', '/challenge', null, deadline);
+    let ch;
+    try {
+      ch = await this._call('GET', '/challenge', null, deadline);
+    } catch (e) {
+      const handler = this._captchaHandler();
+      if (e instanceof PcError && e.server === 'captcha_required' && handler) return this._captchaFlow(handler);
+      throw e;
+    }
     if (typeof ch.token !== 'string' || typeof ch.nonce !== 'string' || ch.algorithm !== 'sha256-hashcash' ||
       !Number.isInteger(ch.difficulty) || ch.difficulty < 0 || ch.difficulty > 32) {
       throw new PcError(ErrorCode.BAD_RESPONSE, 'bad challenge');
@@ -261,6 +279,38 @@ export class PortcullisClient {
     const solveMs = mono() - t0;
     const report = collectReport(this.counter, { solve_ms: solveMs, since_start_ms: mono() - this.startedAt });
     const v = await this._call('POST', '/verify', JSON.stringify({ token: ch.token, solution, report }), deadline);
+    return this._accept(v, solveMs);
+  }
+
+  _captchaHandler() {
+    if (typeof this.captcha === 'function') return this.captcha;
+    if (this.captcha && g.document && g.document.body) {
+      return (puzzle, urls) => sliderCaptcha(g.document, puzzle, urls, this.captchaText);
+    }
+    return null;
+  }
+
+  /** Rank 4: the gateway wants a captcha instead of (not besides) the work. */
+  async _captchaFlow(handler) {
+    const deadline = mono() + 180000; // a person needs time; the puzzle itself expires sooner
+    const pz = await this._call('GET', '/captcha', null, deadline);
+    if (typeof pz.token !== 'string' || !Number.isInteger(pz.width) || !Number.isInteger(pz.piece)) {
+      throw new PcError(ErrorCode.BAD_RESPONSE, 'bad captcha');
+    }
+    const q = '?token=' + encodeURIComponent(pz.token);
+    const root = this.base + this.prefix + '/captcha/';
+    let answer;
+    try {
+      answer = await handler(pz, { bg: root + 'bg' + q, piece: root + 'piece' + q });
+    } catch {
+      throw new PcError(ErrorCode.CAPTCHA_CANCELLED, 'captcha cancelled');
+    }
+    const report = collectReport(this.counter, { solve_ms: 0, since_start_ms: mono() - this.startedAt });
+    const v = await this._call('POST', '/verify', JSON.stringify({ captcha: pz.token, answer, report }), deadline);
+    return this._accept(v, 0);
+  }
+
+  async _accept(v, solveMs) {
     if (typeof v.cid !== 'string' || typeof v.clearance !== 'string' || typeof v.signing_key !== 'string') {
       throw new PcError(ErrorCode.BAD_RESPONSE, 'bad verify response');
     }

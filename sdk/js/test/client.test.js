@@ -123,3 +123,32 @@ test('pc.fetch signs requests to the gateway and leaves others alone', async () 
     globalThis.fetch = realFetch;
   }
 });
+
+test('captcha_required runs the captcha handler instead of the work', async () => {
+  const calls = [];
+  const { gw, pc } = setup({
+    captcha: async (puzzle, urls) => {
+      calls.push({ puzzle, urls });
+      return { x: 101.5, trace: [[0, 0, 0], [40, 50, 1], [90, 101, 2]] };
+    },
+  });
+  gw.captcha = true;
+  const r = await pc.getClearance();
+  assert.equal(r.success, true, JSON.stringify(r));
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].urls.bg, 'https://gw.example/.portcullis/captcha/bg?token=cap-1');
+  assert.equal(calls[0].urls.piece, 'https://gw.example/.portcullis/captcha/piece?token=cap-1');
+  assert.deepEqual(gw.lastAnswer.trace[1], [40, 50, 1]);
+});
+
+test('captcha cancelled, failed, or not offered', async () => {
+  let s = setup({ captcha: async () => { throw new Error('closed'); } });
+  s.gw.captcha = true;
+  assert.equal((await s.pc.getClearance()).err_code, ErrorCode.CAPTCHA_CANCELLED);
+  s = setup({ captcha: async () => ({ x: 10, trace: [] }) });
+  s.gw.captcha = true;
+  assert.equal((await s.pc.getClearance()).err_code, ErrorCode.CAPTCHA_FAILED);
+  s = setup({ captcha: false });
+  s.gw.captcha = true;
+  assert.equal((await s.pc.getClearance()).err_code, ErrorCode.REJECTED);
+});

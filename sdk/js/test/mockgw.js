@@ -17,6 +17,12 @@ export class MockGateway {
   transport = async (method, url, headers, body) => {
     this.calls.push({ method, url, headers, body });
     const path = new URL(url, 'https://gw.example').pathname;
+    if (method === 'GET' && path === '/.portcullis/challenge' && this.captcha) {
+      return this.json(403, { error: 'captcha_required' });
+    }
+    if (method === 'GET' && path === '/.portcullis/captcha') {
+      return this.json(200, { token: 'cap-1', width: 240, height: 120, piece: 40, piece_y: 30, expires: this.now() + 120000 });
+    }
     if (method === 'GET' && path === '/.portcullis/challenge') {
       const nonce = randomBytes(16);
       this.lastNonce = nonce;
@@ -25,6 +31,11 @@ export class MockGateway {
     if (method === 'POST' && path === '/.portcullis/verify') {
       const req = JSON.parse(body);
       this.lastReport = req.report;
+      if (req.captcha) {
+        this.lastAnswer = req.answer;
+        if (req.captcha !== 'cap-1' || Math.abs(req.answer.x - 100) > 4) return this.json(400, { error: 'wrong_answer' });
+        return this.mint(headers);
+      }
       const f = this.failVerify.shift();
       if (f) return this.json(f.status, { error: f.error });
       const nonce = Buffer.from(req.token.slice(2), 'base64url');
@@ -32,14 +43,20 @@ export class MockGateway {
       const h = createHash('sha256').update(buf).digest();
       const bits = h.readUInt32BE(0);
       if (this.difficulty > 0 && bits >>> (32 - this.difficulty) !== 0) return this.json(400, { error: 'bad_solution' });
+      return this.mint(headers);
+    }
+    return this.json(404, { error: 'not_found' });
+  };
+
+  mint(headers) {
+    {
       const cid = randomBytes(16).toString('base64url');
       const key = randomBytes(32);
       const token = 'clr.' + cid;
       this.clearances.set(cid, { key, token, device: headers['x-pc-device'] });
       return this.json(200, { cid, clearance: token, signing_key: key.toString('base64url'), expires: this.now() + 4 * 3600e3, risk: 0, server_time: this.now() });
     }
-    return this.json(404, { error: 'not_found' });
-  };
+  }
 
   json(status, obj) {
     const text = JSON.stringify(obj);
