@@ -278,11 +278,7 @@ fn needs_libinjection(t: &Text) -> bool {
     if b.first() == Some(&b'{') && b.last() == Some(&b'}') {
         return t.has(b'\'') || t.has(b'#') || t.find("--").is_some();
     }
-    memchr::memchr2_iter(b'\'', b'"', b).any(|i| {
-        let before = i > 0 && b[i - 1].is_ascii_alphabetic();
-        let after = b.get(i + 1).is_some_and(u8::is_ascii_alphabetic);
-        !(before && after && b[i] == b'\'')
-    })
+    memchr::memchr2_iter(b'\'', b'"', b).any(|i| !is_apostrophe(b, i))
 }
 
 fn libinjection(t: &Text, hits: &mut Hits) {
@@ -313,13 +309,36 @@ fn structure(t: &Text, hits: &mut Hits) {
     // Also as if the value were placed inside a quoted string: start right
     // after the first quote that would close it.
     for q in [b'\'', b'"'] {
-        if let Some(p) = memchr::memchr(q, b) {
+        let quote = memchr::memchr_iter(q, b).find(|&i| !is_apostrophe(b, i));
+        if let Some(p) = quote {
             if p + 1 < b.len() {
                 structure_from(b, p + 1, hits);
             }
         }
     }
 }
+
+/// `O'Brien`, `it's`: a single quote between two letters, unless the word
+/// after it is SQL (`x'UNION SELECT`, `a'or'1`).
+fn is_apostrophe(b: &[u8], i: usize) -> bool {
+    if !(b[i] == b'\''
+        && i > 0
+        && b[i - 1].is_ascii_alphabetic()
+        && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic))
+    {
+        return false;
+    }
+    let rest = &b[i + 1..];
+    let end = rest.iter().position(|c| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    !QUOTE_FOLLOWERS.contains(&&rest[..end])
+}
+
+/// Words that make a quote between letters a string terminator.
+const QUOTE_FOLLOWERS: &[&[u8]] = &[
+    b"union", b"select", b"or", b"and", b"xor", b"having", b"order", b"group", b"waitfor", b"insert",
+    b"update", b"delete", b"drop", b"exec", b"declare", b"like", b"rlike", b"regexp", b"sleep",
+    b"benchmark", b"into", b"from", b"where", b"limit", b"procedure", b"div", b"is", b"in",
+];
 
 fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {
     let mut win: [Option<Tok>; 4] = [None; 4];

@@ -121,10 +121,10 @@ fn tags(b: &[u8], hits: &mut Hits) {
 
 /// Attributes of the tag whose name ends at `i`, up to its `>`.
 fn attributes(b: &[u8], mut i: usize, tag_at: usize, hits: &mut Hits) {
-    let end = (i + 2048).min(b.len());
+    let end = (i + 512).min(b.len());
     while i < end {
         let c = b[i];
-        if c == b'>' {
+        if c == b'>' || c == b'<' {
             return;
         }
         if !(c.is_ascii_alphabetic() || c == b'_') {
@@ -159,12 +159,14 @@ fn attributes(b: &[u8], mut i: usize, tag_at: usize, hits: &mut Hits) {
 fn attr_value(b: &[u8], i: usize) -> (&[u8], usize) {
     match b.get(i) {
         Some(&q @ (b'"' | b'\'' | b'`')) => {
-            let end = memchr::memchr(q, &b[i + 1..]).map_or(b.len(), |p| i + 1 + p);
+            let window = &b[i + 1..(i + 1 + 512).min(b.len())];
+            let end = memchr::memchr(q, window).map_or(i + 1 + window.len(), |p| i + 1 + p);
             (&b[i + 1..end], end + 1)
         }
         Some(_) => {
             let mut j = i;
-            while j < b.len() && !b[j].is_ascii_whitespace() && b[j] != b'>' {
+            let stop = (i + 512).min(b.len());
+            while j < stop && !b[j].is_ascii_whitespace() && b[j] != b'>' {
                 j += 1;
             }
             (&b[i..j], j)
@@ -374,13 +376,13 @@ fn script_scheme_call(b: &[u8], e: usize) -> bool {
 
 /// Remove string concatenation (`'ale'+'rt'`, `"Ex"&"e"`) and tiny dummy
 /// tags (`o<x>nfocus`) used to split keywords; `None` if there are none.
+const CONCAT: &[&[u8]] = &[b"'+'", b"\"+\"", b"\"&\"", b"' + '", b"\" + \""];
+
 pub(crate) fn strip_obfuscation(b: &[u8]) -> Option<Vec<u8>> {
-    let has_concat = memchr::memmem::find(b, b"'+'").is_some()
-        || memchr::memmem::find(b, b"\"+\"").is_some()
-        || memchr::memmem::find(b, b"\"&\"").is_some()
-        || memchr::memmem::find(b, b"' + '").is_some()
-        || memchr::memmem::find(b, b"\" + \"").is_some();
-    let has_dummy = dummy_tag_len(b, memchr::memchr(b'<', b)?).is_some() || has_any_dummy(b);
+    let has_concat = memchr::memchr2_iter(b'\'', b'"', b)
+        .take(256)
+        .any(|i| CONCAT.iter().any(|p| b[i..].starts_with(p)));
+    let has_dummy = has_any_dummy(b);
     if !has_concat && !has_dummy {
         return None;
     }
@@ -388,7 +390,7 @@ pub(crate) fn strip_obfuscation(b: &[u8]) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < b.len() {
         let rest = &b[i..];
-        let skip = [&b"'+'"[..], b"\"+\"", b"\"&\"", b"' + '", b"\" + \""]
+        let skip = CONCAT
             .iter()
             .find(|p| rest.starts_with(p))
             .map(|p| p.len())

@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
         let counts = Arc::clone(&counts);
         async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let counts = Arc::clone(&counts);
                 let header = header.clone();
                 tokio::spawn(async move {
@@ -38,7 +40,11 @@ async fn main() -> anyhow::Result<()> {
                             .unwrap_or("-")
                             .to_string();
                         *counts.lock().entry(key).or_insert(0) += 1;
-                        async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok")))) }
+                        async {
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                                b"ok",
+                            ))))
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)

@@ -189,7 +189,10 @@ mod tests {
         assert!(token_matches(None, None), "no token configured");
         assert!(token_matches(Some("s3cret"), Some("Bearer s3cret")));
         assert!(!token_matches(Some("s3cret"), Some("Bearer s3cre")));
-        assert!(!token_matches(Some("s3cret"), Some("s3cret")), "scheme required");
+        assert!(
+            !token_matches(Some("s3cret"), Some("s3cret")),
+            "scheme required"
+        );
         assert!(!token_matches(Some("s3cret"), None));
         assert!(!token_matches(Some("s3cret"), Some("Bearer ")));
     }

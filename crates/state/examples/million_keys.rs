@@ -17,14 +17,19 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
-    let keys: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let keys: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let before = rss_kib();
     let store = MemoryStore::new(MemoryStoreOptions {
         capacity: keys,
         ..MemoryStoreOptions::default()
     });
     let limit = Gcra::per_second(10.0, 10);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let started = std::time::Instant::now();
     runtime.block_on(async {
         for i in 0..keys {

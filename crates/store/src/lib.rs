@@ -1,1 +1,80 @@
-//! x
+//! Decision events and minute rollups.
+//!
+//! Owns the storage of what the gateway decided: one [`StoredEvent`] per
+//! decision, and minute rollups (count per minute, layer, action, reason,
+//! route and traffic class) that the console charts and the alerts read.
+//!
+//! - [`EventStore`] is the backend contract. It is synchronous: the
+//!   [`EventWriter`] calls it from its own thread, and an async caller runs
+//!   queries behind `tokio::task::spawn_blocking`. A PostgreSQL backend
+//!   implements the same trait; everything that is not SQL (event ids,
+//!   rollup aggregation, query shapes) lives outside the SQLite module.
+//! - [`SqliteStore`] is the embedded default: bundled SQLite in WAL mode,
+//!   one writer connection and a small pool of reader connections, schema
+//!   migrations versioned with `PRAGMA user_version`.
+//! - [`EventWriter`] is the request path's side: a bounded queue that never
+//!   blocks the sender (a full queue drops the event and counts it), drained
+//!   by a dedicated thread that writes batches, one transaction per batch,
+//!   with the rollups upserted in the same transaction, and that can run
+//!   retention in small chunks between batches.
+
+mod error;
+mod event;
+mod id;
+mod query;
+mod rollup;
+mod sqlite;
+mod writer;
+
+pub use error::StoreError;
+pub use event::{ActionKind, StoredEvent};
+pub use id::{event_id, id_floor, id_ts_ms};
+pub use query::{
+    EventFilter, MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, TopEntry,
+    TopField, TopOrder, TopQuery,
+};
+pub use rollup::{RollupKey, aggregate, minute_of};
+pub use sqlite::{SqliteConfig, SqliteStore};
+pub use writer::{EventSender, EventWriter, WriterConfig, WriterStats};
+
+/// A backend for decision events and their minute rollups.
+///
+/// Every method is synchronous and may block on I/O: call it from the
+/// writer thread or behind `spawn_blocking`. Implementations are shared
+/// between the writer thread and readers (`Send + Sync`).
+pub trait EventStore: Send + Sync {
+    /// Writes `events` and adds them to the minute rollups, all in one
+    /// transaction. Ids are assigned by the store; returns how many events
+    /// were written.
+    fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError>;
+
+    /// Events matching `filter`, newest first, at most `filter.limit()`.
+    fn search(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The newest event with this request id.
+    fn get(&self, request_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Minute series, one per value of the grouping column.
+    fn rollups(&self, query: &RollupQuery) -> Result<Vec<Series>, StoreError>;
+
+    /// The keys with the most requests (or intercepts) in a time range.
+    fn top(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError>;
+
+    /// Deletes at most `policy.chunk` expired events and `policy.chunk`
+    /// expired rollup rows, in short transactions. Call it again while
+    /// [`Pruned::more`] is true.
+    fn retention_step(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError>;
+
+    /// Runs [`EventStore::retention_step`] until nothing expired is left.
+    fn retention(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        let mut total = Pruned::default();
+        loop {
+            let step = self.retention_step(policy, now_ms)?;
+            total.events += step.events;
+            total.rollups += step.rollups;
+            if !step.more {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -31,7 +31,7 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
     (ok && w.i == w.b.len()) || w.emitted > 0
 }
 
-impl Walker<'_, '_, '_> {
+impl<'a> Walker<'a, '_, '_> {
     fn ws(&mut self) {
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
             self.i += 1;
@@ -174,14 +174,22 @@ impl Walker<'_, '_, '_> {
     }
 
     /// A string at `self.i` (on the opening quote), unescaped.
-    fn string(&mut self) -> Option<Vec<u8>> {
+    fn string(&mut self) -> Option<std::borrow::Cow<'a, [u8]>> {
         self.i += 1;
-        let mut out = Vec::new();
+        let start = self.i;
+        let b: &'a [u8] = self.b;
+        let end = start + memchr::memchr2(b'"', b'\\', &b[start..])?;
+        if b[end] == b'"' {
+            self.i = end + 1;
+            return Some(std::borrow::Cow::Borrowed(&b[start..end]));
+        }
+        let mut out = b[start..end].to_vec();
+        self.i = end;
         loop {
             let c = self.peek()?;
             self.i += 1;
             match c {
-                b'"' => return Some(out),
+                b'"' => return Some(std::borrow::Cow::Owned(out)),
                 b'\\' => {
                     let e = self.peek()?;
                     self.i += 1;
