@@ -14,8 +14,8 @@ BURST=${3:-5}
 ORIGIN=127.0.0.1:18591 PC=127.0.0.1:18593 ADMIN=127.0.0.1:18594
 
 command -v wrk >/dev/null || ./scripts/setup.sh
-cargo build --release -p portcullis -p portcullis-gateway --example counting_origin >/dev/null 2>&1 \
-  || cargo build --release -p portcullis -p portcullis-gateway --example counting_origin
+cargo build --release -p portcullis
+cargo build --release -p portcullis-gateway --example counting_origin
 
 work=$(mktemp -d)
 cleanup() { kill "${PC_PID:-}" "${ORIGIN_PID:-}" 2>/dev/null || true; rm -rf "$work"; }
@@ -41,6 +41,7 @@ CONF
 
 ./target/release/examples/counting_origin "$ORIGIN" "$work/counts.json" x-pc-device &
 ORIGIN_PID=$!
+./target/release/portcullis check --config "$work/portcullis.toml" >/dev/null
 ./target/release/portcullis run --config "$work/portcullis.toml" 2>"$work/pc.err" &
 PC_PID=$!
 for _ in $(seq 50); do curl -fs "http://$ADMIN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
