@@ -222,7 +222,7 @@ impl Default for LimitsConfig {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
-            inspect_body_bytes: 64 * 1024,
+            inspect_body_bytes: 256 * 1024,
             header_timeout_ms: 10_000,
             body_timeout_ms: 15_000,
         }

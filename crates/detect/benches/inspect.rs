@@ -211,22 +211,70 @@ fn percentiles(d: &Detector, reqs: &[Req]) {
 /// Pathological 64 KB bodies: the cost per KB must stay far below 1 ms.
 fn worst_case(d: &Detector) {
     let patterns: &[&str] = &[
-        "A", "'", "\"", "<a onx=", "${", "${jndi:", "%25", "&#", "((((", "a'or'", ";id;", "/../", "{{7*7}}",
-        "\\u00", "<!--#", "$ne:", "*)(", "\r\nX-A: b", "`id`", "<<<<", "union select ", "rO0AB", "+ADw-",
+        "A",
+        "'",
+        "\"",
+        "<a onx=",
+        "${",
+        "${jndi:",
+        "%25",
+        "&#",
+        "((((",
+        "a'or'",
+        ";id;",
+        "/../",
+        "{{7*7}}",
+        "\\u00",
+        "<!--#",
+        "$ne:",
+        "*)(",
+        "\r\nX-A: b",
+        "`id`",
+        "<<<<",
+        "union select ",
+        "rO0AB",
+        "+ADw-",
     ];
-    println!("{:<16} {:<30} {:>10} {:>10}", "pattern x 64KB", "content-type", "ms", "µs/KB");
+    println!(
+        "{:<16} {:<30} {:>10} {:>10}",
+        "pattern x 64KB", "content-type", "ms", "µs/KB"
+    );
     let mut worst = 0.0f64;
     for p in patterns {
-        let body: Vec<u8> = p.as_bytes().iter().copied().cycle().take(64 * 1024).collect();
-        for ct in ["application/x-www-form-urlencoded", "application/json", "text/xml", "multipart/form-data; boundary=a", ""] {
+        let body: Vec<u8> = p
+            .as_bytes()
+            .iter()
+            .copied()
+            .cycle()
+            .take(64 * 1024)
+            .collect();
+        for ct in [
+            "application/x-www-form-urlencoded",
+            "application/json",
+            "text/xml",
+            "multipart/form-data; boundary=a",
+            "",
+        ] {
             let headers = [("content-type", ct.as_bytes())];
             let s = Instant::now();
-            black_box(d.inspect(&RawRequest { method: "POST", target: b"/", headers: &headers, body: &body, body_truncated: false }));
+            black_box(d.inspect(&RawRequest {
+                method: "POST",
+                target: b"/",
+                headers: &headers,
+                body: &body,
+                body_truncated: false,
+            }));
             let ms = s.elapsed().as_secs_f64() * 1e3;
             let per_kb = ms * 1e3 / 64.0;
             worst = worst.max(per_kb);
             if per_kb > 30.0 {
-                println!("{:<16} {:<30} {:>10.2} {:>10.1}", p.escape_debug().to_string(), ct, ms, per_kb);
+                println!(
+                    "{:<16} {:<30} {:>10.2} {:>10.1}",
+                    p.escape_debug().to_string(),
+                    ct,
+                    ms,
+                    per_kb
+                );
             }
         }
     }

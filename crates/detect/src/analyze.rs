@@ -44,11 +44,12 @@ pub(crate) struct Sink<'p> {
     values: usize,
     bytes: usize,
     lower: String,
-    /// Hashes of values already found clean in this request.
-    clean: Vec<(u64, Ctx)>,
+    /// Hashes of values already found clean in this request
+    /// (direct-mapped; 0 is empty, keys are odd).
+    clean: [u64; CACHE_SLOTS as usize],
 }
 
-const MAX_CACHED: usize = 128;
+const CACHE_SLOTS: u64 = 64;
 const MAX_CACHED_LEN: usize = 256;
 
 fn fnv1a(b: &[u8]) -> u64 {
@@ -65,7 +66,7 @@ impl<'p> Sink<'p> {
             values: 0,
             bytes: 0,
             lower: String::new(),
-            clean: Vec::new(),
+            clean: [0; CACHE_SLOTS as usize],
         }
     }
 
@@ -84,8 +85,8 @@ impl<'p> Sink<'p> {
         self.values += 1;
         self.bytes += raw.len();
         // Repeated values (enum-like fields in arrays) are analysed once.
-        let key = (raw.len() <= MAX_CACHED_LEN).then(|| (fnv1a(raw), ctx));
-        if key.is_some_and(|k| self.clean.contains(&k)) {
+        let key = (raw.len() <= MAX_CACHED_LEN).then(|| (fnv1a(raw) ^ ctx as u64) | 1);
+        if key.is_some_and(|k| self.clean[(k % CACHE_SLOTS) as usize] == k) {
             return;
         }
         let views = decode::views(raw, ctx.plus_is_space());
@@ -111,9 +112,7 @@ impl<'p> Sink<'p> {
         protocol_anomalies(&views.anomalies, ctx, &mut hits);
         if hits.v.is_empty() {
             if let Some(k) = key {
-                if self.clean.len() < MAX_CACHED {
-                    self.clean.push(k);
-                }
+                self.clean[(k % CACHE_SLOTS) as usize] = k;
             }
             return;
         }

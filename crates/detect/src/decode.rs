@@ -80,7 +80,8 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
             || b == b'\t'
     });
     if plain {
-        return raw.iter().map(|&b| b as char).collect();
+        // All bytes are printable ASCII, so this never fails.
+        return String::from_utf8(raw.to_vec()).unwrap_or_default();
     }
     let mut cur: Vec<u8> = raw[..raw.len().min(MAX_DECODED)].to_vec();
     let mut next = Vec::with_capacity(cur.len());
@@ -408,8 +409,21 @@ fn b64_engine(url_safe: bool) -> &'static GeneralPurpose {
     if url_safe { &B64_URL } else { &B64_STD }
 }
 
+const fn b64_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=');
+        i += 1;
+    }
+    t
+}
+
+static B64_CHARS: [bool; 256] = b64_table();
+
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+    B64_CHARS[usize::from(b)]
 }
 
 /// Base64 runs of `s` that decode to readable text (at most two).

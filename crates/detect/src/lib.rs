@@ -11,8 +11,41 @@
 //! It also owns the response-side check [`leaks_internals`], which tells
 //! whether an origin error page leaks stack traces or SQL errors.
 //!
-//! It is pure: no I/O, no async, no global state, no allocation that is
-//! not bounded by the input size and the caps in [`Profile`].
+//! It is pure: no I/O, no async, no mutable global state, no allocation
+//! that is not bounded by the input size and the caps in [`Profile`].
+//!
+//! ```
+//! use portcullis_detect::{DEFAULT_THRESHOLD, Detector, Family, Profile, RawRequest};
+//!
+//! let detector = Detector::new(Profile::default());
+//! let headers: [(&str, &[u8]); 1] = [("user-agent", b"Mozilla/5.0")];
+//! let verdict = detector.inspect(&RawRequest {
+//!     method: "GET",
+//!     target: b"/items?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+//!     headers: &headers,
+//!     body: b"",
+//!     body_truncated: false,
+//! });
+//! assert!(verdict.is_attack(DEFAULT_THRESHOLD));
+//! let top = verdict.top().unwrap();
+//! assert_eq!((top.family, top.location.as_str()), (Family::Sqli, "query.id"));
+//!
+//! let verdict = detector.inspect(&RawRequest {
+//!     method: "GET",
+//!     target: b"/search?q=union+was+a+great+select",
+//!     headers: &headers,
+//!     body: b"",
+//!     body_truncated: false,
+//! });
+//! assert!(!verdict.is_attack(DEFAULT_THRESHOLD));
+//! ```
+//!
+//! Scores: each finding carries a score on the scale of [`score`]; a
+//! request is an attack when the sum reaches the caller's threshold
+//! ([`DEFAULT_THRESHOLD`] = 5, so one medium finding blocks, a weak hint
+//! alone does not). [`Sensitivity`] decides which findings are reported at
+//! all, and [`Profile::free_text`] keeps only strong structures for fields
+//! that legitimately hold prose or code.
 
 mod analyze;
 mod code;

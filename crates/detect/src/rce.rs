@@ -146,14 +146,24 @@ const AMBIGUOUS: &[&[u8]] = &[
     b"ipconfig",
 ];
 
-type CommandSet = std::collections::HashSet<&'static [u8]>;
+/// A sorted command list, searched by bisection.
+struct CommandSet(Vec<&'static [u8]>);
 
-static COMMANDS: std::sync::LazyLock<(CommandSet, CommandSet)> = std::sync::LazyLock::new(|| {
-    (
-        UNAMBIGUOUS.iter().copied().collect(),
-        AMBIGUOUS.iter().copied().collect(),
-    )
-});
+impl CommandSet {
+    fn new(list: &[&'static [u8]]) -> Self {
+        let mut v = list.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        CommandSet(v)
+    }
+
+    fn contains(&self, w: &[u8]) -> bool {
+        self.0.binary_search(&w).is_ok()
+    }
+}
+
+static COMMANDS: std::sync::LazyLock<(CommandSet, CommandSet)> =
+    std::sync::LazyLock::new(|| (CommandSet::new(UNAMBIGUOUS), CommandSet::new(AMBIGUOUS)));
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();

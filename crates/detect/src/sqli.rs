@@ -329,15 +329,43 @@ fn is_apostrophe(b: &[u8], i: usize) -> bool {
         return false;
     }
     let rest = &b[i + 1..];
-    let end = rest.iter().position(|c| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|c| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
     !QUOTE_FOLLOWERS.contains(&&rest[..end])
 }
 
 /// Words that make a quote between letters a string terminator.
 const QUOTE_FOLLOWERS: &[&[u8]] = &[
-    b"union", b"select", b"or", b"and", b"xor", b"having", b"order", b"group", b"waitfor", b"insert",
-    b"update", b"delete", b"drop", b"exec", b"declare", b"like", b"rlike", b"regexp", b"sleep",
-    b"benchmark", b"into", b"from", b"where", b"limit", b"procedure", b"div", b"is", b"in",
+    b"union",
+    b"select",
+    b"or",
+    b"and",
+    b"xor",
+    b"having",
+    b"order",
+    b"group",
+    b"waitfor",
+    b"insert",
+    b"update",
+    b"delete",
+    b"drop",
+    b"exec",
+    b"declare",
+    b"like",
+    b"rlike",
+    b"regexp",
+    b"sleep",
+    b"benchmark",
+    b"into",
+    b"from",
+    b"where",
+    b"limit",
+    b"procedure",
+    b"div",
+    b"is",
+    b"in",
 ];
 
 fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {

@@ -199,3 +199,9 @@ fn normal_soap_passes() {
     let v = run("POST", "/soap", &[("content-type", "text/xml")], body);
     assert!(!blocked(&v), "{:?}", v.findings);
 }
+
+#[test]
+fn absolute_form_target_to_localhost_passes() {
+    let v = run("GET", "http://localhost:8080/api/items?page=2", &[], b"");
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+}

@@ -12,6 +12,11 @@
 //! - [`SqliteStore`] is the embedded default: bundled SQLite in WAL mode,
 //!   one writer connection and a small pool of reader connections, schema
 //!   migrations versioned with `PRAGMA user_version`.
+//! - Event ids sort by time ([`event_id`]), so time ranges, cursors and
+//!   retention use the table's own key; lookups by request id, IP, cid,
+//!   device or account go through a time-bucketed key index ([`keys_of`])
+//!   instead of one random-key B-tree per column, which kept writes fast as
+//!   the database grows.
 //! - [`EventWriter`] is the request path's side: a bounded queue that never
 //!   blocks the sender (a full queue drops the event and counts it), drained
 //!   by a dedicated thread that writes batches, one transaction per batch,
@@ -21,6 +26,7 @@
 mod error;
 mod event;
 mod id;
+mod keys;
 mod query;
 mod rollup;
 mod sqlite;
@@ -29,6 +35,7 @@ mod writer;
 pub use error::StoreError;
 pub use event::{ActionKind, StoredEvent};
 pub use id::{event_id, id_floor, id_ts_ms};
+pub use keys::{KEY_BUCKET_MS, KeyKind, bucket_of, key_hash, keys_of};
 pub use query::{
     EventFilter, MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, TopEntry,
     TopField, TopOrder, TopQuery,

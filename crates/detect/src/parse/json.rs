@@ -149,10 +149,10 @@ impl<'a> Walker<'a, '_, '_> {
     }
 
     fn check_key(&mut self, key: &[u8]) {
-        let loc = self.path.clone();
+        let loc = &self.path;
         if let Some(sc) = nosql::operator_score(key) {
             self.sink.direct(
-                &loc,
+                loc,
                 Family::Nosql,
                 sc,
                 "nosql.operator-key",
@@ -160,7 +160,7 @@ impl<'a> Walker<'a, '_, '_> {
             );
         } else if key == b"__proto__" || key == b"prototype" {
             self.sink.direct(
-                &loc,
+                loc,
                 Family::CodeInjection,
                 score::MEDIUM + 1,
                 "code.prototype-pollution",
@@ -169,7 +169,7 @@ impl<'a> Walker<'a, '_, '_> {
         } else if !key.iter().all(|&c| {
             c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b' ' | b'@' | b':' | b'$')
         }) {
-            self.sink.value(&loc, key, Ctx::Json);
+            self.sink.value(loc, key, Ctx::Json);
         }
     }
 

@@ -100,6 +100,20 @@ pub(crate) fn location(prefix: &str, key: &[u8]) -> String {
 }
 
 fn target(t: &[u8], sink: &mut Sink) {
+    // absolute-form (`http://host/path?q`): keep only path and query.
+    let t = match [&b"http://"[..], b"https://"]
+        .iter()
+        .find(|p| t.len() > p.len() && t[..p.len()].eq_ignore_ascii_case(p))
+    {
+        Some(p) => {
+            let rest = &t[p.len()..];
+            match memchr::memchr2(b'/', b'?', rest) {
+                Some(i) => &rest[i..],
+                None => b"/",
+            }
+        }
+        None => t,
+    };
     let t = match memchr::memchr(b'#', t) {
         Some(p) => &t[..p],
         None => t,

@@ -1,0 +1,24 @@
+//! Why a store operation failed.
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error (I/O, constraint, full disk ...).
+    #[error("database: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database was written by a newer version of Portcullis.
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// A stored value cannot be read back (edited by hand, or a bug).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// The writer thread could not be started.
+    #[error("event writer: {0}")]
+    Writer(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}

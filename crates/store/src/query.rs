@@ -1,0 +1,196 @@
+//! Query shapes shared by every backend.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::ActionKind;
+
+/// The most events one search returns.
+pub const MAX_LIMIT: u32 = 1000;
+const DEFAULT_LIMIT: u32 = 100;
+
+/// The interception log's filters. Every `Some` field must match exactly;
+/// results are newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventFilter {
+    /// Inclusive start, milliseconds since the epoch.
+    pub from_ms: Option<i64>,
+    /// Exclusive end, milliseconds since the epoch.
+    pub to_ms: Option<i64>,
+    pub route: Option<String>,
+    pub client_ip: Option<String>,
+    pub device: Option<String>,
+    pub account: Option<String>,
+    pub cid: Option<String>,
+    pub rule: Option<String>,
+    pub action: Option<String>,
+    /// Pass / challenge / intercept (any intercepting action).
+    pub kind: Option<ActionKind>,
+    pub class: Option<String>,
+    /// Leave out this traffic class (e.g. `scanner`).
+    pub exclude_class: Option<String>,
+    /// At most this many events (0 means 100; capped at [`MAX_LIMIT`]).
+    pub limit: u32,
+    /// Cursor: only events with a smaller id (the last id of the previous page).
+    pub before_id: Option<i64>,
+}
+
+impl EventFilter {
+    /// The effective limit: 100 by default, at most [`MAX_LIMIT`].
+    pub fn limit(&self) -> u32 {
+        match self.limit {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        }
+    }
+}
+
+/// Which column splits rollups into series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollupGroup {
+    Layer,
+    Action,
+    Reason,
+    Route,
+    Class,
+}
+
+impl RollupGroup {
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            RollupGroup::Layer => "layer",
+            RollupGroup::Action => "action",
+            RollupGroup::Reason => "reason",
+            RollupGroup::Route => "route",
+            RollupGroup::Class => "class",
+        }
+    }
+}
+
+/// Minute series for charts. Minutes are `ts_ms / 60_000`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupQuery {
+    /// Inclusive first minute.
+    pub from_minute: i64,
+    /// Exclusive last minute.
+    pub to_minute: i64,
+    pub group_by: RollupGroup,
+    /// Only this kind of outcome (e.g. intercepts by reason).
+    #[serde(default)]
+    pub kind: Option<ActionKind>,
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Leave out this traffic class (alerts exclude `scanner` by default).
+    #[serde(default)]
+    pub exclude_class: Option<String>,
+}
+
+/// One chart line: the counts of one group value, minute by minute.
+/// Minutes with no events are absent. An empty key means "none"
+/// (no layer, no reason, no named route).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Series {
+    pub key: String,
+    /// `(minute, count)`, ascending by minute.
+    pub points: Vec<(i64, u64)>,
+}
+
+impl Series {
+    pub fn total(&self) -> u64 {
+        self.points.iter().map(|(_, c)| c).sum()
+    }
+}
+
+/// Which column `top` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopField {
+    ClientIp,
+    Device,
+    Account,
+    Route,
+}
+
+impl TopField {
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            TopField::ClientIp => "client_ip",
+            TopField::Device => "device_id",
+            TopField::Account => "account_id",
+            TopField::Route => "route",
+        }
+    }
+}
+
+/// What `top` ranks by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopOrder {
+    #[default]
+    Requests,
+    Intercepts,
+}
+
+/// The top N values of a column in a time range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopQuery {
+    pub field: TopField,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub limit: u32,
+    #[serde(default)]
+    pub order: TopOrder,
+    #[serde(default)]
+    pub exclude_class: Option<String>,
+}
+
+/// One ranked value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopEntry {
+    pub key: String,
+    pub requests: u64,
+    pub intercepts: u64,
+}
+
+/// How long events and rollups are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub events_days: u32,
+    pub rollups_days: u32,
+    /// Rows deleted per transaction, so the writer is never stalled long.
+    pub chunk: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            events_days: 7,
+            rollups_days: 90,
+            chunk: 5000,
+        }
+    }
+}
+
+impl Retention {
+    pub(crate) fn events_cutoff_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(days_ms(self.events_days))
+    }
+
+    pub(crate) fn rollups_cutoff_minute(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(days_ms(self.rollups_days)) / 60_000
+    }
+}
+
+fn days_ms(days: u32) -> i64 {
+    i64::from(days) * 86_400_000
+}
+
+/// What one retention step (or run) deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    pub events: u64,
+    pub rollups: u64,
+    /// A full chunk was deleted: more expired rows may be left.
+    pub more: bool,
+}

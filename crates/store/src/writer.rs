@@ -1,0 +1,380 @@
+//! The request path's side: a bounded queue drained by one writer thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::query::Retention;
+use crate::{EventStore, StoreError, StoredEvent};
+
+/// The longest an idle writer sleeps before looking at the stop flag.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// How the writer batches, and whether it runs retention itself.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Events the queue holds; a full queue drops new events. The queue is
+    /// allocated up front, about 400 bytes per slot (32 768: ~13 MB).
+    pub capacity: usize,
+    /// Events per transaction at most.
+    pub batch_size: usize,
+    /// How long the first event of a batch waits for others.
+    pub max_delay: Duration,
+    /// Retention run between batches, one chunk at a time.
+    pub retention: Option<Retention>,
+    /// How often the writer looks for expired rows.
+    pub retention_every: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            capacity: 32_768,
+            batch_size: 5000,
+            max_delay: Duration::from_millis(100),
+            retention: None,
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A snapshot of the writer's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriterStats {
+    /// Events committed to the store.
+    pub written: u64,
+    /// Events refused because the queue was full.
+    pub dropped: u64,
+    /// Events lost because their batch failed to write.
+    pub failed: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Duration of the last committed batch, in microseconds.
+    pub last_batch_us: u64,
+    /// Longest batch so far, in microseconds.
+    pub max_batch_us: u64,
+    /// Size of the last committed batch.
+    pub last_batch_len: u64,
+    /// Rows deleted by retention (events, rollup rows).
+    pub pruned_events: u64,
+    pub pruned_rollups: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+    last_batch_us: AtomicU64,
+    max_batch_us: AtomicU64,
+    last_batch_len: AtomicU64,
+    pruned_events: AtomicU64,
+    pruned_rollups: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Counters {
+    fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            written: self.written.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            last_batch_us: self.last_batch_us.load(Relaxed),
+            max_batch_us: self.max_batch_us.load(Relaxed),
+            last_batch_len: self.last_batch_len.load(Relaxed),
+            pruned_events: self.pruned_events.load(Relaxed),
+            pruned_rollups: self.pruned_rollups.load(Relaxed),
+        }
+    }
+
+    fn batch_done(&self, len: usize, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.written.fetch_add(len as u64, Relaxed);
+        self.batches.fetch_add(1, Relaxed);
+        self.last_batch_us.store(us, Relaxed);
+        self.max_batch_us.fetch_max(us, Relaxed);
+        self.last_batch_len.store(len as u64, Relaxed);
+    }
+}
+
+// Events are nearly every message: boxing them would cost an allocation per
+// event to save space on the rare control messages.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Event(StoredEvent),
+    /// Acknowledged once everything queued before it is written.
+    Flush(mpsc::Sender<()>),
+    /// Wakes the writer so it notices the stop flag.
+    Wake,
+}
+
+/// A cloneable handle for the request path: `try_send` never blocks.
+#[derive(Clone)]
+pub struct EventSender {
+    tx: SyncSender<Msg>,
+    counters: Arc<Counters>,
+}
+
+impl EventSender {
+    /// Queues an event; false (and one more `dropped`) when the queue is
+    /// full or the writer has stopped.
+    pub fn try_send(&self, event: StoredEvent) -> bool {
+        match self.tx.try_send(Msg::Event(event)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Queues an event, waiting for room: for imports and replays, never
+    /// for the request path. False when the writer has stopped.
+    pub fn send(&self, event: StoredEvent) -> bool {
+        self.tx.send(Msg::Event(event)).is_ok()
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.counters.snapshot()
+    }
+}
+
+/// Owns the writer thread. Dropping it flushes what is queued and joins.
+pub struct EventWriter {
+    sender: EventSender,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EventWriter {
+    /// Starts the writer thread over `store`.
+    pub fn spawn(store: Arc<dyn EventStore>, config: WriterConfig) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(config.capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let worker = Worker::new(store, config, rx, Arc::clone(&counters));
+        let thread = std::thread::Builder::new()
+            .name("portcullis-store-writer".into())
+            .spawn(move || worker.run())?;
+        Ok(EventWriter {
+            sender: EventSender { tx, counters },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for other threads (the gateway's workers).
+    pub fn sender(&self) -> EventSender {
+        self.sender.clone()
+    }
+
+    /// See [`EventSender::try_send`].
+    pub fn try_send(&self, event: StoredEvent) -> bool {
+        self.sender.try_send(event)
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.sender.stats()
+    }
+
+    /// Waits until every event queued before this call is written (or
+    /// failed). False if the writer is gone or `timeout` passed.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (ack_tx, ack_rx) = mpsc::channel();
+        if self.sender.tx.send(Msg::Flush(ack_tx)).is_err() {
+            return false;
+        }
+        ack_rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Writes what is queued, stops the thread and returns the final stats.
+    pub fn shutdown(mut self) -> WriterStats {
+        self.stop();
+        self.stats()
+    }
+
+    fn stop(&mut self) {
+        self.sender.counters.stop.store(true, Relaxed);
+        let _ = self.sender.tx.try_send(Msg::Wake);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("event writer thread panicked");
+        }
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The writer thread's state.
+struct Worker {
+    store: Arc<dyn EventStore>,
+    config: WriterConfig,
+    rx: Receiver<Msg>,
+    counters: Arc<Counters>,
+    batch: Vec<StoredEvent>,
+    acks: Vec<mpsc::Sender<()>>,
+    next_retention: Instant,
+    retention_pending: bool,
+}
+
+impl Worker {
+    fn new(
+        store: Arc<dyn EventStore>,
+        config: WriterConfig,
+        rx: Receiver<Msg>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Worker {
+            batch: Vec::with_capacity(config.batch_size.max(1)),
+            acks: Vec::new(),
+            next_retention: Instant::now(),
+            retention_pending: config.retention.is_some(),
+            store,
+            config,
+            rx,
+            counters,
+        }
+    }
+
+    fn run(mut self) {
+        while !self.stopping() {
+            match self.rx.recv_timeout(self.idle_wait()) {
+                Ok(msg) => {
+                    self.take(msg);
+                    self.fill();
+                    self.commit();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.retention_tick();
+        }
+        self.drain();
+    }
+
+    fn stopping(&self) -> bool {
+        self.counters.stop.load(Relaxed)
+    }
+
+    /// How long to sleep when idle: until retention is due, at most 1 s.
+    fn idle_wait(&self) -> Duration {
+        if self.config.retention.is_none() {
+            return IDLE_WAIT;
+        }
+        if self.retention_pending {
+            return Duration::ZERO;
+        }
+        let until = self
+            .next_retention
+            .saturating_duration_since(Instant::now());
+        until.clamp(Duration::from_millis(1), IDLE_WAIT)
+    }
+
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Event(event) => self.batch.push(event),
+            Msg::Flush(ack) => self.acks.push(ack),
+            Msg::Wake => {}
+        }
+    }
+
+    /// Collects a batch: until it is full, a flush is asked for, or the
+    /// first event has waited `max_delay`.
+    fn fill(&mut self) {
+        let deadline = Instant::now() + self.config.max_delay;
+        while self.batch.len() < self.config.batch_size && self.acks.is_empty() {
+            let msg = match self.rx.try_recv() {
+                Ok(msg) => msg,
+                Err(_) => match self.wait_until(deadline) {
+                    Some(msg) => msg,
+                    None => return,
+                },
+            };
+            self.take(msg);
+        }
+    }
+
+    fn wait_until(&self, deadline: Instant) -> Option<Msg> {
+        if self.stopping() {
+            return None;
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        self.rx.recv_timeout(left).ok()
+    }
+
+    fn commit(&mut self) {
+        if !self.batch.is_empty() {
+            self.write_batch();
+        }
+        for ack in self.acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+
+    fn write_batch(&mut self) {
+        let started = Instant::now();
+        match self.store.write_batch(&self.batch) {
+            Ok(n) => self.counters.batch_done(n, started.elapsed()),
+            Err(error) => {
+                let lost = self.batch.len() as u64;
+                self.counters.failed.fetch_add(lost, Relaxed);
+                tracing::warn!(%error, lost, "event batch not written");
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// Writes everything still queued, in batches, then acknowledges.
+    fn drain(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.take(msg);
+            if self.batch.len() >= self.config.batch_size {
+                self.commit();
+            }
+        }
+        self.commit();
+    }
+
+    /// Deletes one chunk of expired rows when retention is due.
+    fn retention_tick(&mut self) {
+        let Some(policy) = self.config.retention else {
+            return;
+        };
+        if !self.retention_pending && Instant::now() < self.next_retention {
+            return;
+        }
+        match self.store.retention_step(&policy, now_ms()) {
+            Ok(pruned) => {
+                self.counters
+                    .pruned_events
+                    .fetch_add(pruned.events, Relaxed);
+                self.counters
+                    .pruned_rollups
+                    .fetch_add(pruned.rollups, Relaxed);
+                self.retention_pending = pruned.more;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "retention step failed");
+                self.retention_pending = false;
+            }
+        }
+        if !self.retention_pending {
+            self.next_retention = Instant::now() + self.config.retention_every;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

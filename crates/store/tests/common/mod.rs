@@ -1,0 +1,68 @@
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use portcullis_store::StoredEvent;
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-store-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.0.join("events.db")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub const T0: i64 = 1_795_425_120_000; // a whole minute
+
+/// A passed request at `ts_ms`.
+pub fn pass(ts_ms: i64, n: usize) -> StoredEvent {
+    StoredEvent {
+        ts_ms,
+        request_id: format!("req-{ts_ms}-{n}"),
+        client_ip: format!("10.0.0.{}", n % 4),
+        method: "GET".into(),
+        host: "shop.example".into(),
+        path: format!("/item/{n}"),
+        action: "pass".into(),
+        status: 200,
+        class: "normal".into(),
+        signals: "[]".into(),
+        duration_us: 100,
+        ..StoredEvent::default()
+    }
+}
+
+/// An intercepted request with one signal.
+pub fn blocked(ts_ms: i64, n: usize, signal: &str) -> StoredEvent {
+    StoredEvent {
+        action: "block".into(),
+        layer: Some("clean".into()),
+        status: 403,
+        signals: format!(
+            r#"[{{"name":"{signal}","layer":"clean","weight":80,"evidence":"x","demand":{{"kind":"block"}}}}]"#
+        ),
+        ..pass(ts_ms, n)
+    }
+}
