@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The JavaScript SDK's unit tests (node's built-in runner, no dependencies).
+node --test sdk/js/test/
