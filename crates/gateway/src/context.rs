@@ -144,6 +144,17 @@ impl RequestContext {
         });
     }
 
+    /// An edge-layer refusal of a malformed or oversized request.
+    pub fn refuse(&mut self, name: &'static str, evidence: impl Into<String>, status: u16) {
+        self.add(
+            name,
+            Layer::Edge,
+            100,
+            evidence,
+            Demand::BadRequest { status },
+        );
+    }
+
     /// Whether a stage has already decided the request must stop; later
     /// stages are skipped then.
     pub fn is_stopped(&self) -> bool {

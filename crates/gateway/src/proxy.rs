@@ -52,12 +52,10 @@ pub async fn handle(
     let path = parts.uri.path().to_owned();
 
     if conn.framing_conflict.load(Ordering::Relaxed) {
-        ctx.add(
+        ctx.refuse(
             "cl_te_conflict",
-            Layer::Edge,
-            100,
             "content-length with transfer-encoding",
-            Demand::BadRequest { status: 400 },
+            400,
         );
     } else {
         edge_stages(&shared, &runtime, &mut ctx, &parts).await;
@@ -109,13 +107,7 @@ async fn edge_stages(
         &rt.config.protocol,
         &rt.config.limits,
     ) {
-        ctx.add(
-            v.name,
-            Layer::Edge,
-            100,
-            v.evidence,
-            Demand::BadRequest { status: v.status },
-        );
+        ctx.refuse(v.name, v.evidence, v.status);
     }
     shared.metrics.hot.observe(Stage::Protocol, t);
     if ctx.is_stopped() {
@@ -366,44 +358,20 @@ async fn body_stage(
                 .boxed(),
         ),
         Prefix::TooLarge => {
-            ctx.add(
-                "body_too_large",
-                Layer::Edge,
-                100,
-                "",
-                Demand::BadRequest { status: 413 },
-            );
+            ctx.refuse("body_too_large", "", 413);
             return InspectedBody::empty();
         }
         Prefix::TimedOut => {
-            ctx.add(
-                "body_timeout",
-                Layer::Edge,
-                100,
-                "",
-                Demand::BadRequest { status: 408 },
-            );
+            ctx.refuse("body_timeout", "", 408);
             return InspectedBody::empty();
         }
         Prefix::Broken => {
-            ctx.add(
-                "body_malformed",
-                Layer::Edge,
-                100,
-                "",
-                Demand::BadRequest { status: 400 },
-            );
+            ctx.refuse("body_malformed", "", 400);
             return InspectedBody::empty();
         }
     };
     if let Some(v) = protocol::check_body(headers, &inspected, complete, &rt.config.protocol) {
-        ctx.add(
-            v.name,
-            Layer::Edge,
-            100,
-            v.evidence,
-            Demand::BadRequest { status: v.status },
-        );
+        ctx.refuse(v.name, v.evidence, v.status);
     }
     shared.metrics.hot.observe(Stage::Body, t);
     InspectedBody {
