@@ -139,7 +139,7 @@ fn line_after_break(lower: &[u8], orig: &[u8], at: usize, hits: &mut Hits) {
         }
         return;
     }
-    let trimmed = trim(oline);
+    let trimmed = oline.trim_ascii();
     if SMTP_ALONE.contains(&trimmed) {
         hits.add(
             Family::MailInjection,
@@ -163,18 +163,6 @@ fn line_after_break(lower: &[u8], orig: &[u8], at: usize, hits: &mut Hits) {
             );
         }
     }
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(s, |e| e + 1);
-    &b[s..e]
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub(crate) fn inspect(raw: &[u8], content_type: &[u8], content_encoding: &[u8], 
 
 /// Bodies without a usable content type.
 fn sniff(data: &[u8], sink: &mut Sink) {
-    let t = super::trim(data);
+    let t = data.trim_ascii();
     match t.first() {
         Some(b'{' | b'[') if json::walk(data, sink) => {}
         Some(b'<') => xml::walk(data, sink),

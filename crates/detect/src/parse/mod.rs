@@ -132,7 +132,7 @@ fn target(t: &[u8], sink: &mut Sink) {
 
 fn cookies(v: &[u8], sink: &mut Sink) {
     for part in v.split(|&c| c == b';').take(64) {
-        let part = trim(part);
+        let part = part.trim_ascii();
         if part.is_empty() {
             continue;
         }
@@ -140,19 +140,7 @@ fn cookies(v: &[u8], sink: &mut Sink) {
             Some(p) => (&part[..p], &part[p + 1..]),
             None => (&b""[..], part),
         };
-        let loc = location("cookie", trim(k));
+        let loc = location("cookie", k.trim_ascii());
         sink.value(&loc, val, Ctx::Cookie);
     }
-}
-
-pub(crate) fn trim(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(s, |e| e + 1);
-    &b[s..e]
 }

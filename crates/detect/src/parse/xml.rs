@@ -49,7 +49,7 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) {
 }
 
 fn text(t: &[u8], current: &[u8], sink: &mut Sink, nodes: &mut usize) {
-    let t = super::trim(t);
+    let t = t.trim_ascii();
     if t.is_empty() {
         return;
     }
