@@ -58,7 +58,7 @@ pub async fn handle(
             400,
         );
     } else {
-        edge_stages(&shared, &runtime, &mut ctx, &parts).await;
+        edge_stages(&shared, &runtime, &mut ctx, &parts, &host).await;
     }
     let mut forward_body = None;
     if !ctx.is_stopped() {
@@ -90,6 +90,7 @@ async fn edge_stages(
     rt: &Runtime,
     ctx: &mut RequestContext,
     parts: &http::request::Parts,
+    host: &str,
 ) {
     let t = Instant::now();
     ip_stage(shared, rt, ctx);
@@ -132,7 +133,7 @@ async fn edge_stages(
         shared.metrics.hot.observe(Stage::Classify, t);
         if !ctx.is_stopped() && !rt.rate_limits.is_empty() {
             let t = Instant::now();
-            limits_stage(shared, rt, ctx, parts).await;
+            limits_stage(shared, rt, ctx, parts, host).await;
             shared.metrics.hot.observe(Stage::Limits, t);
         }
     }
@@ -144,6 +145,7 @@ async fn limits_stage(
     rt: &Runtime,
     ctx: &mut RequestContext,
     parts: &http::request::Parts,
+    host: &str,
 ) {
     let identity = &rt.config.identity;
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -157,9 +159,8 @@ async fn limits_stage(
                 .as_deref()
                 .and_then(|name| cookie(&parts.headers, name))
         });
-    let host = host_of(parts);
     let facts = portcullis_limits::RequestFacts {
-        host: &host,
+        host,
         path: parts.uri.path(),
         method: parts.method.as_str(),
         ip: ctx.client_ip,
@@ -466,16 +467,7 @@ async fn mask_leaks(
                 format!("{kind:?}"),
                 Demand::Tag,
             );
-            let body = format!(
-                r#"{{"error":"internal error","request_id":"{}"}}"#,
-                ctx.request_id
-            );
-            gateway_response(
-                status,
-                "application/json",
-                Bytes::from(body),
-                &ctx.request_id,
-            )
+            origin_failure(ctx, status, "internal error")
         }
         None => Response::from_parts(head, full_body(bytes)),
     }
