@@ -474,15 +474,9 @@ fn png_indexed(w: usize, h: usize, px: &[u8], pal: &[[u8; 3]; 256]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pow::tests::Mem;
     use std::cell::RefCell;
     use std::collections::HashSet;
-
-    struct Mem(RefCell<HashSet<Vec<u8>>>);
-    impl SeenStore for Mem {
-        fn first_use(&self, id: &[u8], _ttl: u64) -> bool {
-            self.0.borrow_mut().insert(id.to_vec())
-        }
-    }
 
     fn setup() -> (SliderCaptcha, ClientBinding<'static>) {
         (

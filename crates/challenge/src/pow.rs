@@ -366,12 +366,13 @@ pub fn decode_nonce(nonce: &str) -> Option<[u8; 16]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::collections::HashSet;
 
-    struct Mem(RefCell<HashSet<Vec<u8>>>);
+    /// An in-memory [`SeenStore`] for the tests of this crate.
+    pub(crate) struct Mem(pub(crate) RefCell<HashSet<Vec<u8>>>);
     impl SeenStore for Mem {
         fn first_use(&self, id: &[u8], _ttl: u64) -> bool {
             self.0.borrow_mut().insert(id.to_vec())
