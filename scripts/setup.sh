@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in nginx wrk; do
+for pkg in nginx wrk chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs)
@@ -14,3 +14,7 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# playwright-core for the browser tests (it drives Debian's chromium; no browser download).
+if [ ! -d e2e/node_modules/playwright-core ]; then
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi

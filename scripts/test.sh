@@ -9,3 +9,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # The JavaScript SDK's unit tests (node's built-in runner, no dependencies).
 node --test sdk/js/test/
+# End-to-end tests: the gateway binary, the SDK and the console in headless Chromium.
+cargo build --locked -p portcullis
+node --test --test-concurrency=1 e2e/

@@ -76,6 +76,8 @@ export interface ClientOptions {
   captcha?: boolean | CaptchaHandler;
   /** Labels of the built-in slider. */
   captchaText?: Partial<CaptchaText>;
+  /** Also receive the clearance as a cookie, so browser navigations carry it (the gateway's interstitial uses this). */
+  cookie?: boolean;
   storage?: Storage;
   transport?: Transport;
 }

@@ -124,6 +124,9 @@ pub struct ClientReport {
     pub max_touch_points: u8,
     /// `navigator.hardwareConcurrency` (0 if unknown).
     pub cores: u16,
+    /// What an app SDK found about its device: `emulator`, `root`
+    /// (rooted / jailbroken), `hook` (Frida, Xposed ...), `debugger`.
+    pub device_flags: Vec<String>,
 }
 
 /// The assessment of a report: named flags and a rank 0-4.
@@ -152,6 +155,10 @@ pub const NATIVE_SOLVER_RATE: u64 = 15_000;
 /// | `mobile_without_touch` | 1 | claims ios / android / ohos but has no touch support |
 /// | `platform_mismatch` | 1 | the user agent names another OS than the platform field |
 /// | `devtools` | 1 | the mini-program developer tools |
+/// | `emulator` | 3 | an app SDK reports an emulator |
+/// | `hook` | 3 | an app SDK reports a hooking framework |
+/// | `root` | 2 | an app SDK reports a rooted or jailbroken device |
+/// | `debugger` | 2 | an app SDK reports an attached debugger |
 /// | `no_timezone` | 0 | empty time zone (informative) |
 /// | `no_interaction` | 0 | no input events yet (informative: the silent check at launch has none) |
 pub fn assess(report: &ClientReport) -> EnvAssessment {
@@ -213,6 +220,15 @@ pub fn assess(report: &ClientReport) -> EnvAssessment {
     }
     if report.platform == Platform::Devtools {
         flag("devtools", 1);
+    }
+    for reported in &report.device_flags {
+        match reported.as_str() {
+            "emulator" => flag("emulator", 3),
+            "hook" => flag("hook", 3),
+            "root" => flag("root", 2),
+            "debugger" => flag("debugger", 2),
+            _ => {}
+        }
     }
     if report.timezone.is_empty() {
         flag("no_timezone", 0);
@@ -282,6 +298,17 @@ mod tests {
             cores: 2,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn app_device_flags_raise_the_rank() {
+        let report = ClientReport {
+            device_flags: vec!["emulator".into(), "root".into(), "unknown".into()],
+            ..ClientReport::default()
+        };
+        let a = assess(&report);
+        assert!(a.flags.contains(&"emulator") && a.flags.contains(&"root"));
+        assert_eq!(a.risk, 4);
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! text allows, the line. It knows nothing of sockets or of the other crates:
 //! the gateway compiles a validated [`Config`] into its runtime tables.
 
+mod alerts;
+mod auth;
+mod overlay;
+mod policy;
+pub mod risk;
+mod store;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -13,6 +19,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertKind, AlertRule, AlertsConfig, BaselineStat, WebhookConfig, WebhookFormat};
+pub use auth::{AuthConfig, JwtAlgorithm, JwtIssuerConfig};
+pub use overlay::{Overlay, OverlayLists};
+pub use policy::{
+    ChallengeConfig, ClearanceRequirement, CustomResponse, JwtRequirement, PolicyConfig, PolicyMode,
+};
+pub use risk::{IpTypesConfig, RiskConfig, RiskHeaderNames, RiskLimits, RiskModel};
+pub use store::{ConsoleConfig, StoreConfig};
 pub use validate::FieldError;
 
 /// Why a configuration could not be used.
@@ -68,6 +82,19 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Rate limits, each for the requests its route matches.
     pub rate_limits: Vec<RateLimitRule>,
+    /// Core URLs (layer 3); the first matching policy applies.
+    pub policies: Vec<PolicyConfig>,
+    pub challenge: ChallengeConfig,
+    /// JWT issuers for routes that require a verified token.
+    pub auth: AuthConfig,
+    /// The risk engine (layer 3) and the risk headers for the origin.
+    pub risk: RiskConfig,
+    /// Where decision events and minute rollups are kept.
+    pub store: StoreConfig,
+    /// The admin console (web UI and API on the admin listener).
+    pub console: ConsoleConfig,
+    /// Webhook notifications on spikes of intercepts and origin errors.
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -501,6 +528,8 @@ pub struct IdentityConfig {
     pub account_header: Option<String>,
     /// Cookie carrying the account id, if any.
     pub account_cookie: Option<String>,
+    /// Claim of a verified JWT (see `[auth]`) that is the account id, e.g. `sub`.
+    pub account_claim: Option<String>,
 }
 
 impl Default for IdentityConfig {
@@ -509,6 +538,7 @@ impl Default for IdentityConfig {
             device_header: "x-pc-device".into(),
             account_header: None,
             account_cookie: None,
+            account_claim: None,
         }
     }
 }
@@ -606,6 +636,8 @@ pub struct DetectConfig {
     pub mask_error_pages: bool,
     /// Per-route settings; the longest matching prefix wins.
     pub routes: Vec<DetectRoute>,
+    /// Custom rules: expressions over request fields (see crates/rules/README.md).
+    pub rules: Vec<CustomRule>,
 }
 
 impl Default for DetectConfig {
@@ -619,8 +651,45 @@ impl Default for DetectConfig {
             free_text: Vec::new(),
             mask_error_pages: true,
             routes: Vec::new(),
+            rules: Vec::new(),
         }
     }
+}
+
+/// One custom rule: when its expression matches a request under one of its
+/// paths, the rule's action applies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRule {
+    /// Unique; it is the evidence of the signal a match adds.
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    /// The expression, e.g. `method == "POST" && path starts_with "/api/admin"`.
+    pub when: String,
+    pub action: RuleAction,
+    /// Weight of the signal in the risk score.
+    #[serde(default = "default_rule_score")]
+    pub score: u32,
+    /// Path prefixes the rule applies to; empty means every path.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+fn default_rule_score() -> u32 {
+    10
+}
+
+/// What a matching custom rule does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Stop the request with the block response (pass under a `log-only` route).
+    Block,
+    /// Record the match in the request's event and pass; not weighed in the risk score.
+    Log,
+    /// Record the match and weigh its score in the risk score.
+    Tag,
 }
 
 /// Detection settings for the paths under one prefix; unset fields inherit.

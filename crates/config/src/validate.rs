@@ -36,13 +36,13 @@ pub(crate) fn from_toml_error(text: &str, error: &toml::de::Error) -> FieldError
     }
 }
 
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     errors: Vec<FieldError>,
 }
 
 impl Checker<'_> {
-    fn check(&mut self, ok: bool, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn check(&mut self, ok: bool, field: impl Into<String>, message: impl Into<String>) {
         if !ok {
             let field = field.into();
             let line = line_of(self.text, &field);
@@ -105,7 +105,17 @@ pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
             "must start with '/'",
         );
     }
+    check_custom_rules(config, &mut c);
     check_rate_limits(config, &mut c);
+    crate::store::check_store(&config.store, &mut c);
+    crate::store::check_console(&config.console, &mut c);
+    crate::alerts::check_alerts(config, &mut c);
+    for (field, message) in crate::risk::validate_risk(&config.risk) {
+        c.check(false, field, message);
+    }
+    check_policies(config, &mut c);
+    check_auth(config, &mut c);
+    check_challenge(config, &mut c);
     let mut names = std::collections::HashSet::new();
     for (i, feed) in config.ip_lists.feeds.iter().enumerate() {
         c.check(
@@ -254,6 +264,56 @@ fn check_quota(config: &Config, c: &mut Checker) {
     }
 }
 
+fn check_custom_rules(config: &Config, c: &mut Checker) {
+    let mut ids = std::collections::HashSet::new();
+    for (i, rule) in config.detect.rules.iter().enumerate() {
+        let mut report = |key: &str, message: String| {
+            c.errors.push(FieldError {
+                field: format!("detect.rules[{i}].{key}"),
+                line: line_in_table_array(c.text, "detect.rules", i, key),
+                message,
+            });
+        };
+        if rule.id.trim().is_empty() || !ids.insert(rule.id.as_str()) {
+            report(
+                "id",
+                format!("rule id {:?} is empty or used twice", rule.id),
+            );
+        }
+        if let Err(e) = portcullis_rules::Expr::compile(&rule.when) {
+            report("when", e.to_string());
+        }
+        if let Some(bad) = rule.paths.iter().find(|p| !p.starts_with('/')) {
+            report("paths", format!("{bad:?} must start with '/'"));
+        }
+    }
+}
+
+/// Line of `key =` inside the `index`-th `[[table]]` block, falling back to
+/// the first `key =` anywhere (inline tables).
+fn line_in_table_array(text: &str, table: &str, index: usize, key: &str) -> Option<usize> {
+    let header = format!("[[{table}]]");
+    let start = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with(&header))
+        .nth(index)
+        .map(|(n, _)| n);
+    let Some(start) = start else {
+        return line_of(text, key);
+    };
+    text.lines()
+        .enumerate()
+        .skip(start + 1)
+        .take_while(|(_, line)| !line.trim_start().starts_with('['))
+        .find(|(_, line)| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(n, _)| n + 1)
+}
+
 fn check_rate_limits(config: &Config, c: &mut Checker) {
     let mut names = std::collections::HashSet::new();
     for (i, rule) in config.rate_limits.iter().enumerate() {
@@ -287,6 +347,184 @@ fn check_rate_limits(config: &Config, c: &mut Checker) {
             );
         }
     }
+}
+
+fn check_policies(config: &Config, c: &mut Checker) {
+    let mut names = std::collections::HashSet::new();
+    for (i, policy) in config.policies.iter().enumerate() {
+        let field = |name: &str| format!("policies[{i}].{name}");
+        c.check(
+            names.insert(policy.name.as_str()) && !policy.name.is_empty(),
+            field("name"),
+            format!("policy name {:?} is empty or used twice", policy.name),
+        );
+        c.check(
+            policy.path.starts_with('/'),
+            field("path"),
+            "must start with '/'",
+        );
+        for (band, rank) in [
+            ("challenge_at", policy.challenge_at),
+            ("intercept_at", policy.intercept_at),
+        ] {
+            c.check(
+                rank.is_none_or(|r| r <= 4),
+                field(band),
+                "must be a risk rank from 0 to 4",
+            );
+        }
+        c.check(
+            !policy.signature || policy.clearance != crate::ClearanceRequirement::Off,
+            field("signature"),
+            "signatures are made with the clearance's key: set clearance too",
+        );
+        if let Some(response) = &policy.intercept {
+            c.check(
+                (200..=599).contains(&response.status),
+                field("intercept.status"),
+                "must be an HTTP status between 200 and 599",
+            );
+            c.check(
+                response.content_type.parse_is_header_value()
+                    && response.headers.values().all(|v| v.parse_is_header_value())
+                    && response.headers.keys().all(|k| http_token(k)),
+                field("intercept.headers"),
+                "must be valid header names and values",
+            );
+        }
+        if let Some(subject) = policy.jwt.as_ref().and_then(|j| j.subject_in.as_deref()) {
+            let valid = match subject.split_once(':') {
+                Some(("path", n)) => n.parse::<usize>().is_ok_and(|n| n >= 1),
+                Some(("query" | "json", name)) => !name.is_empty(),
+                _ => false,
+            };
+            c.check(
+                valid,
+                field("jwt.subject_in"),
+                "must be path:N, query:NAME or json:FIELD",
+            );
+        }
+    }
+}
+
+fn check_auth(config: &Config, c: &mut Checker) {
+    use crate::JwtAlgorithm;
+    let auth = &config.auth;
+    c.check(
+        (512..=64 * 1024).contains(&auth.max_token_bytes),
+        "auth.max_token_bytes",
+        "must be between 512 and 65536",
+    );
+    c.check(
+        auth.cache_tokens <= 1_000_000,
+        "auth.cache_tokens",
+        "must be at most 1000000",
+    );
+    let mut names = std::collections::HashSet::new();
+    for (i, issuer) in auth.jwt.iter().enumerate() {
+        let field = |name: &str| format!("auth.jwt[{i}].{name}");
+        c.check(
+            names.insert(issuer.name.as_str()) && !issuer.name.is_empty(),
+            field("name"),
+            format!("issuer name {:?} is empty or used twice", issuer.name),
+        );
+        c.check(
+            !issuer.issuer.is_empty(),
+            field("issuer"),
+            "must be the expected `iss` claim",
+        );
+        c.check(
+            !issuer.algorithms.is_empty(),
+            field("algorithms"),
+            "must list at least one of HS256, RS256, ES256",
+        );
+        c.check(
+            issuer.key_sources() == 1,
+            field("secret_env"),
+            "set exactly one of secret_env, public_key_pem, public_key_file, jwks_file",
+        );
+        let hmac = issuer.algorithms.contains(&JwtAlgorithm::HS256);
+        let public = issuer.public_key_pem.is_some() || issuer.public_key_file.is_some();
+        // A public key accepted as an HMAC secret lets anyone forge tokens.
+        c.check(
+            !(public && hmac),
+            field("algorithms"),
+            "HS256 needs secret_env (or a JWKS), not a public key",
+        );
+        c.check(
+            issuer.secret_env.is_none() || issuer.algorithms == [JwtAlgorithm::HS256],
+            field("algorithms"),
+            "secret_env keys are for HS256 only",
+        );
+        c.check(
+            issuer.secret_env.as_ref().is_none_or(|v| !v.is_empty()),
+            field("secret_env"),
+            "must name an environment variable",
+        );
+        c.check(
+            issuer.leeway_s <= 3600,
+            field("leeway_s"),
+            "must be at most 3600 seconds",
+        );
+    }
+    for (i, policy) in config.policies.iter().enumerate() {
+        let Some(jwt) = &policy.jwt else { continue };
+        c.check(
+            !auth.jwt.is_empty(),
+            format!("policies[{i}].jwt"),
+            "needs at least one [[auth.jwt]] issuer",
+        );
+        for name in &jwt.issuers {
+            c.check(
+                auth.jwt.iter().any(|issuer| &issuer.name == name),
+                format!("policies[{i}].jwt.issuers"),
+                format!("no [[auth.jwt]] is named {name:?}"),
+            );
+        }
+    }
+    if let Some(claim) = &config.identity.account_claim {
+        c.check(
+            !claim.is_empty() && !auth.jwt.is_empty(),
+            "identity.account_claim",
+            "must name a claim, and [[auth.jwt]] must be configured",
+        );
+    }
+}
+
+fn http_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_challenge(config: &Config, c: &mut Checker) {
+    let challenge = &config.challenge;
+    c.check(
+        challenge.difficulty <= 28,
+        "challenge.difficulty",
+        "must be at most 28 bits (each bit doubles the client's work)",
+    );
+    c.check(
+        challenge.refuse_at <= 5,
+        "challenge.refuse_at",
+        "must be a risk rank from 0 to 4, or 5 for never",
+    );
+    for (field, value) in [
+        ("challenge.challenge_ttl_s", challenge.challenge_ttl_s),
+        ("challenge.clearance_ttl_s", challenge.clearance_ttl_s),
+        (
+            "challenge.signature_max_age_s",
+            challenge.signature_max_age_s,
+        ),
+    ] {
+        c.check(value >= 1, field, "must be at least 1");
+    }
+    c.check(
+        http_token(&challenge.cookie),
+        "challenge.cookie",
+        "must be a valid cookie name",
+    );
 }
 
 fn check_block(config: &Config, c: &mut Checker) {
@@ -375,6 +613,48 @@ mod tests {
         assert_eq!(errors[0].line, Some(2));
         assert_eq!(errors[1].line, Some(3));
         assert_eq!(errors[2].line, Some(6));
+    }
+
+    #[test]
+    fn custom_rule_errors_name_the_rule_and_line() {
+        let text = r#"
+[[detect.rules]]
+id = "admin"
+when = 'path starts_with "/admin"'
+action = "block"
+
+[[detect.rules]]
+id = "ua"
+when = 'user_agent icontains "sqlmap"'
+action = "tag"
+paths = ["/api/"]
+
+[[detect.rules]]
+id = "admin"
+description = "a typo in the operator"
+when = 'path startswith "/x"'
+action = "log"
+paths = ["api"]
+"#;
+        let errors = Config::parse(text).unwrap_err().field_errors();
+        let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("detect.rules[2].id", Some(14)),
+                ("detect.rules[2].when", Some(16)),
+                ("detect.rules[2].paths", Some(18)),
+            ]
+        );
+        assert!(errors[1].message.contains("column 6"), "{}", errors[1]);
+        let good = text
+            .replace("startswith", "starts_with")
+            .replace("id = \"admin\"\ndescription", "id = \"other\"\ndescription");
+        let good = good.replace("paths = [\"api\"]", "paths = [\"/api\"]");
+        let config = Config::parse(&good).expect("valid");
+        assert_eq!(config.detect.rules.len(), 3);
+        assert_eq!(config.detect.rules[0].score, 10);
+        assert_eq!(config.detect.rules[1].action, crate::RuleAction::Tag);
     }
 
     #[test]

@@ -439,17 +439,27 @@ pub fn base64_texts(s: &str) -> Vec<String> {
     }
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() && found.len() < 2 {
-        if !is_b64(b[i]) {
-            i += 1;
+    // Only runs of at least MIN_RUN bytes count, and such a run starting at
+    // or after `i` covers `i + MIN_RUN - 1`: probing that byte skips prose
+    // without looking at every byte. `b[i - 1]`, when it exists, is never
+    // base64 here, so a run found by the probe starts at or after `i`.
+    const MIN_RUN: usize = 16;
+    while i + MIN_RUN <= b.len() && found.len() < 2 {
+        let probe = i + MIN_RUN - 1;
+        if !is_b64(b[probe]) {
+            i = probe + 1;
             continue;
         }
-        let start = i;
+        let mut start = probe;
+        while start > i && is_b64(b[start - 1]) {
+            start -= 1;
+        }
+        i = probe + 1;
         while i < b.len() && is_b64(b[i]) {
             i += 1;
         }
         let run = s[start..i].trim_start_matches('/');
-        if run.len() >= 16 && run.len() < s.len() {
+        if run.len() >= MIN_RUN && run.len() < s.len() {
             if let Some(d) = base64_text(run) {
                 found.push(d);
             }

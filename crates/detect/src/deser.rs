@@ -8,7 +8,7 @@ use crate::{Family, score};
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let s = t.s.as_bytes();
     let b = t.bytes();
-    let find_cs = |n: &[u8]| memchr::memmem::find(s, n);
+    let find_cs = |n: &[u8]| crate::text::find_bytes(s, n);
     let java = if t.may_contain(b"ro0ab") {
         find_cs(b"rO0AB")
     } else {
@@ -86,10 +86,10 @@ fn php_object(s: &[u8]) -> Option<usize> {
         let rest = &s[p + 2 + digits..];
         let ok = if kind == b'a' {
             rest.starts_with(b"{")
-                && memchr::memmem::find(&rest[..rest.len().min(64)], b"s:").is_some()
+                && crate::text::find_bytes(&rest[..rest.len().min(64)], b"s:").is_some()
         } else {
             rest.starts_with(b"\"")
-                && memchr::memmem::find(&rest[..rest.len().min(256)], b"\":").is_some()
+                && crate::text::find_bytes(&rest[..rest.len().min(256)], b"\":").is_some()
         };
         if ok {
             return Some(p - 1);

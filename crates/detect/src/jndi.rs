@@ -9,7 +9,7 @@ const MAX_DEPTH: usize = 64;
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     let dollar = if t.may_contain(b"${") {
-        memchr::memmem::find(b, b"${")
+        crate::text::find_bytes(b, b"${")
     } else {
         None
     };
@@ -71,7 +71,7 @@ fn resolves_to_jndi(b: &[u8]) -> bool {
 }
 
 fn resolve(content: &[u8]) -> Vec<u8> {
-    if let Some(p) = memchr::memmem::find(content, b":-") {
+    if let Some(p) = crate::text::find_bytes(content, b":-") {
         return content[p + 2..].to_vec();
     }
     for prefix in [&b"lower:"[..], b"upper:"] {

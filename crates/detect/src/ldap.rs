@@ -29,7 +29,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 
 /// `attr:1.2.3:=` or `attr:dn:=`.
 fn extensible_match(b: &[u8]) -> Option<usize> {
-    for p in memchr::memmem::find_iter(b, b":=").take(16) {
+    for p in crate::text::find_iter(b, b":=").take(16) {
         let mut k = p;
         while k > 0 && (b[k - 1].is_ascii_digit() || b[k - 1] == b'.') {
             k -= 1;

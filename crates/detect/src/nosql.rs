@@ -79,7 +79,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 
 /// `db.<collection>.<method>(`
 fn db_call(b: &[u8]) -> Option<usize> {
-    for p in memchr::memmem::find_iter(b, b"db.").take(32) {
+    for p in crate::text::find_iter(b, b"db.").take(32) {
         if p > 0 && is_ident(b[p - 1]) {
             continue;
         }
@@ -142,7 +142,7 @@ fn js_statements(t: &Text, hits: &mut Hits) {
         .into_iter()
         .filter(|k| t.may_contain(k.as_bytes()))
     {
-        for p in memchr::memmem::find_iter(b, kw.as_bytes()).take(8) {
+        for p in crate::text::find_iter(b, kw.as_bytes()).take(8) {
             if p > 0 && is_ident(b[p - 1]) {
                 continue;
             }

@@ -4,7 +4,7 @@
 //! backslashes removed, `$IFS` as a blank, `/bin/` stripped) and judges it
 //! against known commands and the look of their arguments.
 
-use crate::text::{Hits, Text};
+use crate::text::{Hits, Text, WordSet};
 use crate::{Family, score};
 
 /// Commands that are never English words.
@@ -146,24 +146,8 @@ const AMBIGUOUS: &[&[u8]] = &[
     b"ipconfig",
 ];
 
-/// A sorted command list, searched by bisection.
-struct CommandSet(Vec<&'static [u8]>);
-
-impl CommandSet {
-    fn new(list: &[&'static [u8]]) -> Self {
-        let mut v = list.to_vec();
-        v.sort_unstable();
-        v.dedup();
-        CommandSet(v)
-    }
-
-    fn contains(&self, w: &[u8]) -> bool {
-        self.0.binary_search(&w).is_ok()
-    }
-}
-
-static COMMANDS: std::sync::LazyLock<(CommandSet, CommandSet)> =
-    std::sync::LazyLock::new(|| (CommandSet::new(UNAMBIGUOUS), CommandSet::new(AMBIGUOUS)));
+static COMMANDS: std::sync::LazyLock<(WordSet, WordSet)> =
+    std::sync::LazyLock::new(|| (WordSet::new(UNAMBIGUOUS), WordSet::new(AMBIGUOUS)));
 
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
@@ -178,7 +162,9 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         hits.add(Family::Rce, score::MEDIUM, "rce.arithmetic-expansion", p);
     }
     let mut seen = 0;
-    for (i, &c) in b.iter().enumerate() {
+    // Every separator below is one of these bytes (`$(` has its `(`).
+    let separators = if t.has_any(b";|&\n\r`(") { b } else { &[][..] };
+    for (i, &c) in separators.iter().enumerate() {
         let kind = match c {
             b';' | b'|' | b'&' | b'\n' | b'\r' => Sep::Plain,
             b'`' => Sep::Subst,
@@ -344,7 +330,7 @@ fn shell_args(b: &[u8], i: usize) -> Args {
         && arg
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'/'));
-    if is_addr || memchr::memmem::find(arg, b"://").is_some() {
+    if is_addr || crate::text::find_bytes(arg, b"://").is_some() {
         return Args::Shellish;
     }
     Args::Words

@@ -2,7 +2,7 @@
 //! plus structural checks over our own SQL token stream, which skips
 //! comments (`/**/`, `/*!...*/`, `--`) and whitespace wherever they hide.
 
-use crate::text::{Hits, Text};
+use crate::text::{Hits, Text, WordSet};
 use crate::{Family, score};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl<'a> Tokens<'a> {
                     self.i += 1;
                 }
             } else if rest.starts_with(b"/*") {
-                match memchr::memmem::find(&rest[2..], b"*/") {
+                match crate::text::find_bytes(&rest[2..], b"*/") {
                     Some(p) => self.i += 2 + p + 2,
                     None => self.i = b.len(),
                 }
@@ -56,6 +56,18 @@ impl<'a> Tokens<'a> {
                 return;
             }
         }
+    }
+}
+
+impl Tokens<'_> {
+    /// Whether the next token is `(`; consumes it if so, like `next` would.
+    fn next_is_open_paren(&mut self) -> bool {
+        self.skip_trivia();
+        if self.b.get(self.i) == Some(&b'(') {
+            self.i += 1;
+            return true;
+        }
+        false
     }
 }
 
@@ -244,6 +256,19 @@ const STACKED: &[&[u8]] = &[
     b"set",
 ];
 
+/// The shortest name in [`SYS_TABLES`]: shorter words need no comparison.
+const SYS_TABLE_MIN_LEN: usize = {
+    let mut min = usize::MAX;
+    let mut i = 0;
+    while i < SYS_TABLES.len() {
+        if SYS_TABLES[i].len() < min {
+            min = SYS_TABLES[i].len();
+        }
+        i += 1;
+    }
+    min
+};
+
 /// Keywords that may sit between SELECT and its first expression.
 const SELECT_MODIFIERS: &[&[u8]] = &[b"distinct", b"all", b"top", b"as", b"null"];
 
@@ -303,7 +328,40 @@ fn libinjection(t: &Text, hits: &mut Hits) {
     }
 }
 
+/// Bytes and words without which no structural rule can fire: every rule
+/// in [`judge`] and [`judge_word`] needs one of these bytes or a word token
+/// equal to (or, for system tables, starting with) one of these words.
+const STRUCTURE_BYTES: &[u8] = b"(;@&|";
+const STRUCTURE_WORDS: &[&[u8]] = &[
+    b"union",
+    b"select",
+    b"waitfor",
+    b"declare",
+    b"xp_cmdshell",
+    b"sp_executesql",
+    b"sp_oacreate",
+    b"and",
+    b"or",
+    b"xor",
+];
+
+static STRUCTURE_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| crate::text::dfa(STRUCTURE_WORDS.iter().chain(SYS_TABLES)));
+
+/// Whether the token scan can find anything: a substring scan is much
+/// cheaper than tokenizing, and a word token can only equal a keyword that
+/// occurs as a substring.
+fn may_have_structure(t: &Text) -> bool {
+    t.has_any(STRUCTURE_BYTES)
+        || STRUCTURE_AC
+            .as_ref()
+            .is_none_or(|ac| ac.is_match(t.bytes()))
+}
+
 fn structure(t: &Text, hits: &mut Hits) {
+    if !may_have_structure(t) {
+        return;
+    }
     let b = t.bytes();
     structure_from(b, 0, hits);
     // Also as if the value were placed inside a quoted string: start right
@@ -333,8 +391,11 @@ fn is_apostrophe(b: &[u8], i: usize) -> bool {
         .iter()
         .position(|c| !c.is_ascii_alphabetic())
         .unwrap_or(rest.len());
-    !QUOTE_FOLLOWERS.contains(&&rest[..end])
+    !QUOTE_FOLLOWER_SET.contains(&rest[..end])
 }
+
+static QUOTE_FOLLOWER_SET: std::sync::LazyLock<WordSet> =
+    std::sync::LazyLock::new(|| WordSet::new(QUOTE_FOLLOWERS));
 
 /// Words that make a quote between letters a string terminator.
 const QUOTE_FOLLOWERS: &[&[u8]] = &[
@@ -425,7 +486,7 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
         select_from(tok, rest, hits);
         return;
     }
-    if SYS_TABLES.iter().any(|s| w.starts_with(s)) {
+    if w.len() >= SYS_TABLE_MIN_LEN && SYS_TABLES.iter().any(|s| w.starts_with(s)) {
         let sc = if prev.is_some_and(|p| is_w(&p, b"from") || is_w(&p, b"join")) {
             score::STRONG
         } else {
@@ -468,10 +529,8 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
         stacked(tok, rest, hits);
         return;
     }
-    if let Some(n) = rest.next() {
-        if is_p(&n, b"(") {
-            function_call(prev, tok, rest, hits);
-        }
+    if rest.next_is_open_paren() {
+        function_call(prev, tok, rest, hits);
     }
 }
 

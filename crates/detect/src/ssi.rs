@@ -19,7 +19,7 @@ const DIRECTIVES: &[&[u8]] = &[
 pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
     let scan = if t.may_contain(b"<!-#") { b } else { &[][..] };
-    for p in memchr::memmem::find_iter(scan, b"<!--#").take(16) {
+    for p in crate::text::find_iter(scan, b"<!--#").take(16) {
         let rest = &b[p + 5..];
         if DIRECTIVES.iter().any(|d| rest.starts_with(d)) {
             hits.add(Family::Ssi, score::STRONG, "ssi.directive", p);

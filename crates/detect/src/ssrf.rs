@@ -46,7 +46,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     if !t.may_contain(b"://") {
         return;
     }
-    for p in memchr::memmem::find_iter(b, b"://").take(64) {
+    for p in crate::text::find_iter(b, b"://").take(64) {
         url_at(b, p, hits);
     }
     for scheme in ["jar:", "netdoc:"] {

@@ -36,11 +36,11 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         if !t.may_contain(open) {
             continue;
         }
-        for p in memchr::memmem::find_iter(b, open).take(32) {
+        for p in crate::text::find_iter(b, open).take(32) {
             let inner_start = p + open.len();
             let limit = (inner_start + 256).min(b.len());
             let window = &b[inner_start..limit];
-            let inner = match memchr::memmem::find(window, close) {
+            let inner = match crate::text::find_bytes(window, close) {
                 Some(e) => &window[..e],
                 None => window,
             };
@@ -73,7 +73,7 @@ fn judge_expr(inner: &[u8], erb: bool) -> Option<u32> {
     }
     if OBJECT_WORDS
         .iter()
-        .any(|w| memchr::memmem::find(inner, w).is_some())
+        .any(|w| crate::text::find_bytes(inner, w).is_some())
     {
         return Some(score::STRONG);
     }

@@ -28,30 +28,35 @@ impl<'a> Text<'a> {
         }
     }
 
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         self.lower.as_bytes()
     }
 
     /// Whether byte `b` occurs (in the lowercased text).
+    #[inline]
     pub fn has(&self, b: u8) -> bool {
         self.set[usize::from(b >> 6)] & (1u64 << (b & 63)) != 0
     }
 
     /// Whether any of `bs` occurs.
+    #[inline]
     pub fn has_any(&self, bs: &[u8]) -> bool {
         bs.iter().any(|&b| self.has(b))
     }
 
     /// Whether every byte of `needle` occurs somewhere (a cheap prefilter).
+    #[inline]
     pub fn may_contain(&self, needle: &[u8]) -> bool {
         needle.iter().all(|&b| self.has(b))
     }
 
+    #[inline]
     pub fn find(&self, needle: &str) -> Option<usize> {
         if !self.may_contain(needle.as_bytes()) {
             return None;
         }
-        memmem::find(self.lower.as_bytes(), needle.as_bytes())
+        find_bytes(self.lower.as_bytes(), needle.as_bytes())
     }
 
     /// The text with string concatenation and dummy tags removed, if any
@@ -59,13 +64,71 @@ impl<'a> Text<'a> {
     pub fn stripped(&self) -> Option<&[u8]> {
         self.stripped
             .get_or_init(|| {
-                if self.has_any(b"'\"<") {
+                // Concatenations are quote, `+` or `&`, quote; dummy tags need `<`.
+                if self.has(b'<') || (self.has_any(b"'\"") && self.has_any(b"+&")) {
                     crate::xss::strip_obfuscation(self.bytes())
                 } else {
                     None
                 }
             })
             .as_deref()
+    }
+}
+
+/// Haystacks up to this length are searched without building a
+/// `memmem::Finder`, whose set-up costs more than the search itself there.
+const SHORT_HAYSTACK: usize = 256;
+
+/// The first occurrence of `needle` in `hay`.
+pub(crate) fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&first, rest)) = needle.split_first() else {
+        return Some(0);
+    };
+    if hay.len() > SHORT_HAYSTACK {
+        return memmem::find(hay, needle);
+    }
+    memchr::memchr_iter(first, hay).find(|&i| hay[i + 1..].starts_with(rest))
+}
+
+/// The non-overlapping occurrences of `needle` in `hay`, left to right
+/// (what `memmem::find_iter` yields, without its set-up on short input).
+pub(crate) fn find_iter<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let at = pos + find_bytes(hay.get(pos..)?, needle)?;
+        pos = at + needle.len().max(1);
+        Some(at)
+    })
+}
+
+/// A set of words, searched by bisection behind a filter on the first byte
+/// and the length, which turns away most words of prose cheaply.
+pub(crate) struct WordSet {
+    sorted: Vec<&'static [u8]>,
+    /// Bit `len` (at most 31) of entry `first byte` is set when a word has both.
+    shapes: [u32; 256],
+}
+
+impl WordSet {
+    pub fn new(list: &[&'static [u8]]) -> Self {
+        let mut sorted = list.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut shapes = [0u32; 256];
+        for w in &sorted {
+            if let Some(&first) = w.first() {
+                shapes[usize::from(first)] |= 1 << w.len().min(31);
+            }
+        }
+        WordSet { sorted, shapes }
+    }
+
+    pub fn contains(&self, w: &[u8]) -> bool {
+        let Some(&first) = w.first() else {
+            return false;
+        };
+        self.shapes[usize::from(first)] & (1 << w.len().min(31)) != 0
+            && self.sorted.binary_search(&w).is_ok()
     }
 }
 

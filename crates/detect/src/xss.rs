@@ -65,7 +65,7 @@ pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
     if memchr::memchr(b'=', b).is_some() {
         loose_handlers(b, hits);
     }
-    if t.has_any(b"(`[=<>;\"'+") || t.may_contain(b"script:") {
+    if may_have_sink(t) {
         sinks(b, hits);
     }
     if let Some(stripped) = t.stripped() {
@@ -256,6 +256,17 @@ fn js_like(s: &[u8]) -> bool {
         .take(120)
         .take_while(|&&c| !(c.is_ascii_whitespace() || c == b'&' || c == b'>'))
         .any(|&c| c == b'(' || c == b'`')
+}
+
+/// Whether [`sinks`] can fire: a call needs `(` or `` ` ``, a script URL
+/// `:`, `document[` and `window[` a `[`, and the DOM properties JS
+/// punctuation plus, except `innerhtml` and `outerhtml`, a dot.
+fn may_have_sink(t: &Text) -> bool {
+    if t.has_any(b"(`[:") {
+        return true;
+    }
+    t.has_any(b"=<>;\"'+")
+        && (t.has(b'.') || t.find("innerhtml").is_some() || t.find("outerhtml").is_some())
 }
 
 fn sinks(b: &[u8], hits: &mut Hits) {

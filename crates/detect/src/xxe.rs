@@ -55,7 +55,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 }
 
 fn has(h: &[u8], n: &[u8]) -> bool {
-    memchr::memmem::find(h, n).is_some()
+    crate::text::find_bytes(h, n).is_some()
 }
 
 #[cfg(test)]

@@ -167,6 +167,42 @@ fn real_browser_requests_pass() {
 }
 
 #[test]
+fn pages_on_internal_hosts_and_signed_requests_pass() {
+    let v = run(
+        "POST",
+        "/api/order?campaign=spring",
+        &[
+            ("origin", "http://127.0.0.1:8080"),
+            ("referer", "http://10.0.3.7/app.html"),
+            (
+                "signature-input",
+                "pc=(\"@method\" \"@path\" \"@query\" \"content-digest\" \"x-pc-clearance\");created=1767225660;nonce=\"bm9uY2U\";keyid=\"oKGio6SlpqeoqaqrrK2urw\";alg=\"hmac-sha256\"",
+            ),
+            (
+                "signature",
+                "pc=:k0q2cw4W1aBqBq8wEHcuZXm7e8JeWfH8rXp5n3wKq0E=:",
+            ),
+            (
+                "x-pc-clearance",
+                "AQGgoaKjpKWmp6ipqqusra6vAAABm3baqAAAAAGbd7Zi",
+            ),
+        ],
+        br#"{"sku":"A-100","qty":1}"#,
+    );
+    assert!(!blocked(&v), "{:?}", v.findings);
+    let attack = run(
+        "GET",
+        "/",
+        &[(
+            "referer",
+            "http://example.com/?q=1' union select password from users--",
+        )],
+        b"",
+    );
+    assert!(blocked(&attack), "attacks in a referer are still seen");
+}
+
+#[test]
 fn json_with_sql_words_passes() {
     let body = br#"{"query":"select","from":"2024-01-01","where":"home","order":"desc","union":"EU","items":[{"name":"Drop Table Lamp","price":19.99,"desc":"A lamp; for your table -- or desk."}],"script":"none","exec":true}"#;
     let v = run(

@@ -1,43 +1,51 @@
-//! The admin listener: metrics, health, and ban management.
-//!
-//! It runs on its own address. When `PORTCULLIS_ADMIN_TOKEN` is set, every
-//! endpoint but `/healthz` needs `Authorization: Bearer <token>`, compared in
-//! constant time; without it the listener should stay on loopback (the default).
+//! The admin listener, on its own address. It serves the console (see
+//! [`crate::console`]) when `[console]` is on; otherwise this minimal API:
+//! health, metrics and ban management. When `PORTCULLIS_ADMIN_TOKEN` is set,
+//! every endpoint but `/healthz` needs `Authorization: Bearer <token>`,
+//! compared in constant time; without it the listener should stay on
+//! loopback (the default).
 
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use http::{StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 use crate::Shared;
-use crate::proxy::gateway_response;
-use crate::runtime::ProxyBody;
 
-const JSON: &str = "application/json";
-
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    if shared.admin_token.is_none() && !listener.local_addr().is_ok_and(|a| a.ip().is_loopback()) {
+/// Serves `router` on `listener`, each request carrying the client's
+/// address (`ConnectInfo<SocketAddr>`).
+pub async fn serve(listener: TcpListener, router: Router, open_without_token: bool) {
+    if open_without_token && !listener.local_addr().is_ok_and(|a| a.ip().is_loopback()) {
         tracing::warn!(
             "the admin listener is not on loopback and PORTCULLIS_ADMIN_TOKEN is not set"
         );
     }
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let shared = Arc::clone(&shared);
+        let router = router.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+            let service = service_fn(move |mut req: http::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let router = router.clone();
+                async move { Ok::<_, Infallible>(router.oneshot(req).await.into_response()) }
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
@@ -47,25 +55,36 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<ProxyBody> {
-    gateway_response(status.as_u16(), content_type, body.into(), "")
+/// The minimal admin API, for a gateway without the console.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/bans", get(list_bans).post(add_ban))
+        .route("/bans/{ip}", delete(lift_ban))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(guarded)
+        .with_state(shared)
 }
 
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ProxyBody> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    reply(status, JSON, body)
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    json(status, &serde_json::json!({ "error": message }))
-}
-
-fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
+async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let authorization = req
         .headers()
-        .get(http::header::AUTHORIZATION)
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    token_matches(shared.admin_token.as_deref(), authorization)
+    if token_matches(shared.admin_token.as_deref(), authorization) {
+        next.run(req).await
+    } else {
+        error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+    }
 }
 
 /// Whether an `Authorization` header carries the expected bearer token
@@ -80,44 +99,32 @@ fn token_matches(expected: Option<&str>, authorization: Option<&str>) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, std::convert::Infallible> {
-    let path = req.uri().path().to_owned();
-    if path == "/healthz" {
-        let version = shared.runtime.load().version;
-        return Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "ok", "config_version": version }),
-        ));
-    }
-    if !authorized(&shared, &req) {
-        return Ok(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ));
-    }
-    Ok(match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/metrics") => metrics(&shared),
-        (Method::GET, "/bans") => json(StatusCode::OK, &shared.bans.list()),
-        (Method::POST, "/bans") => add_ban(&shared, req).await,
-        (Method::DELETE, p) if p.starts_with("/bans/") => {
-            lift_ban(&shared, &p["/bans/".len()..]).await
-        }
-        _ => error(StatusCode::NOT_FOUND, "not found"),
-    })
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let version = shared.runtime.load().version;
+    Json(serde_json::json!({ "status": "ok", "config_version": version })).into_response()
 }
 
-fn metrics(shared: &Shared) -> Response<ProxyBody> {
+/// The Prometheus text exposition, with the state's gauges refreshed.
+pub fn metrics_text(shared: &Shared) -> String {
     let stats = shared.state.stats();
     shared.metrics.state_entries.set(stats.entries as i64);
     shared.metrics.state_evictions.set(stats.evictions as i64);
-    reply(
-        StatusCode::OK,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        shared.metrics.encode(),
+    shared.metrics.encode()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics_text(&shared),
     )
+        .into_response()
+}
+
+async fn list_bans(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.bans.list()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -129,11 +136,8 @@ struct NewBan {
     reason: String,
 }
 
-async fn add_ban(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
-    let Ok(body) = Limited::new(req.into_body(), 64 * 1024).collect().await else {
-        return error(StatusCode::BAD_REQUEST, "body unreadable or over 64 KiB");
-    };
-    let ban: NewBan = match serde_json::from_slice(&body.to_bytes()) {
+async fn add_ban(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let ban: NewBan = match serde_json::from_slice(&body) {
         Ok(ban) => ban,
         Err(e) => {
             return error(
@@ -160,20 +164,20 @@ async fn add_ban(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody>
     {
         Ok(ban) => {
             tracing::info!(ip = %ban.ip, until = ban.until, reason = %ban.reason, "ban added");
-            json(StatusCode::CREATED, &ban)
+            (StatusCode::CREATED, Json(ban)).into_response()
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
 
-async fn lift_ban(shared: &Shared, ip: &str) -> Response<ProxyBody> {
+async fn lift_ban(State(shared): State<Arc<Shared>>, Path(ip): Path<String>) -> Response {
     let Ok(ip) = ip.parse::<IpAddr>() else {
         return error(StatusCode::BAD_REQUEST, "not an IP address");
     };
     match shared.bans.lift(ip).await {
         Ok(true) => {
             tracing::info!(%ip, "ban lifted");
-            json(StatusCode::OK, &serde_json::json!({ "lifted": ip }))
+            Json(serde_json::json!({ "lifted": ip })).into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no ban on this address"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

@@ -31,8 +31,16 @@ impl Layer {
 pub enum Demand {
     /// Evidence only: the risk engine weighs it.
     Tag,
+    /// Prove a real client first: the challenge (JSON for API clients, the
+    /// interstitial for browser navigations), with `x-pc-error: code`.
+    Challenge { code: &'static str },
     /// Too fast: 429 (or the quota's 503) with `Retry-After`.
     TooMany { retry_after_s: u64, status: u16 },
+    /// A request that breaks the client protocol (signature, replay,
+    /// digest): this status with the block response and `x-pc-error: code`.
+    Refuse { status: u16, code: &'static str },
+    /// The risk rank reached the policy's intercept band: its own response.
+    Intercept,
     /// Stop with the block response.
     Block,
     /// Malformed or oversized: this status (400, 413, 414, 431) with the request id.
@@ -90,6 +98,9 @@ impl Action {
             Action::Intercept(Answer::Blocked) => "block",
             Action::Intercept(Answer::BadRequest { .. }) => "bad_request",
             Action::Intercept(Answer::TooMany { .. }) => "throttle",
+            Action::Intercept(Answer::Challenge { .. }) => "challenge",
+            Action::Intercept(Answer::Refuse { .. }) => "refuse",
+            Action::Intercept(Answer::Custom) => "intercept",
         }
     }
 }
@@ -99,8 +110,22 @@ impl Action {
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     Blocked,
-    BadRequest { status: u16 },
-    TooMany { retry_after_s: u64, status: u16 },
+    BadRequest {
+        status: u16,
+    },
+    TooMany {
+        retry_after_s: u64,
+        status: u16,
+    },
+    Challenge {
+        code: &'static str,
+    },
+    Refuse {
+        status: u16,
+        code: &'static str,
+    },
+    /// The matching policy's own intercept response.
+    Custom,
 }
 
 /// Everything the pipeline knows about one request.
@@ -113,6 +138,48 @@ pub struct RequestContext {
     pub via_trusted_proxy: bool,
     pub class: TrafficClass,
     pub signals: Vec<Signal>,
+    /// The device id the client sent (`x-pc-device` or the device cookie).
+    pub device: Option<String>,
+    /// The account id (header, cookie or verified JWT claim).
+    pub account: Option<String>,
+    /// The clearance the client proved, if any.
+    pub clearance: Option<portcullis_challenge::ClearanceClaims>,
+    /// The request's verified JWT, if it carried a valid one.
+    pub token: Option<portcullis_authz::VerifiedToken>,
+    pub challenge: ChallengeState,
+    /// Index of the matching policy (core URL) in the runtime.
+    pub policy: Option<usize>,
+    /// The risk rank, on core URLs.
+    pub risk: Option<RiskVerdict>,
+    /// The risk headers for the origin, on core URLs that send them.
+    pub risk_headers: crate::risk::RiskHeaderList,
+    /// Under a `log-only` policy: what it would have done.
+    pub would: Option<&'static str>,
+}
+
+/// What the client proved with the challenge service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengeState {
+    /// No clearance presented.
+    #[default]
+    None,
+    /// A valid clearance, issued this long ago.
+    Passed {
+        age_s: u64,
+    },
+    /// A clearance that failed its checks (forged, another device or network, revoked).
+    Failed,
+    Expired,
+}
+
+/// A risk rank with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RiskVerdict {
+    pub rank: u8,
+    pub device_rank: u8,
+    /// The top reasons, most important first.
+    pub reasons: Vec<String>,
 }
 
 impl RequestContext {
@@ -124,6 +191,15 @@ impl RequestContext {
             via_trusted_proxy: false,
             class: TrafficClass::Normal,
             signals: Vec::new(),
+            device: None,
+            account: None,
+            clearance: None,
+            token: None,
+            challenge: ChallengeState::None,
+            policy: None,
+            risk: None,
+            risk_headers: Vec::new(),
+            would: None,
         }
     }
 
@@ -175,6 +251,11 @@ impl RequestContext {
                         retry_after_s,
                         status,
                     }),
+                    Demand::Challenge { code } => Action::Intercept(Answer::Challenge { code }),
+                    Demand::Refuse { status, code } => {
+                        Action::Intercept(Answer::Refuse { status, code })
+                    }
+                    Demand::Intercept => Action::Intercept(Answer::Custom),
                     Demand::Block => Action::Intercept(Answer::Blocked),
                     Demand::BadRequest { status } => {
                         Action::Intercept(Answer::BadRequest { status })
@@ -207,6 +288,27 @@ pub struct Event {
     pub class: TrafficClass,
     pub signals: Vec<Signal>,
     pub duration_us: u64,
+    /// The clearance id of the client, when it presented a valid clearance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The policy (core URL) that matched the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_rank: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_risk_rank: Option<u8>,
+    /// The top reasons of the risk rank.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Under a `log-only` policy: what the policy would have done
+    /// (`intercept`, `challenge`), while the request passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would: Option<&'static str>,
 }
 
 #[cfg(test)]

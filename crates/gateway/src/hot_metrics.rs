@@ -17,9 +17,13 @@ pub enum Stage {
     Limits,
     Body,
     Detect,
+    /// Clearance and request signature checks.
+    Trust,
+    /// Risk features, rank and the route's policy.
+    Policy,
 }
 
-const STAGES: [(Stage, &str); 7] = [
+const STAGES: [(Stage, &str); 9] = [
     (Stage::Ip, "ip"),
     (Stage::Protocol, "protocol"),
     (Stage::Quota, "quota"),
@@ -27,6 +31,8 @@ const STAGES: [(Stage, &str); 7] = [
     (Stage::Limits, "limits"),
     (Stage::Body, "body"),
     (Stage::Detect, "detect"),
+    (Stage::Trust, "trust"),
+    (Stage::Policy, "policy"),
 ];
 
 /// Upper bounds in nanoseconds: 1 µs x 4^i, up to ~16 s.
@@ -42,7 +48,15 @@ const BOUNDS_NS: [u64; 13] = {
     bounds
 };
 
-const ACTIONS: [&str; 4] = ["pass", "block", "bad_request", "throttle"];
+const ACTIONS: [&str; 7] = [
+    "pass",
+    "block",
+    "bad_request",
+    "throttle",
+    "challenge",
+    "refuse",
+    "intercept",
+];
 const LAYERS: [&str; 4] = ["none", "edge", "clean", "policy"];
 const CLASSES: [TrafficClass; 5] = [
     TrafficClass::Normal,
@@ -85,6 +99,9 @@ fn action_index(action: Action) -> usize {
         Action::Intercept(Answer::Blocked) => 1,
         Action::Intercept(Answer::BadRequest { .. }) => 2,
         Action::Intercept(Answer::TooMany { .. }) => 3,
+        Action::Intercept(Answer::Challenge { .. }) => 4,
+        Action::Intercept(Answer::Refuse { .. }) => 5,
+        Action::Intercept(Answer::Custom) => 6,
     }
 }
 

@@ -10,16 +10,20 @@ pub mod bans;
 pub mod body;
 pub mod client_ip;
 pub mod conn_io;
+pub mod console;
 pub mod context;
 pub mod demo;
 pub mod edge;
 pub mod events;
 pub mod hot_metrics;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod risk;
 pub mod runtime;
 pub mod server;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,8 +31,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use portcullis_config::{Config, UpstreamConfig};
+use portcullis_config::{Config, Overlay, UpstreamConfig};
+use portcullis_console::ConsoleDb;
 use portcullis_state::{MemoryStore, MemoryStoreOptions, StateStore};
+use portcullis_store::{EventWriter, Retention, SqliteStore, WriterConfig};
 
 use crate::edge::conn::ConnLimiter;
 use crate::events::EventSink;
@@ -45,6 +51,56 @@ pub struct Shared {
     pub bans: Arc<bans::Bans>,
     /// Bearer token the admin API requires (from `PORTCULLIS_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// Where the configuration comes from: the file, the overrides and the
+    /// console overlay (see [`reload`]).
+    pub control: reload::Control,
+    /// The console's database, when the console is on.
+    pub console_db: Option<Arc<ConsoleDb>>,
+}
+
+/// What the gateway runs beside the data path: the event store and the
+/// console. [`start`] runs without them; the binary opens them from the
+/// `[store]` and `[console]` sections with [`Services::open`].
+#[derive(Default)]
+pub struct Services {
+    pub store: Option<Arc<SqliteStore>>,
+    pub console: Option<Arc<ConsoleDb>>,
+    /// Bearer token with every right on the admin listener.
+    pub admin_token: Option<String>,
+}
+
+impl Services {
+    /// Opens (creating if needed) what `[store]` and `[console]` enable.
+    pub fn open(config: &Config) -> anyhow::Result<Services> {
+        let store = if config.store.enabled {
+            let path = &config.store.path;
+            let store = SqliteStore::open(path)
+                .with_context(|| format!("cannot open the event store {}", path.display()))?;
+            Some(Arc::new(store))
+        } else {
+            None
+        };
+        let console = if config.console.enabled {
+            let path = &config.console.path;
+            let db = ConsoleDb::open(path)
+                .with_context(|| format!("cannot open the console database {}", path.display()))?;
+            Some(Arc::new(db))
+        } else {
+            None
+        };
+        Ok(Services {
+            store,
+            console,
+            admin_token: admin_token_from_env(),
+        })
+    }
+}
+
+/// `PORTCULLIS_ADMIN_TOKEN`, when set and not empty.
+pub fn admin_token_from_env() -> Option<String> {
+    std::env::var("PORTCULLIS_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
 }
 
 /// Command-line settings that win over the file, on start and on every reload.
@@ -101,24 +157,46 @@ pub struct Running {
     pub shared: Arc<Shared>,
 }
 
-/// Starts the listeners and the reload watcher on the current tokio runtime.
+/// Starts the listeners and the reload watcher on the current tokio runtime,
+/// without event store or console.
 pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result<Running> {
-    let config = source.load(&overrides)?;
+    let services = Services {
+        admin_token: admin_token_from_env(),
+        ..Services::default()
+    };
+    start_with(source, overrides, services).await
+}
+
+/// Starts the gateway with its event store and console.
+pub async fn start_with(
+    source: ConfigSource,
+    overrides: Overrides,
+    services: Services,
+) -> anyhow::Result<Running> {
+    let file = source.load(&overrides)?;
+    let overlay = services
+        .console
+        .as_deref()
+        .map_or_else(Overlay::default, |db| console::initial_overlay(db, &file));
+    let config = reload::merge(&file, &overlay).context("the console overlay does not apply")?;
     anyhow::ensure!(
         !config.upstreams.is_empty(),
         "no origin configured: give --upstream URL or [[upstreams]] in the config"
     );
     let runtime = Runtime::build(config, 1).context("cannot apply the configuration")?;
-    let metrics = Arc::new(Metrics::new(runtime.workers));
-    let events = if runtime.config.events.log {
-        EventSink::json_lines(
-            runtime.config.events.queue,
-            Box::new(std::io::stdout()),
-            Arc::clone(&metrics),
-        )
-    } else {
-        EventSink::disabled(Arc::clone(&metrics))
-    };
+    if let Some(db) = &services.console {
+        console::sync_admin_password(db, &runtime.config.console);
+        console::warn_if_no_user(db);
+    }
+    let mut metrics = Metrics::new(runtime.workers);
+    let writer = store_writer(&runtime.config, services.store.clone())?;
+    if let Some(writer) = &writer {
+        let collector = events::StoreCollector::new(Arc::clone(writer));
+        metrics.registry.register_collector(Box::new(collector));
+    }
+    let metrics = Arc::new(metrics);
+    let events = event_sink(&runtime.config, writer, Arc::clone(&metrics));
+    events.configure(&runtime.config);
     metrics.config_version.set(1);
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;
@@ -136,9 +214,9 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
         events,
         conns: Arc::new(ConnLimiter::default()),
         bans,
-        admin_token: std::env::var("PORTCULLIS_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
+        admin_token: services.admin_token.clone(),
+        control: reload::Control::new(source, overrides, file, overlay),
+        console_db: services.console.clone(),
     });
 
     let workers = runtime_workers(&shared);
@@ -155,12 +233,14 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
         Some(addr) => {
             let listener = server::bind(addr).await?;
             let bound = listener.local_addr()?;
-            tokio::spawn(admin::serve(listener, Arc::clone(&shared)));
+            let router = admin_router(&shared, &services);
+            let open = shared.admin_token.is_none() && shared.console_db.is_none();
+            tokio::spawn(admin::serve(listener, router, open));
             Some(bound)
         }
         None => None,
     };
-    tokio::spawn(reload::watch(source, overrides, Arc::clone(&shared)));
+    tokio::spawn(reload::watch(Arc::clone(&shared)));
     tracing::info!(%listen, admin = ?admin, tls = ?tls, "portcullis is listening");
     Ok(Running {
         listen,
@@ -168,4 +248,63 @@ pub async fn start(source: ConfigSource, overrides: Overrides) -> anyhow::Result
         tls,
         shared,
     })
+}
+
+/// The console when it is on, the minimal admin API otherwise.
+fn admin_router(shared: &Arc<Shared>, services: &Services) -> axum::Router {
+    match &services.console {
+        Some(db) => {
+            let events = services
+                .store
+                .clone()
+                .map(|s| s as Arc<dyn portcullis_store::EventStore>);
+            console::router(shared, Arc::clone(db), events)
+        }
+        None => admin::router(Arc::clone(shared)),
+    }
+}
+
+/// The event store's writer thread, batching events into `store`.
+fn store_writer(
+    config: &Config,
+    store: Option<Arc<SqliteStore>>,
+) -> anyhow::Result<Option<Arc<EventWriter>>> {
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let settings = &config.store;
+    let writer_config = WriterConfig {
+        capacity: settings.queue,
+        batch_size: settings.batch_size,
+        max_delay: std::time::Duration::from_millis(settings.batch_delay_ms),
+        retention: Some(Retention {
+            events_days: settings.events_days,
+            rollups_days: settings.rollups_days,
+            ..Retention::default()
+        }),
+        ..WriterConfig::default()
+    };
+    let writer =
+        EventWriter::spawn(store, writer_config).context("cannot start the event store writer")?;
+    Ok(Some(Arc::new(writer)))
+}
+
+/// The event pipeline: JSON lines on standard output (`[events] log`) and
+/// the event store, when there is one.
+fn event_sink(
+    config: &Config,
+    store: Option<Arc<EventWriter>>,
+    metrics: Arc<Metrics>,
+) -> EventSink {
+    let json: Option<Box<dyn std::io::Write + Send>> = if config.events.log {
+        Some(Box::new(std::io::stdout()))
+    } else {
+        None
+    };
+    let outputs = events::EventOutputs {
+        json,
+        store,
+        record_passed: config.store.record_passed,
+    };
+    EventSink::start(outputs, config.events.queue, metrics)
 }

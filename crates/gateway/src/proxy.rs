@@ -24,7 +24,11 @@ use crate::context::{
 };
 use crate::edge::protocol;
 use crate::hot_metrics::Stage;
+use crate::policy;
+use crate::risk;
 use crate::runtime::{ProxyBody, Runtime};
+use crate::trust::check::{self, Requirement, device_of};
+use crate::trust::portal::{self, PortalRequest};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -50,6 +54,7 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let host = host_of(&parts);
     let path = parts.uri.path().to_owned();
+    identify(&runtime, &mut ctx, &parts.headers);
 
     if conn.framing_conflict.load(Ordering::Relaxed) {
         ctx.refuse(
@@ -61,27 +66,211 @@ pub async fn handle(
         edge_stages(&shared, &runtime, &mut ctx, &parts, &host).await;
     }
     let mut forward_body = None;
+    let mut portal_answer = None;
     if !ctx.is_stopped() {
         let body = body_stage(&shared, &runtime, &mut ctx, &parts.headers, body).await;
-        if !ctx.is_stopped() && ctx.class != TrafficClass::Trusted {
+        if ctx.is_stopped() {
+        } else if portal::is_portal(&path) {
+            portal_answer = Some(serve_portal(&shared, &runtime, &mut ctx, &parts, &body).await);
+        } else if ctx.class != TrafficClass::Trusted {
             detect_stage(&shared, &runtime, &mut ctx, &parts, &body);
+        }
+        if portal_answer.is_none() {
+            policy_stage(&shared, &runtime, &mut ctx, &parts, &host, &body).await;
         }
         forward_body = Some(body.forward);
     }
 
     let (action, layer) = ctx.decide();
-    let response = match (action, forward_body) {
-        (Action::Pass, Some(body)) => {
+    let response = match (portal_answer, action, forward_body) {
+        (Some(answer), _, _) => answer,
+        (None, Action::Pass, Some(body)) => {
             let response = forward(&shared, &runtime, &ctx, &mut parts, &host, body).await;
             mask_leaks(&runtime, &mut ctx, &path, response).await
         }
-        (Action::Intercept(answer), _) => intercept(&runtime, &ctx, answer),
-        (Action::Pass, None) => intercept(&runtime, &ctx, Answer::BadRequest { status: 400 }),
+        (None, Action::Intercept(answer), _) => intercept(&runtime, &ctx, &parts.headers, answer),
+        (None, Action::Pass, None) => intercept(
+            &runtime,
+            &ctx,
+            &parts.headers,
+            Answer::BadRequest { status: 400 },
+        ),
     };
     record(
         &shared, &runtime, ctx, &parts, host, path, action, layer, &response, started,
     );
     Ok(response)
+}
+
+/// The device and account the request names (not yet proven).
+fn identify(rt: &Runtime, ctx: &mut RequestContext, headers: &HeaderMap) {
+    let identity = &rt.config.identity;
+    ctx.device = device_of(headers, &identity.device_header).map(str::to_owned);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    ctx.account = identity
+        .account_header
+        .as_deref()
+        .and_then(header)
+        .or_else(|| {
+            identity
+                .account_cookie
+                .as_deref()
+                .and_then(|name| cookie(headers, name))
+        })
+        .filter(|a| !a.is_empty() && a.len() <= MAX_ACCOUNT_ID)
+        .map(str::to_owned);
+    // A verified token's claim names the account, so that rate limits can count by it.
+    if let Some(claim) = &identity.account_claim
+        && let Ok(token) = verified_token(rt, headers)
+    {
+        if let Some(account) = token
+            .claim_text(claim)
+            .filter(|a| !a.is_empty() && a.len() <= MAX_ACCOUNT_ID)
+        {
+            ctx.account = Some(account);
+        }
+        ctx.token = Some(token);
+    }
+}
+
+fn verified_token(
+    rt: &Runtime,
+    headers: &HeaderMap,
+) -> Result<portcullis_authz::VerifiedToken, portcullis_authz::TokenError> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let token = portcullis_authz::bearer_token(authorization)?;
+    rt.jwt.verify(token, crate::trust::now_ms() / 1000)
+}
+
+/// A route that requires a JWT: a valid token (401 otherwise) that allows
+/// this request (403 otherwise: over-privileged).
+fn jwt_stage(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+    body: &InspectedBody,
+    requirement: &portcullis_config::JwtRequirement,
+) {
+    let token = match ctx.token.take() {
+        Some(token) => token,
+        None => match verified_token(rt, &parts.headers) {
+            Ok(token) => token,
+            Err(e) => {
+                let code = e.as_str();
+                let demand = Demand::Refuse { status: 401, code };
+                ctx.add(code, Layer::Clean, 50, e.to_string(), demand);
+                return;
+            }
+        },
+    };
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("json"));
+    let view = portcullis_authz::RequestView {
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        json_body: (json && body.complete).then_some(&body.inspected[..]),
+    };
+    if let Err(denial) = rt.jwt.check(&token, requirement, &view) {
+        let code = denial.as_str();
+        let evidence = format!("{code}: {denial}");
+        let demand = Demand::Refuse { status: 403, code };
+        ctx.add("over_privileged", Layer::Clean, 80, evidence, demand);
+    }
+    ctx.token = Some(token);
+}
+
+/// Longer account ids are ignored rather than stored in every table.
+const MAX_ACCOUNT_ID: usize = 128;
+
+/// The gateway's own endpoints under `/.portcullis/`.
+async fn serve_portal(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+    body: &InspectedBody,
+) -> Response<ProxyBody> {
+    let t = Instant::now();
+    let risk = rt.risk.quick(ctx).rank;
+    let request = PortalRequest {
+        parts,
+        body: body.complete.then_some(&body.inspected[..]),
+        risk,
+        load: 0.0,
+        tls: parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS),
+    };
+    let response = portal::serve(&rt.trust, shared.state.as_ref(), ctx, request).await;
+    shared.metrics.hot.observe(Stage::Trust, t);
+    response
+}
+
+/// Layer 3 on core URLs: the client's proof, the risk rank, the band's action.
+async fn policy_stage(
+    shared: &Shared,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+    host: &str,
+    body: &InspectedBody,
+) {
+    if rt.policies.is_empty() {
+        return;
+    }
+    let Some(index) = rt
+        .policies
+        .find(host, parts.method.as_str(), parts.uri.path())
+    else {
+        return;
+    };
+    ctx.policy = Some(index);
+    let Some(policy) = rt.policies.get(index) else {
+        return;
+    };
+    if !ctx.is_stopped() {
+        let t = Instant::now();
+        let need = Requirement {
+            clearance: policy.config.clearance,
+            signature: policy.config.signature,
+        };
+        let whole_body = body.complete.then_some(&body.inspected[..]);
+        check::check(
+            &rt.trust,
+            shared.state.as_ref(),
+            ctx,
+            parts,
+            whole_body,
+            need,
+        )
+        .await;
+        if let Some(requirement) = &policy.config.jwt
+            && !ctx.is_stopped()
+        {
+            jwt_stage(rt, ctx, parts, body, requirement);
+        }
+        shared.metrics.hot.observe(Stage::Trust, t);
+    }
+    let t = Instant::now();
+    let route = &policy.config.name;
+    let (verdict, headers) = risk::assess(
+        &rt.risk,
+        shared.state.as_ref(),
+        ctx,
+        route,
+        policy.config.debug,
+        parts,
+    )
+    .await;
+    ctx.risk = Some(verdict);
+    if policy.config.risk_headers {
+        ctx.risk_headers = headers;
+    }
+    if !ctx.is_stopped() {
+        policy::apply_bands(&policy.config, ctx);
+    }
+    shared.metrics.hot.observe(Stage::Policy, t);
 }
 
 /// Layer 1 before any body byte is read: addresses, protocol, quota, class.
@@ -147,25 +336,13 @@ async fn limits_stage(
     parts: &http::request::Parts,
     host: &str,
 ) {
-    let identity = &rt.config.identity;
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let account = identity
-        .account_header
-        .as_deref()
-        .and_then(header)
-        .or_else(|| {
-            identity
-                .account_cookie
-                .as_deref()
-                .and_then(|name| cookie(&parts.headers, name))
-        });
     let facts = portcullis_limits::RequestFacts {
         host,
         path: parts.uri.path(),
         method: parts.method.as_str(),
         ip: ctx.client_ip,
-        device: header(&identity.device_header),
-        account,
+        device: ctx.device.as_deref(),
+        account: ctx.account.as_deref(),
     };
     let exceeded = match rt.rate_limits.check(shared.state.as_ref(), &facts).await {
         Ok(exceeded) => exceeded,
@@ -204,7 +381,7 @@ async fn limits_stage(
 }
 
 /// The value of one cookie, from any `Cookie` header.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -407,14 +584,15 @@ fn detect_stage(
         body: &body.inspected,
         body_truncated: !body.complete,
     });
-    shared.metrics.hot.observe(Stage::Detect, t);
-    if !verdict.is_attack(detection.threshold) {
-        return;
-    }
     let demand = match detection.mode {
         DetectMode::Block => Demand::Block,
         DetectMode::LogOnly => Demand::Tag,
     };
+    custom_rules(rt, ctx, parts, &headers, &body.inspected, demand);
+    shared.metrics.hot.observe(Stage::Detect, t);
+    if !verdict.is_attack(detection.threshold) {
+        return;
+    }
     for finding in &verdict.findings {
         let evidence = format!(
             "{} {}: {}",
@@ -427,6 +605,46 @@ fn detect_stage(
             evidence,
             demand,
         );
+    }
+}
+
+/// `[[detect.rules]]` over the same request view as detection; `demand` is
+/// what a block rule asks for under the route's mode.
+fn custom_rules(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    parts: &http::request::Parts,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    demand: Demand,
+) {
+    if rt.custom_rules.is_empty() {
+        return;
+    }
+    let host = parts
+        .uri
+        .host()
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or_default();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let method = parts.method.as_str();
+    let req = portcullis_rules::Request::new(method, host, target, headers, ctx.client_ip, body);
+    for rule in &rt.custom_rules {
+        if !rule.applies_to(req.path()) || !rule.expr.matches(&req) {
+            continue;
+        }
+        let (weight, demand) = match rule.action {
+            portcullis_config::RuleAction::Block => (rule.score, demand),
+            portcullis_config::RuleAction::Tag => (rule.score, Demand::Tag),
+            // Recorded in the event, but no weight in the risk score.
+            portcullis_config::RuleAction::Log => (0, Demand::Tag),
+        };
+        ctx.add("custom_rule", Layer::Clean, weight, rule.id.clone(), demand);
     }
 }
 
@@ -482,15 +700,26 @@ fn full_body(bytes: Bytes) -> ProxyBody {
 }
 
 /// A gateway answer from the configured templates, always with the request id.
-fn intercept(rt: &Runtime, ctx: &RequestContext, answer: Answer) -> Response<ProxyBody> {
+fn intercept(
+    rt: &Runtime,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    answer: Answer,
+) -> Response<ProxyBody> {
     let block = &rt.config.block;
-    let (template, status, retry_after) = match answer {
-        Answer::Blocked => (&block.blocked, block.blocked.status, None),
-        Answer::BadRequest { status } => (&block.bad_request, status, None),
+    let (template, status, retry_after, pc_error) = match answer {
+        Answer::Blocked => (&block.blocked, block.blocked.status, None, None),
+        Answer::BadRequest { status } => (&block.bad_request, status, None, None),
         Answer::TooMany {
             retry_after_s,
             status,
-        } => (&block.too_many, status, Some(retry_after_s)),
+        } => (&block.too_many, status, Some(retry_after_s), None),
+        Answer::Refuse { status, code } => (&block.blocked, status, None, Some(code)),
+        Answer::Challenge { code } => return challenge(rt, ctx, headers, code),
+        Answer::Custom => match policy_response(rt, ctx) {
+            Some(response) => return response,
+            None => (&block.blocked, block.blocked.status, None, None),
+        },
     };
     let body = rt.render(template, status, &ctx.request_id);
     let mut response = gateway_response(status, &template.content_type, body, &ctx.request_id);
@@ -499,7 +728,60 @@ fn intercept(rt: &Runtime, ctx: &RequestContext, answer: Answer) -> Response<Pro
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    if let Some(code) = pc_error {
+        response
+            .headers_mut()
+            .insert(X_PC_ERROR, HeaderValue::from_static(code));
+    }
     response
+}
+
+const X_PC_ERROR: HeaderName = HeaderName::from_static("x-pc-error");
+
+/// 401 with `x-pc-error`: the interstitial page for a browser navigation,
+/// JSON pointing at the challenge for API clients (the SDK handles it).
+fn challenge(
+    rt: &Runtime,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    code: &'static str,
+) -> Response<ProxyBody> {
+    let mut response = if rt.trust.interstitial && policy::is_navigation(headers) {
+        gateway_response(
+            401,
+            "text/html; charset=utf-8",
+            portal::interstitial(&ctx.request_id),
+            &ctx.request_id,
+        )
+    } else {
+        gateway_response(
+            401,
+            "application/json",
+            portal::challenge_body(&ctx.request_id, code),
+            &ctx.request_id,
+        )
+    };
+    response
+        .headers_mut()
+        .insert(X_PC_ERROR, HeaderValue::from_static(code));
+    response
+}
+
+/// The matching policy's own intercept response, if it has one.
+fn policy_response(rt: &Runtime, ctx: &RequestContext) -> Option<Response<ProxyBody>> {
+    let policy = rt.policies.get(ctx.policy?)?;
+    let custom = policy.config.intercept.as_ref()?;
+    let body = Bytes::from(custom.body.replace("{{request_id}}", &ctx.request_id));
+    let mut response = gateway_response(custom.status, &custom.content_type, body, &ctx.request_id);
+    for (name, value) in &custom.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Some(response)
 }
 
 /// A response written by the gateway itself.
@@ -553,6 +835,7 @@ async fn forward(
         .flatten();
     let mut headers = std::mem::take(&mut parts.headers);
     prepare_upstream_headers(&mut headers, ctx, host, upgrade);
+    risk::write_headers(&rt.risk, &ctx.risk_headers, &mut headers);
 
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method.clone();
@@ -754,7 +1037,11 @@ fn record(
             .get_or_create(&crate::metrics::NameLabel { name: signal.name })
             .inc();
     }
-    let wanted = action != Action::Pass || !ctx.signals.is_empty() || rt.config.events.log_passed;
+    // Every request on a core URL is recorded: its rank is what operators watch.
+    let wanted = action != Action::Pass
+        || !ctx.signals.is_empty()
+        || ctx.policy.is_some()
+        || rt.config.events.log_passed;
     if !shared.events.is_enabled() || !wanted {
         return;
     }
@@ -774,6 +1061,17 @@ fn record(
         class: ctx.class,
         signals: ctx.signals,
         duration_us: started.elapsed().as_micros() as u64,
+        cid: ctx.clearance.as_ref().map(|c| c.cid.to_string()),
+        device_id: ctx.device,
+        account_id: ctx.account,
+        route: ctx
+            .policy
+            .and_then(|i| rt.policies.get(i))
+            .map(|p| p.config.name.clone()),
+        risk_rank: ctx.risk.as_ref().map(|r| r.rank),
+        device_risk_rank: ctx.risk.as_ref().map(|r| r.device_rank),
+        reasons: ctx.risk.map(|r| r.reasons).unwrap_or_default(),
+        would: ctx.would,
     });
 }
 

@@ -1,10 +1,19 @@
-//! Hot reload: the configuration file (and the feeds and certificates it
-//! names) is polled for changes and re-read on SIGHUP. A new configuration is
-//! compiled whole and swapped in atomically; an invalid one is refused with
-//! its errors logged, and the running one stays.
+//! Hot reload and the console overlay.
+//!
+//! The configuration in force is the file's (with the command-line
+//! overrides) with the console overlay's sections replacing the file's (see
+//! [`portcullis_config::Overlay`]). The file (and the feeds and certificates
+//! it names) is polled for changes and re-read on SIGHUP; the console applies
+//! a new overlay. Either way the whole configuration is validated, compiled
+//! into a new [`Runtime`] and swapped in atomically; an invalid one is
+//! refused with its errors, and the running one stays. Both paths hold one
+//! lock, so a file reload and a console change never undo each other.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use portcullis_config::{Config, ConfigError, Overlay};
 
 use crate::metrics::OutcomeLabel;
 use crate::runtime::{Runtime, modified};
@@ -13,10 +22,73 @@ use crate::{ConfigSource, Overrides, Shared};
 /// How often files are checked; a change applies within twice this.
 const POLL: Duration = Duration::from_millis(500);
 
-pub async fn watch(source: ConfigSource, overrides: Overrides, shared: Arc<Shared>) {
-    let ConfigSource::File(path) = &source else {
+/// Why a configuration was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// It does not validate; every problem names its field.
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    /// It validates but cannot be compiled (a feed or certificate file is
+    /// unreadable, ...).
+    #[error("{0:#}")]
+    Refused(anyhow::Error),
+}
+
+/// Where the configuration comes from, and the parts it is made of.
+pub struct Control {
+    source: ConfigSource,
+    overrides: Overrides,
+    parts: Mutex<Parts>,
+}
+
+/// The file's configuration last applied, and the overlay in force.
+#[derive(Clone)]
+struct Parts {
+    file: Config,
+    overlay: Overlay,
+}
+
+impl Control {
+    pub fn new(source: ConfigSource, overrides: Overrides, file: Config, overlay: Overlay) -> Self {
+        Control {
+            source,
+            overrides,
+            parts: Mutex::new(Parts { file, overlay }),
+        }
+    }
+
+    /// The file's configuration (with the command-line overrides).
+    pub fn file_config(&self) -> Config {
+        self.parts.lock().file.clone()
+    }
+
+    pub fn overlay(&self) -> Overlay {
+        self.parts.lock().overlay.clone()
+    }
+
+    /// What `overlay` over the current file would give, validated.
+    pub fn check(&self, overlay: &Overlay) -> Result<Config, ConfigError> {
+        let file = self.file_config();
+        merge(&file, overlay)
+    }
+}
+
+/// The file with the overlay's sections in place of its own, validated.
+/// An empty overlay returns the file, which was validated when loaded.
+pub fn merge(file: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
+    if overlay.is_empty() {
+        return Ok(file.clone());
+    }
+    let merged = overlay.apply(file.clone());
+    merged.check()?;
+    Ok(merged)
+}
+
+pub async fn watch(shared: Arc<Shared>) {
+    let ConfigSource::File(path) = &shared.control.source else {
         return;
     };
+    let path = path.clone();
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(e) => {
@@ -24,22 +96,17 @@ pub async fn watch(source: ConfigSource, overrides: Overrides, shared: Arc<Share
             None
         }
     };
-    let mut stamp = stamp_of(path);
+    let mut stamp = stamp_of(&path);
     loop {
         let by_signal = tokio::select! {
             _ = tokio::time::sleep(POLL) => false,
             Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => true,
         };
-        let now = stamp_of(path);
+        let now = stamp_of(&path);
         let changed = now != stamp || shared.runtime.load().files_changed();
         if by_signal || changed {
             stamp = now;
-            reload(
-                &source,
-                &overrides,
-                &shared,
-                if by_signal { "sighup" } else { "file change" },
-            );
+            reload(&shared, if by_signal { "sighup" } else { "file change" });
         }
     }
 }
@@ -53,43 +120,82 @@ fn stamp_of(path: &std::path::Path) -> (Option<SystemTime>, Option<u64>) {
     )
 }
 
-/// Loads, compiles and swaps in the configuration; keeps the old one on error.
-pub fn reload(
-    source: &ConfigSource,
-    overrides: &Overrides,
-    shared: &Shared,
-    trigger: &str,
-) -> bool {
-    let version = shared.runtime.load().version + 1;
-    let outcome = source
-        .load(overrides)
-        .and_then(|config| Runtime::build(config, version));
+/// Re-reads the file and applies it with the overlay in force; keeps the
+/// running configuration on error.
+pub fn reload(shared: &Shared, trigger: &str) -> bool {
+    let control = &shared.control;
+    let mut parts = control.parts.lock();
+    let outcome = control
+        .source
+        .load(&control.overrides)
+        .map_err(ApplyError::Refused)
+        .and_then(|file| {
+            let merged = merge(&file, &parts.overlay)?;
+            install(shared, merged, trigger)?;
+            Ok(file)
+        });
     match outcome {
-        Ok(runtime) => {
-            let old = shared.runtime.load();
-            if runtime.config.server != old.config.server {
-                tracing::warn!(
-                    "listener addresses and TLS listener changes need a restart; other settings applied"
-                );
+        Ok(file) => {
+            if let Some(db) = &shared.console_db {
+                crate::console::sync_admin_password(db, &file.console);
             }
-            shared.runtime.store(Arc::new(runtime));
-            shared.metrics.config_version.set(version as i64);
-            shared
-                .metrics
-                .config_reloads
-                .get_or_create(&OutcomeLabel { outcome: "applied" })
-                .inc();
-            tracing::info!(version, trigger, "configuration applied");
+            parts.file = file;
             true
         }
         Err(e) => {
-            shared
-                .metrics
-                .config_reloads
-                .get_or_create(&OutcomeLabel { outcome: "refused" })
-                .inc();
-            tracing::error!(trigger, error = %format!("{e:#}"), "new configuration refused; the running one stays");
+            refused(shared, trigger, &e);
             false
         }
     }
+}
+
+/// Applies `overlay` over the current file: validated, compiled and swapped
+/// in, or refused with the running configuration left as it is. Returns
+/// the new configuration version.
+pub fn apply_overlay(shared: &Shared, overlay: Overlay) -> Result<u64, ApplyError> {
+    let mut parts = shared.control.parts.lock();
+    let outcome = merge(&parts.file, &overlay)
+        .map_err(ApplyError::from)
+        .and_then(|merged| install(shared, merged, "console"));
+    match outcome {
+        Ok(version) => {
+            parts.overlay = overlay;
+            Ok(version)
+        }
+        Err(e) => {
+            refused(shared, "console", &e);
+            Err(e)
+        }
+    }
+}
+
+/// Compiles and swaps in a validated configuration.
+fn install(shared: &Shared, config: Config, trigger: &str) -> Result<u64, ApplyError> {
+    let version = shared.runtime.load().version + 1;
+    let runtime = Runtime::build(config, version).map_err(ApplyError::Refused)?;
+    let old = shared.runtime.load();
+    if runtime.config.server != old.config.server {
+        tracing::warn!(
+            "listener addresses and TLS listener changes need a restart; other settings applied"
+        );
+    }
+    shared.events.configure(&runtime.config);
+    shared.runtime.store(Arc::new(runtime));
+    shared.metrics.config_version.set(version as i64);
+    shared
+        .metrics
+        .config_reloads
+        .get_or_create(&OutcomeLabel { outcome: "applied" })
+        .inc();
+    tracing::info!(version, trigger, "configuration applied");
+    Ok(version)
+}
+
+fn refused(shared: &Shared, trigger: &str, error: &ApplyError) {
+    shared
+        .metrics
+        .config_reloads
+        .get_or_create(&OutcomeLabel { outcome: "refused" })
+        .inc();
+    tracing::error!(trigger, error = %error, "new configuration refused; the running one stays");
 }

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis_config::{
-    BlockResponse, ClassAction, Config, DetectConfig, DetectMode, UpstreamConfig,
+    BlockResponse, ClassAction, Config, DetectConfig, DetectMode, RuleAction, UpstreamConfig,
 };
 use portcullis_detect::{Detector, Profile};
 
@@ -21,6 +21,9 @@ use crate::client_ip::ForwardedHeader;
 use crate::edge::classify::Classifier;
 use crate::edge::ipset::IpSet;
 use crate::edge::quota::Quota;
+use crate::policy::Policies;
+use crate::risk::Risk;
+use crate::trust::ClientTrust;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -67,10 +70,20 @@ pub struct Runtime {
     pub classifier: Classifier,
     pub quota: Quota,
     pub rate_limits: portcullis_limits::RateLimits,
+    /// Core URLs (layer 3).
+    pub policies: Policies,
+    /// The challenge service and the clearance and signature checks.
+    pub trust: ClientTrust,
+    /// Verifies the JWTs of routes that require one (`[auth]`).
+    pub jwt: portcullis_authz::JwtVerifier,
+    /// The risk engine and the risk headers (`[risk]`).
+    pub risk: Risk,
     pub upstreams: Vec<Upstream>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Detection by path prefix, longest first; the empty prefix is the default.
     detection: Vec<(String, Option<Detection>)>,
+    /// `[[detect.rules]]`, compiled; evaluated where detection is on.
+    pub custom_rules: Vec<CustomRule>,
     /// Files whose change triggers a reload (feeds, certificates), with their stamps.
     pub watched: Vec<(PathBuf, Option<SystemTime>)>,
 }
@@ -106,6 +119,9 @@ impl Runtime {
             }
             None => None,
         };
+        let jwt = portcullis_authz::JwtVerifier::new(&config.auth)?;
+        let risk = Risk::new(&config.risk, &mut watched)?;
+        watched.extend(jwt.files().iter().map(|f| (f.clone(), modified(f))));
         let workers = match config.server.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -128,8 +144,13 @@ impl Runtime {
                 .context("client_ip.header is not a header name")?,
             classifier: Classifier::new(&config.traffic),
             detection: build_detection(&config.detect),
+            custom_rules: build_custom_rules(&config.detect)?,
             quota: Quota::new(&config.quota),
             rate_limits: portcullis_limits::RateLimits::new(&config.rate_limits),
+            policies: Policies::new(&config.policies),
+            trust: ClientTrust::new(&config.challenge)?,
+            jwt,
+            risk,
             upstreams,
             tls,
             watched,
@@ -171,6 +192,42 @@ impl Runtime {
                 .replace("{{status}}", &status.to_string()),
         )
     }
+}
+
+/// One `[[detect.rules]]` entry with its expression compiled.
+pub struct CustomRule {
+    pub id: String,
+    pub expr: portcullis_rules::Expr,
+    pub action: RuleAction,
+    pub score: u32,
+    /// Path prefixes; empty means every path.
+    pub paths: Vec<String>,
+}
+
+impl CustomRule {
+    /// Whether the rule looks at a (normalised) path.
+    pub fn applies_to(&self, path: &[u8]) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| path.starts_with(p.as_bytes()))
+    }
+}
+
+/// Validation compiled every expression already; an error here means the
+/// configuration did not come through `Config::parse`.
+fn build_custom_rules(config: &DetectConfig) -> anyhow::Result<Vec<CustomRule>> {
+    config
+        .rules
+        .iter()
+        .map(|rule| {
+            Ok(CustomRule {
+                id: rule.id.clone(),
+                expr: portcullis_rules::Expr::compile(&rule.when)
+                    .with_context(|| format!("detect rule {:?}", rule.id))?,
+                action: rule.action,
+                score: rule.score,
+                paths: rule.paths.clone(),
+            })
+        })
+        .collect()
 }
 
 fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
@@ -344,6 +401,23 @@ mod tests {
             Some(DetectMode::LogOnly)
         );
         assert!(rt.detection("/healthz").is_none());
+    }
+
+    #[test]
+    fn custom_rules_are_compiled_with_their_paths() {
+        let rt = runtime(
+            r#"
+            [[detect.rules]]
+            id = "no-admin"
+            when = 'path starts_with "/admin"'
+            action = "block"
+            paths = ["/admin", "/api/"]
+            "#,
+        );
+        let rule = &rt.custom_rules[0];
+        assert_eq!((rule.id.as_str(), rule.score), ("no-admin", 10));
+        assert!(rule.applies_to(b"/admin/users"));
+        assert!(!rule.applies_to(b"/public"));
     }
 
     #[test]

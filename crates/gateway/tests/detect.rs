@@ -60,3 +60,67 @@ async fn leaking_error_pages_are_masked() {
     let response = get(unmasked.listen, "/leak", BROWSER).await;
     assert!(response.contains("InvalidArgumentException"), "{response}");
 }
+
+#[tokio::test]
+async fn custom_rules_block_or_log() {
+    let origin = Origin::start().await;
+    let gw = gateway(
+        &origin,
+        r#"
+[[detect.rules]]
+id = "retired-client"
+when = 'header.x-client icontains "legacy-app" && path starts_with "/api/"'
+action = "block"
+score = 50
+
+[[detect.rules]]
+id = "watch-export"
+when = 'query.format == "csv"'
+action = "log"
+"#,
+    )
+    .await;
+    let legacy = format!("{BROWSER}X-Client: Legacy-App/2.1\r\n");
+    // Nothing the built-in detection would flag: only the custom rule fires,
+    // also on a path spelled to dodge a plain prefix match.
+    let blocked = get(gw.listen, "/api//orders?id=42", &legacy).await;
+    assert_eq!(status_of(&blocked), 403, "{blocked}");
+    assert!(blocked.contains("\"request_id\":\""), "{blocked}");
+    assert!(
+        !blocked.contains("retired-client"),
+        "no rule internals: {blocked}"
+    );
+    assert_eq!(origin.hits(), 0);
+
+    let elsewhere = get(gw.listen, "/web/orders", &legacy).await;
+    assert_eq!(status_of(&elsewhere), 200, "{elsewhere}");
+    assert_eq!(origin.hits(), 1);
+    let logged = get(gw.listen, "/reports?format=csv", BROWSER).await;
+    assert_eq!(status_of(&logged), 200, "{logged}");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn custom_block_rules_only_log_on_log_only_routes() {
+    let origin = Origin::start().await;
+    let gw = gateway(
+        &origin,
+        r#"
+[[detect.routes]]
+path_prefix = "/trial"
+mode = "log-only"
+
+[[detect.rules]]
+id = "no-debug"
+when = 'header.x-debug == "1"'
+action = "block"
+"#,
+    )
+    .await;
+    let debug = format!("{BROWSER}X-Debug: 1\r\n");
+    let trial = get(gw.listen, "/trial/x", &debug).await;
+    assert_eq!(status_of(&trial), 200, "{trial}");
+    let other = get(gw.listen, "/other", &debug).await;
+    assert_eq!(status_of(&other), 403, "{other}");
+    assert_eq!(origin.hits(), 1);
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use portcullis_config::{Escalation, KeyPart, LimitAction, RateLimitRule};
 use portcullis_state::{Gcra, StateResult, StateStore};
 
-pub use pattern::PathPattern;
+pub use pattern::{PathPattern, RouteMatcher};
 
 /// What the rules look at in a request.
 #[derive(Debug, Clone, Copy)]
@@ -32,9 +32,7 @@ pub struct RequestFacts<'a> {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
-    hosts: Vec<String>,
-    path: PathPattern,
-    methods: Vec<String>,
+    route: RouteMatcher,
     key: Vec<KeyPart>,
     limit: Gcra,
     action: LimitAction,
@@ -55,17 +53,7 @@ impl Rule {
     pub fn new(config: &RateLimitRule) -> Self {
         Rule {
             name: config.name.clone(),
-            hosts: config
-                .hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            path: PathPattern::parse(&config.path),
-            methods: config
-                .methods
-                .iter()
-                .map(|m| m.to_ascii_uppercase())
-                .collect(),
+            route: RouteMatcher::new(&config.hosts, &config.path, &config.methods),
             key: config.key.clone(),
             limit: Gcra::per_second(config.rate, config.burst),
             action: config.action,
@@ -74,10 +62,7 @@ impl Rule {
     }
 
     pub fn applies(&self, facts: &RequestFacts) -> bool {
-        let host = facts.host.split(':').next().unwrap_or_default();
-        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == facts.method))
-            && self.path.matches(facts.path)
+        self.route.matches(facts.host, facts.method, facts.path)
     }
 
     /// The state key of this request's cell.

@@ -3,6 +3,34 @@
 //! path for prefixes and at most path x pattern for wildcards, with no
 //! backtracking blow-up.
 
+/// Which requests a route rule (a rate limit, a policy) applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatcher {
+    /// Lowercase host names; empty means any.
+    hosts: Vec<String>,
+    path: PathPattern,
+    /// Uppercase methods; empty means any.
+    methods: Vec<String>,
+}
+
+impl RouteMatcher {
+    pub fn new(hosts: &[String], path: &str, methods: &[String]) -> RouteMatcher {
+        RouteMatcher {
+            hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            path: PathPattern::parse(path),
+            methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        }
+    }
+
+    /// `host` may carry a port, which is ignored.
+    pub fn matches(&self, host: &str, method: &str, path: &str) -> bool {
+        let host = host.split(':').next().unwrap_or_default();
+        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.path.matches(path)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathPattern {
     Prefix(String),

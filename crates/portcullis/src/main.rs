@@ -1,6 +1,8 @@
 //! The `portcullis` command: run the gateway, check a configuration, and
 //! replay attack corpora against a running gateway.
 
+mod console_cmd;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,12 @@ enum Command {
     /// Benchmarks against a running gateway.
     #[command(subcommand)]
     Bench(Bench),
+    /// The console's users: first-run password setup.
+    #[command(subcommand)]
+    Console(console_cmd::ConsoleCommand),
+    /// Drive a gateway with labelled populations (phone users, farms,
+    /// scripts, the review scanner) and report the ranks each one got.
+    Simulate(portcullis_simulator::SimOptions),
 }
 
 #[derive(Subcommand)]
@@ -69,7 +77,9 @@ fn main() -> ExitCode {
             },
         ),
         Command::Check { config } => return check(&config),
+        Command::Console(command) => console_cmd::run(command),
         Command::Bench(Bench::Corpus(options)) => bench_corpus(options),
+        Command::Simulate(options) => simulate(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,7 +126,8 @@ fn run(config: Option<PathBuf>, mut overrides: Overrides) -> anyhow::Result<()> 
             overrides.upstream = Some(format!("http://{demo}"));
             eprintln!("no origin given: protecting the built-in demo origin at http://{demo}");
         }
-        let running = portcullis_gateway::start(source, overrides).await?;
+        let services = portcullis_gateway::Services::open(&initial)?;
+        let running = portcullis_gateway::start_with(source, overrides, services).await?;
         eprintln!(
             "portcullis listening on http://{} (admin: {})",
             running.listen,
@@ -160,5 +171,17 @@ fn bench_corpus(options: portcullis_corpus::ReplayOptions) -> anyhow::Result<()>
     println!("{}", report.render(previous.as_ref()));
     report.save(&results)?;
     eprintln!("saved to {}", results.display());
+    Ok(())
+}
+
+fn simulate(options: &portcullis_simulator::SimOptions) -> anyhow::Result<()> {
+    let report = tokio_runtime()?.block_on(portcullis_simulator::run(options))?;
+    println!("{report}");
+    if let Some(path) = &options.json {
+        report
+            .save(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("saved to {}", path.display());
+    }
     Ok(())
 }

@@ -6,7 +6,6 @@
 //! dropped when touched and preferred for eviction by the LRU order.
 
 use std::hash::BuildHasher;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -57,6 +56,8 @@ type Shard = LruCache<Box<str>, Entry, FixedState>;
 /// The default, single-node [`StateStore`].
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
+    /// Entries per shard; beyond it the least recently used entry goes.
+    per_shard: usize,
     options: MemoryStoreOptions,
     hasher: FixedState,
     epoch: Instant,
@@ -65,14 +66,16 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(options: MemoryStoreOptions) -> Self {
-        let per_shard = NonZeroUsize::new(options.capacity.div_ceil(SHARDS).max(1))
-            .unwrap_or(NonZeroUsize::MIN);
+        let per_shard = options.capacity.div_ceil(SHARDS).max(1);
         let hasher = FixedState::with_seed(0x9e37_79b9_7f4a_7c15);
+        // Tables grow with use instead of being sized for the cap up front:
+        // a small table stays in cache, which makes every operation faster.
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(LruCache::with_hasher(per_shard, hasher.clone())))
+            .map(|_| Mutex::new(LruCache::unbounded_with_hasher(hasher.clone())))
             .collect();
         MemoryStore {
             shards,
+            per_shard,
             options,
             hasher,
             epoch: Instant::now(),
@@ -110,8 +113,9 @@ impl MemoryStore {
         }
         let mut entry = init(now);
         let out = f(&mut entry, now);
-        if let Some((evicted_key, evicted)) = shard.push(key.into(), entry)
-            && evicted_key.as_ref() != key
+        shard.push(key.into(), entry);
+        if shard.len() > self.per_shard
+            && let Some((_, evicted)) = shard.pop_lru()
             && evicted.expires_ns > now
         {
             self.evictions.fetch_add(1, Ordering::Relaxed);
@@ -281,11 +285,7 @@ impl StateStore for MemoryStore {
 
     fn stats(&self) -> StoreStats {
         let entries = self.shards.iter().map(|s| s.lock().len() as u64).sum();
-        let capacity = self
-            .shards
-            .iter()
-            .map(|s| s.lock().cap().get() as u64)
-            .sum();
+        let capacity = (self.per_shard * self.shards.len()) as u64;
         StoreStats {
             entries,
             capacity,

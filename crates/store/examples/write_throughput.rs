@@ -146,6 +146,9 @@ fn event(rng: &mut Rng, now_ms: i64, i: usize, n: usize) -> StoredEvent {
         rule: None,
         signals: signal.map_or_else(|| "[]".into(), |name| signals_json(name, layer)),
         duration_us: 50 + rng.below(400) as i64,
+        device_risk_rank: sdk.then_some(0),
+        reasons: Vec::new(),
+        would: None,
     }
 }
 

@@ -49,6 +49,16 @@ pub struct StoredEvent {
     #[serde(default = "empty_array", with = "json_text")]
     pub signals: String,
     pub duration_us: i64,
+    /// Device risk rank 0-4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_risk_rank: Option<u8>,
+    /// The top reasons of the risk rank.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Under a log-only policy: what the policy would have done
+    /// (`intercept`, `challenge`) while the request passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would: Option<String>,
 }
 
 fn empty_array() -> String {

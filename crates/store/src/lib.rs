@@ -38,7 +38,7 @@ pub use id::{event_id, id_floor, id_ts_ms};
 pub use keys::{KEY_BUCKET_MS, KeyKind, bucket_of, key_hash, keys_of};
 pub use query::{
     EventFilter, MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, TopEntry,
-    TopField, TopOrder, TopQuery,
+    TopField, TopOrder, TopQuery, TrialCount, TrialQuery,
 };
 pub use rollup::{RollupKey, aggregate, minute_of};
 pub use sqlite::{SqliteConfig, SqliteStore};
@@ -66,6 +66,10 @@ pub trait EventStore: Send + Sync {
 
     /// The keys with the most requests (or intercepts) in a time range.
     fn top(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError>;
+
+    /// What log-only policies would have stopped: counts per route and
+    /// outcome (`intercept`, `challenge`) in a time range.
+    fn trial(&self, query: &TrialQuery) -> Result<Vec<TrialCount>, StoreError>;
 
     /// Deletes at most `policy.chunk` expired events and `policy.chunk`
     /// expired rollup rows, in short transactions. Call it again while

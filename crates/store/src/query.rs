@@ -33,6 +33,8 @@ pub struct EventFilter {
     pub limit: u32,
     /// Cursor: only events with a smaller id (the last id of the previous page).
     pub before_id: Option<i64>,
+    /// Only events a log-only policy would have stopped (`would` is set).
+    pub trial: bool,
 }
 
 impl EventFilter {
@@ -193,4 +195,21 @@ pub struct Pruned {
     pub rollups: u64,
     /// A full chunk was deleted: more expired rows may be left.
     pub more: bool,
+}
+
+/// The trial of log-only policies over a time range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// How many requests a log-only policy would have stopped one way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialCount {
+    /// The policy's route name.
+    pub route: String,
+    /// `intercept` or `challenge`.
+    pub would: String,
+    pub events: u64,
 }

@@ -57,6 +57,9 @@ pub struct WriterStats {
     pub last_batch_us: u64,
     /// Longest batch so far, in microseconds.
     pub max_batch_us: u64,
+    /// Time spent writing batches, in microseconds: `written` over it is
+    /// what the writer sustains, however busy it is.
+    pub busy_us: u64,
     /// Size of the last committed batch.
     pub last_batch_len: u64,
     /// Rows deleted by retention (events, rollup rows).
@@ -72,6 +75,7 @@ struct Counters {
     batches: AtomicU64,
     last_batch_us: AtomicU64,
     max_batch_us: AtomicU64,
+    busy_us: AtomicU64,
     last_batch_len: AtomicU64,
     pruned_events: AtomicU64,
     pruned_rollups: AtomicU64,
@@ -87,6 +91,7 @@ impl Counters {
             batches: self.batches.load(Relaxed),
             last_batch_us: self.last_batch_us.load(Relaxed),
             max_batch_us: self.max_batch_us.load(Relaxed),
+            busy_us: self.busy_us.load(Relaxed),
             last_batch_len: self.last_batch_len.load(Relaxed),
             pruned_events: self.pruned_events.load(Relaxed),
             pruned_rollups: self.pruned_rollups.load(Relaxed),
@@ -99,6 +104,7 @@ impl Counters {
         self.batches.fetch_add(1, Relaxed);
         self.last_batch_us.store(us, Relaxed);
         self.max_batch_us.fetch_max(us, Relaxed);
+        self.busy_us.fetch_add(us, Relaxed);
         self.last_batch_len.store(len as u64, Relaxed);
     }
 }

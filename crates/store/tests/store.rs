@@ -5,7 +5,7 @@ mod common;
 use common::{T0, TempDir, blocked, pass};
 use portcullis_store::{
     ActionKind, EventFilter, EventStore, Retention, RollupGroup, RollupQuery, SqliteStore,
-    StoreError, StoredEvent, TopField, TopOrder, TopQuery, minute_of,
+    StoreError, StoredEvent, TopField, TopOrder, TopQuery, TrialQuery, minute_of,
 };
 
 /// 60 events over 3 minutes: passes, blocks from one IP, a scanner,
@@ -30,6 +30,8 @@ fn sample() -> Vec<StoredEvent> {
                 route: Some("coupon".into()),
                 risk_rank: Some(3),
                 rule: Some("rank-band-3".into()),
+                device_risk_rank: Some(2),
+                reasons: vec!["new_device".into(), "ip_datacenter".into()],
                 ..pass(ts, n)
             },
             _ => pass(ts, n),
@@ -58,7 +60,7 @@ fn migrates_once_and_refuses_newer_schema() {
     let dir = TempDir::new("migrate");
     {
         let store = SqliteStore::open(dir.db()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
         store.write_batch(&[pass(T0, 1)]).unwrap();
     }
     let store = SqliteStore::open(dir.db()).unwrap();
@@ -69,7 +71,7 @@ fn migrates_once_and_refuses_newer_schema() {
     match SqliteStore::open(dir.db()) {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 1,
+            supported: 2,
         }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a newer schema"),
@@ -587,4 +589,62 @@ fn same_millisecond_after_restart_keeps_every_event() {
     }
     let store = SqliteStore::open(dir.db()).unwrap();
     assert_eq!(store.search(&EventFilter::default()).unwrap().len(), 10);
+}
+
+#[test]
+fn trial_counts_what_log_only_policies_would_have_stopped() {
+    let dir = TempDir::new("trial");
+    let store = open_with_sample(&dir);
+    let trial = |n: usize, would: &str| StoredEvent {
+        route: Some("vote".into()),
+        would: Some(would.into()),
+        ..pass(T0 + 200_000 + n as i64, 100 + n)
+    };
+    let batch = [
+        trial(0, "intercept"),
+        trial(1, "intercept"),
+        trial(2, "challenge"),
+    ];
+    store.write_batch(&batch).unwrap();
+    let counts = store
+        .trial(&TrialQuery {
+            from_ms: T0,
+            to_ms: T0 + 300_000,
+        })
+        .unwrap();
+    let got: Vec<_> = counts
+        .iter()
+        .map(|c| (c.route.as_str(), c.would.as_str(), c.events))
+        .collect();
+    assert_eq!(got, [("vote", "intercept", 2), ("vote", "challenge", 1)]);
+    let none = store
+        .trial(&TrialQuery {
+            from_ms: T0 + 300_000,
+            to_ms: T0 + 400_000,
+        })
+        .unwrap();
+    assert!(none.is_empty());
+    let listed = search(
+        &store,
+        EventFilter {
+            trial: true,
+            route: Some("vote".into()),
+            ..EventFilter::default()
+        },
+    );
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed[0].would.as_deref(),
+        Some("challenge"),
+        "newest first"
+    );
+    assert_eq!(
+        store
+            .get(&batch[0].request_id)
+            .unwrap()
+            .unwrap()
+            .would
+            .as_deref(),
+        Some("intercept")
+    );
 }

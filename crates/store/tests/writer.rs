@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{T0, TempDir, blocked, pass};
 use portcullis_store::{
     EventFilter, EventStore, EventWriter, Pruned, Retention, RollupQuery, Series, SqliteStore,
-    StoreError, StoredEvent, TopEntry, TopQuery, WriterConfig,
+    StoreError, StoredEvent, TopEntry, TopQuery, TrialCount, TrialQuery, WriterConfig,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -117,6 +117,9 @@ impl EventStore for GatedStore {
     }
     fn top(&self, q: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
         self.inner.top(q)
+    }
+    fn trial(&self, q: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
+        self.inner.trial(q)
     }
     fn retention_step(&self, p: &Retention, now: i64) -> Result<Pruned, StoreError> {
         self.inner.retention_step(p, now)

@@ -129,6 +129,8 @@ function lowerGet(obj, name) {
  * - `captcha`: what to do when the gateway requires a captcha: true (default:
  *   the built-in slider in browsers), false, or `(puzzle, urls) => Promise<{x, trace}>`
  * - `captchaText`: labels of the built-in slider ({title, hint, handle, cancel})
+ * - `cookie`: also receive the clearance as a cookie (the gateway's
+ *   interstitial page uses it so that browser navigations carry it)
  * - `storage`, `transport`: adapters (tests, custom runtimes)
  */
 export class PortcullisClient {
@@ -141,6 +143,7 @@ export class PortcullisClient {
     this.origins = new Set((opts.origins || []).map((o) => o.toLowerCase()));
     this.captcha = opts.captcha === undefined ? true : opts.captcha;
     this.captchaText = opts.captchaText || {};
+    this.verifyPath = opts.cookie ? '/verify?cookie=1' : '/verify';
     this.counter = new InteractionCounter();
     this.startedAt = null;
     this.clearance = null; // {cid, token, key (Uint8Array), cryptoKey, expires}
@@ -278,7 +281,7 @@ export class PortcullisClient {
     const solution = await solve(nonce, ch.difficulty, deadline);
     const solveMs = mono() - t0;
     const report = collectReport(this.counter, { solve_ms: solveMs, since_start_ms: mono() - this.startedAt });
-    const v = await this._call('POST', '/verify', JSON.stringify({ token: ch.token, solution, report }), deadline);
+    const v = await this._call('POST', this.verifyPath, JSON.stringify({ token: ch.token, solution, report }), deadline);
     return this._accept(v, solveMs);
   }
 
@@ -306,7 +309,7 @@ export class PortcullisClient {
       throw new PcError(ErrorCode.CAPTCHA_CANCELLED, 'captcha cancelled');
     }
     const report = collectReport(this.counter, { solve_ms: 0, since_start_ms: mono() - this.startedAt });
-    const v = await this._call('POST', '/verify', JSON.stringify({ captcha: pz.token, answer, report }), deadline);
+    const v = await this._call('POST', this.verifyPath, JSON.stringify({ captcha: pz.token, answer, report }), deadline);
     return this._accept(v, 0);
   }
 

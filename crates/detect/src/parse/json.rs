@@ -31,6 +31,25 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
     (ok && w.i == w.b.len()) || w.emitted > 0
 }
 
+/// Appends `[idx]` without the formatting machinery, which costs more than
+/// the rest of the walk on arrays of small items.
+fn push_index(path: &mut String, idx: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut n = idx;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    path.push('[');
+    path.extend(digits[start..].iter().map(|&d| char::from(d)));
+    path.push(']');
+}
+
 impl<'a> Walker<'a, '_, '_> {
     fn ws(&mut self) {
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
@@ -118,9 +137,7 @@ impl<'a> Walker<'a, '_, '_> {
         loop {
             let saved = self.path.len();
             if self.path.len() < MAX_PATH {
-                self.path.push('[');
-                self.path.push_str(&idx.to_string());
-                self.path.push(']');
+                push_index(&mut self.path, idx);
             }
             let r = self.value(depth + 1);
             self.path.truncate(saved);
@@ -143,7 +160,15 @@ impl<'a> Walker<'a, '_, '_> {
             return;
         }
         self.path.push('.');
-        for c in String::from_utf8_lossy(&key[..key.len().min(64)]).chars() {
+        let key = &key[..key.len().min(64)];
+        if let Some(plain) = std::str::from_utf8(key)
+            .ok()
+            .filter(|k| k.bytes().all(|c| (0x20..0x7f).contains(&c)))
+        {
+            self.path.push_str(plain);
+            return;
+        }
+        for c in String::from_utf8_lossy(key).chars() {
             self.path.push(if c.is_control() { '?' } else { c });
         }
     }
@@ -227,5 +252,25 @@ impl<'a> Walker<'a, '_, '_> {
         let mut buf = [0u8; 4];
         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Detector, RawRequest};
+
+    #[test]
+    fn array_items_are_located_by_index() {
+        let headers: [(&str, &[u8]); 1] = [("content-type", b"application/json")];
+        let body = br#"{"a":[0,1,2,3,4,5,6,7,8,9,10,11,{"b":"<script>alert(1)</script>"}]}"#;
+        let verdict = Detector::default().inspect(&RawRequest {
+            method: "POST",
+            target: b"/",
+            headers: &headers,
+            body,
+            body_truncated: false,
+        });
+        let top = verdict.top().expect("a finding");
+        assert_eq!(top.location, "json.a[12].b");
     }
 }

@@ -54,6 +54,12 @@ const SKIP_HEADERS: &[&str] = &[
     "tracestate",
     "content-md5",
     "x-wx-risk-rank",
+    // The client protocol's tokens and signatures, checked by the gateway's trust stage.
+    "signature-input",
+    "signature",
+    "content-digest",
+    "x-pc-clearance",
+    "x-pc-device",
     ":authority",
     ":method",
     ":path",
@@ -73,6 +79,10 @@ pub(crate) fn request(req: &RawRequest, sink: &mut Sink) {
             "content-encoding" => content_encoding = value,
             "cookie" => cookies(value, sink),
             "user-agent" => sink.value("header.user-agent", value, Ctx::UserAgent),
+            "referer" | "origin" => {
+                let loc = location("header", name.as_bytes());
+                sink.value(&loc, value, Ctx::Referrer);
+            }
             _ if SKIP_HEADERS.contains(&name) || name.starts_with("sec-") => {}
             _ => {
                 let loc = location("header", name.as_bytes());

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::query::{EventFilter, Pruned, Retention, RollupQuery, Series, TopEntry, TopQuery};
+use crate::query::{
+    EventFilter, Pruned, Retention, RollupQuery, Series, TopEntry, TopQuery, TrialCount, TrialQuery,
+};
 use crate::{EventStore, StoreError, StoredEvent};
 
 /// How the SQLite database is opened.
@@ -181,6 +183,10 @@ impl EventStore for SqliteStore {
 
     fn top(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
         self.with_reader(|c| read::top(c, query))
+    }
+
+    fn trial(&self, query: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
+        self.with_reader(|c| read::trial(c, query))
     }
 
     fn retention_step(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {

@@ -4,12 +4,15 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
 
 use crate::keys::{KeyKind, bucket_of, key_hash};
-use crate::query::{EventFilter, RollupQuery, Series, TopEntry, TopField, TopOrder, TopQuery};
+use crate::query::{
+    EventFilter, RollupQuery, Series, TopEntry, TopField, TopOrder, TopQuery, TrialCount,
+    TrialQuery,
+};
 use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms};
 
 const COLUMNS: &str = "e.id, e.ts_ms, e.request_id, e.client_ip, e.method, e.host, e.path, \
      e.action, e.layer, e.status, e.class, e.cid, e.device_id, e.account_id, e.route, \
-     e.risk_rank, e.rule, e.signals, e.duration_us";
+     e.risk_rank, e.rule, e.signals, e.duration_us, e.device_risk_rank, e.reasons, e.would";
 
 /// Conditions on `events AS e`, with their positional parameters.
 #[derive(Default, Clone)]
@@ -106,6 +109,7 @@ fn key_of(f: &EventFilter) -> Option<(KeyKind, &str)> {
 /// by id (time), which is right for time-only and class filters.
 fn pick_index(f: &EventFilter) -> Option<&'static str> {
     let candidates = [
+        (f.trial, "events_would"),
         (f.rule.is_some(), "events_rule"),
         (f.route.is_some(), "events_route"),
         (wants_stopped(f), "events_stopped"),
@@ -130,6 +134,10 @@ fn filter_where(f: &EventFilter) -> Where {
     w.not_class(f.exclude_class.as_ref());
     if let Some(kind) = f.kind {
         w.term(&format!("e.{}", kind.sql()));
+    }
+    if f.trial {
+        // Literally the partial index's condition, so SQLite may use it.
+        w.term("e.would IS NOT NULL");
     }
     if wants_stopped(f) {
         // Literally the partial index's condition, so SQLite may use it.
@@ -326,7 +334,38 @@ fn to_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         rule: r.get(16)?,
         signals: r.get(17)?,
         duration_us: r.get(18)?,
+        device_risk_rank: r.get(19)?,
+        reasons: reasons_of(r.get(20)?),
+        would: r.get(21)?,
     })
+}
+
+/// The reasons column: a JSON array of strings, or NULL.
+fn reasons_of(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Counts the events log-only policies would have stopped, per route and
+/// outcome, through the partial index on `would`.
+pub(super) fn trial(conn: &Connection, q: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
+    let mut w = Where::default();
+    w.id_range(IdSpan::new(Some(q.from_ms), Some(q.to_ms), None));
+    w.term("e.would IS NOT NULL");
+    let sql = format!(
+        "SELECT coalesce(e.route, ''), e.would, COUNT(*) FROM events AS e INDEXED BY events_would \
+         {} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
+        w.sql()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params), |r| {
+        Ok(TrialCount {
+            route: r.get(0)?,
+            would: r.get(1)?,
+            events: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 pub(super) fn rollups(conn: &Connection, q: &RollupQuery) -> Result<Vec<Series>, StoreError> {

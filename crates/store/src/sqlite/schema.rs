@@ -57,7 +57,17 @@ CREATE TABLE rollups (
 ) WITHOUT ROWID;
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: the risk engine's device rank and reasons, and what a
+/// log-only policy would have done (`would`), with a partial index so that
+/// a policy's trial is counted without scanning the passed requests.
+const V2: &str = "
+ALTER TABLE events ADD COLUMN device_risk_rank INTEGER;
+ALTER TABLE events ADD COLUMN reasons TEXT;
+ALTER TABLE events ADD COLUMN would TEXT;
+CREATE INDEX events_would ON events(id) WHERE would IS NOT NULL;
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(crate) fn latest() -> i64 {

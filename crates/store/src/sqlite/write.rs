@@ -10,8 +10,9 @@ use crate::{StoreError, StoredEvent, event_id};
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, ts_ms, request_id, client_ip, method, host, \
      path, action, layer, status, class, cid, device_id, account_id, route, risk_rank, rule, \
-     signals, duration_us) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+     signals, duration_us, device_risk_rank, reasons, would) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+     ?20, ?21, ?22)";
 
 const UPSERT_ROLLUP: &str = "INSERT INTO rollups (minute, layer, action, reason, route, class, \
      count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
@@ -95,6 +96,7 @@ fn execute_insert(
     reason: &str,
 ) -> rusqlite::Result<()> {
     let rule = (!reason.is_empty()).then_some(reason);
+    let reasons = reasons_text(&e.reasons);
     stmt.execute(params![
         id,
         e.ts_ms,
@@ -115,8 +117,19 @@ fn execute_insert(
         rule,
         e.signals,
         e.duration_us,
+        e.device_risk_rank,
+        reasons,
+        e.would,
     ])?;
     Ok(())
+}
+
+/// The reasons as a JSON array, or NULL when there are none.
+fn reasons_text(reasons: &[String]) -> Option<String> {
+    if reasons.is_empty() {
+        return None;
+    }
+    serde_json::to_string(reasons).ok()
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {

@@ -1,0 +1,160 @@
+//! Layer 3 settings: the policies of core URLs and the challenge service
+//! that clears clients for them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A core URL: its requests get a risk rank and the policy's decision.
+/// URLs that no policy names pass layer 3 untouched. The first matching
+/// policy in file order applies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    /// Host names; empty means any.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path pattern, as in `[[rate_limits]]`: a prefix (`/api/`), `*` for any
+    /// run of characters, `$` at the end for an exact path.
+    pub path: String,
+    /// Methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Whether a request needs a clearance from the challenge service.
+    #[serde(default)]
+    pub clearance: ClearanceRequirement,
+    /// Require an HTTP message signature (RFC 9421) made with the
+    /// clearance's key, with a body digest and a fresh nonce. Browser
+    /// navigations carrying the clearance cookie are exempt.
+    #[serde(default)]
+    pub signature: bool,
+    /// Require a verified JWT.
+    #[serde(default)]
+    pub jwt: Option<JwtRequirement>,
+    /// The lowest risk rank that is challenged (none: never).
+    #[serde(default)]
+    pub challenge_at: Option<u8>,
+    /// The lowest risk rank that is intercepted (none: never).
+    #[serde(default)]
+    pub intercept_at: Option<u8>,
+    /// The answer to an intercepted request; the `[block.blocked]` response if unset.
+    #[serde(default)]
+    pub intercept: Option<CustomResponse>,
+    /// Send the risk headers (`x-wx-risk-rank` and friends) to the origin.
+    #[serde(default = "yes")]
+    pub risk_headers: bool,
+    /// Also send the top reasons of the rank (`x-wx-risk-reasons`).
+    #[serde(default)]
+    pub debug: bool,
+    /// `log-only` records what the policy would do and passes the request:
+    /// a trial before enforcing.
+    #[serde(default)]
+    pub mode: PolicyMode,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClearanceRequirement {
+    /// Clearances are neither asked for nor checked.
+    #[default]
+    Off,
+    /// Checked when present (their state feeds the risk rank), not required.
+    Optional,
+    /// A request without a valid clearance is challenged.
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    LogOnly,
+}
+
+/// A response the gateway writes itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomResponse {
+    pub status: u16,
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// Body; `{{request_id}}` is replaced with the request id.
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_content_type() -> String {
+    "application/json".into()
+}
+
+/// What a route asks of the request's JWT (`Authorization: Bearer`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtRequirement {
+    /// Issuers accepted (names of `[[auth.jwt]]` entries); empty means any configured.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Scopes that must all be present in the `scope` (space separated) or `scp` claim.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claims that must have one of the listed values (`role = ["admin"]`).
+    #[serde(default)]
+    pub claims: BTreeMap<String, Vec<String>>,
+    /// Where the request names the account it acts on; it must be the
+    /// token's subject. `path:N` (the N-th path segment, from 1), `query:NAME`,
+    /// `json:a.b` (a field of a JSON body).
+    #[serde(default)]
+    pub subject_in: Option<String>,
+}
+
+/// The challenge service under `/.portcullis/` and the clearances it mints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChallengeConfig {
+    /// Environment variable holding the secret (at least 32 bytes, hex or
+    /// base64) that signs challenges and clearances. Unset: a random secret
+    /// per start, so clearances end with the process and are not shared
+    /// between gateways.
+    pub secret_env: String,
+    /// Leading zero bits of the proof of work at risk rank 0 and no load.
+    pub difficulty: u8,
+    /// How long a challenge may be solved, in seconds.
+    pub challenge_ttl_s: u64,
+    /// How long a clearance lasts, in seconds (an app session).
+    pub clearance_ttl_s: u64,
+    /// A clearance is bound to the client's /24 (IPv4) or /64 (IPv6).
+    pub bind_network: bool,
+    /// How old a signature's `created` may be, in seconds.
+    pub signature_max_age_s: u64,
+    /// Clients assessed at this rank or above get no clearance.
+    pub refuse_at: u8,
+    /// Browser navigations without a clearance get an HTML page that runs
+    /// the check and returns to the URL; otherwise they get the JSON answer.
+    pub interstitial: bool,
+    /// Cookie that carries the clearance of a browser.
+    pub cookie: String,
+}
+
+impl Default for ChallengeConfig {
+    fn default() -> Self {
+        ChallengeConfig {
+            secret_env: "PORTCULLIS_CHALLENGE_SECRET".into(),
+            difficulty: 17,
+            challenge_ttl_s: 120,
+            clearance_ttl_s: 4 * 3600,
+            bind_network: true,
+            signature_max_age_s: 300,
+            refuse_at: 4,
+            interstitial: true,
+            cookie: "pc_clearance".into(),
+        }
+    }
+}

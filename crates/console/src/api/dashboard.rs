@@ -1,0 +1,188 @@
+//! The dashboard: totals, minute series and top lists over the last hour or day.
+
+use axum::extract::State;
+use portcullis_store::{
+    ActionKind, RollupGroup, RollupQuery, Series, TopEntry, TopField, TopOrder, TopQuery,
+    TrialCount, TrialQuery, WriterStats, minute_of,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Q, Reply, Window, ok};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::db::now_ms;
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowQuery {
+    window: Window,
+}
+
+#[derive(Serialize, Default, Debug, PartialEq, Eq)]
+pub struct Totals {
+    requests: u64,
+    passes: u64,
+    challenges: u64,
+    intercepts: u64,
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    window: Window,
+    totals: Totals,
+    /// What log-only policies would have stopped in the window.
+    trial: Vec<TrialCount>,
+    config_version: u64,
+    store: Option<WriterStats>,
+}
+
+/// Counts by outcome from a by-action grouping.
+fn totals(by_action: &[Series]) -> Totals {
+    let mut t = Totals::default();
+    for series in by_action {
+        let n = series.total();
+        t.requests += n;
+        match ActionKind::of(&series.key) {
+            ActionKind::Pass => t.passes += n,
+            ActionKind::Challenge => t.challenges += n,
+            ActionKind::Intercept => t.intercepts += n,
+        }
+    }
+    t
+}
+
+fn minutes(window: Window) -> (i64, i64) {
+    let to = minute_of(now_ms()) + 1;
+    (to - window.minutes(), to)
+}
+
+pub async fn summary(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Q(q): Q<WindowQuery>,
+) -> Reply<Summary> {
+    let (from_minute, to_minute) = minutes(q.window);
+    let (from_ms, to_ms) = q.window.range_ms(now_ms());
+    let (by_action, trial) = state
+        .events(move |store| {
+            let by_action = store.rollups(&RollupQuery {
+                from_minute,
+                to_minute,
+                group_by: RollupGroup::Action,
+                kind: None,
+                route: None,
+                exclude_class: None,
+            })?;
+            let trial = store.trial(&TrialQuery { from_ms, to_ms })?;
+            Ok((by_action, trial))
+        })
+        .await?;
+    ok(Summary {
+        window: q.window,
+        totals: totals(&by_action),
+        trial,
+        config_version: state.gateway.config_version(),
+        store: state.gateway.store_stats(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    #[serde(default)]
+    window: Window,
+    group: RollupGroup,
+    #[serde(default)]
+    kind: Option<ActionKind>,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    exclude_class: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SeriesReply {
+    from_minute: i64,
+    to_minute: i64,
+    series: Vec<Series>,
+}
+
+pub async fn series(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Q(q): Q<SeriesQuery>,
+) -> Reply<SeriesReply> {
+    let (from_minute, to_minute) = minutes(q.window);
+    let query = RollupQuery {
+        from_minute,
+        to_minute,
+        group_by: q.group,
+        kind: q.kind,
+        route: q.route,
+        exclude_class: q.exclude_class,
+    };
+    let mut series = state.events(move |store| store.rollups(&query)).await?;
+    series.sort_by(|a, b| b.total().cmp(&a.total()).then_with(|| a.key.cmp(&b.key)));
+    ok(SeriesReply {
+        from_minute,
+        to_minute,
+        series,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopParams {
+    #[serde(default)]
+    window: Window,
+    field: TopField,
+    #[serde(default)]
+    order: TopOrder,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+pub async fn top(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Q(q): Q<TopParams>,
+) -> Reply<Vec<TopEntry>> {
+    let (from_ms, to_ms) = q.window.range_ms(now_ms());
+    let query = TopQuery {
+        field: q.field,
+        from_ms,
+        to_ms,
+        limit: q.limit.unwrap_or(10).clamp(1, 100),
+        order: q.order,
+        exclude_class: None,
+    };
+    ok(state.events(move |store| store.top(&query)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_by_outcome() {
+        let s = |key: &str, n: u64| Series {
+            key: key.into(),
+            points: vec![(1, n)],
+        };
+        let t = totals(&[
+            s("pass", 10),
+            s("block", 2),
+            s("throttle", 1),
+            s("challenge", 3),
+        ]);
+        assert_eq!(
+            t,
+            Totals {
+                requests: 16,
+                passes: 10,
+                challenges: 3,
+                intercepts: 3
+            }
+        );
+    }
+}

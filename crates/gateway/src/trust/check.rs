@@ -1,0 +1,184 @@
+//! Layer 2 checks of a request on a core URL: its clearance (MAC, expiry,
+//! device, network, revocation) and, where the policy asks, its signature
+//! (RFC 9421), body digest (RFC 9530) and nonce (replay).
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::request::Parts;
+use portcullis_challenge::signature::CLEARANCE_HEADER;
+use portcullis_challenge::{ClearanceCheck, ClearanceError, RequestTarget, SignatureError};
+use portcullis_config::ClearanceRequirement;
+use portcullis_state::StateStore;
+
+use super::{ClientTrust, DEVICE_COOKIE, now_ms};
+use crate::context::{ChallengeState, Demand, Layer, RequestContext};
+use crate::proxy::cookie;
+
+/// The state key marking a revoked clearance.
+pub fn revoked_key(cid: &str) -> String {
+    format!("pc:revoked:{cid}")
+}
+
+/// The device id a request carries: the SDK's header (`x-pc-device` unless
+/// `[identity]` names another), else the cookie the interstitial set.
+pub fn device_of<'h>(headers: &'h HeaderMap, header: &str) -> Option<&'h str> {
+    headers
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| cookie(headers, DEVICE_COOKIE))
+        .filter(|d| portcullis_challenge::keys::valid_device_id(d))
+}
+
+/// What the policy asks of the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement {
+    pub clearance: ClearanceRequirement,
+    pub signature: bool,
+}
+
+/// Checks the clearance and signature of a request, adding a signal for
+/// every failure and recording what the client proved in `ctx`. `body` is
+/// the whole body, or `None` when only a prefix was read.
+pub async fn check(
+    trust: &ClientTrust,
+    state: &dyn StateStore,
+    ctx: &mut RequestContext,
+    parts: &Parts,
+    body: Option<&[u8]>,
+    need: Requirement,
+) {
+    if need.clearance == ClearanceRequirement::Off {
+        return;
+    }
+    let required = need.clearance == ClearanceRequirement::Required;
+    let fail = |ctx: &mut RequestContext, code: &'static str, evidence: String| {
+        let demand = if required {
+            Demand::Challenge { code }
+        } else {
+            Demand::Tag
+        };
+        ctx.add(code, Layer::Clean, 40, evidence, demand);
+    };
+    let header_token = parts
+        .headers
+        .get(CLEARANCE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let (token, via_cookie) = match header_token {
+        Some(token) => (token, false),
+        None => match cookie(&parts.headers, &trust.cookie) {
+            Some(token) => (token, true),
+            None => {
+                // On a core URL whose clients run the SDK, no clearance is
+                // evidence even where it is not required.
+                let demand = if required {
+                    Demand::Challenge {
+                        code: "clearance_required",
+                    }
+                } else {
+                    Demand::Tag
+                };
+                ctx.add("clearance_missing", Layer::Clean, 25, "", demand);
+                if need.signature {
+                    // A route whose clients sign every call: this client does not.
+                    ctx.add("signature_missing", Layer::Clean, 30, "", Demand::Tag);
+                }
+                return;
+            }
+        },
+    };
+    let now = now_ms();
+    let binding = ClearanceCheck {
+        device_id: Some(ctx.device.as_deref().unwrap_or("")),
+        ip: trust.bind_network.then_some(ctx.client_ip),
+    };
+    let claims = match trust.authority.verify(token, now, binding) {
+        Ok(claims) => claims,
+        Err(e) => {
+            ctx.challenge = match e {
+                ClearanceError::Expired => ChallengeState::Expired,
+                _ => ChallengeState::Failed,
+            };
+            fail(ctx, e.code(), e.to_string());
+            return;
+        }
+    };
+    let cid = claims.cid.to_string();
+    match state.get(&revoked_key(&cid)).await {
+        Ok(Some(_)) => {
+            ctx.challenge = ChallengeState::Failed;
+            fail(ctx, "clearance_revoked", cid);
+            return;
+        }
+        Ok(None) => {}
+        // Fail open: a state outage must not lock every client out.
+        Err(e) => tracing::warn!(error = %e, "cannot check clearance revocation"),
+    }
+    ctx.challenge = ChallengeState::Passed {
+        age_s: now.saturating_sub(claims.issued_ms) / 1000,
+    };
+    let key = trust.authority.signing_key(&claims);
+    ctx.clearance = Some(claims);
+    // A browser navigation carries the clearance in a cookie and cannot sign.
+    if !need.signature || via_cookie {
+        return;
+    }
+    let Ok(key) = key else {
+        fail(ctx, "clearance_bad_signature", "retired key".into());
+        return;
+    };
+    let Some(body) = body else {
+        refuse(
+            ctx,
+            403,
+            "digest_unverifiable",
+            "body larger than inspect_body_bytes".into(),
+        );
+        return;
+    };
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    let scheme = parts.uri.scheme_str().unwrap_or("http");
+    let target = RequestTarget::from_origin_form(parts.method.as_str(), scheme, authority, target);
+    let verified =
+        trust
+            .verifier
+            .verify(&target, &parts.headers, Some(body), &key, &cid, now / 1000);
+    match verified {
+        Ok(signature) => {
+            let ttl = Duration::from_millis(trust.verifier.replay_ttl_ms());
+            match state.put_if_absent(&signature.replay_key(), b"", ttl).await {
+                Ok(true) => {}
+                Ok(false) => refuse(ctx, 403, "signature_replayed", signature.nonce),
+                Err(e) => tracing::warn!(error = %e, "cannot record a signature nonce"),
+            }
+        }
+        Err(e) => {
+            let evidence = match e {
+                SignatureError::Invalid(reason) => reason.to_string(),
+                other => other.to_string(),
+            };
+            refuse(ctx, e.http_status(), e.code(), evidence);
+        }
+    }
+}
+
+fn refuse(ctx: &mut RequestContext, status: u16, code: &'static str, evidence: String) {
+    ctx.add(
+        code,
+        Layer::Clean,
+        60,
+        evidence,
+        Demand::Refuse { status, code },
+    );
+}
