@@ -168,7 +168,11 @@ fn deciding(signals: &[Signal]) -> Option<&'static str> {
 
 /// The stored form of an event.
 pub fn stored(event: Event) -> StoredEvent {
-    let rule = deciding(&event.signals).map(str::to_owned);
+    // A passed request the origin failed is recorded by its status, which
+    // the origin-error alerts count.
+    let rule = deciding(&event.signals)
+        .map(str::to_owned)
+        .or_else(|| portcullis_alerts::origin_error_reason(event.action, event.status));
     let signals = if event.signals.is_empty() {
         "[]".to_owned()
     } else {

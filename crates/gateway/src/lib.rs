@@ -56,6 +56,8 @@ pub struct Shared {
     pub control: reload::Control,
     /// The console's database, when the console is on.
     pub console_db: Option<Arc<ConsoleDb>>,
+    /// Webhook alerts on spikes, when there is an event store to watch.
+    pub alerts: Option<portcullis_alerts::AlertsHandle>,
 }
 
 /// What the gateway runs beside the data path: the event store and the
@@ -201,6 +203,9 @@ pub async fn start_with(
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;
     let tls_addr = runtime.config.server.tls.as_ref().map(|t| t.listen);
+    let alerts = services.store.clone().map(|store| {
+        portcullis_alerts::spawn(&runtime.config, store as Arc<dyn portcullis_store::EventStore>)
+    });
     let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
     if let Err(e) = bans.refresh().await {
@@ -217,6 +222,7 @@ pub async fn start_with(
         admin_token: services.admin_token.clone(),
         control: reload::Control::new(source, overrides, file, overlay),
         console_db: services.console.clone(),
+        alerts,
     });
 
     let workers = runtime_workers(&shared);

@@ -180,6 +180,9 @@ fn install(shared: &Shared, config: Config, trigger: &str) -> Result<u64, ApplyE
         );
     }
     shared.events.configure(&runtime.config);
+    if let Some(alerts) = &shared.alerts {
+        alerts.reload(&runtime.config);
+    }
     shared.runtime.store(Arc::new(runtime));
     shared.metrics.config_version.set(version as i64);
     shared
