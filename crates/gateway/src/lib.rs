@@ -204,7 +204,10 @@ pub async fn start_with(
     let admin_addr = runtime.config.server.admin;
     let tls_addr = runtime.config.server.tls.as_ref().map(|t| t.listen);
     let alerts = services.store.clone().map(|store| {
-        portcullis_alerts::spawn(&runtime.config, store as Arc<dyn portcullis_store::EventStore>)
+        portcullis_alerts::spawn(
+            &runtime.config,
+            store as Arc<dyn portcullis_store::EventStore>,
+        )
     });
     let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
