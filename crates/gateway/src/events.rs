@@ -13,6 +13,11 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+
+/// How often the event thread drains the queue: the most an event waits
+/// there, and at 10 ms a queue of 65 536 holds 6.5 M events/s.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 use crate::context::{Demand, Event, Signal};
 use crate::metrics::Metrics;
@@ -112,18 +117,29 @@ struct Drain {
 }
 
 impl Drain {
+    /// Drains the queue, then sleeps [`DRAIN_EVERY`]. The thread never
+    /// waits on the channel, so a send from the request path is a plain
+    /// push that wakes nobody: no system call per event (waking this thread
+    /// for every event cost as much CPU as writing them into SQLite).
     fn run(mut self, mut rx: mpsc::Receiver<Event>) {
-        while let Some(event) = rx.blocking_recv() {
-            self.take(event);
-            while let Ok(event) = rx.try_recv() {
-                self.take(event);
-            }
+        loop {
+            let open = loop {
+                match rx.try_recv() {
+                    Ok(event) => self.take(event),
+                    Err(TryRecvError::Empty) => break true,
+                    Err(TryRecvError::Disconnected) => break false,
+                }
+            };
             if let Some(out) = &mut self.json
                 && out.flush().is_err()
             {
                 tracing::error!("cannot write the event log; it is turned off");
                 self.json = None;
             }
+            if !open {
+                return;
+            }
+            std::thread::sleep(DRAIN_EVERY);
         }
     }
 

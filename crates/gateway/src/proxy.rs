@@ -69,10 +69,10 @@ pub async fn handle(
     let mut portal_answer = None;
     if !ctx.is_stopped() {
         let body = body_stage(&shared, &runtime, &mut ctx, &parts.headers, body).await;
-        if ctx.is_stopped() {
-        } else if portal::is_portal(&path) {
+        let stopped = ctx.is_stopped();
+        if !stopped && portal::is_portal(&path) {
             portal_answer = Some(serve_portal(&shared, &runtime, &mut ctx, &parts, &body).await);
-        } else if ctx.class != TrafficClass::Trusted {
+        } else if !stopped && ctx.class != TrafficClass::Trusted {
             detect_stage(&shared, &runtime, &mut ctx, &parts, &body);
         }
         if portal_answer.is_none() {
@@ -1041,7 +1041,7 @@ fn record(
     let wanted = action != Action::Pass
         || !ctx.signals.is_empty()
         || ctx.policy.is_some()
-        || rt.config.events.log_passed;
+        || shared.events.wants_passed(&rt.config);
     if !shared.events.is_enabled() || !wanted {
         return;
     }

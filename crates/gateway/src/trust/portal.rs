@@ -348,7 +348,7 @@ pub async fn revoke(
     state.put(&super::check::revoked_key(cid), b"1", ttl).await
 }
 
-/// The headers a challenged API client needs to find the challenge.
+/// The JSON body of a challenge answer: where an API client finds the challenge.
 pub fn challenge_body(request_id: &str, code: &str) -> Bytes {
     Bytes::from(
         json!({
