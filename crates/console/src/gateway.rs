@@ -46,6 +46,10 @@ pub trait Gateway: Send + Sync + 'static {
     /// `true` when there was a ban to lift.
     fn lift_ban(&self, ip: IpAddr) -> BoxFuture<'_, Result<bool, String>>;
 
+    /// Revokes the clearance `cid` on every gateway sharing the state: its
+    /// requests are challenged again.
+    fn revoke_clearance(&self, cid: String) -> BoxFuture<'_, Result<(), String>>;
+
     /// The Prometheus text exposition of the gateway's metrics.
     fn metrics_text(&self) -> String;
 

@@ -78,6 +78,15 @@ impl Gateway for GatewayHandle {
         Box::pin(async move { self.0.bans.lift(ip).await.map_err(|e| e.to_string()) })
     }
 
+    fn revoke_clearance(&self, cid: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let runtime = self.0.runtime.load_full();
+            crate::trust::portal::revoke(self.0.state.as_ref(), &runtime.trust, &cid)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn metrics_text(&self) -> String {
         crate::admin::metrics_text(&self.0)
     }

@@ -628,3 +628,32 @@ async fn intercepted_requests_are_found_by_cid_and_counted() {
     let metrics = admin.get("/metrics").await;
     assert_eq!(metrics.status, 200, "open: no admin token set");
 }
+
+#[tokio::test]
+async fn a_revoked_clearance_is_challenged_again() {
+    let dir = TempDir::new("revoke");
+    let origin = Origin::start().await;
+    let vip = "[[policies]]\nname = \"vip\"\npath = \"/api/vip\"\nclearance = \"required\"\n";
+    let gw = gateway(&dir, &origin, vip).await;
+    let admin = admin_session(&gw).await;
+    let (clearance, cid) = clearance(gw.listen).await;
+    let headers = format!("{BROWSER}x-pc-device: dev-console-1\r\nx-pc-clearance: {clearance}\r\n");
+    assert_eq!(status_of(&get(gw.listen, "/api/vip", &headers).await), 200);
+
+    assert_eq!(
+        admin
+            .post("/api/clearances/not-a-cid/revoke", json!({}))
+            .await
+            .status,
+        400
+    );
+    let revoked = admin
+        .post(&format!("/api/clearances/{cid}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked.status, 200, "{:?}", revoked.json);
+    let answer = get(gw.listen, "/api/vip", &headers).await;
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    assert!(answer.contains("x-pc-error: clearance_revoked"), "{answer}");
+    let audit = admin.get("/api/audit").await.json;
+    assert!(audit.to_string().contains("clearance.revoke"), "{audit}");
+}

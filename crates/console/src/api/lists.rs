@@ -147,3 +147,37 @@ pub async fn lift(
     audit(&state, &caller, change).await?;
     ok(Lifted { lifted: ip })
 }
+
+#[derive(Serialize)]
+pub struct Revoked {
+    revoked: String,
+}
+
+/// Revokes one client's clearance (found by its cid in the interception log).
+pub async fn revoke_clearance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(cid): Path<String>,
+) -> Reply<Revoked> {
+    let well_formed = cid.len() == 22
+        && cid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(ApiError::bad_request("not a cid"));
+    }
+    state
+        .gateway
+        .revoke_clearance(cid.clone())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let change = Change {
+        action: "clearance.revoke",
+        target: &cid,
+        summary: "clearance revoked",
+        before: None,
+        after: None,
+    };
+    audit(&state, &caller, change).await?;
+    ok(Revoked { revoked: cid })
+}

@@ -103,6 +103,11 @@ pub fn routes() -> Routes {
         .add(Get, "/api/bans", lists::bans)
         .add(Post, "/api/bans", lists::ban)
         .add(Delete, "/api/bans/{ip}", lists::lift)
+        .add(
+            Post,
+            "/api/clearances/{cid}/revoke",
+            lists::revoke_clearance,
+        )
         .add(Get, "/api/tokens", admin::tokens)
         .add(Post, "/api/tokens", admin::create_token)
         .add(Delete, "/api/tokens/{id}", admin::revoke_token)
