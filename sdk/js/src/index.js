@@ -438,7 +438,7 @@ export class PortcullisClient {
 }
 
 function retryable(code) {
-  return !!code && (code.startsWith('clearance_') || code === 'signature_stale');
+  return !!code && (code.startsWith('clearance_') || code === 'signature_stale' || code === 'challenge_required');
 }
 
 function lowerKeys(o) {

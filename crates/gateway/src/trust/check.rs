@@ -52,13 +52,17 @@ pub async fn check(
         return;
     }
     let required = need.clearance == ClearanceRequirement::Required;
-    let fail = |ctx: &mut RequestContext, code: &'static str, evidence: String| {
-        let demand = if required {
+    // Where a clearance is required, its absence or failure is a challenge;
+    // where it is optional, evidence for the risk rank.
+    let demand = |code| {
+        if required {
             Demand::Challenge { code }
         } else {
             Demand::Tag
-        };
-        ctx.add(code, Layer::Clean, 40, evidence, demand);
+        }
+    };
+    let fail = |ctx: &mut RequestContext, code: &'static str, evidence: String| {
+        ctx.add(code, Layer::Clean, 40, evidence, demand(code));
     };
     let header_token = parts
         .headers
@@ -69,16 +73,8 @@ pub async fn check(
         None => match cookie(&parts.headers, &trust.cookie) {
             Some(token) => (token, true),
             None => {
-                // On a core URL whose clients run the SDK, no clearance is
-                // evidence even where it is not required.
-                let demand = if required {
-                    Demand::Challenge {
-                        code: "clearance_required",
-                    }
-                } else {
-                    Demand::Tag
-                };
-                ctx.add("clearance_missing", Layer::Clean, 25, "", demand);
+                let missing = demand("clearance_required");
+                ctx.add("clearance_missing", Layer::Clean, 25, "", missing);
                 if need.signature {
                     // A route whose clients sign every call: this client does not.
                     ctx.add("signature_missing", Layer::Clean, 30, "", Demand::Tag);
