@@ -144,8 +144,9 @@ pub struct RequestContext {
     pub account: Option<String>,
     /// The clearance the client proved, if any.
     pub clearance: Option<portcullis_challenge::ClearanceClaims>,
-    /// The request's verified JWT, if it carried a valid one.
-    pub token: Option<portcullis_authz::VerifiedToken>,
+    /// The outcome of verifying the request's bearer token, once verified
+    /// (so that a token is verified once per request, valid or not).
+    pub jwt: Option<Result<portcullis_authz::VerifiedToken, portcullis_authz::TokenError>>,
     pub challenge: ChallengeState,
     /// Index of the matching policy (core URL) in the runtime.
     pub policy: Option<usize>,
@@ -194,7 +195,7 @@ impl RequestContext {
             device: None,
             account: None,
             clearance: None,
-            token: None,
+            jwt: None,
             challenge: ChallengeState::None,
             policy: None,
             risk: None,
@@ -266,6 +267,13 @@ impl RequestContext {
             None => (Action::Pass, None),
         }
     }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds to announce in `Retry-After`, at least one.

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -117,20 +117,22 @@ fn identify(rt: &Runtime, ctx: &mut RequestContext, headers: &HeaderMap) {
                 .as_deref()
                 .and_then(|name| cookie(headers, name))
         })
-        .filter(|a| !a.is_empty() && a.len() <= MAX_ACCOUNT_ID)
+        .filter(|a| usable_account(a))
         .map(str::to_owned);
     // A verified token's claim names the account, so that rate limits can count by it.
-    if let Some(claim) = &identity.account_claim
-        && let Ok(token) = verified_token(rt, headers)
-    {
-        if let Some(account) = token
-            .claim_text(claim)
-            .filter(|a| !a.is_empty() && a.len() <= MAX_ACCOUNT_ID)
+    if let Some(claim) = &identity.account_claim {
+        let verified = verified_token(rt, headers);
+        if let Ok(token) = &verified
+            && let Some(account) = token.claim_text(claim).filter(|a| usable_account(a))
         {
             ctx.account = Some(account);
         }
-        ctx.token = Some(token);
+        ctx.jwt = Some(verified);
     }
+}
+
+fn usable_account(account: &str) -> bool {
+    !account.is_empty() && account.len() <= MAX_ACCOUNT_ID
 }
 
 fn verified_token(
@@ -139,7 +141,7 @@ fn verified_token(
 ) -> Result<portcullis_authz::VerifiedToken, portcullis_authz::TokenError> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let token = portcullis_authz::bearer_token(authorization)?;
-    rt.jwt.verify(token, crate::trust::now_ms() / 1000)
+    rt.jwt.verify(token, crate::context::now_ms() / 1000)
 }
 
 /// A route that requires a JWT: a valid token (401 otherwise) that allows
@@ -151,17 +153,18 @@ fn jwt_stage(
     body: &InspectedBody,
     requirement: &portcullis_config::JwtRequirement,
 ) {
-    let token = match ctx.token.take() {
-        Some(token) => token,
-        None => match verified_token(rt, &parts.headers) {
-            Ok(token) => token,
-            Err(e) => {
-                let code = e.as_str();
-                let demand = Demand::Refuse { status: 401, code };
-                ctx.add(code, Layer::Clean, 50, e.to_string(), demand);
-                return;
-            }
-        },
+    let verified = ctx
+        .jwt
+        .take()
+        .unwrap_or_else(|| verified_token(rt, &parts.headers));
+    let token = match verified {
+        Ok(token) => token,
+        Err(e) => {
+            let code = e.as_str();
+            let demand = Demand::Refuse { status: 401, code };
+            ctx.add(code, Layer::Clean, 50, e.to_string(), demand);
+            return;
+        }
     };
     let json = parts
         .headers
@@ -179,7 +182,6 @@ fn jwt_stage(
         let demand = Demand::Refuse { status: 403, code };
         ctx.add("over_privileged", Layer::Clean, 80, evidence, demand);
     }
-    ctx.token = Some(token);
 }
 
 /// Longer account ids are ignored rather than stored in every table.
@@ -241,6 +243,7 @@ async fn policy_stage(
             shared.state.as_ref(),
             ctx,
             parts,
+            host,
             whole_body,
             need,
         )
@@ -1045,11 +1048,8 @@ fn record(
     if !shared.events.is_enabled() || !wanted {
         return;
     }
-    let ts_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     shared.events.send(Event {
-        ts_ms,
+        ts_ms: crate::context::now_ms(),
         request_id: ctx.request_id,
         client_ip: ctx.client_ip,
         method: parts.method.to_string(),

@@ -102,10 +102,11 @@ impl Risk {
 fn read_list(path: &Path) -> anyhow::Result<Vec<ipnet::IpNet>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("risk.ip_types: cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| crate::edge::ipset::parse_net(line.split('#').next().unwrap_or("")))
-        .collect())
+    let (nets, bad) = crate::edge::ipset::parse_feed_nets(&text);
+    if bad > 0 {
+        tracing::warn!(file = %path.display(), bad_lines = bad, "risk IP list has lines that are not addresses");
+    }
+    Ok(nets)
 }
 
 fn challenge_state(ctx: &RequestContext) -> RiskChallenge {
@@ -156,8 +157,9 @@ pub async fn assess(
             Features::default()
         }
     };
-    let env = match &ctx.clearance {
-        Some(claims) => device_flags(state, &claims.cid.to_string()).await,
+    let cid = ctx.clearance.as_ref().map(|c| c.cid.to_string());
+    let env = match &cid {
+        Some(cid) => device_flags(state, cid).await,
         None => DeviceFlags::default(),
     };
     let device = ctx.clearance.as_ref().map(|claims| DeviceFacts {
@@ -179,7 +181,6 @@ pub async fn assess(
         traffic_class: ctx.class.as_str(),
     };
     let assessment = risk.engine.assess(&input);
-    let cid = ctx.clearance.as_ref().map(|c| c.cid.to_string());
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let facts = HeaderFacts {
         device,

@@ -33,21 +33,7 @@ impl IpSet {
     /// Parses a feed file: one address or CIDR per line, `#` and `;` start comments.
     /// Returns the set and the number of lines that were not addresses.
     pub fn parse_feed(text: &str) -> (IpSet, usize) {
-        let mut nets = Vec::new();
-        let mut bad = 0;
-        for line in text.lines() {
-            let entry = line
-                .split(['#', ';'])
-                .next()
-                .unwrap_or_default()
-                .split_whitespace()
-                .next();
-            let Some(entry) = entry else { continue };
-            match parse_net(entry) {
-                Some(net) => nets.push(net),
-                None => bad += 1,
-            }
-        }
+        let (nets, bad) = parse_feed_nets(text);
         (IpSet::from_nets(&nets), bad)
     }
 
@@ -69,6 +55,27 @@ impl IpSet {
 }
 
 /// An address or CIDR, as written in lists and feeds.
+/// The networks of a feed file (see [`IpSet::parse_feed`]) and the number
+/// of lines that were not addresses.
+pub fn parse_feed_nets(text: &str) -> (Vec<IpNet>, usize) {
+    let mut nets = Vec::new();
+    let mut bad = 0;
+    for line in text.lines() {
+        let entry = line
+            .split(['#', ';'])
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .next();
+        let Some(entry) = entry else { continue };
+        match parse_net(entry) {
+            Some(net) => nets.push(net),
+            None => bad += 1,
+        }
+    }
+    (nets, bad)
+}
+
 pub fn parse_net(entry: &str) -> Option<IpNet> {
     entry
         .parse::<IpNet>()

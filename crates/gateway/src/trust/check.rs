@@ -11,7 +11,8 @@ use portcullis_challenge::{ClearanceCheck, ClearanceError, RequestTarget, Signat
 use portcullis_config::ClearanceRequirement;
 use portcullis_state::StateStore;
 
-use super::{ClientTrust, DEVICE_COOKIE, now_ms};
+use super::{ClientTrust, DEVICE_COOKIE};
+use crate::context::now_ms;
 use crate::context::{ChallengeState, Demand, Layer, RequestContext};
 use crate::proxy::cookie;
 
@@ -38,13 +39,15 @@ pub struct Requirement {
 }
 
 /// Checks the clearance and signature of a request, adding a signal for
-/// every failure and recording what the client proved in `ctx`. `body` is
-/// the whole body, or `None` when only a prefix was read.
+/// every failure and recording what the client proved in `ctx`. `host` is
+/// the request's authority; `body` is the whole body, or `None` when only a
+/// prefix was read.
 pub async fn check(
     trust: &ClientTrust,
     state: &dyn StateStore,
     ctx: &mut RequestContext,
     parts: &Parts,
+    host: &str,
     body: Option<&[u8]>,
     need: Requirement,
 ) {
@@ -133,19 +136,8 @@ pub async fn check(
         return;
     };
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
     let scheme = parts.uri.scheme_str().unwrap_or("http");
-    let target = RequestTarget::from_origin_form(parts.method.as_str(), scheme, authority, target);
+    let target = RequestTarget::from_origin_form(parts.method.as_str(), scheme, host, target);
     let verified =
         trust
             .verifier

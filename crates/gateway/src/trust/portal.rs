@@ -14,7 +14,8 @@ use portcullis_state::{Gcra, StateStore};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ClientTrust, DEVICE_COOKIE, now_ms};
+use super::{ClientTrust, DEVICE_COOKIE};
+use crate::context::now_ms;
 use crate::context::{ChallengeState, RequestContext};
 use crate::proxy::gateway_response;
 use crate::runtime::ProxyBody;
