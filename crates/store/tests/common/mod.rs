@@ -36,6 +36,15 @@ impl Drop for TempDir {
 
 pub const T0: i64 = 1_795_425_120_000; // a whole minute
 
+/// The wall clock in milliseconds, for tests whose code under test reads the
+/// clock itself (the writer's retention): a fixed date would age out.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+}
+
 /// A passed request at `ts_ms`.
 pub fn pass(ts_ms: i64, n: usize) -> StoredEvent {
     StoredEvent {
