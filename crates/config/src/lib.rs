@@ -23,7 +23,8 @@ pub use alerts::{AlertKind, AlertRule, AlertsConfig, BaselineStat, WebhookConfig
 pub use auth::{AuthConfig, JwtAlgorithm, JwtIssuerConfig};
 pub use overlay::{Overlay, OverlayLists};
 pub use policy::{
-    ChallengeConfig, ClearanceRequirement, CustomResponse, JwtRequirement, PolicyConfig, PolicyMode,
+    ChallengeConfig, ClearanceRequirement, CustomResponse, EncodedSlash, JwtRequirement, PathCase,
+    PolicyConfig, PolicyMode,
 };
 pub use risk::{IpTypesConfig, RiskConfig, RiskHeaderNames, RiskLimits, RiskModel};
 pub use store::{ConsoleConfig, StoreConfig};
@@ -74,6 +75,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub ip_lists: IpListsConfig,
     pub protocol: ProtocolConfig,
+    /// Headers the gateway owns on the way to the origin.
+    pub headers: HeadersConfig,
     pub traffic: TrafficConfig,
     pub quota: QuotaConfig,
     pub block: BlockResponses,
@@ -304,6 +307,46 @@ impl Default for ProtocolConfig {
             reject_bad_utf8: true,
             reject_nul: true,
             reject_bad_json: true,
+        }
+    }
+}
+
+/// Headers the gateway owns on the way to the origin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersConfig {
+    /// Client-address and forwarding headers removed from every request
+    /// (`_` and `-` alike); the gateway sets `X-Forwarded-For`,
+    /// `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` itself.
+    pub remove: Vec<String>,
+    /// `Upgrade` protocols tunnelled to the origin; any other upgrade
+    /// request is forwarded as a plain request.
+    pub upgrades: Vec<String>,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        HeadersConfig {
+            remove: [
+                "x-real-ip",
+                "forwarded",
+                "true-client-ip",
+                "x-client-ip",
+                "x-cluster-client-ip",
+                "cf-connecting-ip",
+                "fastly-client-ip",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-forwarded-port",
+                "x-forwarded-server",
+                "x-original-url",
+                "x-rewrite-url",
+                "x-original-host",
+                "x-host",
+            ]
+            .map(String::from)
+            .to_vec(),
+            upgrades: vec!["websocket".into()],
         }
     }
 }
@@ -557,6 +600,9 @@ pub struct RateLimitRule {
     /// Methods; empty means any.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// How the path pattern compares with the canonical path.
+    #[serde(default)]
+    pub path_case: PathCase,
     /// What is counted: one cell per distinct combination of these parts.
     #[serde(default = "default_key")]
     pub key: Vec<KeyPart>,

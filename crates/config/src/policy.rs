@@ -21,12 +21,20 @@ pub struct PolicyConfig {
     /// Methods; empty means any.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// How the path pattern compares with the canonical path: `insensitive`
+    /// (the default) also covers origins that ignore case.
+    #[serde(default)]
+    pub path_case: PathCase,
+    /// A request whose path carries an encoded separator (`%2F`, `%5C`):
+    /// `decode` matches it as a `/` (the default), `refuse` answers 400.
+    #[serde(default)]
+    pub encoded_slash: EncodedSlash,
     /// Whether a request needs a clearance from the challenge service.
     #[serde(default)]
     pub clearance: ClearanceRequirement,
     /// Require an HTTP message signature (RFC 9421) made with the
-    /// clearance's key, with a body digest and a fresh nonce. Browser
-    /// navigations carrying the clearance cookie are exempt.
+    /// clearance's key, with a body digest and a fresh nonce. A clearance
+    /// cookie never stands in for the signature.
     #[serde(default)]
     pub signature: bool,
     /// Require a verified JWT.
@@ -55,6 +63,27 @@ pub struct PolicyConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// How a route's path pattern compares with the canonical path.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PathCase {
+    /// `/API/x` matches `/api/`: safe in front of origins that ignore case.
+    #[default]
+    Insensitive,
+    Sensitive,
+}
+
+/// What a route does with an encoded path separator.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodedSlash {
+    /// Match and forward it as a separator, as most origins read it.
+    #[default]
+    Decode,
+    /// Answer 400: for origins that keep `%2F` inside a segment.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -139,8 +168,12 @@ pub struct ChallengeConfig {
     /// Browser navigations without a clearance get an HTML page that runs
     /// the check and returns to the URL; otherwise they get the JSON answer.
     pub interstitial: bool,
-    /// Cookie that carries the clearance of a browser.
+    /// Cookie that carries the clearance of a browser (navigations only).
     pub cookie: String,
+    /// Web origins (`https://shop.example`) whose pages may call protected
+    /// routes and the challenge service with the SDK: their CORS preflights
+    /// are answered by the gateway for the SDK's headers.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ChallengeConfig {
@@ -155,6 +188,7 @@ impl Default for ChallengeConfig {
             refuse_at: 4,
             interstitial: true,
             cookie: "pc_clearance".into(),
+            cors_origins: Vec::new(),
         }
     }
 }

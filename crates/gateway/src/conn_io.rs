@@ -17,7 +17,15 @@ use crate::edge::framing::{FramingScanner, parser_error_status};
 #[derive(Default)]
 pub struct ConnFlags {
     /// A request head on this connection carried both framing headers.
-    pub framing_conflict: AtomicBool,
+    framing_conflict: AtomicBool,
+}
+
+impl ConnFlags {
+    /// Whether a head on this connection was framed ambiguously; the request
+    /// that reads it is refused and the connection closed after its answer.
+    pub fn take_framing_conflict(&self) -> bool {
+        self.framing_conflict.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// Renders the gateway's answer for a head the parser refused.

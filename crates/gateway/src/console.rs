@@ -5,10 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_config::{Config, ConsoleConfig, FieldError, Overlay};
-use portcullis_console::{
-    ApplyFailure, BanInfo, BoxFuture, ConsoleDb, ConsoleOptions, Gateway, NewAudit,
-};
+use portcullis_config::{Config, FieldError, Overlay};
+use portcullis_console::{ApplyFailure, BanInfo, BoxFuture, ConsoleDb, ConsoleOptions, Gateway};
 use portcullis_store::{EventStore, WriterStats};
 
 use crate::Shared;
@@ -109,66 +107,4 @@ pub fn router(
     };
     let handle = Arc::new(GatewayHandle(Arc::clone(shared)));
     portcullis_console::router(db, handle, options)
-}
-
-/// The overlay to start with: the latest saved version, if it still
-/// validates over the file. If it does not, the gateway starts with the
-/// file alone and says so; the console shows the version as not in force.
-pub fn initial_overlay(db: &ConsoleDb, file: &Config) -> Overlay {
-    let latest = match db.latest_overlay() {
-        Ok(latest) => latest,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the console overlay; starting with the file alone");
-            return Overlay::default();
-        }
-    };
-    let Some(latest) = latest else {
-        return Overlay::default();
-    };
-    match reload::merge(file, &latest.document) {
-        Ok(_) => latest.document,
-        Err(e) => {
-            tracing::error!(
-                version = latest.version,
-                error = %e,
-                "the console overlay does not validate over the file; starting with the file alone"
-            );
-            Overlay::default()
-        }
-    }
-}
-
-/// Says how to log in when no console user exists yet.
-pub fn warn_if_no_user(db: &ConsoleDb) {
-    if db.user_count().is_ok_and(|n| n == 0) {
-        tracing::warn!(
-            "the console has no user yet: run `portcullis console set-password` or set [console] admin_password_hash"
-        );
-    }
-}
-
-/// Sets the admin's password from `[console] admin_password_hash`, when
-/// given and different, with an audit entry.
-pub fn sync_admin_password(db: &ConsoleDb, console: &ConsoleConfig) {
-    let Some(hash) = &console.admin_password_hash else {
-        return;
-    };
-    let user = &console.admin_user;
-    let outcome = db.sync_password(user, hash).and_then(|changed| {
-        if changed {
-            db.audit(&NewAudit {
-                actor: "config",
-                ip: "",
-                action: "password.set",
-                target: user,
-                summary: "password set from [console] admin_password_hash",
-                ..NewAudit::default()
-            })?;
-            tracing::info!(%user, "console password set from the configuration");
-        }
-        Ok(())
-    });
-    if let Err(e) = outcome {
-        tracing::error!(error = %e, "cannot set the console password from the configuration");
-    }
 }

@@ -4,7 +4,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
 use serde::Serialize;
+
+/// The risk headers for the origin, as the risk stage wrote them.
+pub type RiskHeaderList = Vec<(HeaderName, HeaderValue)>;
 
 /// The layer a signal comes from (DESIGN.md: edge, clean, policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,7 +157,7 @@ pub struct RequestContext {
     /// The risk rank, on core URLs.
     pub risk: Option<RiskVerdict>,
     /// The risk headers for the origin, on core URLs that send them.
-    pub risk_headers: crate::risk::RiskHeaderList,
+    pub risk_headers: RiskHeaderList,
     /// Under a `log-only` policy: what it would have done.
     pub would: Option<&'static str>,
 }

@@ -7,33 +7,8 @@ use std::time::Instant;
 
 use crate::context::{Action, Answer, Layer, TrafficClass};
 
-/// Pipeline stages with a latency histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Ip,
-    Protocol,
-    Quota,
-    Classify,
-    Limits,
-    Body,
-    Detect,
-    /// Clearance and request signature checks.
-    Trust,
-    /// Risk features, rank and the route's policy.
-    Policy,
-}
-
-const STAGES: [(Stage, &str); 9] = [
-    (Stage::Ip, "ip"),
-    (Stage::Protocol, "protocol"),
-    (Stage::Quota, "quota"),
-    (Stage::Classify, "classify"),
-    (Stage::Limits, "limits"),
-    (Stage::Body, "body"),
-    (Stage::Detect, "detect"),
-    (Stage::Trust, "trust"),
-    (Stage::Policy, "policy"),
-];
+/// Most stages a pipeline may time.
+pub const MAX_STAGES: usize = 24;
 
 /// Upper bounds in nanoseconds: 1 µs x 4^i, up to ~16 s.
 const BOUNDS_NS: [u64; 13] = {
@@ -76,7 +51,7 @@ struct StageCells {
 /// One worker's cells, aligned so that workers never share a cache line.
 #[repr(align(128))]
 struct WorkerCells {
-    stages: [StageCells; STAGES.len()],
+    stages: [StageCells; MAX_STAGES],
     requests: [AtomicU64; ACTIONS.len() * LAYERS.len() * CLASSES.len()],
 }
 
@@ -91,6 +66,8 @@ impl Default for WorkerCells {
 
 pub struct HotMetrics {
     workers: Box<[WorkerCells]>,
+    /// The timed stages' names, by index.
+    stage_names: &'static [&'static str],
 }
 
 fn action_index(action: Action) -> usize {
@@ -119,21 +96,27 @@ fn class_index(class: TrafficClass) -> usize {
 }
 
 impl HotMetrics {
-    pub fn new(workers: usize) -> Self {
+    /// Cells for `workers` threads and the stages named in `stage_names`
+    /// (at most [`MAX_STAGES`]; later ones are not timed).
+    pub fn new(workers: usize, stage_names: &'static [&'static str]) -> Self {
         HotMetrics {
             workers: (0..workers.max(1))
                 .map(|_| WorkerCells::default())
                 .collect(),
+            stage_names: &stage_names[..stage_names.len().min(MAX_STAGES)],
         }
     }
 
     fn mine(&self) -> &WorkerCells {
-        &self.workers[crate::server::worker_index() % self.workers.len()]
+        &self.workers[crate::worker::worker_index() % self.workers.len()]
     }
 
-    pub fn observe(&self, stage: Stage, started: Instant) {
+    /// Records the time since `started` for the stage at `stage` in the names.
+    pub fn observe(&self, stage: usize, started: Instant) {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let cells = &self.mine().stages[stage as usize];
+        let Some(cells) = self.mine().stages.get(stage) else {
+            return;
+        };
         let bucket = BOUNDS_NS
             .iter()
             .position(|b| ns <= *b)
@@ -180,7 +163,7 @@ impl HotMetrics {
             "# HELP portcullis_stage_duration_seconds Time spent in each pipeline stage.\n",
         );
         out.push_str("# TYPE portcullis_stage_duration_seconds histogram\n");
-        for (s, (_, name)) in STAGES.iter().enumerate() {
+        for (s, name) in self.stage_names.iter().enumerate() {
             let mut cumulative = 0;
             for (b, bound) in BOUNDS_NS.iter().enumerate() {
                 cumulative += self.sum(|w| &w.stages[s].buckets[b]);
@@ -214,7 +197,7 @@ mod tests {
 
     #[test]
     fn counts_and_histograms_render() {
-        let m = HotMetrics::new(2);
+        let m = HotMetrics::new(2, &["ip", "body"]);
         m.count_request(Action::Pass, None, TrafficClass::Normal);
         m.count_request(Action::Pass, None, TrafficClass::Normal);
         m.count_request(
@@ -222,7 +205,7 @@ mod tests {
             Some(Layer::Edge),
             TrafficClass::Scanner,
         );
-        m.observe(Stage::Ip, Instant::now());
+        m.observe(0, Instant::now());
         let mut out = String::new();
         m.encode(&mut out);
         assert!(

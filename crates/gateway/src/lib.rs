@@ -6,32 +6,42 @@
 //! live in [`edge`] and [`context`] and are tested without sockets.
 
 pub mod admin;
+pub mod answers;
 pub mod bans;
 pub mod body;
 pub mod client_ip;
 pub mod conn_io;
 pub mod console;
 pub mod context;
+pub mod control;
 pub mod demo;
 pub mod edge;
 pub mod events;
+pub mod files;
 pub mod hot_metrics;
+pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod risk;
 pub mod runtime;
 pub mod server;
+pub mod shared;
+pub mod stages;
 pub mod trust;
+pub mod worker;
+
+pub use control::{ConfigSource, Overrides};
+pub use shared::Shared;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use portcullis_config::{Config, Overlay, UpstreamConfig};
+use portcullis_config::{Config, Overlay};
 use portcullis_console::ConsoleDb;
 use portcullis_state::{MemoryStore, MemoryStoreOptions, StateStore};
 use portcullis_store::{EventWriter, Retention, SqliteStore, WriterConfig};
@@ -40,25 +50,6 @@ use crate::edge::conn::ConnLimiter;
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-
-/// What every request handler shares.
-pub struct Shared {
-    pub runtime: ArcSwap<Runtime>,
-    pub state: Arc<dyn StateStore>,
-    pub metrics: Arc<Metrics>,
-    pub events: EventSink,
-    pub conns: Arc<ConnLimiter>,
-    pub bans: Arc<bans::Bans>,
-    /// Bearer token the admin API requires (from `PORTCULLIS_ADMIN_TOKEN`).
-    pub admin_token: Option<String>,
-    /// Where the configuration comes from: the file, the overrides and the
-    /// console overlay (see [`reload`]).
-    pub control: reload::Control,
-    /// The console's database, when the console is on.
-    pub console_db: Option<Arc<ConsoleDb>>,
-    /// Webhook alerts on spikes, when there is an event store to watch.
-    pub alerts: Option<portcullis_alerts::AlertsHandle>,
-}
 
 /// What the gateway runs beside the data path: the event store and the
 /// console. [`start`] runs without them; the binary opens them from the
@@ -105,48 +96,6 @@ pub fn admin_token_from_env() -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Command-line settings that win over the file, on start and on every reload.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub listen: Option<SocketAddr>,
-    pub admin: Option<SocketAddr>,
-    pub upstream: Option<String>,
-}
-
-impl Overrides {
-    pub fn apply(&self, mut config: Config) -> Config {
-        if let Some(listen) = self.listen {
-            config.server.listen = listen;
-        }
-        if let Some(admin) = self.admin {
-            config.server.admin = Some(admin);
-        }
-        if let Some(upstream) = &self.upstream {
-            config.upstreams = vec![UpstreamConfig::new(upstream.clone())];
-        }
-        config
-    }
-}
-
-/// Where the configuration comes from.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    /// A file, watched for changes and re-read on SIGHUP.
-    File(PathBuf),
-    /// A fixed configuration (defaults plus overrides, or tests).
-    Fixed(Box<Config>),
-}
-
-impl ConfigSource {
-    pub fn load(&self, overrides: &Overrides) -> anyhow::Result<Config> {
-        let config = match self {
-            ConfigSource::File(path) => Config::load(path)?,
-            ConfigSource::Fixed(config) => (**config).clone(),
-        };
-        Ok(overrides.apply(config))
-    }
-}
-
 fn runtime_workers(shared: &Shared) -> usize {
     shared.runtime.load().workers
 }
@@ -179,18 +128,18 @@ pub async fn start_with(
     let overlay = services
         .console
         .as_deref()
-        .map_or_else(Overlay::default, |db| console::initial_overlay(db, &file));
-    let config = reload::merge(&file, &overlay).context("the console overlay does not apply")?;
+        .map_or_else(Overlay::default, |db| control::initial_overlay(db, &file));
+    let config = control::merge(&file, &overlay).context("the console overlay does not apply")?;
     anyhow::ensure!(
         !config.upstreams.is_empty(),
         "no origin configured: give --upstream URL or [[upstreams]] in the config"
     );
     let runtime = Runtime::build(config, 1).context("cannot apply the configuration")?;
     if let Some(db) = &services.console {
-        console::sync_admin_password(db, &runtime.config.console);
-        console::warn_if_no_user(db);
+        control::sync_admin_password(db, &runtime.config.console);
+        control::warn_if_no_user(db);
     }
-    let mut metrics = Metrics::new(runtime.workers);
+    let mut metrics = Metrics::new(runtime.workers, pipeline::STAGE_NAMES);
     let writer = store_writer(&runtime.config, services.store.clone())?;
     if let Some(writer) = &writer {
         let collector = events::StoreCollector::new(Arc::clone(writer));
@@ -223,7 +172,7 @@ pub async fn start_with(
         conns: Arc::new(ConnLimiter::default()),
         bans,
         admin_token: services.admin_token.clone(),
-        control: reload::Control::new(source, overrides, file, overlay),
+        control: control::Control::new(source, overrides, file, overlay),
         console_db: services.console.clone(),
         alerts,
     });

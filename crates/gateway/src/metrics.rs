@@ -31,7 +31,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(workers: usize) -> Self {
+    /// Metrics for `workers` threads, timing the stages named in `stage_names`.
+    pub fn new(workers: usize, stage_names: &'static [&'static str]) -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let signals = Family::default();
         registry.register("signals", "Signals raised, by name", signals.clone());
@@ -85,7 +86,7 @@ impl Metrics {
         );
         Metrics {
             registry,
-            hot: crate::hot_metrics::HotMetrics::new(workers),
+            hot: crate::hot_metrics::HotMetrics::new(workers, stage_names),
             signals,
             upstream_errors,
             connections_open,

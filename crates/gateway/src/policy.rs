@@ -26,7 +26,12 @@ impl Policies {
             configs
                 .iter()
                 .map(|config| Policy {
-                    route: RouteMatcher::new(&config.hosts, &config.path, &config.methods),
+                    route: RouteMatcher::new(
+                        &config.hosts,
+                        &config.path,
+                        &config.methods,
+                        config.path_case,
+                    ),
                     config: config.clone(),
                 })
                 .collect(),

@@ -12,12 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
 use portcullis_config::{Config, ConfigError, Overlay};
 
+use crate::control::{ConfigSource, merge};
+use crate::files::modified;
 use crate::metrics::OutcomeLabel;
-use crate::runtime::{Runtime, modified};
-use crate::{ConfigSource, Overrides, Shared};
+use crate::runtime::Runtime;
+use crate::shared::Shared;
 
 /// How often files are checked; a change applies within twice this.
 const POLL: Duration = Duration::from_millis(500);
@@ -32,56 +33,6 @@ pub enum ApplyError {
     /// unreadable, ...).
     #[error("{0:#}")]
     Refused(anyhow::Error),
-}
-
-/// Where the configuration comes from, and the parts it is made of.
-pub struct Control {
-    source: ConfigSource,
-    overrides: Overrides,
-    parts: Mutex<Parts>,
-}
-
-/// The file's configuration last applied, and the overlay in force.
-#[derive(Clone)]
-struct Parts {
-    file: Config,
-    overlay: Overlay,
-}
-
-impl Control {
-    pub fn new(source: ConfigSource, overrides: Overrides, file: Config, overlay: Overlay) -> Self {
-        Control {
-            source,
-            overrides,
-            parts: Mutex::new(Parts { file, overlay }),
-        }
-    }
-
-    /// The file's configuration (with the command-line overrides).
-    pub fn file_config(&self) -> Config {
-        self.parts.lock().file.clone()
-    }
-
-    pub fn overlay(&self) -> Overlay {
-        self.parts.lock().overlay.clone()
-    }
-
-    /// What `overlay` over the current file would give, validated.
-    pub fn check(&self, overlay: &Overlay) -> Result<Config, ConfigError> {
-        let file = self.file_config();
-        merge(&file, overlay)
-    }
-}
-
-/// The file with the overlay's sections in place of its own, validated.
-/// An empty overlay returns the file, which was validated when loaded.
-pub fn merge(file: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
-    if overlay.is_empty() {
-        return Ok(file.clone());
-    }
-    let merged = overlay.apply(file.clone());
-    merged.check()?;
-    Ok(merged)
 }
 
 pub async fn watch(shared: Arc<Shared>) {
@@ -137,7 +88,7 @@ pub fn reload(shared: &Shared, trigger: &str) -> bool {
     match outcome {
         Ok(file) => {
             if let Some(db) = &shared.console_db {
-                crate::console::sync_admin_password(db, &file.console);
+                crate::control::sync_admin_password(db, &file.console);
             }
             parts.file = file;
             true

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
 use portcullis_config::RiskConfig;
 use portcullis_risk::{
     AsSignal, ChallengeState as RiskChallenge, DeviceFacts, DeviceFlags, FeatureKeys, Features,
@@ -15,9 +14,9 @@ use portcullis_risk::{
 };
 use portcullis_state::StateStore;
 
-use crate::context::{ChallengeState, RequestContext, RiskVerdict, Signal};
+use crate::context::{ChallengeState, RequestContext, RiskHeaderList, RiskVerdict, Signal};
 use crate::edge::ipset::IpSet;
-use crate::runtime::modified;
+use crate::files::modified;
 use crate::trust::portal::env_key;
 
 impl AsSignal for Signal {
@@ -129,9 +128,6 @@ fn verdict(a: &portcullis_risk::RiskAssessment<'_>) -> RiskVerdict {
             .collect(),
     }
 }
-
-/// What the origin is told about a request on a core URL.
-pub type RiskHeaderList = Vec<(HeaderName, HeaderValue)>;
 
 /// Gathers the request's features, ranks it and prepares the risk headers.
 /// A state outage costs the features, not the request.

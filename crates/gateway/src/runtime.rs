@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,12 +20,12 @@ use crate::client_ip::ForwardedHeader;
 use crate::edge::classify::Classifier;
 use crate::edge::ipset::IpSet;
 use crate::edge::quota::Quota;
+use crate::files::modified;
+use crate::http::respond::ProxyBody;
 use crate::policy::Policies;
 use crate::risk::Risk;
 use crate::trust::ClientTrust;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
 /// One origin and the requests it serves.
@@ -283,14 +282,10 @@ fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
     plans
 }
 
-pub fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 impl Upstream {
     /// The connection pool of the calling worker thread.
     pub fn client(&self) -> &UpstreamClient {
-        &self.clients[crate::server::worker_index() % self.clients.len()]
+        &self.clients[crate::worker::worker_index() % self.clients.len()]
     }
 }
 

@@ -161,8 +161,10 @@ async fn serve_connection<S>(
         error_page(Arc::clone(&shared), runtime),
     ));
     let metrics = Arc::clone(&shared.metrics);
-    let service =
-        service_fn(move |req| proxy::handle(Arc::clone(&shared), peer, Arc::clone(&flags), req));
+    let tls = !matches!(protocol, Protocol::Sniff);
+    let service = service_fn(move |req| {
+        proxy::handle(Arc::clone(&shared), peer, Arc::clone(&flags), tls, req)
+    });
     let builder = match protocol {
         Protocol::Sniff => builder,
         Protocol::Http1 => builder.http1_only(),
@@ -178,7 +180,7 @@ async fn serve_connection<S>(
 /// The gateway's answer for a request head the HTTP parser refused by itself.
 fn error_page(shared: Arc<Shared>, runtime: Arc<Runtime>) -> ErrorPage {
     Box::new(move |status| {
-        let request_id = proxy::new_request_id();
+        let request_id = crate::http::respond::new_request_id();
         let template = &runtime.config.block.bad_request;
         let body = runtime.render(template, status, &request_id);
         let reason = StatusCode::from_u16(status)
@@ -200,15 +202,6 @@ fn error_page(shared: Arc<Shared>, runtime: Arc<Runtime>) -> ErrorPage {
         page.extend_from_slice(&body);
         page.freeze()
     })
-}
-
-thread_local! {
-    static WORKER_INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The index of the worker thread running the caller (0 elsewhere).
-pub fn worker_index() -> usize {
-    WORKER_INDEX.with(|i| i.get())
 }
 
 /// Binds one listening socket per worker on the same address (SO_REUSEPORT,
@@ -253,7 +246,7 @@ pub fn spawn_workers(
         std::thread::Builder::new()
             .name(format!("portcullis-worker-{index}"))
             .spawn(move || {
-                WORKER_INDEX.with(|i| i.set(index));
+                crate::worker::set_worker_index(index);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

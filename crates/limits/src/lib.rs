@@ -53,7 +53,12 @@ impl Rule {
     pub fn new(config: &RateLimitRule) -> Self {
         Rule {
             name: config.name.clone(),
-            route: RouteMatcher::new(&config.hosts, &config.path, &config.methods),
+            route: RouteMatcher::new(
+                &config.hosts,
+                &config.path,
+                &config.methods,
+                config.path_case,
+            ),
             key: config.key.clone(),
             limit: Gcra::per_second(config.rate, config.burst),
             action: config.action,

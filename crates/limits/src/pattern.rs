@@ -3,6 +3,8 @@
 //! path for prefixes and at most path x pattern for wildcards, with no
 //! backtracking blow-up.
 
+use portcullis_config::PathCase;
+
 /// Which requests a route rule (a rate limit, a policy) applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatcher {
@@ -11,24 +13,57 @@ pub struct RouteMatcher {
     path: PathPattern,
     /// Uppercase methods; empty means any.
     methods: Vec<String>,
+    /// The pattern is lower case and compared with the lower-cased path.
+    ignore_case: bool,
 }
 
 impl RouteMatcher {
-    pub fn new(hosts: &[String], path: &str, methods: &[String]) -> RouteMatcher {
+    /// A route over the canonical path; with `PathCase::Insensitive` the
+    /// pattern also covers `/API/` for `/api/`.
+    pub fn new(hosts: &[String], path: &str, methods: &[String], case: PathCase) -> RouteMatcher {
+        let ignore_case = case == PathCase::Insensitive;
+        let pattern = if ignore_case {
+            path.to_lowercase()
+        } else {
+            path.to_owned()
+        };
         RouteMatcher {
-            hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            path: PathPattern::parse(path),
+            hosts: hosts
+                .iter()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            path: PathPattern::parse(&pattern),
             methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            ignore_case,
         }
     }
 
-    /// `host` may carry a port, which is ignored.
+    /// `host` is the canonical authority (lower case, no trailing dot); its
+    /// port is ignored. `path` is the canonical path.
     pub fn matches(&self, host: &str, method: &str, path: &str) -> bool {
-        let host = host.split(':').next().unwrap_or_default();
-        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-            && self.path.matches(path)
+        let host = host_name(host);
+        let host_ok =
+            self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+        let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == method);
+        if !host_ok || !method_ok {
+            return false;
+        }
+        if self.ignore_case && path.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+            self.path.matches(&path.to_lowercase())
+        } else {
+            self.path.matches(path)
+        }
     }
+}
+
+/// The name of an authority, without its port (`[v6]:port` included).
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority.split(':').next().unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +136,27 @@ fn wildcard(pieces: &[String], anchored_end: bool, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::PathPattern;
+    use super::{PathCase, PathPattern, RouteMatcher};
+
+    #[test]
+    fn case_follows_the_route() {
+        let any = RouteMatcher::new(&[], "/api/", &[], PathCase::Insensitive);
+        assert!(any.matches("h", "GET", "/API/x"));
+        assert!(any.matches("h", "GET", "/Api/x"));
+        let exact = RouteMatcher::new(&[], "/api/", &[], PathCase::Sensitive);
+        assert!(!exact.matches("h", "GET", "/API/x"));
+        assert!(exact.matches("h", "GET", "/api/x"));
+    }
+
+    #[test]
+    fn hosts_ignore_port_case_and_trailing_dot() {
+        let route = RouteMatcher::new(&["Api.Local.".into()], "/", &[], PathCase::Sensitive);
+        assert!(route.matches("api.local:8080", "GET", "/"));
+        assert!(route.matches("api.local", "GET", "/"));
+        assert!(!route.matches("other.local", "GET", "/"));
+        let v6 = RouteMatcher::new(&["[::1]".into()], "/", &[], PathCase::Sensitive);
+        assert!(v6.matches("[::1]:8080", "GET", "/"));
+    }
 
     fn m(pattern: &str, path: &str) -> bool {
         PathPattern::parse(pattern).matches(path)

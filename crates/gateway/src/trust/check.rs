@@ -14,7 +14,7 @@ use portcullis_state::StateStore;
 use super::{ClientTrust, DEVICE_COOKIE};
 use crate::context::now_ms;
 use crate::context::{ChallengeState, Demand, Layer, RequestContext};
-use crate::proxy::cookie;
+use crate::http::headers::cookie;
 
 /// The state key marking a revoked clearance.
 pub fn revoked_key(cid: &str) -> String {
@@ -71,9 +71,17 @@ pub async fn check(
         .headers
         .get(CLEARANCE_HEADER)
         .and_then(|v| v.to_str().ok());
+    // The cookie the interstitial sets serves browser navigations only: a
+    // script's call carries its clearance in the header, and signs.
+    let cookie_token = || {
+        let navigation = !need.signature && crate::policy::is_navigation(&parts.headers);
+        navigation
+            .then(|| cookie(&parts.headers, &trust.cookie))
+            .flatten()
+    };
     let (token, via_cookie) = match header_token {
         Some(token) => (token, false),
-        None => match cookie(&parts.headers, &trust.cookie) {
+        None => match cookie_token() {
             Some(token) => (token, true),
             None => {
                 let missing = demand("clearance_required");
@@ -118,7 +126,6 @@ pub async fn check(
     };
     let key = trust.authority.signing_key(&claims);
     ctx.clearance = Some(claims);
-    // A browser navigation carries the clearance in a cookie and cannot sign.
     if !need.signature || via_cookie {
         return;
     }

@@ -29,6 +29,8 @@ pub struct ClientTrust {
     pub cookie: String,
     /// Whether clearances are checked against the client's network.
     pub bind_network: bool,
+    /// Web origins whose pages may use the SDK across origins.
+    pub cors_origins: Vec<String>,
 }
 
 /// Cookie carrying the device id of a browser that passed the interstitial.
@@ -62,6 +64,7 @@ impl ClientTrust {
             interstitial: config.interstitial,
             cookie: config.cookie.clone(),
             bind_network: config.bind_network,
+            cors_origins: config.cors_origins.clone(),
         })
     }
 }

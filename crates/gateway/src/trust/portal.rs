@@ -17,8 +17,7 @@ use serde_json::json;
 use super::{ClientTrust, DEVICE_COOKIE};
 use crate::context::now_ms;
 use crate::context::{ChallengeState, RequestContext};
-use crate::proxy::gateway_response;
-use crate::runtime::ProxyBody;
+use crate::http::respond::{ProxyBody, gateway_response};
 
 /// The largest verify body accepted (a report is well under 4 KB).
 const MAX_VERIFY_BODY: usize = 16 * 1024;

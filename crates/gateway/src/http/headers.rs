@@ -1,0 +1,209 @@
+//! Header helpers: cookies, the headers a client could forge about the
+//! verdict or its own address, hop-by-hop headers and upgrades.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName, HeaderValue};
+
+/// The value of one cookie, from any `Cookie` header.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    cookie_pairs(headers).find_map(|(k, v)| (k == name).then_some(v))
+}
+
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+}
+
+/// Header names compared the way frameworks read them: case, `_` and `-`
+/// alike (CGI-style servers turn both into `HTTP_X_WX_RISK_RANK`).
+pub fn same_name(name: &str, wanted: &str) -> bool {
+    name.len() == wanted.len()
+        && name.bytes().zip(wanted.bytes()).all(|(a, b)| {
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            fold(a) == fold(b)
+        })
+}
+
+/// Whether `name` starts with `prefix` under [`same_name`]'s folding.
+pub fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
+}
+
+/// Removes every header whose name matches one of `names` or starts with
+/// one of `prefixes`, `_` and `-` alike.
+pub fn remove_matching(headers: &mut HeaderMap, names: &[String], prefixes: &[&str]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            names.iter().any(|w| same_name(n, w)) || prefixes.iter().any(|p| has_prefix(n, p))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Removes the named cookies from every `Cookie` header, dropping headers
+/// left empty.
+pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    let ours = |pair: &str| {
+        let name = pair.trim().split_once('=').map_or(pair.trim(), |(k, _)| k);
+        names.contains(&name)
+    };
+    let touched = values
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(ours)));
+    if !touched {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            headers.append(header::COOKIE, value);
+            continue;
+        };
+        let kept: Vec<&str> = text
+            .split(';')
+            .filter(|p| !ours(p))
+            .map(str::trim)
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.append(header::COOKIE, value);
+        }
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// The protocol a request asks to switch to, when it is an upgrade request
+/// (`Connection: upgrade` with an `Upgrade` header).
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<&str> {
+    let asks = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    if !asks {
+        return None;
+    }
+    headers.get(header::UPGRADE).and_then(|v| v.to_str().ok())
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header lists. With
+/// `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay (a WebSocket
+/// handshake passes through).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| name != header::UPGRADE)
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_with_underscores_and_any_case() {
+        assert!(same_name("x_wx_risk_rank", "x-wx-risk-rank"));
+        assert!(same_name("X-WX-Risk_Rank", "x-wx-risk-rank"));
+        assert!(!same_name("x-wx-risk-ranks", "x-wx-risk-rank"));
+        assert!(has_prefix("x_portcullis_verdict", "x-portcullis-"));
+        assert!(!has_prefix("x-port", "x-portcullis-"));
+    }
+
+    #[test]
+    fn matching_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x_wx_risk_rank",
+            "x-wx-device",
+            "x-real-ip",
+            "x_real_ip",
+            "accept",
+        ] {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+        }
+        remove_matching(&mut h, &["x-real-ip".to_string()], &["x-wx-"]);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn gateway_cookies_are_removed_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pc_clearance=x; b=2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("pc_device=d"));
+        remove_cookies(&mut h, &["pc_clearance", "pc_device"]);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2"]);
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "pc_device"), None);
+    }
+
+    #[test]
+    fn hop_by_hop_and_listed_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn upgrades_are_recognised() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h), None, "no Connection: upgrade");
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(upgrade_protocol(&h), Some("websocket"));
+    }
+}

@@ -1,0 +1,86 @@
+//! Reads the inspected part of the body (`inspect_body_bytes`) within its
+//! time limit; the rest streams to the origin under `max_body_bytes`. The
+//! part read is checked for protocol sanity (encoding, UTF-8, JSON).
+
+use std::time::Duration;
+
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+use super::{Exchange, Flow, InspectedBody, RequestBody, Stage};
+use crate::body::{Prefix, PrefixedBody, read_prefix};
+use crate::context::Layer;
+use crate::edge::protocol;
+use crate::http::respond::full_body;
+
+pub struct Body;
+
+impl Stage for Body {
+    const NAME: &'static str = "body";
+    const LAYER: Layer = Layer::Edge;
+
+    async fn run(&self, ex: &mut Exchange<'_>) -> Flow {
+        let RequestBody::Unread(incoming) = std::mem::replace(&mut ex.body, RequestBody::None)
+        else {
+            return Flow::Continue;
+        };
+        if incoming.is_end_stream() {
+            ex.body = RequestBody::Read(InspectedBody::empty());
+            return Flow::Continue;
+        }
+        let limits = &ex.rt.config.limits;
+        let prefix = read_prefix(
+            incoming,
+            limits.inspect_body_bytes,
+            limits.max_body_bytes,
+            Duration::from_millis(limits.body_timeout_ms),
+        )
+        .await;
+        let body = match prefix {
+            Prefix::Complete(bytes) => InspectedBody {
+                forward: full_body(bytes.clone()),
+                inspected: bytes,
+                complete: true,
+            },
+            Prefix::Partial(bytes, rest) => InspectedBody {
+                forward: PrefixedBody::new(bytes.clone(), rest, limits.max_body_bytes)
+                    .map_err(Into::into)
+                    .boxed(),
+                inspected: bytes,
+                complete: false,
+            },
+            Prefix::TooLarge => {
+                ex.ctx.refuse("body_too_large", "", 413);
+                return Flow::Stop;
+            }
+            Prefix::TimedOut => {
+                ex.ctx.refuse("body_timeout", "", 408);
+                return Flow::Stop;
+            }
+            Prefix::Broken => {
+                ex.ctx.refuse("body_malformed", "", 400);
+                return Flow::Stop;
+            }
+        };
+        if let Some(v) = protocol::check_body(
+            &ex.parts.headers,
+            &body.inspected,
+            body.complete,
+            &ex.rt.config.protocol,
+        ) {
+            ex.ctx.refuse(v.name, v.evidence, v.status);
+        }
+        ex.body = RequestBody::Read(body);
+        Flow::after(&ex.ctx)
+    }
+}
+
+impl InspectedBody {
+    pub fn empty() -> Self {
+        InspectedBody {
+            forward: crate::http::respond::empty_body(),
+            inspected: bytes::Bytes::new(),
+            complete: true,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Attack detection (SQLi, XSS, RCE, traversal, SSRF, XXE ...) over the
+//! canonical target, the headers and the inspected body, block or log-only
+//! per route.
+
+use portcullis_config::DetectMode;
+
+use super::{Exchange, Flow, Stage};
+use crate::context::{Demand, Layer};
+
+pub struct Detect;
+
+impl Stage for Detect {
+    const NAME: &'static str = "detect";
+    const LAYER: Layer = Layer::Clean;
+    const SKIPPED_WHEN_TRUSTED: bool = true;
+
+    async fn run(&self, ex: &mut Exchange<'_>) -> Flow {
+        let Some(detection) = ex.rt.detection(ex.target.path()) else {
+            return Flow::Continue;
+        };
+        let headers = ex.header_pairs();
+        let target = ex.parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let (body, complete) = ex.body.inspected();
+        let verdict = detection.detector.inspect(&portcullis_detect::RawRequest {
+            method: ex.parts.method.as_str(),
+            target: target.as_bytes(),
+            headers: &headers,
+            body,
+            body_truncated: !complete,
+        });
+        if !verdict.is_attack(detection.threshold) {
+            return Flow::Continue;
+        }
+        let demand = mode_demand(detection.mode);
+        for finding in &verdict.findings {
+            let evidence = format!(
+                "{} {}: {}",
+                finding.rule_id, finding.location, finding.evidence
+            );
+            ex.ctx.add(
+                finding.family.as_str(),
+                Layer::Clean,
+                finding.score,
+                evidence,
+                demand,
+            );
+        }
+        Flow::after(&ex.ctx)
+    }
+}
+
+/// What a detection that fires asks for under the route's mode.
+pub fn mode_demand(mode: DetectMode) -> Demand {
+    match mode {
+        DetectMode::Block => Demand::Block,
+        DetectMode::LogOnly => Demand::Tag,
+    }
+}

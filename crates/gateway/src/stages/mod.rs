@@ -1,0 +1,162 @@
+//! The stages of the request pipeline, one module each. A stage reads the
+//! [`Exchange`] (the request, its canonical form, what earlier stages found)
+//! and adds signals to its context; it never answers the client itself,
+//! except a stage that serves the gateway's own endpoints, which leaves its
+//! answer in [`Exchange::answer`]. The order is declared once, in
+//! [`crate::pipeline`].
+
+pub mod bands;
+pub mod body;
+pub mod classify;
+pub mod detect;
+pub mod framing;
+pub mod identify;
+pub mod ip;
+pub mod jwt;
+pub mod limits;
+pub mod portal;
+pub mod protocol;
+pub mod quota;
+pub mod risk;
+pub mod route;
+pub mod rules;
+pub mod trust;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use http::request::Parts;
+use hyper::body::Incoming;
+
+use crate::context::{Layer, RequestContext};
+use crate::http::canonical::CanonicalPath;
+use crate::http::respond::ProxyBody;
+use crate::runtime::Runtime;
+use crate::shared::Shared;
+
+/// What a stage tells the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop the pipeline: a refusal was demanded, or an answer written.
+    Stop,
+}
+
+impl Flow {
+    /// `Stop` when a signal of `ctx` demands more than evidence.
+    pub fn after(ctx: &RequestContext) -> Flow {
+        if ctx.is_stopped() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+/// One stage of the pipeline.
+#[allow(async_fn_in_trait)] // stages are dispatched statically by the runner
+pub trait Stage {
+    /// Its name in metrics, events and docs.
+    const NAME: &'static str;
+    const LAYER: Layer;
+    /// Clients on the allow list skip it.
+    const SKIPPED_WHEN_TRUSTED: bool = false;
+    /// It runs on core URLs only (a policy matched).
+    const CORE_URLS_ONLY: bool = false;
+
+    async fn run(&self, ex: &mut Exchange<'_>) -> Flow;
+}
+
+/// The canonical request target: what every matcher reads.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The one authority (lower case, no trailing dot, no default port);
+    /// empty when the request named none.
+    pub authority: String,
+    pub path: CanonicalPath,
+    /// The query as the client sent it (without `?`).
+    pub query: Option<String>,
+}
+
+impl Target {
+    /// The origin-form target sent to the origin.
+    pub fn forwarded(&self) -> String {
+        match &self.query {
+            Some(query) => format!("{}?{query}", self.path.forwarded),
+            None => self.path.forwarded.clone(),
+        }
+    }
+
+    /// The canonical path matchers compare with.
+    pub fn path(&self) -> &str {
+        &self.path.matched
+    }
+}
+
+/// The request body as the pipeline has it.
+pub enum RequestBody {
+    /// Not read yet.
+    Unread(Incoming),
+    /// The inspected prefix was read.
+    Read(InspectedBody),
+    /// No body to forward (the request was refused before it was read).
+    None,
+}
+
+/// A request body after the body stage.
+pub struct InspectedBody {
+    /// What goes to the origin.
+    pub forward: ProxyBody,
+    /// The part read and inspected before forwarding.
+    pub inspected: Bytes,
+    /// Whether `inspected` is the whole body.
+    pub complete: bool,
+}
+
+/// One request on its way through the pipeline.
+pub struct Exchange<'a> {
+    pub shared: &'a Shared,
+    pub rt: &'a Arc<Runtime>,
+    pub ctx: RequestContext,
+    /// The request head. Once the protocol stage ran, `parts.uri` is the
+    /// canonical origin-form target (what the origin receives).
+    pub parts: Parts,
+    pub target: Target,
+    pub body: RequestBody,
+    /// An answer written by a stage (the gateway's own endpoints).
+    pub answer: Option<Response<ProxyBody>>,
+    /// The request arrived over TLS.
+    pub tls: bool,
+    /// A head on this connection was framed ambiguously (see `edge::framing`).
+    pub framing_conflict: bool,
+}
+
+impl RequestBody {
+    /// The inspected bytes, and whether they are the whole body.
+    pub fn inspected(&self) -> (&[u8], bool) {
+        match self {
+            RequestBody::Read(body) => (&body.inspected, body.complete),
+            RequestBody::Unread(_) | RequestBody::None => (&[], true),
+        }
+    }
+
+    /// The whole body, when it was read within the inspection limit.
+    pub fn whole(&self) -> Option<&[u8]> {
+        match self.inspected() {
+            (bytes, true) => Some(bytes),
+            (_, false) => None,
+        }
+    }
+}
+
+impl Exchange<'_> {
+    /// The headers as (name, value) pairs, for detection and custom rules.
+    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+        self.parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect()
+    }
+}
