@@ -68,3 +68,6 @@ async fn run_stage<S: Stage>(stage: &S, index: usize, ex: &mut Exchange<'_>) -> 
     ex.shared.metrics.hot.observe(index, started);
     flow
 }
+
+#[cfg(test)]
+mod tests;

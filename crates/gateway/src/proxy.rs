@@ -74,7 +74,7 @@ pub async fn handle(
 }
 
 /// The target before the protocol stage made it canonical: the raw path.
-fn provisional_target(raw_path: &str) -> Target {
+pub(crate) fn provisional_target(raw_path: &str) -> Target {
     Target {
         authority: String::new(),
         path: CanonicalPath {

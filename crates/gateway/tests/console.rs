@@ -528,7 +528,7 @@ async fn log_only_policies_count_what_they_would_have_stopped() {
 
 /// Solves the gateway's proof of work; returns the clearance and its cid.
 async fn clearance(addr: SocketAddr) -> (String, String) {
-    let head = "Host: test\r\nx-pc-device: dev-console-1\r\nUser-Agent: Mozilla/5.0 (iPhone)\r\nAccept: application/json\r\nAccept-Language: zh-CN\r\n";
+    let head = "x-pc-device: dev-console-1\r\nUser-Agent: Mozilla/5.0 (iPhone)\r\nAccept: application/json\r\nAccept-Language: zh-CN\r\n";
     let challenge = get(addr, "/.portcullis/challenge", head).await;
     let body = challenge.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     let challenge: Value = serde_json::from_str(body).expect("challenge JSON");
@@ -543,7 +543,7 @@ async fn clearance(addr: SocketAddr) -> (String, String) {
     })
     .to_string();
     let request = format!(
-        "POST /.portcullis/verify HTTP/1.1\r\n{head}Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{report}",
+        "POST /.portcullis/verify HTTP/1.1\r\nHost: test\r\n{head}Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{report}",
         report.len()
     );
     let verified = raw(addr, request.as_bytes(), Duration::from_secs(5)).await;

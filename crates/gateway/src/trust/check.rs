@@ -74,8 +74,7 @@ pub async fn check(
     // The cookie the interstitial sets serves browser navigations only: a
     // script's call carries its clearance in the header, and signs.
     let cookie_token = || {
-        let navigation = !need.signature && crate::policy::is_navigation(&parts.headers);
-        navigation
+        crate::policy::is_navigation(&parts.headers)
             .then(|| cookie(&parts.headers, &trust.cookie))
             .flatten()
     };
@@ -126,7 +125,17 @@ pub async fn check(
     };
     let key = trust.authority.signing_key(&claims);
     ctx.clearance = Some(claims);
-    if !need.signature || via_cookie {
+    if !need.signature {
+        return;
+    }
+    if via_cookie {
+        // A navigation cannot sign: the cookie never stands in for a signature.
+        refuse(
+            ctx,
+            403,
+            "signature_missing",
+            "a cookie clearance on a signed route".into(),
+        );
         return;
     }
     let Ok(key) = key else {
