@@ -248,9 +248,9 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: 20_000,
             max_connections_per_ip: 512,
-            max_header_bytes: 32 * 1024,
+            max_header_bytes: 64 * 1024,
             max_headers: 100,
-            max_uri_bytes: 8 * 1024,
+            max_uri_bytes: 32 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
             inspect_body_bytes: 256 * 1024,
             header_timeout_ms: 10_000,
@@ -287,13 +287,16 @@ fn default_feed_action() -> ClassAction {
 pub struct ProtocolConfig {
     /// Methods accepted; anything else gets a 400 (405 semantics, but before routing).
     pub allowed_methods: Vec<String>,
-    /// Reject percent-encoding that does not decode (`%zz`, a lone `%`).
+    /// Reject percent-encoding that does not decode (`%zz`, a lone `%`);
+    /// off, such a `%` is a literal, as nginx and most origins read it.
     pub reject_bad_percent: bool,
     /// Reject malformed or overlong UTF-8 in path, query, form and JSON bodies.
     pub reject_bad_utf8: bool,
-    /// Reject NUL bytes anywhere in the target, headers, forms and JSON.
+    /// Reject NUL bytes in the target, headers and forms (a `\u0000`
+    /// escape inside a JSON string is data).
     pub reject_nul: bool,
-    /// Reject bodies declared as JSON that do not parse.
+    /// Reject bodies declared as JSON that do not parse; off, they are
+    /// inspected as text.
     pub reject_bad_json: bool,
 }
 
@@ -303,10 +306,10 @@ impl Default for ProtocolConfig {
             allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
                 .map(String::from)
                 .to_vec(),
-            reject_bad_percent: true,
+            reject_bad_percent: false,
             reject_bad_utf8: true,
             reject_nul: true,
-            reject_bad_json: true,
+            reject_bad_json: false,
         }
     }
 }

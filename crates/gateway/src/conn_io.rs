@@ -1,5 +1,6 @@
 //! The client connection as the HTTP/1 parser sees it: every byte read goes
-//! through the framing scanner, and the parser's own bare error answers are
+//! through the framing scanner (which may percent-encode a request target
+//! the parser would refuse), and the parser's own bare error answers are
 //! replaced by the gateway's answer carrying a request id.
 
 use std::io::{self, IoSlice};
@@ -38,6 +39,8 @@ pub struct ScannedIo<S> {
     error_page: ErrorPage,
     /// A replacement answer still being written.
     pending: Option<Bytes>,
+    /// Request bytes the scanner rewrote, not yet read by the parser.
+    rewritten: Bytes,
 }
 
 impl<S> ScannedIo<S> {
@@ -48,6 +51,7 @@ impl<S> ScannedIo<S> {
             flags,
             error_page,
             pending: None,
+            rewritten: Bytes::new(),
         }
     }
 }
@@ -86,14 +90,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for ScannedIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         let this = &mut *self;
-        this.scanner.feed(&buf.filled()[before..]);
-        if this.scanner.conflict() {
+        if !this.rewritten.is_empty() {
+            this.drain_rewritten(buf);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if let Some(rewritten) = this.scanner.feed(&buf.filled()[before..]) {
+            // The parser reads the rewritten bytes instead (they may be longer).
+            buf.set_filled(before);
+            this.rewritten = Bytes::from(rewritten);
+            this.drain_rewritten(buf);
+        }
+        if this.scanner.take_conflict() {
             this.flags.framing_conflict.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl<S> ScannedIo<S> {
+    /// Moves as much of the rewritten bytes as fits into `buf`.
+    fn drain_rewritten(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = self.rewritten.len().min(buf.remaining());
+        buf.put_slice(&self.rewritten.split_to(n));
     }
 }
 
