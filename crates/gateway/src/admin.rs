@@ -1,5 +1,5 @@
 //! The admin listener, on its own address. It serves the console (see
-//! [`crate::console`]) when `[console]` is on; otherwise this minimal API:
+//! the `console` module) when `[console]` is on; otherwise this minimal API:
 //! health, metrics and ban management. When `PORTCULLIS_ADMIN_TOKEN` is set,
 //! every endpoint but `/healthz` needs `Authorization: Bearer <token>`,
 //! compared in constant time; without it the listener should stay on

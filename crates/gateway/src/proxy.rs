@@ -17,7 +17,6 @@ use crate::body::Metered;
 use crate::client_ip::client_ip;
 use crate::conn_io::ConnFlags;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
-use crate::http::canonical::CanonicalPath;
 use crate::http::cors;
 use crate::http::headers::{self as hdr, remove_cookies, remove_matching, upgrade_protocol};
 use crate::http::respond::{ProxyBody, X_REQUEST_ID, full_body, json_error, new_request_id};
@@ -54,7 +53,7 @@ pub async fn handle(
         shared: &shared,
         rt: &rt,
         ctx,
-        target: provisional_target(&raw_path),
+        target: Target::provisional(&raw_path),
         parts,
         body: RequestBody::Unread(body),
         answer: None,
@@ -71,20 +70,6 @@ pub async fn handle(
     }
     record(ex, action, layer, &response, started);
     Ok(response)
-}
-
-/// The target before the protocol stage made it canonical: the raw path.
-pub(crate) fn provisional_target(raw_path: &str) -> Target {
-    Target {
-        authority: String::new(),
-        path: CanonicalPath {
-            matched: raw_path.to_owned(),
-            forwarded: raw_path.to_owned(),
-            encoded_slash: false,
-            rewritten: false,
-        },
-        query: None,
-    }
 }
 
 /// The answer to the request: a stage's own, the gateway's refusal, or the

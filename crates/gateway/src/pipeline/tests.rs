@@ -103,7 +103,7 @@ impl Harness {
             shared: &self.shared,
             rt: &self.rt,
             ctx: RequestContext::new("rid".into(), ip, ip),
-            target: crate::proxy::provisional_target(&raw_path),
+            target: Target::provisional(&raw_path),
             parts,
             body: RequestBody::Read(InspectedBody {
                 forward: full_body(body.clone()),

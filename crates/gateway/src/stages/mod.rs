@@ -2,8 +2,8 @@
 //! [`Exchange`] (the request, its canonical form, what earlier stages found)
 //! and adds signals to its context; it never answers the client itself,
 //! except a stage that serves the gateway's own endpoints, which leaves its
-//! answer in [`Exchange::answer`]. The order is declared once, in
-//! [`crate::pipeline`].
+//! answer in [`Exchange::answer`]. The order is declared once, in the
+//! `pipeline` module above this one.
 
 pub mod bands;
 pub mod body;
@@ -80,6 +80,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target before the protocol stage made it canonical: the raw path.
+    pub fn provisional(raw_path: &str) -> Target {
+        Target {
+            authority: String::new(),
+            path: CanonicalPath {
+                matched: raw_path.to_owned(),
+                forwarded: raw_path.to_owned(),
+                encoded_slash: false,
+                rewritten: false,
+            },
+            query: None,
+        }
+    }
+
     /// The origin-form target sent to the origin.
     pub fn forwarded(&self) -> String {
         match &self.query {
