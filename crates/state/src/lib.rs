@@ -20,7 +20,20 @@ use async_trait::async_trait;
 
 pub use gcra::{Gcra, RateDecision};
 pub use memory::{MemoryStore, MemoryStoreOptions};
+pub use redis::{Endpoint, NonceFallback, RedisMode, RedisOptions, RedisStore};
 pub use tier::Tier;
+
+/// The output of a future that never waits (the memory store's), polled once.
+pub(crate) fn ready<T>(fut: impl std::future::Future<Output = StateResult<T>>) -> StateResult<T> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => Err(StateError::Unavailable(
+            "a local operation did not complete at once".into(),
+        )),
+    }
+}
 
 /// Why a state operation failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -328,7 +328,7 @@ impl MemoryStore {
     }
 
     /// Removes a key; `true` when it was live.
-    fn remove(&self, key: &str) -> bool {
+    pub(crate) fn remove_key(&self, key: &str) -> bool {
         let now = self.now_ns();
         let removed = match self.table(Tier::of(key)) {
             Table::Lru(lru) => lru.shards[self.shard_index(key, LRU_SHARDS)]
@@ -391,7 +391,7 @@ impl MemoryStore {
         self.scan_tier(Tier::of(prefix), prefix, usize::MAX, &mut stale);
         for (key, _, _) in &stale {
             if !entries.iter().any(|(k, _, _)| k == key) {
-                self.remove(key);
+                self.remove_key(key);
             }
         }
         for (key, value, ttl) in entries {
@@ -539,7 +539,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> StateResult<bool> {
-        Ok(self.remove(key))
+        Ok(self.remove_key(key))
     }
 
     async fn scan_prefix(
