@@ -31,6 +31,9 @@ struct Entry {
     agg: Agg,
     ttl: Duration,
     expires: Instant,
+    /// Used since the last flush: the flush brings its global value back
+    /// even when this node added nothing (other nodes may have).
+    touched: bool,
 }
 
 /// Additions to send, taken from the aggregator by a flush.
@@ -94,14 +97,17 @@ impl Aggregator {
                     agg: init(),
                     ttl,
                     expires: now + ttl,
+                    touched: true,
                 };
             }
+            entry.touched = true;
             return f(&mut entry.agg);
         }
         let mut entry = Entry {
             agg: init(),
             ttl,
             expires: now + ttl,
+            touched: true,
         };
         let out = f(&mut entry.agg);
         shard.push(key.into(), entry);
@@ -158,30 +164,30 @@ impl Aggregator {
         )
     }
 
-    /// Takes every unflushed addition.
+    /// Takes every unflushed addition, and a zero addition for every entry
+    /// used since the last flush (to learn its global value).
     pub(crate) fn take(&self) -> Vec<Flush> {
         let now = Instant::now();
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             for (key, entry) in shard.iter_mut() {
-                if entry.expires <= now {
+                if entry.expires <= now || !std::mem::take(&mut entry.touched) {
                     continue;
                 }
                 match &mut entry.agg {
-                    Agg::Counter { pending, .. } if *pending != 0 => {
+                    Agg::Counter { pending, .. } => {
                         out.push(Flush::Counter {
                             key: key.to_string(),
                             delta: std::mem::take(pending),
                             ttl: entry.ttl,
                         });
                     }
-                    Agg::Set { pending, .. } if !pending.is_empty() => out.push(Flush::Set {
+                    Agg::Set { pending, .. } => out.push(Flush::Set {
                         key: key.to_string(),
                         members: std::mem::take(pending),
                         ttl: entry.ttl,
                     }),
-                    _ => {}
                 }
             }
         }
@@ -191,25 +197,20 @@ impl Aggregator {
     /// Gives back additions a failed flush could not send.
     pub(crate) fn restore(&self, flushes: Vec<Flush>) {
         for flush in flushes {
-            match flush {
-                Flush::Counter { key, delta, .. } => {
-                    if let Some(Entry {
-                        agg: Agg::Counter { pending, .. },
-                        ..
-                    }) = self.shard(&key).lock().peek_mut(key.as_str())
-                    {
-                        *pending = pending.saturating_add(delta);
-                    }
+            let key = match &flush {
+                Flush::Counter { key, .. } | Flush::Set { key, .. } => key.clone(),
+            };
+            let mut shard = self.shard(&key).lock();
+            let Some(entry) = shard.peek_mut(key.as_str()) else {
+                continue;
+            };
+            entry.touched = true;
+            match (&mut entry.agg, flush) {
+                (Agg::Counter { pending, .. }, Flush::Counter { delta, .. }) => {
+                    *pending = pending.saturating_add(delta);
                 }
-                Flush::Set { key, members, .. } => {
-                    if let Some(Entry {
-                        agg: Agg::Set { pending, .. },
-                        ..
-                    }) = self.shard(&key).lock().peek_mut(key.as_str())
-                    {
-                        pending.extend(members);
-                    }
-                }
+                (Agg::Set { pending, .. }, Flush::Set { members, .. }) => pending.extend(members),
+                _ => {}
             }
         }
     }

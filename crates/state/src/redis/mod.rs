@@ -548,6 +548,27 @@ impl RedisStore {
         Ok(())
     }
 
+    /// After an outage Redis may have restarted empty: the bans and
+    /// revocations this node still holds and Redis lacks are written back,
+    /// so they keep applying on every node until they expire.
+    async fn restore_lost(&self) -> Result<(), String> {
+        for tier in [Tier::Bans, Tier::Revocations] {
+            let known = self.list_tier(tier, None).await?;
+            let local = crate::ready(
+                self.local
+                    .scan_prefix(mirror_prefix(tier), self.options.local.capacity_of(tier)),
+            )
+            .map_err(|e| e.to_string())?;
+            let mut unsynced = self.unsynced.lock();
+            for (key, value, ttl) in local {
+                if !known.iter().any(|(k, _, _)| *k == key) && unsynced.len() < MAX_UNSYNCED {
+                    unsynced.push(Op::Put { key, value, ttl });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends the aggregated risk features; keeps them for later on failure.
     async fn flush(&self) {
         if !self.breaker.allows() {
@@ -638,6 +659,9 @@ impl RedisStore {
             return;
         }
         self.conn.store(Some(Arc::new(conn)));
+        if let Err(e) = self.restore_lost().await {
+            return tracing::warn!(error = %e, "state backend answered but resync failed");
+        }
         match self.resync().await {
             Ok(()) => {
                 self.breaker.close();
