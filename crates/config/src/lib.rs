@@ -27,9 +27,7 @@ pub use policy::{
     ChallengeConfig, ClearanceRequirement, CustomResponse, JwtRequirement, PolicyConfig, PolicyMode,
 };
 pub use risk::{IpTypesConfig, RiskConfig, RiskHeaderNames, RiskLimits, RiskModel};
-pub use state::{
-    NonceFallback, RedisConfig, RedisMode, StateBackend, StateConfig, TierCapacities,
-};
+pub use state::{NonceFallback, RedisConfig, RedisMode, StateBackend, StateConfig, TierCapacities};
 pub use store::{ConsoleConfig, StoreConfig};
 pub use validate::FieldError;
 

@@ -143,6 +143,10 @@ pub struct Health {
     pub outages: u64,
     /// Calls that failed or timed out since start.
     pub failures: u64,
+    /// Commands sent and round trips made since start (pipelines; a
+    /// cluster pipeline per hash tag counts as one each, sent at once).
+    pub commands: u64,
+    pub round_trips: u64,
 }
 
 /// Shared state: the in-memory table on one node, Redis across nodes.
@@ -222,6 +226,8 @@ pub trait StateStore: Send + Sync + 'static {
             available: true,
             outages: 0,
             failures: 0,
+            commands: 0,
+            round_trips: 0,
         }
     }
 }

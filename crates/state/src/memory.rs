@@ -19,9 +19,7 @@ use foldhash::fast::FixedState;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::{
-    Gcra, RateDecision, StateError, StateResult, StateStore, StoreStats, Tier, TierStats,
-};
+use crate::{Gcra, RateDecision, StateError, StateResult, StateStore, StoreStats, Tier, TierStats};
 
 /// Sizes of the in-memory backend: keys per tier, and value bounds.
 #[derive(Debug, Clone, Copy)]

@@ -70,7 +70,6 @@ impl Tier {
         tiers
     }
 
-
     /// Security tiers never evict: a full one refuses additions.
     pub fn is_security(self) -> bool {
         matches!(

@@ -89,7 +89,10 @@ fn wait_for_port(port: u16, dir: &Path) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("redis-server did not listen on {port} (dir {})", dir.display());
+    panic!(
+        "redis-server did not listen on {port} (dir {})",
+        dir.display()
+    );
 }
 
 fn options(server: &RedisServer, nodes: u32) -> RedisOptions {
@@ -157,10 +160,16 @@ async fn a_ban_made_on_one_node_reaches_another_within_a_second() {
         .expect("ban");
     loop {
         let bans = stores[2].scan_prefix("ban:", 100).await.expect("scan");
-        if bans.iter().any(|(k, v, _)| k == "ban:ip:203.0.113.9" && v == b"flood") {
+        if bans
+            .iter()
+            .any(|(k, v, _)| k == "ban:ip:203.0.113.9" && v == b"flood")
+        {
             break;
         }
-        assert!(made.elapsed() < Duration::from_secs(1), "ban not seen in 1 s");
+        assert!(
+            made.elapsed() < Duration::from_secs(1),
+            "ban not seen in 1 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let revoked = Instant::now();
@@ -168,14 +177,30 @@ async fn a_ban_made_on_one_node_reaches_another_within_a_second() {
         .put("pc:revoked:cid-7", b"1", Duration::from_secs(600))
         .await
         .expect("revoke");
-    while stores[2].get("pc:revoked:cid-7").await.expect("get").is_none() {
-        assert!(revoked.elapsed() < Duration::from_secs(1), "revocation not seen in 1 s");
+    while stores[2]
+        .get("pc:revoked:cid-7")
+        .await
+        .expect("get")
+        .is_none()
+    {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "revocation not seen in 1 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(stores[2].delete("ban:ip:203.0.113.9").await.expect("lift"));
     let lifted = Instant::now();
-    while !stores[0].scan_prefix("ban:", 100).await.expect("scan").is_empty() {
-        assert!(lifted.elapsed() < Duration::from_secs(1), "lift not seen in 1 s");
+    while !stores[0]
+        .scan_prefix("ban:", 100)
+        .await
+        .expect("scan")
+        .is_empty()
+    {
+        assert!(
+            lifted.elapsed() < Duration::from_secs(1),
+            "lift not seen in 1 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -187,9 +212,18 @@ async fn a_nonce_used_on_one_node_is_refused_on_another() {
     };
     let stores = nodes(&server, 2).await;
     let ttl = Duration::from_secs(60);
-    assert_eq!(stores[0].put_if_absent("pc:n:kid:n1", b"", ttl).await, Ok(true));
-    assert_eq!(stores[1].put_if_absent("pc:n:kid:n1", b"", ttl).await, Ok(false));
-    assert_eq!(stores[1].put_if_absent("pc:n:kid:n2", b"", ttl).await, Ok(true));
+    assert_eq!(
+        stores[0].put_if_absent("pc:n:kid:n1", b"", ttl).await,
+        Ok(true)
+    );
+    assert_eq!(
+        stores[1].put_if_absent("pc:n:kid:n1", b"", ttl).await,
+        Ok(false)
+    );
+    assert_eq!(
+        stores[1].put_if_absent("pc:n:kid:n2", b"", ttl).await,
+        Ok(true)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,16 +234,34 @@ async fn risk_feature_counters_are_aggregated_and_flushed() {
     let stores = nodes(&server, 2).await;
     let ttl = Duration::from_secs(120);
     for _ in 0..5 {
-        stores[0].incr("rk:v:ip:1:10.0.0.1", 1, ttl).await.expect("incr");
-        stores[1].incr("rk:v:ip:1:10.0.0.1", 1, ttl).await.expect("incr");
+        stores[0]
+            .incr("rk:v:ip:1:10.0.0.1", 1, ttl)
+            .await
+            .expect("incr");
+        stores[1]
+            .incr("rk:v:ip:1:10.0.0.1", 1, ttl)
+            .await
+            .expect("incr");
     }
-    stores[0].set_add("rk:apd:1:2:dev", "a", ttl).await.expect("add");
-    stores[1].set_add("rk:apd:1:2:dev", "b", ttl).await.expect("add");
+    stores[0]
+        .set_add("rk:apd:1:2:dev", "a", ttl)
+        .await
+        .expect("add");
+    stores[1]
+        .set_add("rk:apd:1:2:dev", "b", ttl)
+        .await
+        .expect("add");
     // Answers are local at once; a flush after a key's use brings back what
     // the other nodes added.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stores[0].incr("rk:v:ip:1:10.0.0.1", 0, ttl).await.expect("incr");
-    stores[0].set_add("rk:apd:1:2:dev", "a", ttl).await.expect("add");
+    stores[0]
+        .incr("rk:v:ip:1:10.0.0.1", 0, ttl)
+        .await
+        .expect("incr");
+    stores[0]
+        .set_add("rk:apd:1:2:dev", "a", ttl)
+        .await
+        .expect("add");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stores[0].incr("rk:v:ip:1:10.0.0.1", 0, ttl).await, Ok(10));
     assert_eq!(stores[0].set_add("rk:apd:1:2:dev", "a", ttl).await, Ok(2));
@@ -236,15 +288,24 @@ async fn an_outage_never_blocks_and_the_nodes_resync_after_it() {
         let _ = stores[i % 3].rate_limit("rl:api:10.1.1.1", limit, 1).await;
         slowest = slowest.max(started.elapsed());
     }
-    assert!(slowest < Duration::from_millis(100), "a call took {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a call took {slowest:?}"
+    );
     assert!(stores.iter().all(|s| !s.health().available));
     assert!(stores.iter().all(|s| s.health().outages >= 1));
 
     // Local answers: this node's share of the limit (30/s, burst 3 over 3
     // nodes: burst 1), known bans, nonces refused.
     let started = Instant::now();
-    let first = stores[0].rate_limit("rl:api:10.9.9.9", limit, 1).await.expect("local");
-    let second = stores[0].rate_limit("rl:api:10.9.9.9", limit, 1).await.expect("local");
+    let first = stores[0]
+        .rate_limit("rl:api:10.9.9.9", limit, 1)
+        .await
+        .expect("local");
+    let second = stores[0]
+        .rate_limit("rl:api:10.9.9.9", limit, 1)
+        .await
+        .expect("local");
     assert!(first.allowed && !second.allowed);
     assert!(started.elapsed() < Duration::from_millis(10));
     let bans = stores[2].scan_prefix("ban:", 10).await.expect("scan");
@@ -274,8 +335,14 @@ async fn an_outage_never_blocks_and_the_nodes_resync_after_it() {
         assert!(back.elapsed() < Duration::from_secs(5), "no resync in 5 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(stores[0].put_if_absent("pc:n:kid:y", b"", ttl).await, Ok(true));
-    assert_eq!(stores[2].put_if_absent("pc:n:kid:y", b"", ttl).await, Ok(false));
+    assert_eq!(
+        stores[0].put_if_absent("pc:n:kid:y", b"", ttl).await,
+        Ok(true)
+    );
+    assert_eq!(
+        stores[2].put_if_absent("pc:n:kid:y", b"", ttl).await,
+        Ok(false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

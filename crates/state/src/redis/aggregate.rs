@@ -58,8 +58,10 @@ pub(crate) enum Learnt {
 
 const SHARDS: usize = 16;
 
+type Shard = LruCache<Box<str>, Entry, FixedState>;
+
 pub(crate) struct Aggregator {
-    shards: Box<[Mutex<LruCache<Box<str>, Entry, FixedState>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     set_cap: usize,
     hasher: FixedState,
@@ -78,7 +80,7 @@ impl Aggregator {
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<LruCache<Box<str>, Entry, FixedState>> {
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 

@@ -81,8 +81,12 @@ impl Endpoint {
                             .set_redis_settings(redis::RedisConnectionInfo::default())
                     })
                     .collect();
-                let mut sentinel =
-                    SentinelClient::build(sentinels, master.clone(), node, SentinelServerType::Master)?;
+                let mut sentinel = SentinelClient::build(
+                    sentinels,
+                    master.clone(),
+                    node,
+                    SentinelServerType::Master,
+                )?;
                 sentinel.async_get_client().await
             }
             RedisMode::Standalone | RedisMode::Cluster => {

@@ -22,6 +22,7 @@ mod keys;
 mod scripts;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -97,6 +98,8 @@ impl RedisOptions {
 const MAX_UNSYNCED: usize = 10_000;
 /// Flushes and reloads run off the request path and may take longer.
 const BACKGROUND_TIMEOUT_FACTOR: u32 = 20;
+/// Aggregated keys sent per flush pipeline.
+const FLUSH_CHUNK: usize = 1_000;
 /// The mirror is reloaded whole this often, in case a pub/sub message was lost.
 const MIRROR_RELOAD: Duration = Duration::from_secs(10);
 
@@ -110,6 +113,8 @@ pub struct RedisStore {
     scripts: Scripts,
     unsynced: Mutex<Vec<Op>>,
     tasks: Mutex<Vec<AbortHandle>>,
+    commands: AtomicU64,
+    round_trips: AtomicU64,
 }
 
 /// How one operation is answered.
@@ -154,6 +159,8 @@ impl RedisStore {
             conn: ArcSwapOption::from(conn.as_ref().ok().cloned().map(Arc::new)),
             unsynced: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
+            commands: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
             options,
         });
         match conn {
@@ -241,13 +248,7 @@ impl RedisStore {
         let key = self.key(op_key(op));
         let tag = keys::tag_of(&key).to_string();
         let (cmds, expect) = match op {
-            Op::Incr { delta, ttl, .. } => {
-                let mut init = redis::cmd("SET");
-                init.arg(&key).arg(0).arg("NX").arg("PX").arg(millis(*ttl));
-                let mut add = redis::cmd("INCRBY");
-                add.arg(&key).arg(*delta);
-                (vec![init, add], Expect::Count)
-            }
+            Op::Incr { delta, ttl, .. } => (vec![self.incr_cmd(&key, *delta, *ttl)], Expect::Count),
             Op::RateLimit { limit, cost, .. } => {
                 let mut cmd = redis::cmd("EVALSHA");
                 cmd.arg(self.scripts.gcra.get_hash())
@@ -299,6 +300,16 @@ impl RedisStore {
         Route::Remote(cmds.into_iter().map(|c| (tag.clone(), c)).collect(), expect)
     }
 
+    fn incr_cmd(&self, redis_key: &str, delta: i64, ttl: Duration) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.incr.get_hash())
+            .arg(1)
+            .arg(redis_key)
+            .arg(delta)
+            .arg(millis(ttl));
+        cmd
+    }
+
     /// Runs an operation on the local tiers (the memory store never awaits).
     fn local_apply(&self, op: &Op) -> StateResult<Reply> {
         crate::ready(self.local.apply(op))
@@ -332,11 +343,7 @@ impl RedisStore {
 
     /// Runs commands, one pipeline per hash tag in a cluster (all at once),
     /// one pipeline in all otherwise; loads the scripts once on `NOSCRIPT`.
-    async fn query(
-        &self,
-        cmds: &[(String, Cmd)],
-        timeout: Duration,
-    ) -> Result<Vec<Value>, String> {
+    async fn query(&self, cmds: &[(String, Cmd)], timeout: Duration) -> Result<Vec<Value>, String> {
         let Some(conn) = self.conn.load_full() else {
             return Err("not connected".into());
         };
@@ -364,6 +371,10 @@ impl RedisStore {
                 by_tag.into_values().collect()
             }
         };
+        self.commands
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+        self.round_trips
+            .fetch_add(groups.len() as u64, Ordering::Relaxed);
         let runs = groups.iter().map(|group| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -574,22 +585,27 @@ impl RedisStore {
         if !self.breaker.allows() {
             return;
         }
-        let flushes = self.features.take();
-        if flushes.is_empty() {
-            return;
+        let mut flushes = self.features.take();
+        while !flushes.is_empty() {
+            let rest = flushes.split_off(flushes.len().min(FLUSH_CHUNK));
+            if let Err(failed) = self.flush_chunk(flushes).await {
+                self.features.restore(failed);
+                self.features.restore(rest);
+                return;
+            }
+            flushes = rest;
         }
-        let mut cmds = Vec::with_capacity(flushes.len() * 2);
+    }
+
+    /// Sends one pipeline of additions; gives them back when it fails.
+    async fn flush_chunk(&self, flushes: Vec<Flush>) -> Result<(), Vec<Flush>> {
+        let mut cmds = Vec::with_capacity(flushes.len());
         for flush in &flushes {
             match flush {
                 Flush::Counter { key, delta, ttl } => {
                     let key = self.key(key);
                     let tag = keys::tag_of(&key).to_string();
-                    let mut init = redis::cmd("SET");
-                    init.arg(&key).arg(0).arg("NX").arg("PX").arg(millis(*ttl));
-                    let mut add = redis::cmd("INCRBY");
-                    add.arg(&key).arg(*delta);
-                    cmds.push((tag.clone(), init));
-                    cmds.push((tag, add));
+                    cmds.push((tag, self.incr_cmd(&key, *delta, *ttl)));
                 }
                 Flush::Set { key, members, ttl } => {
                     let key = self.key(key);
@@ -603,8 +619,6 @@ impl RedisStore {
                     for member in members {
                         cmd.arg(member.as_ref());
                     }
-                    // One command per set; a placeholder keeps two per flush.
-                    cmds.push((tag.clone(), redis::cmd("PING")));
                     cmds.push((tag, cmd));
                 }
             }
@@ -615,9 +629,9 @@ impl RedisStore {
                 self.breaker.success();
                 let learnt = flushes
                     .iter()
-                    .zip(values.chunks_exact(2))
-                    .filter_map(|(flush, pair)| {
-                        let n = int(&pair[1]).ok()?;
+                    .zip(&values)
+                    .filter_map(|(flush, value)| {
+                        let n = int(value).ok()?;
                         Some(match flush {
                             Flush::Counter { key, .. } => Learnt::Counter {
                                 key: key.clone(),
@@ -634,9 +648,10 @@ impl RedisStore {
             }
             Err(error) => {
                 self.record_failure(&error);
-                self.features.restore(flushes);
+                return Err(flushes);
             }
         }
+        Ok(())
     }
 
     /// While the circuit is open: reconnect, resync, close.
@@ -708,7 +723,9 @@ async fn flush_loop(store: Weak<RedisStore>) {
 /// reloads the mirror whole, since announcements may have been missed.
 async fn subscribe_loop(store: Weak<RedisStore>) {
     loop {
-        let Some(strong) = store.upgrade() else { return };
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
         let probe = strong.options.probe_every;
         if !strong.breaker.allows() {
             drop(strong);
@@ -745,7 +762,9 @@ async fn subscribe_loop(store: Weak<RedisStore>) {
         let mut messages = pubsub.into_on_message();
         loop {
             let next = tokio::time::timeout(MIRROR_RELOAD, messages.next()).await;
-            let Some(strong) = store.upgrade() else { return };
+            let Some(strong) = store.upgrade() else {
+                return;
+            };
             match next {
                 Ok(Some(msg)) => {
                     let key = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
@@ -870,6 +889,8 @@ impl StateStore for RedisStore {
             available: self.breaker.allows(),
             outages: self.breaker.outages(),
             failures: self.breaker.failures(),
+            commands: self.commands.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
         }
     }
 }

@@ -21,6 +21,14 @@ end
 return {0, ahead - tolerance, 0}
 ";
 
+/// A counter that expires `ttl` after its creation (a fixed window).
+/// KEYS[1]: the counter. ARGV: delta, ttl ms. Returns the new value.
+pub(crate) const INCR: &str = r"
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v
+";
+
 /// A capped set. KEYS[1]: the set. ARGV: cap, ttl ms, members...
 /// Adds members while the set is below the cap, keeps the longest expiry,
 /// returns the cardinality.
@@ -86,6 +94,7 @@ return out"
 
 /// Every script, for loading after a `NOSCRIPT` answer.
 pub(crate) struct Scripts {
+    pub incr: Script,
     pub gcra: Script,
     pub set_add: Script,
     pub mirror_put: Script,
@@ -96,6 +105,7 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
+            incr: Script::new(INCR),
             gcra: Script::new(GCRA),
             set_add: Script::new(SET_ADD),
             mirror_put: Script::new(&mirror_put()),
@@ -104,8 +114,9 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 5] {
+    pub(crate) fn all(&self) -> [&Script; 6] {
         [
+            &self.incr,
             &self.gcra,
             &self.set_add,
             &self.mirror_put,
