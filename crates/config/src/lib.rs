@@ -10,6 +10,7 @@ mod auth;
 mod overlay;
 mod policy;
 pub mod risk;
+mod state;
 mod store;
 mod validate;
 
@@ -27,6 +28,7 @@ pub use policy::{
     PolicyConfig, PolicyMode,
 };
 pub use risk::{IpTypesConfig, RiskConfig, RiskHeaderNames, RiskLimits, RiskModel};
+pub use state::{NonceFallback, RedisConfig, RedisMode, StateBackend, StateConfig, TierCapacities};
 pub use store::{ConsoleConfig, StoreConfig};
 pub use validate::FieldError;
 
@@ -98,6 +100,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// Webhook notifications on spikes of intercepts and origin errors.
     pub alerts: AlertsConfig,
+    /// Counters, rate-limit cells, bans and nonces: in memory or in Redis.
+    pub state: StateConfig,
 }
 
 impl Config {

@@ -109,6 +109,7 @@ pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
     check_rate_limits(config, &mut c);
     crate::store::check_store(&config.store, &mut c);
     crate::store::check_console(&config.console, &mut c);
+    crate::state::check_state(&config.state, &mut c);
     crate::alerts::check_alerts(config, &mut c);
     for (field, message) in crate::risk::validate_risk(&config.risk) {
         c.check(false, field, message);

@@ -43,7 +43,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use portcullis_config::{Config, Overlay};
 use portcullis_console::ConsoleDb;
-use portcullis_state::{MemoryStore, MemoryStoreOptions, StateStore};
+use portcullis_state::{MemoryStore, MemoryStoreOptions, RedisStore, StateStore};
 use portcullis_store::{EventWriter, Retention, SqliteStore, WriterConfig};
 
 use crate::edge::conn::ConnLimiter;
@@ -158,7 +158,7 @@ pub async fn start_with(
             store as Arc<dyn portcullis_store::EventStore>,
         )
     });
-    let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
+    let state = state_store(&runtime.config.state).await;
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
     if let Err(e) = bans.refresh().await {
         tracing::warn!(error = %e, "cannot load bans; starting without");
@@ -206,6 +206,55 @@ pub async fn start_with(
         tls,
         shared,
     })
+}
+
+/// The state backend `[state]` names: this node's memory, or Redis.
+async fn state_store(config: &portcullis_config::StateConfig) -> Arc<dyn StateStore> {
+    use portcullis_config::{NonceFallback, RedisMode, StateBackend};
+    let t = &config.tiers;
+    let local = MemoryStoreOptions {
+        capacity: t.features,
+        limits_capacity: t.limits,
+        bans_capacity: t.bans,
+        revocations_capacity: t.revocations,
+        nonces_capacity: t.nonces,
+        challenges_capacity: t.challenges,
+        ..MemoryStoreOptions::default()
+    };
+    if config.backend == StateBackend::Memory {
+        return Arc::new(MemoryStore::new(local));
+    }
+    let r = &config.redis;
+    let endpoint = portcullis_state::Endpoint {
+        mode: match r.mode {
+            RedisMode::Standalone => portcullis_state::RedisMode::Standalone,
+            RedisMode::Cluster => portcullis_state::RedisMode::Cluster,
+            RedisMode::Sentinel => portcullis_state::RedisMode::Sentinel {
+                master: r.sentinel_master.clone(),
+            },
+        },
+        urls: r.urls.clone(),
+        username: r.username.clone(),
+        password: std::env::var("PORTCULLIS_REDIS_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .or_else(|| r.password.clone()),
+    };
+    let options = portcullis_state::RedisOptions {
+        timeout: std::time::Duration::from_millis(r.timeout_ms),
+        failures_to_open: r.failures_to_open,
+        probe_every: std::time::Duration::from_millis(r.probe_ms),
+        flush_every: std::time::Duration::from_millis(r.flush_ms),
+        nodes: config.nodes,
+        nonces_when_down: match r.nonces_when_down {
+            NonceFallback::Refuse => portcullis_state::NonceFallback::Refuse,
+            NonceFallback::Local => portcullis_state::NonceFallback::Local,
+        },
+        key_prefix: r.key_prefix.clone(),
+        local,
+        ..portcullis_state::RedisOptions::new(endpoint)
+    };
+    RedisStore::start(options).await
 }
 
 /// The console when it is on, the minimal admin API otherwise.

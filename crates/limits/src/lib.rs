@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis_config::{Escalation, KeyPart, LimitAction, RateLimitRule};
-use portcullis_state::{Gcra, StateResult, StateStore};
+use portcullis_state::{Gcra, Op, Reply, StateError, StateResult, StateStore};
 
 pub use pattern::{PathPattern, RouteMatcher};
 
@@ -149,16 +149,34 @@ impl RateLimits {
         self.rules.is_empty()
     }
 
-    /// Spends one request from every rule that applies; returns the rules
-    /// whose limit was exceeded.
+    /// Spends one request from every rule that applies (one state batch, so
+    /// one round trip on a network backend); returns the rules whose limit
+    /// was exceeded. Escalation, on refusals only, takes more calls.
     pub async fn check(
         &self,
         state: &dyn StateStore,
         facts: &RequestFacts<'_>,
     ) -> StateResult<Vec<Exceeded<'_>>> {
+        let rules: Vec<&Rule> = self.rules.iter().filter(|r| r.applies(facts)).collect();
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ops: Vec<Op> = rules
+            .iter()
+            .map(|rule| Op::RateLimit {
+                key: rule.key(facts),
+                limit: rule.limit,
+                cost: 1,
+            })
+            .collect();
+        let replies = state.batch(&ops).await?;
         let mut exceeded = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.applies(facts)) {
-            let decision = state.rate_limit(&rule.key(facts), rule.limit, 1).await?;
+        for (rule, reply) in rules.into_iter().zip(replies) {
+            let Reply::Rate(decision) = reply else {
+                return Err(StateError::Unavailable(format!(
+                    "unexpected reply {reply:?} to a rate limit"
+                )));
+            };
             if decision.allowed {
                 continue;
             }

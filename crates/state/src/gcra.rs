@@ -38,6 +38,19 @@ impl Gcra {
         }
     }
 
+    /// This node's share of the limit when `nodes` nodes each enforce it
+    /// alone (the shared backend is down): the rate and the burst divided by
+    /// `nodes`, the burst at least one request.
+    pub fn per_node(&self, nodes: u32) -> Gcra {
+        let nodes = u64::from(nodes.max(1));
+        let burst = (self.tolerance_ns / self.emission_interval_ns.max(1)).max(1);
+        let emission_interval_ns = self.emission_interval_ns.saturating_mul(nodes);
+        Gcra {
+            emission_interval_ns,
+            tolerance_ns: emission_interval_ns.saturating_mul((burst / nodes).max(1)),
+        }
+    }
+
     /// Spends `cost` at `now_ns` from a cell whose TAT is `tat_ns` (0 for a new cell).
     /// Returns the decision and the TAT to store (unchanged when refused).
     pub fn spend(&self, tat_ns: u64, now_ns: u64, cost: u32) -> (RateDecision, u64) {
@@ -100,6 +113,15 @@ mod tests {
         assert!(!second.allowed);
         assert_eq!(tat2, tat, "a refusal does not spend");
         assert_eq!(second.retry_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn per_node_share_divides_rate_and_burst() {
+        let limit = Gcra::per_second(32.0, 9).per_node(4);
+        assert_eq!(limit, Gcra::per_second(8.0, 2));
+        let tiny = Gcra::per_second(2.0, 1).per_node(4);
+        assert_eq!(tiny, Gcra::per_second(0.5, 1));
+        assert_eq!(limit.per_node(1), limit);
     }
 
     #[test]

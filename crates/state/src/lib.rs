@@ -2,13 +2,17 @@
 //!
 //! Owns the [`StateStore`] contract (counters, rate-limit cells, capped sets,
 //! byte values with expiry, first-use markers for nonces, and batches of
-//! these), the pure GCRA arithmetic every backend shares, and the bounded
-//! in-memory backend. A Redis backend implements the same trait: every
-//! operation carries its own expiry, and [`StateStore::batch`] lets a network
-//! backend pipeline several operations in one round trip.
+//! these), the pure GCRA arithmetic every backend shares, the [`Tier`]s that
+//! keep security state apart from traffic-driven keys, the bounded in-memory
+//! backend and the Redis/Valkey backend shared by the nodes of a cluster.
+//! Every operation carries its own expiry, and [`StateStore::batch`] lets the
+//! network backend pipeline several operations in one round trip.
 
+mod breaker;
 mod gcra;
 mod memory;
+pub mod redis;
+mod tier;
 
 use std::time::Duration;
 
@@ -16,6 +20,20 @@ use async_trait::async_trait;
 
 pub use gcra::{Gcra, RateDecision};
 pub use memory::{MemoryStore, MemoryStoreOptions};
+pub use redis::{Endpoint, NonceFallback, RedisMode, RedisOptions, RedisStore};
+pub use tier::Tier;
+
+/// The output of a future that never waits (the memory store's), polled once.
+pub(crate) fn ready<T>(fut: impl std::future::Future<Output = StateResult<T>>) -> StateResult<T> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => Err(StateError::Unavailable(
+            "a local operation did not complete at once".into(),
+        )),
+    }
+}
 
 /// Why a state operation failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -26,6 +44,20 @@ pub enum StateError {
     /// The key holds another kind of value than the operation expects.
     #[error("key {0:?} holds another kind of value")]
     WrongType(String),
+    /// A security tier is full: the addition was refused rather than letting
+    /// the store forget older security state. Refuse new work of that kind.
+    #[error("the {0} tier is full")]
+    TierFull(Tier),
+    /// The value is larger than the backend accepts.
+    #[error("value of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+impl StateError {
+    /// Whether the backend could not be asked (as opposed to a refusal).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
 }
 
 pub type StateResult<T> = Result<T, StateError>;
@@ -86,6 +118,35 @@ pub struct StoreStats {
     pub capacity: u64,
     /// Live entries pushed out to stay within capacity, since start.
     pub evictions: u64,
+}
+
+/// Occupancy of one tier, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierStats {
+    pub tier: Tier,
+    /// Keys held on this node (for Redis: in the local mirror or fallback).
+    pub entries: u64,
+    pub capacity: u64,
+    /// Live entries pushed out to stay within capacity (evicting tiers only).
+    pub evictions: u64,
+    /// Additions refused because the tier was full (security tiers only).
+    pub refused: u64,
+}
+
+/// Whether the shared backend answers, for metrics and health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub backend: &'static str,
+    /// `false` while the circuit is open and answers are local.
+    pub available: bool,
+    /// Times the circuit opened since start.
+    pub outages: u64,
+    /// Calls that failed or timed out since start.
+    pub failures: u64,
+    /// Commands sent and round trips made since start (pipelines; a
+    /// cluster pipeline per hash tag counts as one each, sent at once).
+    pub commands: u64,
+    pub round_trips: u64,
 }
 
 /// Shared state: the in-memory table on one node, Redis across nodes.
@@ -154,4 +215,19 @@ pub trait StateStore: Send + Sync + 'static {
     }
 
     fn stats(&self) -> StoreStats;
+
+    /// Occupancy per tier.
+    fn tier_stats(&self) -> Vec<TierStats>;
+
+    /// Whether the shared backend answers; a single-node store always does.
+    fn health(&self) -> Health {
+        Health {
+            backend: "memory",
+            available: true,
+            outages: 0,
+            failures: 0,
+            commands: 0,
+            round_trips: 0,
+        }
+    }
 }

@@ -1,12 +1,17 @@
 //! The bounded in-memory backend.
 //!
-//! Keys are spread over shards, each a mutex-guarded LRU with a fixed share
-//! of the capacity, so rotating millions of IPs or device ids pushes out the
-//! least recently used keys instead of growing memory. Expired entries are
-//! dropped when touched and preferred for eviction by the LRU order.
+//! Each [`Tier`] has its own table. Rate-limit cells and risk features live
+//! in sharded LRUs with a fixed share of their tier's capacity, so rotating
+//! millions of IPs or device ids pushes out the least recently used keys of
+//! that tier instead of growing memory. Security tiers (bans, revocations,
+//! nonces, challenge markers) never evict: when one is full its expired
+//! entries are swept, and if it is still full the addition fails with
+//! [`StateError::TierFull`]. A flood of traffic keys therefore cannot lift a
+//! ban or let a nonce be replayed.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,13 +19,23 @@ use foldhash::fast::FixedState;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::{Gcra, RateDecision, StateError, StateResult, StateStore, StoreStats};
+use crate::{Gcra, RateDecision, StateError, StateResult, StateStore, StoreStats, Tier, TierStats};
 
-/// Sizes of the in-memory backend.
+/// Sizes of the in-memory backend: keys per tier, and value bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryStoreOptions {
-    /// Keys kept in all; beyond it the least recently used go.
+    /// Risk-feature keys kept; beyond it the least recently used go.
     pub capacity: usize,
+    /// Rate-limit cells and escalation counters kept; beyond it the least recently used go.
+    pub limits_capacity: usize,
+    /// Bans kept; a full tier refuses new bans.
+    pub bans_capacity: usize,
+    /// Revoked clearances kept; a full tier refuses new revocations.
+    pub revocations_capacity: usize,
+    /// Signature nonces remembered; a full tier refuses new signed requests.
+    pub nonces_capacity: usize,
+    /// Solved-challenge markers remembered; a full tier refuses new verifications.
+    pub challenges_capacity: usize,
     /// Members kept per set; a full set stops growing (its size saturates).
     pub set_member_cap: usize,
     /// Values larger than this are refused.
@@ -31,13 +46,35 @@ impl Default for MemoryStoreOptions {
     fn default() -> Self {
         MemoryStoreOptions {
             capacity: 1_000_000,
+            limits_capacity: 1_000_000,
+            bans_capacity: 100_000,
+            revocations_capacity: 100_000,
+            nonces_capacity: 1_000_000,
+            challenges_capacity: 250_000,
             set_member_cap: 1_024,
             max_value_bytes: 64 * 1024,
         }
     }
 }
 
-const SHARDS: usize = 64;
+impl MemoryStoreOptions {
+    pub fn capacity_of(&self, tier: Tier) -> usize {
+        match tier {
+            Tier::Bans => self.bans_capacity,
+            Tier::Revocations => self.revocations_capacity,
+            Tier::Nonces => self.nonces_capacity,
+            Tier::Challenges => self.challenges_capacity,
+            Tier::Limits => self.limits_capacity,
+            Tier::Features => self.capacity,
+        }
+    }
+}
+
+const LRU_SHARDS: usize = 64;
+const FIXED_SHARDS: usize = 16;
+/// A full security tier is swept for expired entries at most this often, so
+/// a flood against a full tier does not turn every refusal into a full scan.
+const SWEEP_EVERY_NS: u64 = 100_000_000;
 
 enum Value {
     Counter(i64),
@@ -51,35 +88,129 @@ struct Entry {
     expires_ns: u64,
 }
 
-type Shard = LruCache<Box<str>, Entry, FixedState>;
+type LruShard = LruCache<Box<str>, Entry, FixedState>;
+type FixedShard = HashMap<Box<str>, Entry, FixedState>;
+
+/// An evicting tier.
+struct Lru {
+    shards: Box<[Mutex<LruShard>]>,
+    per_shard: usize,
+    evictions: AtomicU64,
+}
+
+/// A tier that refuses additions when full.
+struct Fixed {
+    shards: Box<[Mutex<FixedShard>]>,
+    capacity: usize,
+    len: AtomicUsize,
+    refused: AtomicU64,
+    last_sweep_ns: AtomicU64,
+}
+
+enum Table {
+    Lru(Lru),
+    Fixed(Fixed),
+}
 
 /// The default, single-node [`StateStore`].
 pub struct MemoryStore {
-    shards: Box<[Mutex<Shard>]>,
-    /// Entries per shard; beyond it the least recently used entry goes.
-    per_shard: usize,
+    tables: Box<[Table]>,
     options: MemoryStoreOptions,
     hasher: FixedState,
     epoch: Instant,
-    evictions: AtomicU64,
+}
+
+impl Lru {
+    fn new(capacity: usize, hasher: &FixedState) -> Self {
+        // Tables grow with use instead of being sized for the cap up front:
+        // a small table stays in cache, which makes every operation faster.
+        let shards = (0..LRU_SHARDS)
+            .map(|_| Mutex::new(LruCache::unbounded_with_hasher(hasher.clone())))
+            .collect();
+        Lru {
+            shards,
+            per_shard: capacity.div_ceil(LRU_SHARDS).max(1),
+            evictions: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Fixed {
+    fn new(capacity: usize, hasher: &FixedState) -> Self {
+        let shards = (0..FIXED_SHARDS)
+            .map(|_| Mutex::new(HashMap::with_hasher(hasher.clone())))
+            .collect();
+        Fixed {
+            shards,
+            capacity,
+            len: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            last_sweep_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a slot for a new key, sweeping expired keys once if the tier is full.
+    fn reserve(&self, now: u64) -> bool {
+        if self.try_reserve() {
+            return true;
+        }
+        let last = self.last_sweep_ns.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= SWEEP_EVERY_NS
+            && self
+                .last_sweep_ns
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(now);
+            if self.try_reserve() {
+                return true;
+            }
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    fn try_reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.len.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn sweep(&self, now: u64) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let before = shard.len();
+            shard.retain(|_, entry| entry.expires_ns > now);
+            self.release(before - shard.len());
+        }
+    }
 }
 
 impl MemoryStore {
     pub fn new(options: MemoryStoreOptions) -> Self {
-        let per_shard = options.capacity.div_ceil(SHARDS).max(1);
         let hasher = FixedState::with_seed(0x9e37_79b9_7f4a_7c15);
-        // Tables grow with use instead of being sized for the cap up front:
-        // a small table stays in cache, which makes every operation faster.
-        let shards = (0..SHARDS)
-            .map(|_| Mutex::new(LruCache::unbounded_with_hasher(hasher.clone())))
+        let tables = Tier::ALL
+            .iter()
+            .map(|&tier| {
+                let capacity = options.capacity_of(tier);
+                if tier.is_security() {
+                    Table::Fixed(Fixed::new(capacity, &hasher))
+                } else {
+                    Table::Lru(Lru::new(capacity, &hasher))
+                }
+            })
             .collect();
         MemoryStore {
-            shards,
-            per_shard,
+            tables,
             options,
             hasher,
             epoch: Instant::now(),
-            evictions: AtomicU64::new(0),
         }
     }
 
@@ -87,8 +218,12 @@ impl MemoryStore {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn shard(&self, key: &str) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    fn table(&self, tier: Tier) -> &Table {
+        &self.tables[tier.index()]
+    }
+
+    fn shard_index(&self, key: &str, shards: usize) -> usize {
+        (self.hasher.hash_one(key) as usize) % shards
     }
 
     fn deadline(&self, now: u64, ttl: Duration) -> u64 {
@@ -103,48 +238,209 @@ impl MemoryStore {
         f: impl FnOnce(&mut Entry, u64) -> StateResult<T>,
     ) -> StateResult<T> {
         let now = self.now_ns();
-        let mut shard = self.shard(key).lock();
-        if let Some(entry) = shard.get_mut(key) {
-            if entry.expires_ns > now {
-                return f(entry, now);
+        let tier = Tier::of(key);
+        match self.table(tier) {
+            Table::Lru(lru) => {
+                let mut shard = lru.shards[self.shard_index(key, LRU_SHARDS)].lock();
+                if let Some(entry) = shard.get_mut(key) {
+                    if entry.expires_ns <= now {
+                        *entry = init(now);
+                    }
+                    return f(entry, now);
+                }
+                let mut entry = init(now);
+                let out = f(&mut entry, now);
+                shard.push(key.into(), entry);
+                if shard.len() > lru.per_shard
+                    && let Some((_, evicted)) = shard.pop_lru()
+                    && evicted.expires_ns > now
+                {
+                    lru.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                out
             }
-            *entry = init(now);
-            return f(entry, now);
+            Table::Fixed(fixed) => {
+                let shard = &fixed.shards[self.shard_index(key, FIXED_SHARDS)];
+                {
+                    let mut guard = shard.lock();
+                    if let Some(entry) = guard.get_mut(key) {
+                        if entry.expires_ns <= now {
+                            *entry = init(now);
+                        }
+                        return f(entry, now);
+                    }
+                }
+                // The shard lock is released: a sweep locks every shard.
+                if !fixed.reserve(now) {
+                    return Err(StateError::TierFull(tier));
+                }
+                let mut guard = shard.lock();
+                match guard.get_mut(key) {
+                    // Another task added the key meanwhile: give the slot back.
+                    Some(entry) => {
+                        fixed.release(1);
+                        if entry.expires_ns <= now {
+                            *entry = init(now);
+                        }
+                        f(entry, now)
+                    }
+                    None => {
+                        let mut entry = init(now);
+                        let out = f(&mut entry, now);
+                        guard.insert(key.into(), entry);
+                        out
+                    }
+                }
+            }
         }
-        let mut entry = init(now);
-        let out = f(&mut entry, now);
-        shard.push(key.into(), entry);
-        if shard.len() > self.per_shard
-            && let Some((_, evicted)) = shard.pop_lru()
-            && evicted.expires_ns > now
-        {
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-        }
-        out
     }
 
-    fn live<T>(&self, key: &str, f: impl FnOnce(&Entry, u64) -> T) -> Option<T> {
+    /// Runs `f` on the live entry of `key`, if any (expired entries are dropped).
+    fn live<T>(&self, key: &str, f: impl FnOnce(&Entry) -> T) -> Option<T> {
         let now = self.now_ns();
-        let mut shard = self.shard(key).lock();
-        match shard.get(key) {
-            Some(entry) if entry.expires_ns > now => Some(f(entry, now)),
-            Some(_) => {
-                shard.pop(key);
-                None
+        match self.table(Tier::of(key)) {
+            Table::Lru(lru) => {
+                let mut shard = lru.shards[self.shard_index(key, LRU_SHARDS)].lock();
+                match shard.get(key) {
+                    Some(entry) if entry.expires_ns > now => Some(f(entry)),
+                    Some(_) => {
+                        shard.pop(key);
+                        None
+                    }
+                    None => None,
+                }
             }
-            None => None,
+            Table::Fixed(fixed) => {
+                let mut shard = fixed.shards[self.shard_index(key, FIXED_SHARDS)].lock();
+                match shard.get(key) {
+                    Some(entry) if entry.expires_ns > now => Some(f(entry)),
+                    Some(_) => {
+                        shard.remove(key);
+                        fixed.release(1);
+                        None
+                    }
+                    None => None,
+                }
+            }
         }
+    }
+
+    /// Removes a key; `true` when it was live.
+    pub(crate) fn remove_key(&self, key: &str) -> bool {
+        let now = self.now_ns();
+        let removed = match self.table(Tier::of(key)) {
+            Table::Lru(lru) => lru.shards[self.shard_index(key, LRU_SHARDS)]
+                .lock()
+                .pop(key),
+            Table::Fixed(fixed) => {
+                let removed = fixed.shards[self.shard_index(key, FIXED_SHARDS)]
+                    .lock()
+                    .remove(key);
+                if removed.is_some() {
+                    fixed.release(1);
+                }
+                removed
+            }
+        };
+        removed.is_some_and(|entry| entry.expires_ns > now)
+    }
+
+    /// Live byte values of one tier starting with `prefix`, at most `limit`.
+    fn scan_tier(
+        &self,
+        tier: Tier,
+        prefix: &str,
+        limit: usize,
+        found: &mut Vec<(String, Vec<u8>, Duration)>,
+    ) {
+        let now = self.now_ns();
+        let mut visit = |key: &str, entry: &Entry| {
+            if found.len() < limit
+                && entry.expires_ns > now
+                && key.starts_with(prefix)
+                && let Value::Bytes(bytes) = &entry.value
+            {
+                let ttl = Duration::from_nanos(entry.expires_ns - now);
+                found.push((key.to_string(), bytes.to_vec(), ttl));
+            }
+        };
+        match self.table(tier) {
+            Table::Lru(lru) => {
+                for shard in lru.shards.iter() {
+                    shard.lock().iter().for_each(|(k, e)| visit(k, e));
+                }
+            }
+            Table::Fixed(fixed) => {
+                for shard in fixed.shards.iter() {
+                    shard.lock().iter().for_each(|(k, e)| visit(k, e));
+                }
+            }
+        }
+    }
+
+    /// Replaces every key of `tier` starting with `prefix` by `entries`
+    /// (the Redis backend's mirror of bans and revocations, on reload).
+    pub(crate) fn replace_prefix(
+        &self,
+        prefix: &str,
+        entries: &[(String, Vec<u8>, Duration)],
+    ) -> StateResult<()> {
+        let mut stale = Vec::new();
+        self.scan_tier(Tier::of(prefix), prefix, usize::MAX, &mut stale);
+        for (key, _, _) in &stale {
+            if !entries.iter().any(|(k, _, _)| k == key) {
+                self.remove_key(key);
+            }
+        }
+        for (key, value, ttl) in entries {
+            self.store_bytes(key, value, *ttl)?;
+        }
+        Ok(())
+    }
+
+    fn store_bytes(&self, key: &str, value: &[u8], ttl: Duration) -> StateResult<()> {
+        self.check_size(value)?;
+        self.with_entry(
+            key,
+            |now| Entry {
+                value: Value::Bytes(Box::default()),
+                expires_ns: now,
+            },
+            |entry, now| {
+                entry.value = Value::Bytes(value.into());
+                entry.expires_ns = self.deadline(now, ttl);
+                Ok(())
+            },
+        )
     }
 
     fn check_size(&self, value: &[u8]) -> StateResult<()> {
         if value.len() > self.options.max_value_bytes {
-            return Err(StateError::Unavailable(format!(
-                "value of {} bytes exceeds the {} byte limit",
-                value.len(),
-                self.options.max_value_bytes
-            )));
+            return Err(StateError::TooLarge(value.len()));
         }
         Ok(())
+    }
+
+    fn tier_stat(&self, tier: Tier) -> TierStats {
+        let (entries, evictions, refused) = match self.table(tier) {
+            Table::Lru(lru) => (
+                lru.shards.iter().map(|s| s.lock().len() as u64).sum(),
+                lru.evictions.load(Ordering::Relaxed),
+                0,
+            ),
+            Table::Fixed(fixed) => (
+                fixed.len.load(Ordering::Relaxed) as u64,
+                0,
+                fixed.refused.load(Ordering::Relaxed),
+            ),
+        };
+        TierStats {
+            tier,
+            entries,
+            capacity: self.options.capacity_of(tier) as u64,
+            evictions,
+            refused,
+        }
     }
 }
 
@@ -212,19 +508,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StateResult<()> {
-        self.check_size(value)?;
-        self.with_entry(
-            key,
-            |now| Entry {
-                value: Value::Bytes(Box::default()),
-                expires_ns: now,
-            },
-            |entry, now| {
-                entry.value = Value::Bytes(value.into());
-                entry.expires_ns = self.deadline(now, ttl);
-                Ok(())
-            },
-        )
+        self.store_bytes(key, value, ttl)
     }
 
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> StateResult<bool> {
@@ -245,7 +529,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>> {
-        self.live(key, |entry, _| match &entry.value {
+        self.live(key, |entry| match &entry.value {
             Value::Bytes(bytes) => Ok(bytes.to_vec()),
             _ => Err(wrong_type(key)),
         })
@@ -253,9 +537,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> StateResult<bool> {
-        let now = self.now_ns();
-        let removed = self.shard(key).lock().pop(key);
-        Ok(removed.is_some_and(|entry| entry.expires_ns > now))
+        Ok(self.remove_key(key))
     }
 
     async fn scan_prefix(
@@ -263,34 +545,25 @@ impl StateStore for MemoryStore {
         prefix: &str,
         limit: usize,
     ) -> StateResult<Vec<(String, Vec<u8>, Duration)>> {
-        let now = self.now_ns();
         let mut found = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock();
-            for (key, entry) in shard.iter() {
-                if found.len() >= limit {
-                    return Ok(found);
-                }
-                if entry.expires_ns > now
-                    && key.starts_with(prefix)
-                    && let Value::Bytes(bytes) = &entry.value
-                {
-                    let ttl = Duration::from_nanos(entry.expires_ns - now);
-                    found.push((key.to_string(), bytes.to_vec(), ttl));
-                }
-            }
+        for tier in Tier::for_prefix(prefix) {
+            self.scan_tier(tier, prefix, limit, &mut found);
         }
         Ok(found)
     }
 
     fn stats(&self) -> StoreStats {
-        let entries = self.shards.iter().map(|s| s.lock().len() as u64).sum();
-        let capacity = (self.per_shard * self.shards.len()) as u64;
-        StoreStats {
-            entries,
-            capacity,
-            evictions: self.evictions.load(Ordering::Relaxed),
-        }
+        self.tier_stats()
+            .iter()
+            .fold(StoreStats::default(), |total, t| StoreStats {
+                entries: total.entries + t.entries,
+                capacity: total.capacity + t.capacity,
+                evictions: total.evictions + t.evictions,
+            })
+    }
+
+    fn tier_stats(&self) -> Vec<TierStats> {
+        Tier::ALL.iter().map(|&tier| self.tier_stat(tier)).collect()
     }
 }
 
@@ -301,6 +574,7 @@ mod tests {
     fn store(capacity: usize) -> MemoryStore {
         MemoryStore::new(MemoryStoreOptions {
             capacity,
+            limits_capacity: capacity,
             ..MemoryStoreOptions::default()
         })
     }
@@ -318,25 +592,68 @@ mod tests {
     async fn nonce_is_first_use_once() {
         let s = store(100);
         let ttl = Duration::from_secs(60);
-        assert_eq!(s.put_if_absent("n:1", b"", ttl).await, Ok(true));
-        assert_eq!(s.put_if_absent("n:1", b"", ttl).await, Ok(false));
-        assert_eq!(s.put_if_absent("n:2", b"", ttl).await, Ok(true));
+        assert_eq!(s.put_if_absent("pc:n:k:1", b"", ttl).await, Ok(true));
+        assert_eq!(s.put_if_absent("pc:n:k:1", b"", ttl).await, Ok(false));
+        assert_eq!(s.put_if_absent("pc:n:k:2", b"", ttl).await, Ok(true));
     }
 
     #[tokio::test]
     async fn capacity_bounds_memory_and_counts_evictions() {
-        let s = store(SHARDS * 10);
+        let s = store(LRU_SHARDS * 10);
         for i in 0..100_000 {
             s.incr(&format!("ip:{i}"), 1, Duration::from_secs(60))
                 .await
                 .expect("incr");
         }
-        let stats = s.stats();
-        assert!(stats.entries <= (SHARDS * 10) as u64, "{stats:?}");
+        let features = s.tier_stat(Tier::Features);
+        assert!(features.entries <= (LRU_SHARDS * 10) as u64, "{features:?}");
         assert!(
-            stats.evictions >= 100_000 - (SHARDS * 10) as u64,
-            "{stats:?}"
+            features.evictions >= 100_000 - (LRU_SHARDS * 10) as u64,
+            "{features:?}"
         );
+        assert_eq!(s.stats().evictions, features.evictions);
+    }
+
+    #[tokio::test]
+    async fn a_full_security_tier_refuses_instead_of_forgetting() {
+        let s = MemoryStore::new(MemoryStoreOptions {
+            nonces_capacity: 3,
+            ..MemoryStoreOptions::default()
+        });
+        let ttl = Duration::from_secs(60);
+        for n in 0..3 {
+            let key = format!("pc:n:k:{n}");
+            assert_eq!(s.put_if_absent(&key, b"", ttl).await, Ok(true));
+        }
+        assert_eq!(
+            s.put_if_absent("pc:n:k:3", b"", ttl).await,
+            Err(StateError::TierFull(Tier::Nonces))
+        );
+        // Every nonce already seen is still refused as a replay.
+        for n in 0..3 {
+            let key = format!("pc:n:k:{n}");
+            assert_eq!(s.put_if_absent(&key, b"", ttl).await, Ok(false));
+        }
+        let stats = s.tier_stat(Tier::Nonces);
+        assert_eq!((stats.entries, stats.refused), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_full_security_tier_makes_room_from_expired_entries() {
+        let s = MemoryStore::new(MemoryStoreOptions {
+            challenges_capacity: 2,
+            ..MemoryStoreOptions::default()
+        });
+        let short = Duration::from_millis(20);
+        assert_eq!(s.put_if_absent("pc:c:a", b"", short).await, Ok(true));
+        assert_eq!(s.put_if_absent("pc:c:b", b"", short).await, Ok(true));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let long = Duration::from_secs(60);
+        assert_eq!(s.put_if_absent("pc:c:c", b"", long).await, Ok(true));
+        assert_eq!(s.put_if_absent("pc:c:d", b"", long).await, Ok(true));
+        assert_eq!(s.tier_stat(Tier::Challenges).entries, 2);
+        assert!(s.delete("pc:c:c").await.expect("delete"));
+        assert_eq!(s.tier_stat(Tier::Challenges).entries, 1);
     }
 
     #[tokio::test]
@@ -356,12 +673,12 @@ mod tests {
     async fn rate_limit_and_wrong_type() {
         let s = store(100);
         let limit = Gcra::per_second(10.0, 2);
-        assert!(s.rate_limit("k", limit, 1).await.expect("rl").allowed);
-        assert!(s.rate_limit("k", limit, 1).await.expect("rl").allowed);
-        assert!(!s.rate_limit("k", limit, 1).await.expect("rl").allowed);
+        assert!(s.rate_limit("rl:k", limit, 1).await.expect("rl").allowed);
+        assert!(s.rate_limit("rl:k", limit, 1).await.expect("rl").allowed);
+        assert!(!s.rate_limit("rl:k", limit, 1).await.expect("rl").allowed);
         assert_eq!(
-            s.incr("k", 1, Duration::from_secs(1)).await,
-            Err(StateError::WrongType("k".into()))
+            s.incr("rl:k", 1, Duration::from_secs(1)).await,
+            Err(StateError::WrongType("rl:k".into()))
         );
     }
 
@@ -391,8 +708,10 @@ mod tests {
                 crate::Reply::Flag(false)
             ]
         );
+        s.put("rk:x", b"feature", ttl).await.expect("put");
         let bans = s.scan_prefix("ban:", 10).await.expect("scan");
         assert_eq!(bans.len(), 1);
         assert_eq!(bans[0].0, "ban:1.2.3.4");
+        assert_eq!(s.scan_prefix("", 10).await.expect("scan").len(), 2);
     }
 }
