@@ -164,7 +164,12 @@ pub async fn check(
             match state.put_if_absent(&signature.replay_key(), b"", ttl).await {
                 Ok(true) => {}
                 Ok(false) => refuse(ctx, 403, "signature_replayed", signature.nonce),
-                Err(e) => tracing::warn!(error = %e, "cannot record a signature nonce"),
+                // A nonce that cannot be recorded cannot be refused next time:
+                // the signed route fails closed (`[state.redis] nonces_when_down`).
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record a signature nonce");
+                    refuse(ctx, 503, "state_unavailable", e.to_string());
+                }
             }
         }
         Err(e) => {
