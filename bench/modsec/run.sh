@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Reference WAF for the GoTestWAF corpus: nginx + ModSecurity v3 + OWASP CRS
+# Reference WAF for the benchmark corpora: nginx + ModSecurity v3 + OWASP CRS
 # at paranoia level 1 (blocking, anomaly scoring, 403) as a reverse proxy on
-# loopback in front of a trivial origin; replays the corpus through it and
-# saves the report as bench/results/corpus-<label>.json.
+# loopback in front of a trivial origin; replays the corpora of bench/corpora
+# (and mgm when MGM is set) through it, as `portcullis bench corpus` does for
+# the gateway, and saves bench/results/corpus-<label>.json and
+# bench/results/misclassified-<label>.jsonl.
 #
 # Needs the Debian packages nginx libnginx-mod-http-modsecurity modsecurity-crs.
 # Runs in a temp dir; the system nginx configuration is not touched.
 #
-#   bench/modsec/run.sh [extra replay args, e.g. --concurrency 8]
+#   bench/modsec/run.sh [extra replay args, e.g. --limit 5000 --only normal]
 #
 # Environment: PORT (WAF, default 18480), ORIGIN_PORT (default 18481),
-# TESTCASES (default ../shared/bench/gotestwaf/testcases beside the repo),
+# MGM (the mgm payload collection's directory; GPL-3.0, not vendored),
 # LABEL (default modsec-crs-pl1), KEEP=1 keeps the temp dir (logs),
 # USE_PORTCULLIS_BIN=1 replays with `portcullis bench corpus` instead of the
-# crate's example.
+# corpus crate's example (same arguments, no gateway build).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +23,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 PORT="${PORT:-18480}"
 ORIGIN_PORT="${ORIGIN_PORT:-18481}"
 LABEL="${LABEL:-modsec-crs-pl1}"
-TESTCASES="${TESTCASES:-$ROOT/../shared/bench/gotestwaf/testcases}"
+MGM="${MGM:-}"
 
 for f in /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_modsecurity_module.so \
          /etc/modsecurity/crs/crs-setup.conf /usr/share/modsecurity-crs/rules; do
@@ -30,8 +32,8 @@ for f in /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_modsecurity_module.so \
         exit 1
     fi
 done
-if [ ! -d "$TESTCASES" ]; then
-    echo "GoTestWAF testcases not found at $TESTCASES (set TESTCASES)" >&2
+if [ -n "$MGM" ] && [ ! -d "$MGM" ]; then
+    echo "mgm payloads not found at $MGM" >&2
     exit 1
 fi
 
@@ -92,10 +94,13 @@ if command -v curl >/dev/null; then
 fi
 
 cd "$ROOT"
-ARGS=(--gotestwaf "$TESTCASES" --target "http://127.0.0.1:$PORT" --host localhost --label "$LABEL" "$@")
+ARGS=(--corpora "$ROOT/bench/corpora" --target "http://127.0.0.1:$PORT" --host localhost --label "$LABEL")
+if [ -n "$MGM" ]; then
+    ARGS+=(--mgm "$MGM")
+fi
+ARGS+=("$@")
 if [ "${USE_PORTCULLIS_BIN:-0}" = 1 ]; then
     cargo run --release -p portcullis -- bench corpus "${ARGS[@]}"
 else
-    # Until `portcullis bench corpus` is wired, the crate's example does the same.
     cargo run --release -p portcullis-corpus --example replay -- "${ARGS[@]}"
 fi

@@ -1,39 +1,37 @@
-//! Replays the GoTestWAF corpus against a running gateway, prints the score
-//! table beside the previous run with the same label, and saves the report.
+//! Replays the benchmark corpora against a running gateway (or any WAF),
+//! prints the report beside the previous run with the same label, and saves
+//! it with the misclassified samples. `bench/modsec/run.sh` uses it to
+//! score nginx + ModSecurity without building the gateway.
 //!
 //! `cargo run --release -p portcullis-corpus --example replay -- \
-//!     --gotestwaf ../shared/bench/gotestwaf/testcases --target http://127.0.0.1:8080 --label L`
+//!     --target http://127.0.0.1:8080 --label L [--mgm DIR] [--limit N]`
 //!
-//! Takes the same arguments as `portcullis bench corpus`, plus `--out PATH`.
+//! Takes the same arguments as `portcullis bench corpus`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use portcullis_corpus::{ReplayOptions, Report, replay};
+use portcullis_corpus::{BenchOptions, BenchReport, run_bench};
 
 #[derive(Parser)]
-#[command(about = "Replay the GoTestWAF corpus against a gateway")]
+#[command(about = "Replay the benchmark corpora against a gateway")]
 struct Cli {
     #[command(flatten)]
-    opts: ReplayOptions,
-    /// Report path (default bench/results/corpus-<label>.json).
-    #[arg(long)]
-    out: Option<PathBuf>,
+    opts: BenchOptions,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let path = cli.out.clone().unwrap_or_else(|| cli.opts.results_path());
-    let previous = match Report::load_if_exists(&path) {
+    let opts = Cli::parse().opts;
+    let (report_path, misclassified_path) = (opts.report_path(), opts.misclassified_path());
+    let previous = match BenchReport::load_if_exists(&report_path) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("warning: ignoring previous report: {e}");
             None
         }
     };
-    let report = match replay(cli.opts).await {
+    let report = match run_bench(&opts).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -41,10 +39,14 @@ async fn main() -> ExitCode {
         }
     };
     print!("{}", report.render(previous.as_ref()));
-    if let Err(e) = report.save(&path) {
+    if let Err(e) = report.save(&report_path, &misclassified_path) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    eprintln!("report saved to {}", path.display());
+    eprintln!(
+        "report saved to {} (misclassified samples: {})",
+        report_path.display(),
+        misclassified_path.display()
+    );
     ExitCode::SUCCESS
 }

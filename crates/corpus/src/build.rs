@@ -30,7 +30,7 @@ const SOAP_TEMPLATE_TAIL: &str = "\n\
 </soapenv:Envelope>";
 
 /// An HTTP/1.1 request as it goes on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawRequest {
     pub method: String,
     /// Path and query, already encoded as sent on the wire (starts with `/`).

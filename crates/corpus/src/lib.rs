@@ -1,28 +1,37 @@
-//! The GoTestWAF corpus, owned by Portcullis' benchmark tooling.
+//! The benchmark corpora of Portcullis (`bench/corpora/`) and the replay
+//! behind `portcullis bench corpus`.
 //!
-//! This crate owns everything about the GoTestWAF test-case data
-//! (`shared/bench/gotestwaf/testcases`): loading the YAML files
-//! ([`load`]), expanding them into payload x encoder x placeholder cases
-//! ([`cases`]), building the HTTP request GoTestWAF would send for each case
-//! ([`build`]), and scoring a WAF with them, either over the network against
-//! a running gateway ([`replay`]) or in-process against a detection function
-//! ([`evaluate`]). Results are a [`Report`] that renders as a table beside the
-//! previous run and round-trips through JSON.
+//! - GoTestWAF test cases: loading the YAML files ([`load`]), expanding them
+//!   into payload x encoder x placeholder cases ([`cases`]) and building the
+//!   HTTP request GoTestWAF would send for each ([`build`]); scored
+//!   in-process against a detection function by [`evaluate`] into a [`Report`].
+//! - The normal-traffic corpus, HttpParamsDataset and the mgm payload
+//!   collection, read into labelled [`Sample`]s ([`load_normal`],
+//!   [`load_httpparams`], [`load_mgm`], [`load_gotestwaf`]).
+//! - [`run_bench`]: every corpus through a running gateway, scored per corpus,
+//!   category, status and signal into a [`BenchReport`].
 
+mod bench;
+mod bench_report;
 mod build;
 mod encode;
 mod load;
-mod replay;
 mod report;
+mod samples;
 
+pub use bench::{BenchOptions, CORPORA, run as run_bench};
+pub use bench_report::{Answer, BenchReport, CategoryRow, CorpusRow, Counts, Misclassified};
 pub use build::{GO_USER_AGENT, RawRequest, build, go_request_target};
 pub use encode::encode;
 pub use load::{
     Case, Encoder, FALSE_POSITIVE_SET, Placeholder, RawRequestConfig, TestFile, cases, load,
     load_file,
 };
-pub use replay::{ReplayOptions, replay};
 pub use report::{Miss, Outcome, Report, Row, evaluate};
+pub use samples::{
+    Loaded, PAYLOAD_PARAM, Sample, load_gotestwaf, load_httpparams, load_mgm, load_normal,
+    mgm_quote, spread,
+};
 
 use std::path::PathBuf;
 
@@ -36,8 +45,8 @@ pub enum CorpusError {
         #[source]
         source: std::io::Error,
     },
-    /// A test-case file is not valid YAML or not in GoTestWAF's shape.
-    #[error("{path}: invalid test case: {message}")]
+    /// A corpus file is not in its expected shape.
+    #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     /// The testcases directory holds no test-case file.
     #[error("{0}: no GoTestWAF test-case (.yml/.yaml) files found")]

@@ -312,7 +312,7 @@ pub fn load_file(path: &Path) -> Result<TestFile, CorpusError> {
     })?;
     let parse_err = |message: String| CorpusError::Parse {
         path: path.to_path_buf(),
-        message,
+        message: format!("invalid test case: {message}"),
     };
     let raw: RawFile = match serde_norway::from_str(&text) {
         Ok(raw) => raw,
@@ -459,10 +459,8 @@ fn fix_quote_escapes(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn testcases_dir() -> Option<PathBuf> {
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/gotestwaf/testcases");
-        dir.is_dir().then_some(dir)
+    fn testcases_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/corpora/gotestwaf/testcases")
     }
 
     #[test]
@@ -533,11 +531,7 @@ mod tests {
 
     #[test]
     fn loads_real_testcases() {
-        let Some(dir) = testcases_dir() else {
-            eprintln!("skipping: GoTestWAF testcases not found beside the repo");
-            return;
-        };
-        let files = load(&dir).expect("load real testcases");
+        let files = load(&testcases_dir()).expect("load real testcases");
         assert!(files.len() >= 40, "{} files", files.len());
         let sets: std::collections::BTreeSet<&str> = files.iter().map(|f| f.set.as_str()).collect();
         for s in ["owasp", "owasp-api", "community", "false-pos"] {

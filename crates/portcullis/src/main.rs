@@ -55,8 +55,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Replay the GoTestWAF corpus through a gateway and score it.
-    Corpus(portcullis_corpus::ReplayOptions),
+    /// Replay the benchmark corpora (normal traffic, HttpParamsDataset, mgm,
+    /// GoTestWAF) through a gateway: attacks stopped, normal requests
+    /// flagged, by category, status and signal.
+    Corpus(portcullis_corpus::BenchOptions),
 }
 
 fn main() -> ExitCode {
@@ -163,14 +165,18 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn bench_corpus(options: portcullis_corpus::ReplayOptions) -> anyhow::Result<()> {
-    use portcullis_corpus::Report;
-    let results = options.results_path();
-    let previous = Report::load_if_exists(&results)?;
-    let report = tokio_runtime()?.block_on(portcullis_corpus::replay(options))?;
+fn bench_corpus(options: portcullis_corpus::BenchOptions) -> anyhow::Result<()> {
+    use portcullis_corpus::BenchReport;
+    let (report_path, misclassified_path) = (options.report_path(), options.misclassified_path());
+    let previous = BenchReport::load_if_exists(&report_path)?;
+    let report = tokio_runtime()?.block_on(portcullis_corpus::run_bench(&options))?;
     println!("{}", report.render(previous.as_ref()));
-    report.save(&results)?;
-    eprintln!("saved to {}", results.display());
+    report.save(&report_path, &misclassified_path)?;
+    eprintln!(
+        "saved to {} (misclassified samples: {})",
+        report_path.display(),
+        misclassified_path.display()
+    );
     Ok(())
 }
 
