@@ -106,10 +106,42 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 
 /// The Prometheus text exposition, with the state's gauges refreshed.
 pub fn metrics_text(shared: &Shared) -> String {
+    let metrics = &shared.metrics;
     let stats = shared.state.stats();
-    shared.metrics.state_entries.set(stats.entries as i64);
-    shared.metrics.state_evictions.set(stats.evictions as i64);
-    shared.metrics.encode()
+    metrics.state_entries.set(stats.entries as i64);
+    metrics.state_evictions.set(stats.evictions as i64);
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    for tier in shared.state.tier_stats() {
+        let label = crate::metrics::TierLabel {
+            tier: tier.tier.name(),
+        };
+        let tiers = &metrics.state_tiers;
+        tiers.entries.get_or_create(&label).set(gauge(tier.entries));
+        tiers
+            .capacity
+            .get_or_create(&label)
+            .set(gauge(tier.capacity));
+        tiers
+            .evictions
+            .get_or_create(&label)
+            .set(gauge(tier.evictions));
+        tiers.refused.get_or_create(&label).set(gauge(tier.refused));
+    }
+    let health = shared.state.health();
+    for (name, value) in [
+        ("up", u64::from(health.available)),
+        ("outages", health.outages),
+        ("failures", health.failures),
+        ("commands", health.commands),
+        ("round_trips", health.round_trips),
+    ] {
+        let label = crate::metrics::NameLabel { name };
+        metrics
+            .state_backend
+            .get_or_create(&label)
+            .set(gauge(value));
+    }
+    metrics.encode()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

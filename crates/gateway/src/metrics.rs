@@ -28,6 +28,24 @@ pub struct Metrics {
     pub events_dropped: Counter,
     pub state_entries: Gauge,
     pub state_evictions: Gauge,
+    /// Per tier of the state (bans, nonces, ...): entries, capacity,
+    /// evictions and refused additions, refreshed on scrape.
+    pub state_tiers: StateTierGauges,
+    /// The state backend: up, outages, failures, commands, round trips.
+    pub state_backend: Family<NameLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabel {
+    pub tier: &'static str,
+}
+
+#[derive(Default)]
+pub struct StateTierGauges {
+    pub entries: Family<TierLabel, Gauge>,
+    pub capacity: Family<TierLabel, Gauge>,
+    pub evictions: Family<TierLabel, Gauge>,
+    pub refused: Family<TierLabel, Gauge>,
 }
 
 impl Metrics {
@@ -84,6 +102,37 @@ impl Metrics {
             "Live keys evicted from the in-memory state to stay bounded",
             state_evictions.clone(),
         );
+        let state_tiers = StateTierGauges::default();
+        for (name, help, family) in [
+            (
+                "state_tier_entries",
+                "Keys held per state tier",
+                &state_tiers.entries,
+            ),
+            (
+                "state_tier_capacity",
+                "Capacity of each state tier",
+                &state_tiers.capacity,
+            ),
+            (
+                "state_tier_evictions",
+                "Live keys evicted per state tier (evicting tiers only)",
+                &state_tiers.evictions,
+            ),
+            (
+                "state_tier_refused",
+                "Additions refused because a security tier was full",
+                &state_tiers.refused,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        let state_backend = Family::default();
+        registry.register(
+            "state_backend",
+            "The state backend: up (1/0), outages, failures, commands and round trips since start",
+            state_backend.clone(),
+        );
         Metrics {
             registry,
             hot: crate::hot_metrics::HotMetrics::new(workers, stage_names),
@@ -96,6 +145,8 @@ impl Metrics {
             events_dropped,
             state_entries,
             state_evictions,
+            state_tiers,
+            state_backend,
         }
     }
 

@@ -116,6 +116,7 @@ fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, 
     }
     if protocol.reject_bad_utf8
         && let Err(e) = std::str::from_utf8(&decoded)
+        && (overlong_ascii(&decoded) || surrogates_only(&decoded) || !is_gbk(&decoded))
     {
         return Some((
             "bad_utf8",
@@ -123,6 +124,63 @@ fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, 
         ));
     }
     None
+}
+
+/// Whether `bytes` are well-formed GBK / GB18030, the legacy encoding of
+/// Chinese pages and forms that still reaches servers percent-encoded.
+/// Malformed byte pairs such as `%bf%27` (a lead byte before a quote: the
+/// wide-byte injection trick) are neither GBK nor UTF-8.
+fn is_gbk(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let at = |k: usize| bytes.get(i + k).copied();
+        let four_byte = matches!(
+            (at(1), at(2), at(3)),
+            (Some(0x30..=0x39), Some(0x81..=0xfe), Some(0x30..=0x39))
+        );
+        i += match b {
+            0x00..=0x80 => 1,
+            0x81..=0xfe if four_byte => 4,
+            0x81..=0xfe if matches!(at(1), Some(0x40..=0x7e | 0x80..=0xfe)) => 2,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// Whether `bytes` hold an overlong UTF-8 form of an ASCII punctuation or
+/// control character (`%c0%af` for `/`): a traversal and filter-evasion
+/// trick, refused even where the bytes would also read as GBK.
+fn overlong_ascii(bytes: &[u8]) -> bool {
+    let punctuation = |c: u32| c < 0x80 && !(c as u8).is_ascii_alphanumeric();
+    bytes.windows(2).enumerate().any(|(i, w)| match w {
+        [lead @ (0xc0 | 0xc1), cont @ 0x80..=0xbf] => {
+            punctuation((u32::from(*lead) & 0x1f) << 6 | (u32::from(*cont) & 0x3f))
+        }
+        [0xe0, mid @ (0x80 | 0x81)] => bytes.get(i + 2).is_some_and(|&last| {
+            (0x80..=0xbf).contains(&last)
+                && punctuation((u32::from(*mid) & 0x3f) << 6 | (u32::from(last) & 0x3f))
+        }),
+        _ => false,
+    })
+}
+
+/// Whether the only flaws of otherwise valid UTF-8 are encoded UTF-16
+/// surrogates (`%ed%a0%80`): CESU-style text meant to slip past filters.
+fn surrogates_only(mut bytes: &[u8]) -> bool {
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => return true,
+            Err(e) => {
+                let rest = &bytes[e.valid_up_to()..];
+                match rest {
+                    [0xed, 0xa0..=0xbf, 0x80..=0xbf, ..] => bytes = &rest[3..],
+                    _ => return false,
+                }
+            }
+        }
+    }
 }
 
 /// Decodes `%XX` escapes; `Err(offset)` at the first escape that is not two hex digits.
@@ -254,6 +312,21 @@ mod tests {
 
     fn name(v: Option<Violation>) -> &'static str {
         v.map_or("ok", |v| v.name)
+    }
+
+    #[test]
+    fn legacy_gbk_passes_and_wide_byte_tricks_do_not() {
+        // 你好 and 中文 in GBK.
+        assert_eq!(
+            name(head("GET", "/s?q=%C4%E3%BA%C3&w=%D6%D0%CE%C4", &[])),
+            "ok"
+        );
+        assert_eq!(name(head("GET", "/s?q=%bf%27", &[])), "bad_utf8");
+        assert_eq!(
+            name(head("GET", "/s?q=%81", &[])),
+            "bad_utf8",
+            "a lone lead byte"
+        );
     }
 
     #[test]
