@@ -180,6 +180,15 @@ pub struct UpstreamConfig {
     /// Idle keep-alive connections kept per origin.
     #[serde(default = "default_pool_idle")]
     pub pool_max_idle: usize,
+    /// An idle pooled connection is closed after this long: below common
+    /// origins' keep-alive (Node's is 5 s), so the gateway, not the origin,
+    /// ends it.
+    #[serde(default = "default_pool_idle_timeout_ms")]
+    pub pool_idle_timeout_ms: u64,
+}
+
+fn default_pool_idle_timeout_ms() -> u64 {
+    4_000
 }
 
 fn default_prefix() -> String {
@@ -204,6 +213,7 @@ impl UpstreamConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             response_timeout_ms: default_response_timeout_ms(),
             pool_max_idle: default_pool_idle(),
+            pool_idle_timeout_ms: default_pool_idle_timeout_ms(),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::http::respond::{ProxyBody, X_REQUEST_ID, full_body, json_error, new_r
 use crate::pipeline;
 use crate::risk;
 use crate::shared::Shared;
-use crate::stages::{Exchange, RequestBody, Target};
+use crate::stages::{Exchange, InspectedBody, RequestBody, Target};
 use crate::trust::DEVICE_COOKIE;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -79,7 +79,7 @@ async fn respond(ex: &mut Exchange<'_>, action: Action) -> Response<ProxyBody> {
         (Some(answer), _) => answer,
         (None, Action::Pass) => match std::mem::replace(&mut ex.body, RequestBody::None) {
             RequestBody::Read(body) => {
-                let response = forward(ex, body.forward).await;
+                let response = forward(ex, body).await;
                 return mask_leaks(ex, response).await;
             }
             // A pass without a read body: the pipeline stopped without a refusal.
@@ -140,7 +140,7 @@ async fn mask_leaks(ex: &mut Exchange<'_>, response: Response<ProxyBody>) -> Res
 /// Sends the request to its origin: the canonical target, the gateway's
 /// own forwarding and risk headers, and the body (inspected prefix, then
 /// the streamed rest).
-async fn forward(ex: &mut Exchange<'_>, body: ProxyBody) -> Response<ProxyBody> {
+async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBody> {
     let (shared, rt, ctx) = (ex.shared, ex.rt, &ex.ctx);
     let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
         return json_error(502, "no origin for this host and path", &ctx.request_id);
@@ -170,16 +170,19 @@ async fn forward(ex: &mut Exchange<'_>, body: ProxyBody) -> Response<ProxyBody> 
     prepare_upstream_headers(&mut headers, ctx, &forwarding);
     risk::write_headers(&rt.risk, &ctx.risk_headers, &mut headers);
 
-    let mut upstream_req = Request::new(body);
-    *upstream_req.method_mut() = ex.parts.method.clone();
-    *upstream_req.uri_mut() = uri;
-    *upstream_req.headers_mut() = headers;
-    let result = tokio::time::timeout(
-        upstream.response_timeout,
-        upstream.client().request(upstream_req),
-    )
-    .await;
-    let mut response = match result {
+    // A request whose whole body is in hand can be sent again on a new
+    // connection when the pooled one turns out closed by the origin.
+    let retry = (body.complete && client_upgrade.is_none())
+        .then(|| (headers.clone(), body.inspected.clone()));
+    let method = ex.parts.method.clone();
+    let mut attempt = send(upstream, &method, uri.clone(), headers, body.forward).await;
+    if let (Some((headers, bytes)), Ok(Err(e))) = (retry, &attempt)
+        && retryable(&method, e)
+    {
+        tracing::debug!(request_id = %ctx.request_id, error = %e, "origin connection closed; retrying once");
+        attempt = send(upstream, &method, uri, headers, full_body(bytes)).await;
+    }
+    let mut response = match attempt {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %upstream.authority, error = %e, "origin request failed");
@@ -214,6 +217,43 @@ async fn forward(ex: &mut Exchange<'_>, body: ProxyBody) -> Response<ProxyBody> 
         incoming.map_err(Into::into).boxed()
     };
     Response::from_parts(head, body)
+}
+
+type OriginResult = Result<
+    Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+    tokio::time::error::Elapsed,
+>;
+
+async fn send(
+    upstream: &crate::runtime::Upstream,
+    method: &http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: ProxyBody,
+) -> OriginResult {
+    let mut request = Request::new(body);
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    tokio::time::timeout(
+        upstream.response_timeout,
+        upstream.client().request(request),
+    )
+    .await
+}
+
+/// Whether a failed origin request may be sent again: nothing of it reached
+/// the origin (the connection could not be made), or it is idempotent and
+/// the pooled connection was closed under it.
+fn retryable(method: &http::Method, error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return true;
+    }
+    let idempotent = method.is_idempotent();
+    let closed = std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<hyper::Error>())
+        .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed());
+    idempotent && closed
 }
 
 fn count_origin_error(shared: &Shared, outcome: &'static str) {

@@ -305,7 +305,7 @@ fn build_upstream(config: &UpstreamConfig, workers: usize) -> anyhow::Result<Ups
         connector.set_keepalive(Some(Duration::from_secs(60)));
         Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
             .build(connector)
     };
     Ok(Upstream {

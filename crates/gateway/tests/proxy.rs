@@ -222,3 +222,51 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// An origin that serves one request per connection with keep-alive, then
+/// closes the connection when the next request arrives on it: the race of
+/// an origin ending an idle connection just as the gateway reuses it.
+async fn origin_closing_reused_connections() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = 0;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen += 1;
+                    if seen > 1 {
+                        return; // closes without an answer
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
+    let origin = origin_closing_reused_connections().await;
+    let config = portcullis_config::Config::parse(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[events]\nlog = false\n[[upstreams]]\nurl = \"http://{origin}\"\n"
+    ))
+    .expect("config");
+    let gw = portcullis_gateway::start(ConfigSource::Fixed(Box::new(config)), Overrides::default())
+        .await
+        .expect("gateway");
+    for n in 0..4 {
+        let response = get(gw.listen, &format!("/page/{n}"), BROWSER).await;
+        assert_eq!(status_of(&response), 200, "request {n}: {response}");
+    }
+}
