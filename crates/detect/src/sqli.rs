@@ -321,6 +321,10 @@ fn libinjection(t: &Text, hits: &mut Hits) {
         } else if fp.ends_with('c') && fp.bytes().all(|c| matches!(c, b'1' | b'n' | b'o' | b'c')) {
             // `10% off -- today`: a number, an operator and a dash comment.
             score::WEAK
+        } else if fp.bytes().all(|c| matches!(c, b's' | b'n' | b'k' | b'T')) {
+            // Quoted words among words, with no operator, comment, number
+            // or punctuation: a quotation in prose, not a query.
+            score::WEAK
         } else {
             score::MEDIUM + 1
         };

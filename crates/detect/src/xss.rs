@@ -75,10 +75,40 @@ pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
     if libinjection
         && !hits.has(Family::Xss)
         && memchr::memchr(b'<', b).is_some()
-        && libinjectionrs::detect_xss(t.s.as_bytes()).is_injection()
+        && libinjection_xss(t)
     {
         hits.add(Family::Xss, score::MEDIUM, "xss.libinjection", 0);
     }
+}
+
+/// libinjection's HTML5 check, on the value as HTML would read it: without
+/// a leading XML declaration and with namespace declarations (`xmlns=`,
+/// `xmlns:soap=`), which an HTML parser ignores, renamed.
+fn libinjection_xss(t: &Text) -> bool {
+    let s = without_xml_declaration(t.s.as_bytes());
+    let lower = &t.bytes()[t.bytes().len() - s.len()..];
+    if memchr::memmem::find(lower, b"xmlns").is_none() {
+        return libinjectionrs::detect_xss(s).is_injection();
+    }
+    let mut renamed = s.to_vec();
+    for p in memchr::memmem::find_iter(lower, b"xmlns") {
+        renamed[p + 4] = b'x';
+    }
+    libinjectionrs::detect_xss(&renamed).is_injection()
+}
+
+/// The value after a leading `<?xml ...?>`: HTML reads that declaration as
+/// a bogus comment, while libinjection flags every `<?`. What follows is
+/// still judged.
+fn without_xml_declaration(s: &[u8]) -> &[u8] {
+    let start = skip_ws(s, 0);
+    let rest = &s[start..];
+    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"<?xml") {
+        if let Some(end) = memchr::memmem::find(rest, b"?>") {
+            return &rest[end + 2..];
+        }
+    }
+    s
 }
 
 /// Walk every `<name ...>` tag.
