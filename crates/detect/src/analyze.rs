@@ -7,7 +7,7 @@ use crate::{
     Family, code, crlf, deser, jndi, ldap, nosql, rce, scanner, sqli, ssi, ssrf, ssti, traversal,
     webshell, xss, xxe,
 };
-use crate::{Finding, Profile, Verdict, score};
+use crate::{Finding, Incomplete, OnIncomplete, Profile, Verdict, score};
 
 /// What kind of place a value comes from; some checks only apply to some.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,15 @@ pub(crate) enum Ctx {
 }
 
 impl Ctx {
+    /// Whether a GraphQL document may sit here (a JSON `query` string, a
+    /// `?query=` parameter, a form field or a raw body).
+    fn may_hold_graphql(self) -> bool {
+        matches!(
+            self,
+            Ctx::Json | Ctx::Query | Ctx::Form | Ctx::Body | Ctx::Multipart
+        )
+    }
+
     /// Whether `+` means a space in this place.
     fn plus_is_space(self) -> bool {
         matches!(self, Ctx::Query | Ctx::Form | Ctx::Cookie)
@@ -50,6 +59,7 @@ pub(crate) struct Sink<'p> {
     /// Hashes of values already found clean in this request
     /// (direct-mapped; 0 is empty, keys are odd).
     clean: [u64; CACHE_SLOTS as usize],
+    incomplete: Incomplete,
 }
 
 const CACHE_SLOTS: u64 = 64;
@@ -70,7 +80,13 @@ impl<'p> Sink<'p> {
             bytes: 0,
             lower: String::new(),
             clean: [0; CACHE_SLOTS as usize],
+            incomplete: Incomplete::default(),
         }
+    }
+
+    /// Note that part of the request was not read (see [`Incomplete`]).
+    pub fn overflow(&mut self, mark: impl FnOnce(&mut Incomplete)) {
+        mark(&mut self.incomplete);
     }
 
     pub fn profile(&self) -> &Profile {
@@ -79,7 +95,11 @@ impl<'p> Sink<'p> {
 
     /// Inspect one value found at `location`.
     pub fn value(&mut self, location: &str, raw: &[u8], ctx: Ctx) {
-        if raw.is_empty() || self.values >= MAX_VALUES || self.bytes >= MAX_TOTAL_BYTES {
+        if raw.is_empty() {
+            return;
+        }
+        if self.values >= MAX_VALUES || self.bytes >= MAX_TOTAL_BYTES {
+            self.incomplete.values = true;
             return;
         }
         if self.profile.is_excluded(location) {
@@ -93,6 +113,9 @@ impl<'p> Sink<'p> {
             return;
         }
         let views = decode::views(raw, ctx.plus_is_space());
+        if ctx.may_hold_graphql() && self.graphql(location, &views.texts[0]) {
+            return;
+        }
         let mut hits = Hits::default();
         let mut evidence_src: Vec<(crate::Family, String)> = Vec::new();
         for text in &views.texts {
@@ -113,6 +136,9 @@ impl<'p> Sink<'p> {
             }
         }
         protocol_anomalies(&views.anomalies, ctx, &mut hits);
+        if views.anomalies.undecoded {
+            self.incomplete.encodings = true;
+        }
         if hits.v.is_empty() {
             if let Some(k) = key {
                 self.clean[(k % CACHE_SLOTS) as usize] = k;
@@ -120,6 +146,28 @@ impl<'p> Sink<'p> {
             return;
         }
         self.emit(location, &hits, &evidence_src);
+    }
+
+    /// A GraphQL document: only its string arguments are inspected (as JSON
+    /// strings), and the document for introspection. False when `text` is
+    /// not GraphQL.
+    fn graphql(&mut self, location: &str, text: &str) -> bool {
+        let Some(strings) = crate::graphql::string_arguments(text) else {
+            return false;
+        };
+        if self.profile.block_graphql_introspection {
+            let lower = text.to_ascii_lowercase();
+            let mut hits = Hits::default();
+            code::check_graphql_introspection(&Text::new(text, &lower), &mut hits);
+            if !hits.v.is_empty() {
+                let ev = vec![(Family::Protocol, snippet(text, 0))];
+                self.emit(location, &hits, &ev);
+            }
+        }
+        for s in strings {
+            self.value(location, s.as_bytes(), Ctx::Json);
+        }
+        true
     }
 
     /// Report a hit found outside the per-value pipeline.
@@ -164,6 +212,7 @@ impl<'p> Sink<'p> {
                 Some(f) => {
                     f.score = h.score;
                     f.rule_id = h.rule;
+                    f.signal = is_signal_rule(h.rule);
                     f.evidence = ev;
                 }
                 None => self.findings.push(Finding {
@@ -172,23 +221,46 @@ impl<'p> Sink<'p> {
                     evidence: ev,
                     score: h.score,
                     rule_id: h.rule,
+                    signal: is_signal_rule(h.rule),
                 }),
             }
         }
     }
 
     pub fn finish(mut self) -> Verdict {
+        let incomplete = self.incomplete;
+        if incomplete.any() {
+            self.findings.push(Finding {
+                family: Family::Protocol,
+                location: "request".to_string(),
+                evidence: incomplete.reasons().join(","),
+                score: score::STRONG,
+                rule_id: "inspection.incomplete",
+                signal: self.profile.on_incomplete == OnIncomplete::Signal,
+            });
+        }
         self.findings.sort_by_key(|f| std::cmp::Reverse(f.score));
-        let total_score = self
-            .findings
-            .iter()
-            .fold(0u32, |acc, f| acc.saturating_add(f.score));
+        let sum = |signal: bool| {
+            self.findings
+                .iter()
+                .filter(|f| f.signal == signal)
+                .fold(0u32, |acc, f| acc.saturating_add(f.score))
+        };
+        let total_score = sum(false);
+        let signal_score = sum(true);
         self.findings.truncate(self.profile.max_findings.max(1));
         Verdict {
             findings: self.findings,
             total_score,
+            signal_score,
+            incomplete,
         }
     }
+}
+
+/// Rules whose findings are risk signals, never a refusal on their own.
+fn is_signal_rule(rule: &str) -> bool {
+    matches!(rule, "scanner.path" | "scanner.sensitive-file")
 }
 
 fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
@@ -209,17 +281,21 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
 /// Every family check on one view.
 pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
     sqli::check(t, hits);
-    xss::check(t, ctx != Ctx::XmlDoc, hits);
+    xss::check(t, ctx != Ctx::XmlDoc, ctx == Ctx::Json, hits);
     rce::check(t, hits);
     code::check(t, hits);
     traversal::check(t, ctx == Ctx::Path, hits);
     if ctx != Ctx::Referrer {
-        ssrf::check(t, hits);
+        ssrf::check(t, ctx == Ctx::Json, hits);
     }
     xxe::check(t, hits);
     ssti::check(t, hits);
     jndi::check(t, hits);
-    crlf::check(t, hits);
+    // CR LF inside a JSON string is an escaped character of data: the
+    // document cannot split the message that carries it.
+    if ctx != Ctx::Json {
+        crlf::check(t, hits);
+    }
     deser::check(t, hits);
     nosql::check(t, hits);
     ldap::check(t, hits);

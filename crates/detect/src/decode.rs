@@ -26,6 +26,8 @@ pub struct Anomalies {
     pub nul: bool,
     /// Encoded more than once (`%252e`).
     pub multi_encoded: bool,
+    /// Still encoded after the last decoding round (stacked encodings).
+    pub undecoded: bool,
 }
 
 /// The decoded views of one value.
@@ -85,8 +87,9 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
     }
     let mut cur: Vec<u8> = raw[..raw.len().min(MAX_DECODED)].to_vec();
     let mut next = Vec::with_capacity(cur.len());
+    let mut changed = false;
     for round in 0..MAX_ROUNDS {
-        let mut changed = false;
+        changed = false;
         // `+` is a space in forms, and in any value that is visibly
         // form-encoded (`%3Ca+href`), in every round that percent-decodes.
         let has_escape = has_percent_escape(&cur);
@@ -117,6 +120,20 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
         }
         if !changed {
             break;
+        }
+    }
+    // The last round still changed something: one more might too.
+    if changed
+        && (has_percent_escape(&cur)
+            || memchr(b'&', &cur).is_some()
+            || memchr(b'\\', &cur).is_some())
+    {
+        let mut probe = Vec::new();
+        if percent_decode(&cur, false, &mut probe)
+            || html_entities(&cur, &mut probe)
+            || js_escapes(&cur, &mut probe)
+        {
+            anomalies.undecoded = true;
         }
     }
     normalize(&cur, anomalies)

@@ -148,11 +148,44 @@ const AMBIGUOUS: &[&[u8]] = &[
 
 /// Commands of `cmd.exe` and Windows, which ignores case in command names.
 const WINDOWS_COMMANDS: &[&[u8]] = &[
-    b"dir", b"type", b"del", b"net", b"copy", b"ipconfig", b"ping", b"set", b"echo", b"start",
-    b"call", b"cmd", b"tasklist", b"systeminfo", b"whoami", b"certutil", b"bitsadmin", b"wmic",
-    b"powershell", b"pwsh", b"msiexec", b"rundll32", b"regsvr32", b"mshta", b"cscript",
-    b"wscript", b"reg", b"find", b"more", b"hostname", b"nslookup", b"netstat", b"timeout",
-    b"tftp", b"ftp", b"cd", b"cmd.exe", b"powershell.exe",
+    b"dir",
+    b"type",
+    b"del",
+    b"net",
+    b"copy",
+    b"ipconfig",
+    b"ping",
+    b"set",
+    b"echo",
+    b"start",
+    b"call",
+    b"cmd",
+    b"tasklist",
+    b"systeminfo",
+    b"whoami",
+    b"certutil",
+    b"bitsadmin",
+    b"wmic",
+    b"powershell",
+    b"pwsh",
+    b"msiexec",
+    b"rundll32",
+    b"regsvr32",
+    b"mshta",
+    b"cscript",
+    b"wscript",
+    b"reg",
+    b"find",
+    b"more",
+    b"hostname",
+    b"nslookup",
+    b"netstat",
+    b"timeout",
+    b"tftp",
+    b"ftp",
+    b"cd",
+    b"cmd.exe",
+    b"powershell.exe",
 ];
 
 static WINDOWS: std::sync::LazyLock<WordSet> =
@@ -357,7 +390,11 @@ fn shell_args(b: &[u8], i: usize) -> Args {
         .map_or(b.len(), |p| j + p);
     let arg = &b[j..end];
     // A drive path (`c:\\`, `c:/`).
-    if arg.len() >= 3 && arg[0].is_ascii_alphabetic() && arg[1] == b':' && matches!(arg[2], b'\\' | b'/') {
+    if arg.len() >= 3
+        && arg[0].is_ascii_alphabetic()
+        && arg[1] == b':'
+        && matches!(arg[2], b'\\' | b'/')
+    {
         return Args::Shellish;
     }
     let is_addr = arg.iter().filter(|&&c| c == b'.').count() >= 2

@@ -254,6 +254,8 @@ const STACKED: &[&[u8]] = &[
     b"shutdown",
     b"waitfor",
     b"set",
+    b"call",
+    b"begin",
 ];
 
 /// The shortest name in [`SYS_TABLES`]: shorter words need no comparison.
@@ -291,6 +293,9 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 /// A quote that is not an apostrophe inside a word (`O'Brien's`), a
 /// backtick, or a block comment.
 fn needs_libinjection(t: &Text) -> bool {
+    if t.has_any(b"(#;=") {
+        return true;
+    }
     if t.has(b'`') || t.find("/*").is_some() {
         return true;
     }
@@ -347,6 +352,8 @@ const STRUCTURE_WORDS: &[&[u8]] = &[
     b"and",
     b"or",
     b"xor",
+    b"where",
+    b"when",
 ];
 
 static STRUCTURE_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
@@ -367,14 +374,14 @@ fn structure(t: &Text, hits: &mut Hits) {
         return;
     }
     let b = t.bytes();
-    structure_from(b, 0, hits);
+    structure_from(b, 0, true, hits);
     // Also as if the value were placed inside a quoted string: start right
     // after the first quote that would close it.
     for q in [b'\'', b'"'] {
         let quote = memchr::memchr_iter(q, b).find(|&i| !is_apostrophe(b, i));
         if let Some(p) = quote {
             if p + 1 < b.len() {
-                structure_from(b, p + 1, hits);
+                structure_from(b, p + 1, false, hits);
             }
         }
     }
@@ -433,7 +440,10 @@ const QUOTE_FOLLOWERS: &[&[u8]] = &[
     b"in",
 ];
 
-fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {
+/// `whole`: the scan starts at the start of the value, where a statement
+/// (`select 1 from a`) is a search term: no value put in a query can start
+/// a statement of its own without a quote, an operand or a separator first.
+fn structure_from(b: &[u8], start: usize, whole: bool, hits: &mut Hits) {
     let mut win: [Option<Tok>; 4] = [None; 4];
     let mut toks = Tokens { b, i: start };
     let mut count = 0usize;
@@ -442,16 +452,42 @@ fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {
         if count > 100_000 {
             break;
         }
-        judge(&win, &tok, &mut toks.clone(), hits);
+        let opening = whole && count == 1;
+        judge(&win, &tok, opening, &mut toks.clone(), hits);
         win = [win[1], win[2], win[3], Some(tok)];
     }
 }
 
 /// Look at `tok` with the up to four tokens before it and what follows.
-fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+fn judge<'a>(
+    win: &[Option<Tok<'a>>; 4],
+    tok: &Tok<'a>,
+    opening: bool,
+    rest: &mut Tokens<'a>,
+    hits: &mut Hits,
+) {
     let prev = win[3];
     if tok.kind == Kind::Word {
-        judge_word(prev, tok, &mut rest.clone(), hits);
+        if opening && matches!(tok.text, b"union" | b"select") {
+            let mut probe = Hits::default();
+            judge_word(prev, tok, &mut rest.clone(), &mut probe);
+            if probe.has(Family::Sqli) {
+                hits.add(Family::Sqli, score::WEAK, "sqli.statement-as-value", tok.at);
+            }
+        } else {
+            judge_word(prev, tok, &mut rest.clone(), hits);
+        }
+        if matches!(tok.text, b"where" | b"when") && numeric_comparison(&mut rest.clone()) {
+            hits.add(
+                Family::Sqli,
+                score::STRONG,
+                "sqli.numeric-condition",
+                tok.at,
+            );
+        }
+    }
+    if matches!(tok.text, b"chr" | b"char") && char_concat(&mut rest.clone()) {
+        hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.char-concat", tok.at);
     }
     // Boolean tautology: (and|or) literal cmp literal, after a literal or ')'.
     if tok.kind == Kind::Word && matches!(tok.text, b"and" | b"or" | b"xor")
@@ -463,12 +499,21 @@ fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, h
         let op = rest.next();
         let b = rest.next();
         if let (Some(a), Some(op), Some(b)) = (a, op, b) {
-            if after_literal
-                && is_literal(&a)
-                && is_cmp(&op)
-                && (is_literal(&b) || b.kind == Kind::Word && b.text.ends_with(b"("))
-            {
+            // The right side may be a call or a subquery: `4386=utl_inaddr.x(`,
+            // `5286=(select`.
+            let call_or_group = is_p(&b, b"(") || b.kind == Kind::Word && rest.next_is_open_paren();
+            if after_literal && is_literal(&a) && is_cmp(&op) && (is_literal(&b) || call_or_group) {
                 hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.tautology", tok.at);
+            }
+            // `or (8287=4930)*4930`
+            if after_literal && is_p(&a, b"(") && a.at + 1 < rest.b.len() {
+                let mut inner = Tokens {
+                    b: rest.b,
+                    i: a.at + 1,
+                };
+                if numeric_comparison(&mut inner) && inner.next().is_some_and(|t| is_p(&t, b")")) {
+                    hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.tautology", tok.at);
+                }
             }
         }
     }
@@ -482,7 +527,18 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
             n = rest.next();
         }
         if n.is_some_and(|n| is_w(&n, b"select")) {
-            hits.add(Family::Sqli, score::STRONG, "sqli.union-select", tok.at);
+            // After a plain word (`how to write union select`) the union
+            // joins nothing: an injected one follows a value, a `)` or a
+            // comment.
+            let after_word = prev.is_some_and(|p| {
+                p.kind == Kind::Word && !matches!(p.text, b"null" | b"true" | b"false" | b"end")
+            });
+            let sc = if after_word {
+                score::WEAK
+            } else {
+                score::STRONG
+            };
+            hits.add(Family::Sqli, sc, "sqli.union-select", tok.at);
         }
         return;
     }
@@ -544,6 +600,17 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
         return;
     }
     let arg = rest.next();
+    // `elt(4249=4249,7259)`, `iif(2976=2976,1,1/0)`: a condition of two
+    // numbers as the first argument, sqlmap's boolean probe.
+    if arg.is_some_and(|a| a.kind == Kind::Num) {
+        let mut after = rest.clone();
+        let op = after.next();
+        let b = after.next();
+        if op.is_some_and(|o| is_cmp(&o)) && b.is_some_and(|b| b.kind == Kind::Num) {
+            hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.function", tok.at);
+            return;
+        }
+    }
     let telling = TELLING_FUNCS.contains(&w);
     let time_based = matches!(w, b"sleep" | b"pg_sleep" | b"benchmark");
     if time_based {
@@ -580,6 +647,30 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
     }
 }
 
+/// `N <cmp> N` next.
+fn numeric_comparison(rest: &mut Tokens) -> bool {
+    let a = rest.next();
+    let op = rest.next();
+    let b = rest.next();
+    a.is_some_and(|a| a.kind == Kind::Num)
+        && op.is_some_and(|o| is_cmp(&o))
+        && b.is_some_and(|b| b.kind == Kind::Num)
+}
+
+/// `(113)||chr(` / `(113)+char(`: a string built from character codes.
+fn char_concat(rest: &mut Tokens) -> bool {
+    let open = rest.next();
+    let code = rest.next();
+    let close = rest.next();
+    let op = rest.next();
+    let next = rest.next();
+    open.is_some_and(|t| is_p(&t, b"("))
+        && code.is_some_and(|t| t.kind == Kind::Num)
+        && close.is_some_and(|t| is_p(&t, b")"))
+        && op.is_some_and(|t| is_p(&t, b"||") || is_p(&t, b"+"))
+        && next.is_some_and(|t| is_w(&t, b"chr") || is_w(&t, b"char"))
+}
+
 fn stacked<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
     let n = rest.next();
     let n2 = rest.next();
@@ -601,8 +692,13 @@ fn stacked<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
         (b"delete", Some(n), _) => is_w(&n, b"from"),
         (b"update", Some(_), Some(n2)) => is_w(&n2, b"set"),
         (b"select", Some(n), _) => {
-            n.kind != Kind::Word || n.text.starts_with(b"@") || is_w(&n, b"null")
+            n.kind != Kind::Word
+                || n.text.starts_with(b"@")
+                || is_w(&n, b"null")
+                || is_w(&n, b"case")
         }
+        (b"call", Some(n), _) => n.kind == Kind::Word,
+        (b"begin", Some(n), _) => n.kind == Kind::Word && n.text.contains(&b'.'),
         (b"exec" | b"execute", Some(n), _) => {
             n.kind == Kind::Word
                 && (n.text.starts_with(b"master")

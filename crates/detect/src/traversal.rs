@@ -43,6 +43,15 @@ const SENSITIVE: &[&str] = &[
 
 static AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(SENSITIVE));
 
+/// Files a scanner asks a web root for by name (`/.git/config`,
+/// `/wp-config.php`): what a site may serve by mistake, not a way out of it.
+fn is_web_root_probe(at: &[u8]) -> bool {
+    at.starts_with(b".")
+        || at.starts_with(b"wp-config.php")
+        || at.starts_with(b"web.config")
+        || at.starts_with(b"web-inf/")
+}
+
 /// Slashes unified, `/./` and `//` collapsed.
 fn normalise(b: &[u8]) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
@@ -110,15 +119,22 @@ fn skeleton(b: &[u8]) -> Option<Vec<u8>> {
             (Some(b'.'), 4)
         } else if rest.starts_with(b"0x2f") || rest.starts_with(b"0x5c") {
             (Some(b'/'), 4)
-        } else if c == b'%' && rest.len() >= 3 && rest[1].is_ascii_alphanumeric() && rest[2].is_ascii_alphanumeric() {
+        } else if c == b'%'
+            && rest.len() >= 3
+            && rest[1].is_ascii_alphanumeric()
+            && rest[2].is_ascii_alphanumeric()
+        {
             // `%` with two characters that are not both hex digits (the
             // decoder left it): an escape some servers read as a separator.
             (Some(b'/'), 3)
-        } else if c < 0x20 {
+        } else if c < 0x20 && !matches!(c, b'\n' | b'\r' | b'\t') {
             (None, 1)
         } else if c >= 0x80 {
             let len = utf8_len(c).min(rest.len());
-            match std::str::from_utf8(&rest[..len]).ok().and_then(|s| s.chars().next()) {
+            match std::str::from_utf8(&rest[..len])
+                .ok()
+                .and_then(|s| s.chars().next())
+            {
                 // An undecodable byte sitting between dots and names.
                 Some('\u{FFFD}') => (Some(b'/'), len),
                 Some(ch) if LOOKALIKE_SEPARATORS.contains(&ch) => (Some(b'/'), len),
@@ -154,7 +170,8 @@ fn judge(t: &Text, raw: &[u8], in_path: bool, hits: &mut Hits) {
     if memchr::memchr2(b'/', b'\\', raw).is_none() {
         return;
     }
-    let needs_norm = memchr::memchr(b'\\', raw).is_some() || raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    let needs_norm =
+        memchr::memchr(b'\\', raw).is_some() || raw.windows(2).any(|w| w == b"//" || w == b"/.");
     let normalised;
     let b: &[u8] = if needs_norm {
         normalised = normalise(raw);
@@ -185,12 +202,25 @@ fn judge(t: &Text, raw: &[u8], in_path: bool, hits: &mut Hits) {
             "lfi.traversal-to-file",
             p,
         ),
+        // Asking for `/.git/config` by name is a scanner's probe, a risk
+        // signal; naming the file in a parameter is an inclusion attempt.
+        (Some(p), 0) if in_path && is_web_root_probe(&b[p..]) => hits.add(
+            Family::ScannerPath,
+            score::MEDIUM + 1,
+            "scanner.sensitive-file",
+            p,
+        ),
         (Some(p), 0) => hits.add(
             Family::PathTraversal,
             score::MEDIUM + 1,
             "lfi.sensitive-file",
             p,
         ),
+        // A value of several lines is a document (YAML, a log), not a path:
+        // relative paths in it climb nowhere by themselves.
+        (None, _) if memchr::memchr(b'\n', raw).is_some() => {
+            hits.add(Family::PathTraversal, score::WEAK, "lfi.traversal", 0)
+        }
         (None, 3..) => hits.add(Family::PathTraversal, score::MEDIUM + 1, "lfi.traversal", 0),
         (None, 2) => hits.add(Family::PathTraversal, score::MEDIUM, "lfi.traversal", 0),
         (None, 1) if in_path => hits.add(Family::PathTraversal, score::MEDIUM, "lfi.traversal", 0),

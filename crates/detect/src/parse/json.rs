@@ -28,7 +28,12 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
     w.ws();
     let ok = w.value(0).is_some();
     w.ws();
-    (ok && w.i == w.b.len()) || w.emitted > 0
+    let whole = ok && w.i == w.b.len();
+    if !whole && w.emitted > 0 {
+        // Read as JSON up to a point: what follows was not walked.
+        w.sink.overflow(|i| i.nesting = true);
+    }
+    whole || w.emitted > 0
 }
 
 /// Appends `[idx]` without the formatting machinery, which costs more than
@@ -63,6 +68,7 @@ impl<'a> Walker<'a, '_, '_> {
 
     fn value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
+            self.sink.overflow(|i| i.nesting = true);
             return None;
         }
         self.ws();
