@@ -48,8 +48,26 @@ fn json_body(kb: usize) -> Vec<u8> {
     format!(r#"{{"order":{{"user":"u_42","items":[{}],"note":"please deliver before 6pm; ring twice"}}}}"#, items.join(",")).into_bytes()
 }
 
+/// The request `bench/proxy.sh` sends: a three-parameter query and a
+/// phone's headers (plus the `Host` wrk adds).
+fn proxy_sh() -> Req {
+    Req {
+        name: "proxy-sh",
+        method: "GET",
+        target: "/api/v1/items?page=2&sort=price&q=red+shoes".into(),
+        headers: vec![
+            ("host", b"127.0.0.1:18583".to_vec()),
+            ("user-agent", b"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50".to_vec()),
+            ("accept", b"application/json".to_vec()),
+            ("accept-language", b"zh-CN,zh;q=0.9".to_vec()),
+        ],
+        body: vec![],
+    }
+}
+
 fn mix() -> Vec<Req> {
     let mut v = vec![
+        proxy_sh(),
         Req { name: "get-simple", method: "GET", target: "/api/v1/users/42/orders?page=2&sort=-created_at".into(), headers: base_headers(), body: vec![] },
         Req {
             name: "get-search",

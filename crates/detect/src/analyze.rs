@@ -124,7 +124,9 @@ impl<'p> Sink<'p> {
             self.lower.push_str(text);
             self.lower.make_ascii_lowercase();
             let view = Text::new(text, &self.lower);
-            run_all(&view, ctx, self.profile, &mut hits);
+            if crate::prefilter::may_fire(&view, ctx) {
+                run_all(&view, ctx, self.profile, &mut hits);
+            }
             for h in &hits.v {
                 let is_new = !before
                     .iter()

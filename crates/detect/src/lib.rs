@@ -58,6 +58,7 @@ mod ldap;
 mod leak;
 mod nosql;
 mod parse;
+mod prefilter;
 mod rce;
 mod scanner;
 mod sqli;

@@ -293,7 +293,9 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 /// A quote that is not an apostrophe inside a word (`O'Brien's`), a
 /// backtick, or a block comment.
 fn needs_libinjection(t: &Text) -> bool {
-    if t.has_any(b"(#;=") {
+    // Without quotes, SQL still needs an operator or a keyword of its own
+    // around its punctuation (`1) and 4386=...`, `;select case when`).
+    if t.has_any(b"(#;=") && has_sql_word(t.bytes()) {
         return true;
     }
     if t.has(b'`') || t.find("/*").is_some() {
@@ -309,6 +311,46 @@ fn needs_libinjection(t: &Text) -> bool {
         return t.has(b'\'') || t.has(b'#') || t.find("--").is_some();
     }
     memchr::memchr2_iter(b'\'', b'"', b).any(|i| !is_apostrophe(b, i))
+}
+
+/// Keywords that join or start SQL clauses, as whole words.
+const CLAUSE_WORDS: &[&[u8]] = &[
+    b"and",
+    b"or",
+    b"xor",
+    b"select",
+    b"union",
+    b"where",
+    b"when",
+    b"order",
+    b"group",
+    b"having",
+    b"sleep",
+    b"benchmark",
+    b"waitfor",
+    b"exec",
+    b"elt",
+    b"iif",
+    b"begin",
+    b"call",
+    b"declare",
+    b"rlike",
+    b"regexp",
+];
+
+static CLAUSE_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| crate::text::dfa(CLAUSE_WORDS));
+
+fn has_sql_word(b: &[u8]) -> bool {
+    let Some(ac) = CLAUSE_AC.as_ref() else {
+        return true;
+    };
+    ac.find_overlapping_iter(b).any(|m| {
+        let before = m.start().checked_sub(1).map(|i| b[i]);
+        let after = b.get(m.end()).copied();
+        let edge = |c: Option<u8>| c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b'_'));
+        edge(before) && edge(after)
+    })
 }
 
 fn libinjection(t: &Text, hits: &mut Hits) {

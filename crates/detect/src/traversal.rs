@@ -179,7 +179,7 @@ fn judge(t: &Text, raw: &[u8], in_path: bool, hits: &mut Hits) {
     } else {
         raw
     };
-    let n = if t.may_contain(b"..") || memchr::memmem::find(b, b"..").is_some() {
+    let n = if t.may_contain(b"..") || b.windows(2).any(|w| w == b"..") {
         traversals(b)
     } else {
         0
@@ -187,7 +187,7 @@ fn judge(t: &Text, raw: &[u8], in_path: bool, hits: &mut Hits) {
     let sensitive = AC.as_ref().and_then(|ac| {
         ac.find(b)
             .or_else(|| {
-                if needs_norm && memchr::memmem::find(raw, b"://").is_some() {
+                if needs_norm && raw.windows(3).any(|w| w == b"://") {
                     ac.find(raw)
                 } else {
                     None
