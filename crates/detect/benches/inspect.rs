@@ -2,7 +2,10 @@
 //!
 //! Besides criterion's per-group timings, `percentiles` times every request
 //! of the mix individually and prints p50 / p99 / max per request and the
-//! cost per KB for large bodies.
+//! cost per KB for large bodies. Repeated requests are answered in part by
+//! the detector's cache of values already found clean (as the same client's
+//! headers are in real traffic); `proxy-sh (cold)` is the same request on a
+//! fresh detector.
 //!
 //! cargo bench -p portcullis-detect --bench inspect
 
@@ -226,6 +229,31 @@ fn percentiles(d: &Detector, reqs: &[Req]) {
     );
 }
 
+/// The proxy.sh request on a detector that has seen none of its values
+/// (every header analysed, nothing answered by the clean-value cache).
+fn cold(reqs: &[Req]) {
+    let Some(r) = reqs.iter().find(|r| r.name == "proxy-sh") else {
+        return;
+    };
+    let n = 2000;
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let d = Detector::new(Profile::default());
+        let s = Instant::now();
+        black_box(inspect(&d, r));
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}\n",
+        "proxy-sh (cold)",
+        "",
+        t[n / 2],
+        t[n * 99 / 100],
+        t[n - 1]
+    );
+}
+
 /// Pathological 64 KB bodies: the cost per KB must stay far below 1 ms.
 fn worst_case(d: &Detector) {
     let patterns: &[&str] = &[
@@ -303,6 +331,7 @@ fn bench(c: &mut Criterion) {
     let d = Detector::new(Profile::default());
     let reqs = mix();
     percentiles(&d, &reqs);
+    cold(&reqs);
     if std::env::var("BENCH_ONLY").is_err() {
         worst_case(&d);
     }

@@ -50,8 +50,62 @@ const MAX_VALUES: usize = 512;
 /// Most decoded bytes analysed in one request.
 const MAX_TOTAL_BYTES: usize = 2 * 1024 * 1024;
 
+/// Values found clean in earlier requests (the same user agent, language
+/// and cookies come with every request of a client), by a keyed hash of
+/// value and place: lock-free, fixed size, an entry overwritten by the next
+/// value that maps to its slot. The key is random per detector, so a value
+/// cannot be made to collide with a clean one.
+pub(crate) struct CleanCache {
+    hasher: std::collections::hash_map::RandomState,
+    slots: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+/// Slots of [`CleanCache`] (8 bytes each).
+const SEEN_SLOTS: usize = 4096;
+/// Longest value remembered.
+const MAX_SEEN_LEN: usize = 1024;
+
+impl std::fmt::Debug for CleanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CleanCache")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl CleanCache {
+    pub fn new() -> Self {
+        CleanCache {
+            hasher: std::collections::hash_map::RandomState::new(),
+            slots: (0..SEEN_SLOTS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The key of `raw` in `ctx`, never 0 (an empty slot).
+    fn key(&self, raw: &[u8], ctx: Ctx) -> Option<u64> {
+        use std::hash::BuildHasher;
+        (raw.len() <= MAX_SEEN_LEN).then(|| self.hasher.hash_one((raw, ctx as u8)) | 1)
+    }
+
+    fn slot(&self, key: u64) -> &std::sync::atomic::AtomicU64 {
+        &self.slots[(key >> 40) as usize % self.slots.len()]
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.slot(key).load(std::sync::atomic::Ordering::Relaxed) == key
+    }
+
+    fn insert(&self, key: u64) {
+        self.slot(key)
+            .store(key, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct Sink<'p> {
     profile: &'p Profile,
+    seen_clean: &'p CleanCache,
     findings: Vec<Finding>,
     values: usize,
     bytes: usize,
@@ -72,9 +126,10 @@ fn fnv1a(b: &[u8]) -> u64 {
 }
 
 impl<'p> Sink<'p> {
-    pub fn new(profile: &'p Profile) -> Self {
+    pub fn new(profile: &'p Profile, seen_clean: &'p CleanCache) -> Self {
         Sink {
             profile,
+            seen_clean,
             findings: Vec::new(),
             values: 0,
             bytes: 0,
@@ -112,6 +167,10 @@ impl<'p> Sink<'p> {
         if key.is_some_and(|k| self.clean[(k % CACHE_SLOTS) as usize] == k) {
             return;
         }
+        let seen_key = self.seen_clean.key(raw, ctx);
+        if seen_key.is_some_and(|k| self.seen_clean.contains(k)) {
+            return;
+        }
         let views = decode::views(raw, ctx.plus_is_space());
         if ctx.may_hold_graphql() && self.graphql(location, &views.texts[0]) {
             return;
@@ -144,6 +203,10 @@ impl<'p> Sink<'p> {
         if hits.v.is_empty() {
             if let Some(k) = key {
                 self.clean[(k % CACHE_SLOTS) as usize] = k;
+            }
+            // A value whose decoding stopped early is not clean, only unread.
+            if let Some(k) = seen_key.filter(|_| !views.anomalies.undecoded) {
+                self.seen_clean.insert(k);
             }
             return;
         }

@@ -412,12 +412,16 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Detector {
     profile: Profile,
+    seen_clean: std::sync::Arc<analyze::CleanCache>,
 }
 
 impl Detector {
     /// A detector for this profile.
     pub fn new(profile: Profile) -> Self {
-        Detector { profile }
+        Detector {
+            profile,
+            seen_clean: std::sync::Arc::new(analyze::CleanCache::new()),
+        }
     }
 
     /// The profile in use.
@@ -427,7 +431,7 @@ impl Detector {
 
     /// Inspect one request.
     pub fn inspect(&self, req: &RawRequest) -> Verdict {
-        let mut sink = analyze::Sink::new(&self.profile);
+        let mut sink = analyze::Sink::new(&self.profile, &self.seen_clean);
         if req.body_truncated {
             sink.overflow(|i| i.body = true);
         }
