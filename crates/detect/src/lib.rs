@@ -46,6 +46,28 @@
 //! alone does not). [`Sensitivity`] decides which findings are reported at
 //! all, and [`Profile::free_text`] keeps only strong structures for fields
 //! that legitimately hold prose or code.
+//!
+//! A value is judged where it lands: a statement that opens a search term
+//! (`select 1 from a`), CR LF or rich-text HTML inside a JSON string, a
+//! GraphQL document (only its string arguments are values) and loopback URLs
+//! in JSON configuration are data. `Referer` and `Origin` query parameters
+//! are inspected like the request's own, at `header.referer.<key>`.
+//!
+//! Signals: some findings are risk signals, never a refusal on their own
+//! ([`Finding::signal`], summed in [`Verdict::signal_score`]): a
+//! scanner-looking path is one.
+//!
+//! Limits: a request carrying more than the engine reads (pairs, cookies,
+//! headers, parts, nesting, values, body, stacked encodings, ambiguous
+//! multipart headers) is reported in [`Verdict::incomplete`] and by an
+//! `inspection.incomplete` finding that refuses by default
+//! ([`Profile::on_incomplete`]).
+//!
+//! Cost: a one-pass prefilter skips every family check on values that none
+//! could fire on, and a detector remembers (keyed, bounded, lock-free) the
+//! values it found clean, such as a client's headers; neither changes a
+//! verdict (`examples/corpus_eval.rs --verdicts` writes every verdict of
+//! the corpora, to diff two builds).
 
 mod analyze;
 mod code;
@@ -302,7 +324,8 @@ pub struct Incomplete {
     pub headers: bool,
     /// More multipart parts than are read.
     pub parts: bool,
-    /// JSON nested deeper than is walked, or a JSON body that stops early.
+    /// JSON nested deeper than is walked (what follows is still read as
+    /// text).
     pub nesting: bool,
     /// More XML text nodes and attributes than are read.
     pub nodes: bool,

@@ -97,7 +97,7 @@ pub(crate) fn check(t: &Text, in_path: bool, hits: &mut Hits) {
 /// non-ASCII (look-alike slashes, replacement characters), leftover `%`
 /// and control characters.
 fn may_have_disguise(t: &Text) -> bool {
-    t.may_contain(b"0x") || t.has(b'%') || t.bytes().iter().any(|&c| c >= 0x80 || c < 0x20)
+    t.may_contain(b"0x") || t.has(b'%') || t.bytes().iter().any(|&c| !(0x20..0x80).contains(&c))
 }
 
 /// Unicode characters that path decoders have mapped to a separator:

@@ -143,3 +143,25 @@ fn the_route_may_take_incomplete_requests_as_a_signal() {
     });
     assert!(v.incomplete.body);
 }
+
+#[test]
+fn json_followed_by_more_is_read_to_the_end() {
+    // Newline-delimited JSON (analytics beacons) passes; an attack in the
+    // second document does not get through unread.
+    let ndjson = "{\"e\":\"view\",\"t\":1}\n{\"e\":\"click\",\"t\":2}\n";
+    let v = run(
+        "POST",
+        "/",
+        &[("content-type", "application/json")],
+        ndjson.as_bytes(),
+    );
+    assert!(!blocked(&v), "{:?}", v.findings);
+    let evil = "{\"e\":\"view\"}\n{\"q\":\"<script>alert(1)</script>\"}";
+    let v = run(
+        "POST",
+        "/",
+        &[("content-type", "application/json")],
+        evil.as_bytes(),
+    );
+    assert!(blocked(&v), "{:?}", v.findings);
+}

@@ -30,8 +30,10 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
     w.ws();
     let whole = ok && w.i == w.b.len();
     if !whole && w.emitted > 0 {
-        // Read as JSON up to a point: what follows was not walked.
-        w.sink.overflow(|i| i.nesting = true);
+        // JSON up to a point (a second document, trailing text, nesting
+        // beyond the walk): the rest is read as text, not skipped.
+        let rest = &data[w.i.min(data.len())..];
+        w.sink.value("body", rest, Ctx::Body);
     }
     whole || w.emitted > 0
 }
