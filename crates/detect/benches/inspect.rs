@@ -2,7 +2,10 @@
 //!
 //! Besides criterion's per-group timings, `percentiles` times every request
 //! of the mix individually and prints p50 / p99 / max per request and the
-//! cost per KB for large bodies.
+//! cost per KB for large bodies. Repeated requests are answered in part by
+//! the detector's cache of values already found clean (as the same client's
+//! headers are in real traffic); `proxy-sh (cold)` is the same request on a
+//! fresh detector.
 //!
 //! cargo bench -p portcullis-detect --bench inspect
 
@@ -48,8 +51,26 @@ fn json_body(kb: usize) -> Vec<u8> {
     format!(r#"{{"order":{{"user":"u_42","items":[{}],"note":"please deliver before 6pm; ring twice"}}}}"#, items.join(",")).into_bytes()
 }
 
+/// The request `bench/proxy.sh` sends: a three-parameter query and a
+/// phone's headers (plus the `Host` wrk adds).
+fn proxy_sh() -> Req {
+    Req {
+        name: "proxy-sh",
+        method: "GET",
+        target: "/api/v1/items?page=2&sort=price&q=red+shoes".into(),
+        headers: vec![
+            ("host", b"127.0.0.1:18583".to_vec()),
+            ("user-agent", b"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50".to_vec()),
+            ("accept", b"application/json".to_vec()),
+            ("accept-language", b"zh-CN,zh;q=0.9".to_vec()),
+        ],
+        body: vec![],
+    }
+}
+
 fn mix() -> Vec<Req> {
     let mut v = vec![
+        proxy_sh(),
         Req { name: "get-simple", method: "GET", target: "/api/v1/users/42/orders?page=2&sort=-created_at".into(), headers: base_headers(), body: vec![] },
         Req {
             name: "get-search",
@@ -208,6 +229,31 @@ fn percentiles(d: &Detector, reqs: &[Req]) {
     );
 }
 
+/// The proxy.sh request on a detector that has seen none of its values
+/// (every header analysed, nothing answered by the clean-value cache).
+fn cold(reqs: &[Req]) {
+    let Some(r) = reqs.iter().find(|r| r.name == "proxy-sh") else {
+        return;
+    };
+    let n = 2000;
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let d = Detector::new(Profile::default());
+        let s = Instant::now();
+        black_box(inspect(&d, r));
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{:<26} {:>8} {:>10.1} {:>10.1} {:>10.1}\n",
+        "proxy-sh (cold)",
+        "",
+        t[n / 2],
+        t[n * 99 / 100],
+        t[n - 1]
+    );
+}
+
 /// Pathological 64 KB bodies: the cost per KB must stay far below 1 ms.
 fn worst_case(d: &Detector) {
     let patterns: &[&str] = &[
@@ -285,6 +331,7 @@ fn bench(c: &mut Criterion) {
     let d = Detector::new(Profile::default());
     let reqs = mix();
     percentiles(&d, &reqs);
+    cold(&reqs);
     if std::env::var("BENCH_ONLY").is_err() {
         worst_case(&d);
     }

@@ -7,7 +7,7 @@ use crate::{
     Family, code, crlf, deser, jndi, ldap, nosql, rce, scanner, sqli, ssi, ssrf, ssti, traversal,
     webshell, xss, xxe,
 };
-use crate::{Finding, Profile, Verdict, score};
+use crate::{Finding, Incomplete, OnIncomplete, Profile, Verdict, score};
 
 /// What kind of place a value comes from; some checks only apply to some.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,15 @@ pub(crate) enum Ctx {
 }
 
 impl Ctx {
+    /// Whether a GraphQL document may sit here (a JSON `query` string, a
+    /// `?query=` parameter, a form field or a raw body).
+    fn may_hold_graphql(self) -> bool {
+        matches!(
+            self,
+            Ctx::Json | Ctx::Query | Ctx::Form | Ctx::Body | Ctx::Multipart
+        )
+    }
+
     /// Whether `+` means a space in this place.
     fn plus_is_space(self) -> bool {
         matches!(self, Ctx::Query | Ctx::Form | Ctx::Cookie)
@@ -41,8 +50,62 @@ const MAX_VALUES: usize = 512;
 /// Most decoded bytes analysed in one request.
 const MAX_TOTAL_BYTES: usize = 2 * 1024 * 1024;
 
+/// Values found clean in earlier requests (the same user agent, language
+/// and cookies come with every request of a client), by a keyed hash of
+/// value and place: lock-free, fixed size, an entry overwritten by the next
+/// value that maps to its slot. The key is random per detector, so a value
+/// cannot be made to collide with a clean one.
+pub(crate) struct CleanCache {
+    hasher: std::collections::hash_map::RandomState,
+    slots: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+/// Slots of [`CleanCache`] (8 bytes each).
+const SEEN_SLOTS: usize = 4096;
+/// Longest value remembered.
+const MAX_SEEN_LEN: usize = 1024;
+
+impl std::fmt::Debug for CleanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CleanCache")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl CleanCache {
+    pub fn new() -> Self {
+        CleanCache {
+            hasher: std::collections::hash_map::RandomState::new(),
+            slots: (0..SEEN_SLOTS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The key of `raw` in `ctx`, never 0 (an empty slot).
+    fn key(&self, raw: &[u8], ctx: Ctx) -> Option<u64> {
+        use std::hash::BuildHasher;
+        (raw.len() <= MAX_SEEN_LEN).then(|| self.hasher.hash_one((raw, ctx as u8)) | 1)
+    }
+
+    fn slot(&self, key: u64) -> &std::sync::atomic::AtomicU64 {
+        &self.slots[(key >> 40) as usize % self.slots.len()]
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.slot(key).load(std::sync::atomic::Ordering::Relaxed) == key
+    }
+
+    fn insert(&self, key: u64) {
+        self.slot(key)
+            .store(key, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct Sink<'p> {
     profile: &'p Profile,
+    seen_clean: &'p CleanCache,
     findings: Vec<Finding>,
     values: usize,
     bytes: usize,
@@ -50,6 +113,7 @@ pub(crate) struct Sink<'p> {
     /// Hashes of values already found clean in this request
     /// (direct-mapped; 0 is empty, keys are odd).
     clean: [u64; CACHE_SLOTS as usize],
+    incomplete: Incomplete,
 }
 
 const CACHE_SLOTS: u64 = 64;
@@ -62,15 +126,22 @@ fn fnv1a(b: &[u8]) -> u64 {
 }
 
 impl<'p> Sink<'p> {
-    pub fn new(profile: &'p Profile) -> Self {
+    pub fn new(profile: &'p Profile, seen_clean: &'p CleanCache) -> Self {
         Sink {
             profile,
+            seen_clean,
             findings: Vec::new(),
             values: 0,
             bytes: 0,
             lower: String::new(),
             clean: [0; CACHE_SLOTS as usize],
+            incomplete: Incomplete::default(),
         }
+    }
+
+    /// Note that part of the request was not read (see [`Incomplete`]).
+    pub fn overflow(&mut self, mark: impl FnOnce(&mut Incomplete)) {
+        mark(&mut self.incomplete);
     }
 
     pub fn profile(&self) -> &Profile {
@@ -79,7 +150,11 @@ impl<'p> Sink<'p> {
 
     /// Inspect one value found at `location`.
     pub fn value(&mut self, location: &str, raw: &[u8], ctx: Ctx) {
-        if raw.is_empty() || self.values >= MAX_VALUES || self.bytes >= MAX_TOTAL_BYTES {
+        if raw.is_empty() {
+            return;
+        }
+        if self.values >= MAX_VALUES || self.bytes >= MAX_TOTAL_BYTES {
+            self.incomplete.values = true;
             return;
         }
         if self.profile.is_excluded(location) {
@@ -92,7 +167,14 @@ impl<'p> Sink<'p> {
         if key.is_some_and(|k| self.clean[(k % CACHE_SLOTS) as usize] == k) {
             return;
         }
+        let seen_key = self.seen_clean.key(raw, ctx);
+        if seen_key.is_some_and(|k| self.seen_clean.contains(k)) {
+            return;
+        }
         let views = decode::views(raw, ctx.plus_is_space());
+        if ctx.may_hold_graphql() && self.graphql(location, &views.texts[0]) {
+            return;
+        }
         let mut hits = Hits::default();
         let mut evidence_src: Vec<(crate::Family, String)> = Vec::new();
         for text in &views.texts {
@@ -101,7 +183,9 @@ impl<'p> Sink<'p> {
             self.lower.push_str(text);
             self.lower.make_ascii_lowercase();
             let view = Text::new(text, &self.lower);
-            run_all(&view, ctx, self.profile, &mut hits);
+            if crate::prefilter::may_fire(&view, ctx) {
+                run_all(&view, ctx, self.profile, &mut hits);
+            }
             for h in &hits.v {
                 let is_new = !before
                     .iter()
@@ -113,13 +197,42 @@ impl<'p> Sink<'p> {
             }
         }
         protocol_anomalies(&views.anomalies, ctx, &mut hits);
+        if views.anomalies.undecoded {
+            self.incomplete.encodings = true;
+        }
         if hits.v.is_empty() {
             if let Some(k) = key {
                 self.clean[(k % CACHE_SLOTS) as usize] = k;
             }
+            // A value whose decoding stopped early is not clean, only unread.
+            if let Some(k) = seen_key.filter(|_| !views.anomalies.undecoded) {
+                self.seen_clean.insert(k);
+            }
             return;
         }
         self.emit(location, &hits, &evidence_src);
+    }
+
+    /// A GraphQL document: only its string arguments are inspected (as JSON
+    /// strings), and the document for introspection. False when `text` is
+    /// not GraphQL.
+    fn graphql(&mut self, location: &str, text: &str) -> bool {
+        let Some(strings) = crate::graphql::string_arguments(text) else {
+            return false;
+        };
+        if self.profile.block_graphql_introspection {
+            let lower = text.to_ascii_lowercase();
+            let mut hits = Hits::default();
+            code::check_graphql_introspection(&Text::new(text, &lower), &mut hits);
+            if !hits.v.is_empty() {
+                let ev = vec![(Family::Protocol, snippet(text, 0))];
+                self.emit(location, &hits, &ev);
+            }
+        }
+        for s in strings {
+            self.value(location, s.as_bytes(), Ctx::Json);
+        }
+        true
     }
 
     /// Report a hit found outside the per-value pipeline.
@@ -164,6 +277,7 @@ impl<'p> Sink<'p> {
                 Some(f) => {
                     f.score = h.score;
                     f.rule_id = h.rule;
+                    f.signal = is_signal_rule(h.rule);
                     f.evidence = ev;
                 }
                 None => self.findings.push(Finding {
@@ -172,23 +286,46 @@ impl<'p> Sink<'p> {
                     evidence: ev,
                     score: h.score,
                     rule_id: h.rule,
+                    signal: is_signal_rule(h.rule),
                 }),
             }
         }
     }
 
     pub fn finish(mut self) -> Verdict {
+        let incomplete = self.incomplete;
+        if incomplete.any() {
+            self.findings.push(Finding {
+                family: Family::Protocol,
+                location: "request".to_string(),
+                evidence: incomplete.reasons().join(","),
+                score: score::STRONG,
+                rule_id: "inspection.incomplete",
+                signal: self.profile.on_incomplete == OnIncomplete::Signal,
+            });
+        }
         self.findings.sort_by_key(|f| std::cmp::Reverse(f.score));
-        let total_score = self
-            .findings
-            .iter()
-            .fold(0u32, |acc, f| acc.saturating_add(f.score));
+        let sum = |signal: bool| {
+            self.findings
+                .iter()
+                .filter(|f| f.signal == signal)
+                .fold(0u32, |acc, f| acc.saturating_add(f.score))
+        };
+        let total_score = sum(false);
+        let signal_score = sum(true);
         self.findings.truncate(self.profile.max_findings.max(1));
         Verdict {
             findings: self.findings,
             total_score,
+            signal_score,
+            incomplete,
         }
     }
+}
+
+/// Rules whose findings are risk signals, never a refusal on their own.
+fn is_signal_rule(rule: &str) -> bool {
+    matches!(rule, "scanner.path" | "scanner.sensitive-file")
 }
 
 fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
@@ -209,17 +346,21 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
 /// Every family check on one view.
 pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
     sqli::check(t, hits);
-    xss::check(t, ctx != Ctx::XmlDoc, hits);
+    xss::check(t, ctx != Ctx::XmlDoc, ctx == Ctx::Json, hits);
     rce::check(t, hits);
     code::check(t, hits);
     traversal::check(t, ctx == Ctx::Path, hits);
     if ctx != Ctx::Referrer {
-        ssrf::check(t, hits);
+        ssrf::check(t, ctx == Ctx::Json, hits);
     }
     xxe::check(t, hits);
     ssti::check(t, hits);
     jndi::check(t, hits);
-    crlf::check(t, hits);
+    // CR LF inside a JSON string is an escaped character of data: the
+    // document cannot split the message that carries it.
+    if ctx != Ctx::Json {
+        crlf::check(t, hits);
+    }
     deser::check(t, hits);
     nosql::check(t, hits);
     ldap::check(t, hits);

@@ -26,6 +26,8 @@ pub struct Anomalies {
     pub nul: bool,
     /// Encoded more than once (`%252e`).
     pub multi_encoded: bool,
+    /// Still encoded after the last decoding round (stacked encodings).
+    pub undecoded: bool,
 }
 
 /// The decoded views of one value.
@@ -85,8 +87,9 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
     }
     let mut cur: Vec<u8> = raw[..raw.len().min(MAX_DECODED)].to_vec();
     let mut next = Vec::with_capacity(cur.len());
+    let mut changed = false;
     for round in 0..MAX_ROUNDS {
-        let mut changed = false;
+        changed = false;
         // `+` is a space in forms, and in any value that is visibly
         // form-encoded (`%3Ca+href`), in every round that percent-decodes.
         let has_escape = has_percent_escape(&cur);
@@ -117,6 +120,20 @@ pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String 
         }
         if !changed {
             break;
+        }
+    }
+    // The last round still changed something: one more might too.
+    if changed
+        && (has_percent_escape(&cur)
+            || memchr(b'&', &cur).is_some()
+            || memchr(b'\\', &cur).is_some())
+    {
+        let mut probe = Vec::new();
+        if percent_decode(&cur, false, &mut probe)
+            || html_entities(&cur, &mut probe)
+            || js_escapes(&cur, &mut probe)
+        {
+            anomalies.undecoded = true;
         }
     }
     normalize(&cur, anomalies)
@@ -327,7 +344,10 @@ fn js_escape_at(s: &[u8]) -> Option<(u32, usize)> {
 /// hide text (NUL, zero-width, BOM); fullwidth and circled letters become ASCII.
 pub fn normalize(bytes: &[u8], anomalies: &mut Anomalies) -> String {
     let folded;
-    let bytes = if bytes.iter().any(|&b| b == 0xC0 || b == 0xC1 || b == 0xE0) {
+    let bytes = if bytes
+        .iter()
+        .any(|&b| matches!(b, 0xC0 | 0xC1 | 0xE0 | 0xF0 | 0xF8 | 0xFC))
+    {
         let (f, any) = fold_overlong(bytes);
         anomalies.overlong |= any;
         folded = f;
@@ -373,24 +393,42 @@ fn fold_overlong(b: &[u8]) -> (Vec<u8>, bool) {
     while i < b.len() {
         let c = b[i];
         let cont = |k: usize| b.get(i + k).copied().filter(|&x| x & 0xC0 == 0x80);
-        if (c == 0xC0 || c == 0xC1) && cont(1).is_some() {
-            let v = ((c & 0x01) << 6) | (b[i + 1] & 0x3F);
-            out.push(v);
-            i += 2;
-            any = true;
-            continue;
-        }
-        if c == 0xE0 {
-            if let (Some(x), Some(y)) = (cont(1), cont(2)) {
-                if x < 0xA0 {
-                    let v = (u32::from(x & 0x3F) << 6) | u32::from(y & 0x3F);
-                    if v < 0x80 {
-                        out.push(v as u8);
-                        i += 3;
-                        any = true;
+        if c == 0xC0 || c == 0xC1 {
+            if let Some(&next) = b.get(i + 1) {
+                // IIS read the low six bits of the second byte whatever its
+                // top bits (`%c1%1c` is `\`); only a separator or a dot is
+                // worth folding from such a non-continuation byte.
+                let v = ((c & 0x01) << 6) | (next & 0x3F);
+                let is_cont = next & 0xC0 == 0x80;
+                if is_cont || matches!(v, b'/' | b'\\' | b'.') {
+                    any = true;
+                    // An overlong letter or digit stays invalid (it reads as
+                    // U+FFFD): it never spells a word, it only breaks one.
+                    if !v.is_ascii_alphanumeric() {
+                        out.push(v);
+                        i += 2;
                         continue;
                     }
                 }
+            }
+        }
+        // Three- to six-byte forms (`%e0%80%ae`, `%fc%80%80%80%80%ae`):
+        // a lead byte with no payload bits and continuation bytes whose
+        // value fits in ASCII.
+        let len = match c {
+            0xE0 => 3,
+            0xF0 => 4,
+            0xF8 => 5,
+            0xFC => 6,
+            _ => 0,
+        };
+        if len > 0 && (1..len).all(|k| cont(k).is_some()) {
+            let v = (1..len).fold(0u32, |v, k| (v << 6) | u32::from(b[i + k] & 0x3F));
+            if v < 0x80 {
+                out.push(v as u8);
+                i += len;
+                any = true;
+                continue;
             }
         }
         out.push(c);

@@ -46,17 +46,41 @@
 //! alone does not). [`Sensitivity`] decides which findings are reported at
 //! all, and [`Profile::free_text`] keeps only strong structures for fields
 //! that legitimately hold prose or code.
+//!
+//! A value is judged where it lands: a statement that opens a search term
+//! (`select 1 from a`), CR LF or rich-text HTML inside a JSON string, a
+//! GraphQL document (only its string arguments are values) and loopback URLs
+//! in JSON configuration are data. `Referer` and `Origin` query parameters
+//! are inspected like the request's own, at `header.referer.<key>`.
+//!
+//! Signals: some findings are risk signals, never a refusal on their own
+//! ([`Finding::signal`], summed in [`Verdict::signal_score`]): a
+//! scanner-looking path is one.
+//!
+//! Limits: a request carrying more than the engine reads (pairs, cookies,
+//! headers, parts, nesting, values, body, stacked encodings, ambiguous
+//! multipart headers) is reported in [`Verdict::incomplete`] and by an
+//! `inspection.incomplete` finding that refuses by default
+//! ([`Profile::on_incomplete`]).
+//!
+//! Cost: a one-pass prefilter skips every family check on values that none
+//! could fire on, and a detector remembers (keyed, bounded, lock-free) the
+//! values it found clean, such as a client's headers; neither changes a
+//! verdict (`examples/corpus_eval.rs --verdicts` writes every verdict of
+//! the corpora, to diff two builds).
 
 mod analyze;
 mod code;
 mod crlf;
 pub mod decode;
 mod deser;
+mod graphql;
 mod jndi;
 mod ldap;
 mod leak;
 mod nosql;
 mod parse;
+mod prefilter;
 mod rce;
 mod scanner;
 mod sqli;
@@ -213,6 +237,13 @@ pub struct Finding {
     pub score: u32,
     /// A stable rule name, such as `sqli.union-select`.
     pub rule_id: &'static str,
+    /// A risk signal rather than an attack: its score is in
+    /// [`Verdict::signal_score`], not in [`Verdict::total_score`], so it
+    /// never makes a request an attack on its own: scanner-looking paths
+    /// (rules `scanner.path` and `scanner.sensitive-file`; real APIs live
+    /// under `/cgi-bin/`) and, under [`OnIncomplete::Signal`], the
+    /// `inspection.incomplete` finding. A scanner's user agent is not one.
+    pub signal: bool,
 }
 
 /// How eager the detector is.
@@ -263,6 +294,76 @@ pub struct Profile {
     pub max_findings: usize,
     /// Whether a GraphQL introspection query is reported.
     pub block_graphql_introspection: bool,
+    /// What a request that carries more than the engine inspects becomes
+    /// (see [`Incomplete`]).
+    pub on_incomplete: OnIncomplete,
+}
+
+/// The route's choice for a request the engine could not read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnIncomplete {
+    /// An `inspection.incomplete` finding at [`score::STRONG`] that counts
+    /// as an attack: what was not read cannot be let through unread.
+    #[default]
+    Refuse,
+    /// The same finding as a signal ([`Finding::signal`]): what fits is
+    /// inspected, the request passes unless that part is an attack.
+    Signal,
+}
+
+/// What a request carried beyond the engine's reading limits; any of these
+/// is a place an attack could hide unread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Incomplete {
+    /// More query, form or Referer pairs than are read.
+    pub pairs: bool,
+    /// More cookies than are read.
+    pub cookies: bool,
+    /// More headers than are read.
+    pub headers: bool,
+    /// More multipart parts than are read.
+    pub parts: bool,
+    /// JSON nested deeper than is walked (what follows is still read as
+    /// text).
+    pub nesting: bool,
+    /// More XML text nodes and attributes than are read.
+    pub nodes: bool,
+    /// More values or decoded bytes in the request than are analysed.
+    pub values: bool,
+    /// A body cut short by the caller or longer than `Profile::max_body`.
+    pub body: bool,
+    /// A value still encoded after the last decoding round.
+    pub encodings: bool,
+    /// A multipart header read differently by different parsers
+    /// (`filename*=`, a repeated `name` or `filename`).
+    pub ambiguous_multipart: bool,
+}
+
+impl Incomplete {
+    /// Whether anything was left unread.
+    pub fn any(&self) -> bool {
+        !self.reasons().is_empty()
+    }
+
+    /// The names of what overflowed, such as `pairs` or `nesting`.
+    pub fn reasons(&self) -> Vec<&'static str> {
+        [
+            (self.pairs, "pairs"),
+            (self.cookies, "cookies"),
+            (self.headers, "headers"),
+            (self.parts, "parts"),
+            (self.nesting, "nesting"),
+            (self.nodes, "nodes"),
+            (self.values, "values"),
+            (self.body, "body"),
+            (self.encodings, "encodings"),
+            (self.ambiguous_multipart, "ambiguous_multipart"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 impl Default for Profile {
@@ -274,6 +375,7 @@ impl Default for Profile {
             max_body: 256 * 1024,
             max_findings: 16,
             block_graphql_introspection: true,
+            on_incomplete: OnIncomplete::Refuse,
         }
     }
 }
@@ -307,14 +409,20 @@ impl Profile {
 pub struct Verdict {
     /// The findings, highest score first, at most `Profile::max_findings`.
     pub findings: Vec<Finding>,
-    /// The sum of the scores of all findings (saturating).
+    /// The sum of the scores of the findings that are not signals
+    /// (saturating); [`Verdict::is_attack`] compares it to the threshold.
     pub total_score: u32,
+    /// The sum of the scores of the signal findings ([`Finding::signal`]).
+    pub signal_score: u32,
+    /// What the request carried beyond the engine's limits; when anything
+    /// did, an `inspection.incomplete` finding is also reported.
+    pub incomplete: Incomplete,
 }
 
 impl Verdict {
     /// Whether the total score reaches `threshold` (see [`DEFAULT_THRESHOLD`]).
     pub fn is_attack(&self, threshold: u32) -> bool {
-        !self.findings.is_empty() && self.total_score >= threshold
+        self.findings.iter().any(|f| !f.signal) && self.total_score >= threshold
     }
 
     /// The highest-scoring finding, if any.
@@ -327,12 +435,16 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Detector {
     profile: Profile,
+    seen_clean: std::sync::Arc<analyze::CleanCache>,
 }
 
 impl Detector {
     /// A detector for this profile.
     pub fn new(profile: Profile) -> Self {
-        Detector { profile }
+        Detector {
+            profile,
+            seen_clean: std::sync::Arc::new(analyze::CleanCache::new()),
+        }
     }
 
     /// The profile in use.
@@ -342,7 +454,10 @@ impl Detector {
 
     /// Inspect one request.
     pub fn inspect(&self, req: &RawRequest) -> Verdict {
-        let mut sink = analyze::Sink::new(&self.profile);
+        let mut sink = analyze::Sink::new(&self.profile, &self.seen_clean);
+        if req.body_truncated {
+            sink.overflow(|i| i.body = true);
+        }
         parse::request(req, &mut sink);
         sink.finish()
     }

@@ -161,10 +161,12 @@ fn js_statements(t: &Text, hits: &mut Hits) {
             .iter()
             .take(first.min(b.len()))
             .any(|&c| matches!(c, b';' | b'\'' | b'"'));
-        let sc = if breakout || n >= 3 {
-            score::STRONG
-        } else {
-            score::MEDIUM
+        // Script source is data until it leaves the string it is put in
+        // (`'; return true; var x='`): without a way out it is a hint.
+        let sc = match (breakout, n >= 3) {
+            (true, true) => score::STRONG,
+            (true, false) => score::MEDIUM,
+            (false, _) => score::WEAK,
         };
         hits.add(Family::Nosql, sc, "nosql.js-injection", first);
     }

@@ -146,6 +146,51 @@ const AMBIGUOUS: &[&[u8]] = &[
     b"ipconfig",
 ];
 
+/// Commands of `cmd.exe` and Windows, which ignores case in command names.
+const WINDOWS_COMMANDS: &[&[u8]] = &[
+    b"dir",
+    b"type",
+    b"del",
+    b"net",
+    b"copy",
+    b"ipconfig",
+    b"ping",
+    b"set",
+    b"echo",
+    b"start",
+    b"call",
+    b"cmd",
+    b"tasklist",
+    b"systeminfo",
+    b"whoami",
+    b"certutil",
+    b"bitsadmin",
+    b"wmic",
+    b"powershell",
+    b"pwsh",
+    b"msiexec",
+    b"rundll32",
+    b"regsvr32",
+    b"mshta",
+    b"cscript",
+    b"wscript",
+    b"reg",
+    b"find",
+    b"more",
+    b"hostname",
+    b"nslookup",
+    b"netstat",
+    b"timeout",
+    b"tftp",
+    b"ftp",
+    b"cd",
+    b"cmd.exe",
+    b"powershell.exe",
+];
+
+static WINDOWS: std::sync::LazyLock<WordSet> =
+    std::sync::LazyLock::new(|| WordSet::new(WINDOWS_COMMANDS));
+
 static COMMANDS: std::sync::LazyLock<(WordSet, WordSet)> =
     std::sync::LazyLock::new(|| (WordSet::new(UNAMBIGUOUS), WordSet::new(AMBIGUOUS)));
 
@@ -175,10 +220,10 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         if seen > 2048 {
             break;
         }
-        command_at(b, i + 1, kind, hits, i);
+        command_at(t, i + 1, kind, hits, i);
     }
     // A command as the whole value: only with clearly shell-like arguments.
-    command_at(b, 0, Sep::Start, hits, 0);
+    command_at(t, 0, Sep::Start, hits, 0);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -188,12 +233,20 @@ enum Sep {
     Subst,
 }
 
+/// `() {` opening the value: bash (before the 2014 fix) ran what follows a
+/// function definition found at the start of an environment variable. The
+/// same characters later in a value define nothing.
 fn shellshock(t: &Text, hits: &mut Hits) {
-    if let Some(p) = t.find("() {") {
-        let rest = &t.bytes()[p + 4..];
-        let rest = &rest[..rest.len().min(16)];
-        if rest.iter().any(|&c| c == b':' || c == b';') {
-            hits.add(Family::Rce, score::STRONG, "rce.shellshock", p);
+    let b = t.bytes();
+    let start = crate::text::skip_ws(b, 0);
+    let Some(rest) = b[start..].strip_prefix(b"()") else {
+        return;
+    };
+    let brace = rest.iter().take(3).position(|&c| c == b'{');
+    if let Some(p) = brace {
+        let body = &rest[p + 1..];
+        if body.iter().take(16).any(|&c| c == b':' || c == b';') {
+            hits.add(Family::Rce, score::STRONG, "rce.shellshock", start);
         }
     }
 }
@@ -249,7 +302,8 @@ struct Word {
     len: usize,
 }
 
-fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
+fn command_at(t: &Text, i: usize, sep: Sep, hits: &mut Hits, at: usize) {
+    let b = t.bytes();
     let (w, end) = read_word(b, i);
     let word = &w.buf[..w.len];
     if word.is_empty() {
@@ -269,6 +323,11 @@ fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
     if !unambiguous && !ambiguous {
         return;
     }
+    // Unix file names are case-sensitive: `NC` or `Curl` is a word, not a
+    // command. Windows commands are found whatever their case.
+    if !WINDOWS.contains(name) && has_upper(&t.s.as_bytes()[i..end]) {
+        return;
+    }
     let bin_path = had_path
         && (word.starts_with(b"/bin/")
             || word.starts_with(b"/usr/")
@@ -286,6 +345,10 @@ fn command_at(b: &[u8], i: usize, sep: Sep, hits: &mut Hits, at: usize) {
         _ => return,
     };
     hits.add(Family::Rce, sc, "rce.command", at);
+}
+
+fn has_upper(b: &[u8]) -> bool {
+    b.iter().any(u8::is_ascii_uppercase)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -326,6 +389,14 @@ fn shell_args(b: &[u8], i: usize) -> Args {
         .position(|c| c.is_ascii_whitespace())
         .map_or(b.len(), |p| j + p);
     let arg = &b[j..end];
+    // A drive path (`c:\\`, `c:/`).
+    if arg.len() >= 3
+        && arg[0].is_ascii_alphabetic()
+        && arg[1] == b':'
+        && matches!(arg[2], b'\\' | b'/')
+    {
+        return Args::Shellish;
+    }
     let is_addr = arg.iter().filter(|&&c| c == b'.').count() >= 2
         && arg
             .iter()

@@ -254,6 +254,8 @@ const STACKED: &[&[u8]] = &[
     b"shutdown",
     b"waitfor",
     b"set",
+    b"call",
+    b"begin",
 ];
 
 /// The shortest name in [`SYS_TABLES`]: shorter words need no comparison.
@@ -291,6 +293,11 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
 /// A quote that is not an apostrophe inside a word (`O'Brien's`), a
 /// backtick, or a block comment.
 fn needs_libinjection(t: &Text) -> bool {
+    // Without quotes, SQL still needs an operator or a keyword of its own
+    // around its punctuation (`1) and 4386=...`, `;select case when`).
+    if t.has_any(b"(#;=") && has_sql_word(t.bytes()) {
+        return true;
+    }
     if t.has(b'`') || t.find("/*").is_some() {
         return true;
     }
@@ -304,6 +311,46 @@ fn needs_libinjection(t: &Text) -> bool {
         return t.has(b'\'') || t.has(b'#') || t.find("--").is_some();
     }
     memchr::memchr2_iter(b'\'', b'"', b).any(|i| !is_apostrophe(b, i))
+}
+
+/// Keywords that join or start SQL clauses, as whole words.
+const CLAUSE_WORDS: &[&[u8]] = &[
+    b"and",
+    b"or",
+    b"xor",
+    b"select",
+    b"union",
+    b"where",
+    b"when",
+    b"order",
+    b"group",
+    b"having",
+    b"sleep",
+    b"benchmark",
+    b"waitfor",
+    b"exec",
+    b"elt",
+    b"iif",
+    b"begin",
+    b"call",
+    b"declare",
+    b"rlike",
+    b"regexp",
+];
+
+static CLAUSE_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| crate::text::dfa(CLAUSE_WORDS));
+
+fn has_sql_word(b: &[u8]) -> bool {
+    let Some(ac) = CLAUSE_AC.as_ref() else {
+        return true;
+    };
+    ac.find_overlapping_iter(b).any(|m| {
+        let before = m.start().checked_sub(1).map(|i| b[i]);
+        let after = b.get(m.end()).copied();
+        let edge = |c: Option<u8>| c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b'_'));
+        edge(before) && edge(after)
+    })
 }
 
 fn libinjection(t: &Text, hits: &mut Hits) {
@@ -320,6 +367,10 @@ fn libinjection(t: &Text, hits: &mut Hits) {
             score::MEDIUM
         } else if fp.ends_with('c') && fp.bytes().all(|c| matches!(c, b'1' | b'n' | b'o' | b'c')) {
             // `10% off -- today`: a number, an operator and a dash comment.
+            score::WEAK
+        } else if fp.bytes().all(|c| matches!(c, b's' | b'n' | b'k' | b'T')) {
+            // Quoted words among words, with no operator, comment, number
+            // or punctuation: a quotation in prose, not a query.
             score::WEAK
         } else {
             score::MEDIUM + 1
@@ -343,6 +394,8 @@ const STRUCTURE_WORDS: &[&[u8]] = &[
     b"and",
     b"or",
     b"xor",
+    b"where",
+    b"when",
 ];
 
 static STRUCTURE_AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
@@ -363,14 +416,14 @@ fn structure(t: &Text, hits: &mut Hits) {
         return;
     }
     let b = t.bytes();
-    structure_from(b, 0, hits);
+    structure_from(b, 0, true, hits);
     // Also as if the value were placed inside a quoted string: start right
     // after the first quote that would close it.
     for q in [b'\'', b'"'] {
         let quote = memchr::memchr_iter(q, b).find(|&i| !is_apostrophe(b, i));
         if let Some(p) = quote {
             if p + 1 < b.len() {
-                structure_from(b, p + 1, hits);
+                structure_from(b, p + 1, false, hits);
             }
         }
     }
@@ -429,7 +482,10 @@ const QUOTE_FOLLOWERS: &[&[u8]] = &[
     b"in",
 ];
 
-fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {
+/// `whole`: the scan starts at the start of the value, where a statement
+/// (`select 1 from a`) is a search term: no value put in a query can start
+/// a statement of its own without a quote, an operand or a separator first.
+fn structure_from(b: &[u8], start: usize, whole: bool, hits: &mut Hits) {
     let mut win: [Option<Tok>; 4] = [None; 4];
     let mut toks = Tokens { b, i: start };
     let mut count = 0usize;
@@ -438,16 +494,42 @@ fn structure_from(b: &[u8], start: usize, hits: &mut Hits) {
         if count > 100_000 {
             break;
         }
-        judge(&win, &tok, &mut toks.clone(), hits);
+        let opening = whole && count == 1;
+        judge(&win, &tok, opening, &mut toks.clone(), hits);
         win = [win[1], win[2], win[3], Some(tok)];
     }
 }
 
 /// Look at `tok` with the up to four tokens before it and what follows.
-fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
+fn judge<'a>(
+    win: &[Option<Tok<'a>>; 4],
+    tok: &Tok<'a>,
+    opening: bool,
+    rest: &mut Tokens<'a>,
+    hits: &mut Hits,
+) {
     let prev = win[3];
     if tok.kind == Kind::Word {
-        judge_word(prev, tok, &mut rest.clone(), hits);
+        if opening && matches!(tok.text, b"union" | b"select") {
+            let mut probe = Hits::default();
+            judge_word(prev, tok, &mut rest.clone(), &mut probe);
+            if probe.has(Family::Sqli) {
+                hits.add(Family::Sqli, score::WEAK, "sqli.statement-as-value", tok.at);
+            }
+        } else {
+            judge_word(prev, tok, &mut rest.clone(), hits);
+        }
+        if matches!(tok.text, b"where" | b"when") && numeric_comparison(&mut rest.clone()) {
+            hits.add(
+                Family::Sqli,
+                score::STRONG,
+                "sqli.numeric-condition",
+                tok.at,
+            );
+        }
+    }
+    if matches!(tok.text, b"chr" | b"char") && char_concat(&mut rest.clone()) {
+        hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.char-concat", tok.at);
     }
     // Boolean tautology: (and|or) literal cmp literal, after a literal or ')'.
     if tok.kind == Kind::Word && matches!(tok.text, b"and" | b"or" | b"xor")
@@ -459,12 +541,21 @@ fn judge<'a>(win: &[Option<Tok<'a>>; 4], tok: &Tok<'a>, rest: &mut Tokens<'a>, h
         let op = rest.next();
         let b = rest.next();
         if let (Some(a), Some(op), Some(b)) = (a, op, b) {
-            if after_literal
-                && is_literal(&a)
-                && is_cmp(&op)
-                && (is_literal(&b) || b.kind == Kind::Word && b.text.ends_with(b"("))
-            {
+            // The right side may be a call or a subquery: `4386=utl_inaddr.x(`,
+            // `5286=(select`.
+            let call_or_group = is_p(&b, b"(") || b.kind == Kind::Word && rest.next_is_open_paren();
+            if after_literal && is_literal(&a) && is_cmp(&op) && (is_literal(&b) || call_or_group) {
                 hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.tautology", tok.at);
+            }
+            // `or (8287=4930)*4930`
+            if after_literal && is_p(&a, b"(") && a.at + 1 < rest.b.len() {
+                let mut inner = Tokens {
+                    b: rest.b,
+                    i: a.at + 1,
+                };
+                if numeric_comparison(&mut inner) && inner.next().is_some_and(|t| is_p(&t, b")")) {
+                    hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.tautology", tok.at);
+                }
             }
         }
     }
@@ -478,7 +569,18 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
             n = rest.next();
         }
         if n.is_some_and(|n| is_w(&n, b"select")) {
-            hits.add(Family::Sqli, score::STRONG, "sqli.union-select", tok.at);
+            // After a plain word (`how to write union select`) the union
+            // joins nothing: an injected one follows a value, a `)` or a
+            // comment.
+            let after_word = prev.is_some_and(|p| {
+                p.kind == Kind::Word && !matches!(p.text, b"null" | b"true" | b"false" | b"end")
+            });
+            let sc = if after_word {
+                score::WEAK
+            } else {
+                score::STRONG
+            };
+            hits.add(Family::Sqli, sc, "sqli.union-select", tok.at);
         }
         return;
     }
@@ -540,6 +642,17 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
         return;
     }
     let arg = rest.next();
+    // `elt(4249=4249,7259)`, `iif(2976=2976,1,1/0)`: a condition of two
+    // numbers as the first argument, sqlmap's boolean probe.
+    if arg.is_some_and(|a| a.kind == Kind::Num) {
+        let mut after = rest.clone();
+        let op = after.next();
+        let b = after.next();
+        if op.is_some_and(|o| is_cmp(&o)) && b.is_some_and(|b| b.kind == Kind::Num) {
+            hits.add(Family::Sqli, score::MEDIUM + 1, "sqli.function", tok.at);
+            return;
+        }
+    }
     let telling = TELLING_FUNCS.contains(&w);
     let time_based = matches!(w, b"sleep" | b"pg_sleep" | b"benchmark");
     if time_based {
@@ -576,6 +689,30 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
     }
 }
 
+/// `N <cmp> N` next.
+fn numeric_comparison(rest: &mut Tokens) -> bool {
+    let a = rest.next();
+    let op = rest.next();
+    let b = rest.next();
+    a.is_some_and(|a| a.kind == Kind::Num)
+        && op.is_some_and(|o| is_cmp(&o))
+        && b.is_some_and(|b| b.kind == Kind::Num)
+}
+
+/// `(113)||chr(` / `(113)+char(`: a string built from character codes.
+fn char_concat(rest: &mut Tokens) -> bool {
+    let open = rest.next();
+    let code = rest.next();
+    let close = rest.next();
+    let op = rest.next();
+    let next = rest.next();
+    open.is_some_and(|t| is_p(&t, b"("))
+        && code.is_some_and(|t| t.kind == Kind::Num)
+        && close.is_some_and(|t| is_p(&t, b")"))
+        && op.is_some_and(|t| is_p(&t, b"||") || is_p(&t, b"+"))
+        && next.is_some_and(|t| is_w(&t, b"chr") || is_w(&t, b"char"))
+}
+
 fn stacked<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
     let n = rest.next();
     let n2 = rest.next();
@@ -597,8 +734,13 @@ fn stacked<'a>(tok: &Tok<'a>, rest: &mut Tokens<'a>, hits: &mut Hits) {
         (b"delete", Some(n), _) => is_w(&n, b"from"),
         (b"update", Some(_), Some(n2)) => is_w(&n2, b"set"),
         (b"select", Some(n), _) => {
-            n.kind != Kind::Word || n.text.starts_with(b"@") || is_w(&n, b"null")
+            n.kind != Kind::Word
+                || n.text.starts_with(b"@")
+                || is_w(&n, b"null")
+                || is_w(&n, b"case")
         }
+        (b"call", Some(n), _) => n.kind == Kind::Word,
+        (b"begin", Some(n), _) => n.kind == Kind::Word && n.text.contains(&b'.'),
         (b"exec" | b"execute", Some(n), _) => {
             n.kind == Kind::Word
                 && (n.text.starts_with(b"master")

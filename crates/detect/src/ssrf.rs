@@ -30,7 +30,10 @@ const OAST: &[&str] = &[
 
 static OAST_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(OAST));
 
-pub(crate) fn check(t: &Text, hits: &mut Hits) {
+/// `in_json`: the value sits in a JSON document, where a loopback or private
+/// URL is configuration far more often than a fetch target (cloud metadata
+/// hosts and odd schemes count everywhere).
+pub(crate) fn check(t: &Text, in_json: bool, hits: &mut Hits) {
     let b = t.bytes();
     if !t.has_any(b".@:") {
         return;
@@ -47,7 +50,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         return;
     }
     for p in crate::text::find_iter(b, b"://").take(64) {
-        url_at(b, p, hits);
+        url_at(b, p, in_json, hits);
     }
     for scheme in ["jar:", "netdoc:"] {
         if let Some(p) = t.find(scheme) {
@@ -58,7 +61,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     }
 }
 
-fn url_at(b: &[u8], sep: usize, hits: &mut Hits) {
+fn url_at(b: &[u8], sep: usize, in_json: bool, hits: &mut Hits) {
     let mut s = sep;
     while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-')) {
         s -= 1;
@@ -86,6 +89,11 @@ fn url_at(b: &[u8], sep: usize, hits: &mut Hits) {
         b"file" => hits.add(Family::Ssrf, score::MEDIUM + 1, "ssrf.file-scheme", s),
         b"http" | b"https" | b"ftp" | b"ws" | b"wss" => {
             if let Some(sc) = internal_host(host) {
+                let sc = if in_json && sc < score::STRONG {
+                    score::WEAK
+                } else {
+                    sc
+                };
                 hits.add(Family::Ssrf, sc, "ssrf.internal-host", s);
             }
         }
@@ -169,7 +177,7 @@ mod tests {
         let lower = s.to_ascii_lowercase();
         let t = Text::new(s, &lower);
         let mut h = Hits::default();
-        check(&t, &mut h);
+        check(&t, false, &mut h);
         h.best(Family::Ssrf)
     }
 

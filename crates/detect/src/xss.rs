@@ -57,10 +57,16 @@ const SINKS: &[&str] = &[
 static SINK_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| crate::text::dfa(SINKS));
 
 /// `libinjection`: also run the libinjection HTML5 check (not on whole XML documents).
-pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
+/// `rich_text`: the value sits in JSON, where editors and analytics send
+/// HTML as data; embedding tags (`<iframe>`, `<svg>`) count there only with
+/// script in them (a handler, a script URL, a script element).
+pub(crate) fn check(t: &Text, libinjection: bool, rich_text: bool, hits: &mut Hits) {
     let b = t.bytes();
     if memchr::memchr(b'<', b).is_some() {
-        tags(b, hits);
+        tags(b, rich_text, hits);
+    }
+    if t.has(b'[') && t.has(b'!') {
+        jsfuck(b, hits);
     }
     if memchr::memchr(b'=', b).is_some() {
         loose_handlers(b, hits);
@@ -75,14 +81,65 @@ pub(crate) fn check(t: &Text, libinjection: bool, hits: &mut Hits) {
     if libinjection
         && !hits.has(Family::Xss)
         && memchr::memchr(b'<', b).is_some()
-        && libinjectionrs::detect_xss(t.s.as_bytes()).is_injection()
+        && libinjection_xss(t)
     {
         hits.add(Family::Xss, score::MEDIUM, "xss.libinjection", 0);
     }
 }
 
+/// libinjection's HTML5 check, on the value as HTML would read it: without
+/// a leading XML declaration and with namespace declarations (`xmlns=`,
+/// `xmlns:soap=`), which an HTML parser ignores, renamed.
+fn libinjection_xss(t: &Text) -> bool {
+    let s = without_xml_declaration(t.s.as_bytes());
+    let lower = &t.bytes()[t.bytes().len() - s.len()..];
+    // The XHTML and SVG namespaces make markup live in an XML document.
+    let live_namespace = memchr::memmem::find(lower, b"w3.org/1999/xhtml").is_some()
+        || memchr::memmem::find(lower, b"w3.org/2000/svg").is_some();
+    if live_namespace || memchr::memmem::find(lower, b"xmlns").is_none() {
+        return libinjectionrs::detect_xss(s).is_injection();
+    }
+    let mut renamed = s.to_vec();
+    for p in memchr::memmem::find_iter(lower, b"xmlns") {
+        renamed[p + 4] = b'x';
+    }
+    libinjectionrs::detect_xss(&renamed).is_injection()
+}
+
+/// The value after a leading `<?xml ...?>`: HTML reads that declaration as
+/// a bogus comment, while libinjection flags every `<?`. What follows is
+/// still judged.
+fn without_xml_declaration(s: &[u8]) -> &[u8] {
+    let start = skip_ws(s, 0);
+    let rest = &s[start..];
+    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"<?xml") {
+        if let Some(end) = memchr::memmem::find(rest, b"?>") {
+            return &rest[end + 2..];
+        }
+    }
+    s
+}
+
+/// JSFuck and its kin: a long run written only in `[]()!+`, which builds
+/// and calls any function from coerced booleans and arrays.
+fn jsfuck(b: &[u8], hits: &mut Hits) {
+    const MIN_RUN: usize = 48;
+    let mut run = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(c, b'[' | b']' | b'(' | b')' | b'!' | b'+') {
+            run += 1;
+            if run >= MIN_RUN {
+                hits.add(Family::Xss, score::STRONG, "xss.jsfuck", i + 1 - run);
+                return;
+            }
+        } else {
+            run = 0;
+        }
+    }
+}
+
 /// Walk every `<name ...>` tag.
-fn tags(b: &[u8], hits: &mut Hits) {
+fn tags(b: &[u8], rich_text: bool, hits: &mut Hits) {
     let mut i = 0;
     let mut seen = 0;
     while let Some(p) = memchr::memchr(b'<', &b[i..]) {
@@ -103,17 +160,33 @@ fn tags(b: &[u8], hits: &mut Hits) {
         if j == name_start || !b[name_start].is_ascii_alphabetic() {
             continue;
         }
-        let name = &b[name_start..j];
+        // `x:script` is a script element once `x` names the XHTML namespace.
+        let qualified = &b[name_start..j];
+        let name = match memchr::memrchr(b':', qualified) {
+            Some(p) => &qualified[p + 1..],
+            None => qualified,
+        };
         let after = b.get(j).copied();
         let delimited =
             after.is_none_or(|c| c == b'>' || c == b'/' || c.is_ascii_whitespace() || c == 0x0c);
         if !delimited {
             continue;
         }
+        // `1<script` ending the value opens nothing: a search for a tag name.
+        let sc = if after.is_none() {
+            score::WEAK
+        } else {
+            score::STRONG
+        };
+        let risky = if after.is_none() || rich_text {
+            score::WEAK
+        } else {
+            score::MEDIUM
+        };
         if SCRIPT_TAGS.contains(&name) {
-            hits.add(Family::Xss, score::STRONG, "xss.script-tag", at);
+            hits.add(Family::Xss, sc, "xss.script-tag", at);
         } else if RISKY_TAGS.contains(&name) && b[at + 1] != b'/' {
-            hits.add(Family::Xss, score::MEDIUM, "xss.risky-tag", at);
+            hits.add(Family::Xss, risky, "xss.risky-tag", at);
         }
         attributes(b, j, at, hits);
     }
@@ -454,7 +527,7 @@ mod tests {
         let lower = s.to_ascii_lowercase();
         let t = Text::new(s, &lower);
         let mut h = Hits::default();
-        check(&t, true, &mut h);
+        check(&t, true, false, &mut h);
         h.best(Family::Xss)
     }
 

@@ -14,6 +14,13 @@ pub(crate) fn inspect(raw: &[u8], content_type: &[u8], content_encoding: &[u8], 
         Some(d) => &d[..],
         None => &raw[..raw.len().min(max)],
     };
+    let cut = match &inflated {
+        Some(d) => d.len() >= max,
+        None => raw.len() > max,
+    };
+    if cut {
+        sink.overflow(|i| i.body = true);
+    }
     let ct = String::from_utf8_lossy(&content_type[..content_type.len().min(256)]).into_owned();
     let mime = ct
         .split(';')

@@ -10,10 +10,18 @@ const MAX_PAIRS: usize = 256;
 /// Inspect `k=v&k2=v2` under `prefix.k`; keys are inspected too when they
 /// hold anything beyond a plain name.
 pub(crate) fn pairs(s: &[u8], prefix: &str, ctx: Ctx, sink: &mut Sink) {
-    for pair in s.split(|&c| c == b'&').take(MAX_PAIRS) {
-        if pair.is_empty() {
-            continue;
-        }
+    if s.split(|&c| c == b'&')
+        .filter(|p| !p.is_empty())
+        .nth(MAX_PAIRS)
+        .is_some()
+    {
+        sink.overflow(|i| i.pairs = true);
+    }
+    for pair in s
+        .split(|&c| c == b'&')
+        .filter(|p| !p.is_empty())
+        .take(MAX_PAIRS)
+    {
         let (k, v) = match memchr::memchr(b'=', pair) {
             Some(p) => (&pair[..p], &pair[p + 1..]),
             None => (&b""[..], pair),

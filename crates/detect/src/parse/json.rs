@@ -28,7 +28,14 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
     w.ws();
     let ok = w.value(0).is_some();
     w.ws();
-    (ok && w.i == w.b.len()) || w.emitted > 0
+    let whole = ok && w.i == w.b.len();
+    if !whole && w.emitted > 0 {
+        // JSON up to a point (a second document, trailing text, nesting
+        // beyond the walk): the rest is read as text, not skipped.
+        let rest = &data[w.i.min(data.len())..];
+        w.sink.value("body", rest, Ctx::Body);
+    }
+    whole || w.emitted > 0
 }
 
 /// Appends `[idx]` without the formatting machinery, which costs more than
@@ -63,6 +70,7 @@ impl<'a> Walker<'a, '_, '_> {
 
     fn value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
+            self.sink.overflow(|i| i.nesting = true);
             return None;
         }
         self.ws();

@@ -10,51 +10,18 @@ mod xml;
 use crate::RawRequest;
 use crate::analyze::{Ctx, Sink};
 
-/// Headers whose values are structured and never carry user text.
+/// Headers the origin never reads: the gateway's own client protocol
+/// (verified by its trust stage and removed before the origin), hop-by-hop
+/// framing it consumes, and HTTP/2 pseudo-headers. Every other header is
+/// inspected, `Accept-Language` and `Authorization` included.
 const SKIP_HEADERS: &[&str] = &[
-    "host",
     "content-length",
-    "content-type",
-    "content-encoding",
     "transfer-encoding",
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "accept-charset",
     "connection",
     "keep-alive",
-    "cache-control",
-    "pragma",
-    "upgrade-insecure-requests",
     "te",
     "upgrade",
-    "authorization",
-    "proxy-authorization",
-    "if-none-match",
-    "if-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "date",
-    "dnt",
-    "priority",
-    "range",
-    "expect",
-    "sec-fetch-dest",
-    "sec-fetch-mode",
-    "sec-fetch-site",
-    "sec-fetch-user",
-    "sec-ch-ua",
-    "sec-ch-ua-mobile",
-    "sec-ch-ua-platform",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-extensions",
-    "x-request-id",
-    "traceparent",
-    "tracestate",
-    "content-md5",
     "x-wx-risk-rank",
-    // The client protocol's tokens and signatures, checked by the gateway's trust stage.
     "signature-input",
     "signature",
     "content-digest",
@@ -66,6 +33,11 @@ const SKIP_HEADERS: &[&str] = &[
     ":scheme",
 ];
 
+/// Most headers read.
+const MAX_HEADERS: usize = 128;
+/// Most cookies read.
+const MAX_COOKIES: usize = 64;
+
 /// Longest key kept in a location string.
 const MAX_KEY: usize = 64;
 
@@ -73,17 +45,20 @@ pub(crate) fn request(req: &RawRequest, sink: &mut Sink) {
     target(req.target, sink);
     let mut content_type: &[u8] = b"";
     let mut content_encoding: &[u8] = b"";
-    for &(name, value) in req.headers.iter().take(128) {
+    if req.headers.len() > MAX_HEADERS {
+        sink.overflow(|i| i.headers = true);
+    }
+    for &(name, value) in req.headers.iter().take(MAX_HEADERS) {
         match name {
             "content-type" => content_type = value,
             "content-encoding" => content_encoding = value,
+            _ => {}
+        }
+        match name {
             "cookie" => cookies(value, sink),
             "user-agent" => sink.value("header.user-agent", value, Ctx::UserAgent),
-            "referer" | "origin" => {
-                let loc = location("header", name.as_bytes());
-                sink.value(&loc, value, Ctx::Referrer);
-            }
-            _ if SKIP_HEADERS.contains(&name) || name.starts_with("sec-") => {}
+            "referer" | "origin" => referrer(name, value, sink),
+            _ if SKIP_HEADERS.contains(&name) => {}
             _ => {
                 let loc = location("header", name.as_bytes());
                 sink.value(&loc, value, Ctx::Header);
@@ -92,6 +67,25 @@ pub(crate) fn request(req: &RawRequest, sink: &mut Sink) {
     }
     if !req.body.is_empty() {
         body::inspect(req.body, content_type, content_encoding, sink);
+    }
+}
+
+/// `Referer` and `Origin` as URLs: the URL without its query is judged as
+/// a referrer (an intranet page names internal hosts as a matter of
+/// course), and each query parameter like one of the request's own, at
+/// `header.referer.<key>`.
+fn referrer(name: &str, value: &[u8], sink: &mut Sink) {
+    let loc = location("header", name.as_bytes());
+    let value = match memchr::memchr(b'#', value) {
+        Some(p) => &value[..p],
+        None => value,
+    };
+    match memchr::memchr(b'?', value) {
+        Some(p) => {
+            sink.value(&loc, &value[..p], Ctx::Referrer);
+            form::pairs(&value[p + 1..], &loc, Ctx::Query, sink);
+        }
+        None => sink.value(&loc, value, Ctx::Referrer),
     }
 }
 
@@ -141,7 +135,10 @@ fn target(t: &[u8], sink: &mut Sink) {
 }
 
 fn cookies(v: &[u8], sink: &mut Sink) {
-    for part in v.split(|&c| c == b';').take(64) {
+    if v.split(|&c| c == b';').nth(MAX_COOKIES).is_some() {
+        sink.overflow(|i| i.cookies = true);
+    }
+    for part in v.split(|&c| c == b';').take(MAX_COOKIES) {
         let part = part.trim_ascii();
         if part.is_empty() {
             continue;

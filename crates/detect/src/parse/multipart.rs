@@ -31,6 +31,9 @@ pub(crate) fn parse(data: &[u8], content_type: &str, sink: &mut Sink) -> bool {
         };
         one_part(part, sink);
         parts += 1;
+        if parts == MAX_PARTS && next.is_some_and(|n| !rest[n + delim.len()..].starts_with(b"--")) {
+            sink.overflow(|i| i.parts = true);
+        }
         match next {
             Some(n) => pos += n + delim.len(),
             None => break,
@@ -70,6 +73,23 @@ fn one_part(part: &[u8], sink: &mut Sink) {
         if lower.starts_with("content-disposition:") {
             name = param(line, "name").unwrap_or_default();
             filename = param(line, "filename");
+            // RFC 5987 `filename*=utf-8''...` and repeated parameters are
+            // read differently by different servers: inspect the extended
+            // name too and say the header is ambiguous.
+            let extended = param(line, "filename*").map(|f| match f.find("''") {
+                Some(p) => f[p + 2..].to_string(),
+                None => f,
+            });
+            let repeated = count_param(line, "name") > 1 || count_param(line, "filename") > 1;
+            if extended.is_some() || repeated {
+                sink.overflow(|i| i.ambiguous_multipart = true);
+            }
+            if let Some(ext) = extended {
+                filename = Some(match filename {
+                    Some(f) => format!("{f} {ext}"),
+                    None => ext,
+                });
+            }
         } else if let Some(v) = lower.strip_prefix("content-type:") {
             ctype = v.trim().to_string();
         }
@@ -111,6 +131,18 @@ fn one_part(part: &[u8], sink: &mut Sink) {
         );
     }
     sink.value(&loc, body, Ctx::Multipart);
+}
+
+/// How many times `key=` occurs as a parameter of the line.
+fn count_param(line: &str, key: &str) -> usize {
+    let lower = line.to_ascii_lowercase();
+    lower
+        .match_indices(key)
+        .filter(|&(at, _)| {
+            (at == 0 || matches!(lower.as_bytes()[at - 1], b' ' | b';' | b'\t'))
+                && lower[at + key.len()..].trim_start().starts_with('=')
+        })
+        .count()
 }
 
 /// `name="value"` (or unquoted) in a Content-Disposition line.

@@ -46,6 +46,9 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) {
         }
         i = gt + 1;
     }
+    if nodes >= MAX_NODES && i < b.len() {
+        sink.overflow(|o| o.nodes = true);
+    }
 }
 
 fn text(t: &[u8], current: &[u8], sink: &mut Sink, nodes: &mut usize) {

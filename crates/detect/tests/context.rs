@@ -1,0 +1,209 @@
+//! Precision by context: values that hold data where they land pass, the
+//! same families stay caught where the value works as an attack. Each case
+//! here is a class seen on real traffic (see the module docs of each test).
+
+mod common;
+use common::*;
+use portcullis_detect::Family;
+
+fn json(body: &str) -> portcullis_detect::Verdict {
+    run(
+        "POST",
+        "/api/collect",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn assert_passes(what: &str, v: &portcullis_detect::Verdict) {
+    assert!(!blocked(v), "{what} refused: {:?}", v.findings);
+}
+
+fn assert_blocked(what: &str, v: &portcullis_detect::Verdict) {
+    assert!(blocked(v), "{what} passed: {:?}", v.findings);
+}
+
+#[test]
+fn cgi_bin_paths_are_a_signal_not_a_refusal() {
+    let v = run(
+        "GET",
+        "/cgi-bin/mmwebwx-bin/webwxinit?r=-1742281234&lang=zh_CN&pass_ticket=abc",
+        &[],
+        b"",
+    );
+    assert_passes("a WeChat web API path", &v);
+    // A scanner path alone never refuses, but the gateway still sees it.
+    let v = run("GET", "/.git/config", &[], b"");
+    assert_passes("a scanner path alone", &v);
+    let top = v.top().expect("the scanner path is reported");
+    assert!(top.signal && top.family == Family::ScannerPath, "{top:?}");
+    assert!(v.signal_score > 0 && v.total_score == 0);
+    // With an attack it adds nothing to the refusal but is still listed.
+    let v = run("GET", "/.git/config?id=1%27%20or%20%271%27=%271", &[], b"");
+    assert_blocked("an attack on a scanner path", &v);
+}
+
+#[test]
+fn sql_search_terms_pass_in_query_and_referer() {
+    for q in [
+        "select 1 from a",
+        "union select 关键字",
+        "select * from users",
+        "how to write union select in mysql",
+    ] {
+        let target = format!("/search?q={}", enc(q));
+        assert_passes(q, &run("GET", &target, &[], b""));
+        let referer = format!("https://www.baidu.com/s?wd={}&ie=utf-8", enc(q));
+        assert_passes(
+            q,
+            &run("GET", "/item/42", &[("referer", referer.as_str())], b""),
+        );
+    }
+}
+
+#[test]
+fn referer_query_is_inspected_like_the_request_query() {
+    let referer = format!(
+        "https://shop.example.com/list?id={}&page=2",
+        enc("1' UNION SELECT password FROM users--")
+    );
+    let v = run("GET", "/item/42", &[("referer", referer.as_str())], b"");
+    assert_blocked("SQLi in the referer's query", &v);
+    assert!(
+        v.findings.iter().any(|f| f.location == "header.referer.id"),
+        "{:?}",
+        v.findings
+    );
+    let origin = "https://a.example.com/?next=%3Cscript%3Ealert(1)%3C/script%3E";
+    assert_blocked(
+        "XSS in the origin's query",
+        &run("GET", "/", &[("origin", origin)], b""),
+    );
+}
+
+#[test]
+fn crlf_inside_json_strings_passes() {
+    let body = format!(
+        "{{\"log\":{},\"text\":{}}}",
+        json_str(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nSet-Cookie: sid=1; Path=/\r\nLocation: /home\r\n"
+        ),
+        json_str("Dear team,\r\nTo: all\r\nSubject: weekly report\r\nthanks")
+    );
+    assert_passes("CR LF in JSON strings", &json(&body));
+    // The same in a query value still splits a header.
+    assert_blocked(
+        "CR LF header injection in a query",
+        &run("GET", "/r?next=%0d%0aSet-Cookie:%20a=b", &[], b""),
+    );
+}
+
+#[test]
+fn rich_text_html_in_json_passes() {
+    let html = "<p style=\"color:red\">Hello <b>world</b></p><p><img src=\"https://img.example.com/a.png\" alt=\"a\" width=\"300\"></p><p><a href=\"https://example.com/x?a=1&b=2\" target=\"_blank\">link</a></p><iframe src=\"https://player.example.com/video/42\" frameborder=\"0\" allowfullscreen></iframe><table><tr><td>1</td></tr></table>";
+    let body = format!("{{\"title\":\"post\",\"content\":{}}}", json_str(html));
+    assert_passes("rich-text HTML in JSON", &json(&body));
+    let evil = "<p>hi</p><img src=x onerror=\"alert(document.cookie)\">";
+    let body = format!("{{\"content\":{}}}", json_str(evil));
+    assert_blocked("an event handler in rich text", &json(&body));
+}
+
+#[test]
+fn a_search_for_a_tag_name_passes() {
+    for q in ["1<script", "<script", "what is <iframe"] {
+        let target = format!("/search?q={}", enc(q));
+        assert_passes(q, &run("GET", &target, &[], b""));
+    }
+    assert_blocked(
+        "a script tag",
+        &run(
+            "GET",
+            "/search?q=1%3Cscript%3Ealert(1)%3C/script%3E",
+            &[],
+            b"",
+        ),
+    );
+}
+
+#[test]
+fn graphql_queries_pass() {
+    // Fields on lines of their own read like shell commands after a newline
+    // (`id`, `ls`, `env`), and arguments like shell operators.
+    let queries = [
+        "query GetUser($id: ID!) {\n  user(id: $id) {\n    id\n    name\n    avatar(size: 64)\n    friends(first: 10) { edges { node { id } } }\n  }\n}",
+        "mutation {\n  createOrder(input: {sku: \"A-1\", qty: 2, note: \"ring twice; then leave\"}) {\n    id\n    status\n  }\n}",
+        "{\n  search(text: \"cat & dog\") {\n    ... on Product { id title }\n  }\n}",
+        "query {\n  env(name: \"PATH\") { value }\n  system { uptime }\n  exec: run(cmd: \"ls\") { ok }\n}",
+    ];
+    for q in queries {
+        let body = format!(
+            "{{\"query\":{},\"variables\":{{\"id\":\"42\"}}}}",
+            json_str(q)
+        );
+        assert_passes(q, &json(&body));
+        let target = format!("/graphql?query={}", enc(q));
+        assert_passes(q, &run("GET", &target, &[], b""));
+    }
+    // An argument of a GraphQL query is still a value.
+    let q = "{ user(name: \"x' UNION SELECT password FROM users--\") { id } }";
+    let body = format!("{{\"query\":{}}}", json_str(q));
+    assert_blocked("SQLi inside a GraphQL argument", &json(&body));
+}
+
+#[test]
+fn javascript_source_in_analytics_passes() {
+    let js = "(function(){var e=document.createElement('script');e.src='https://hm.example.com/hm.js?abc';var s=document.getElementsByTagName('script')[0];s.parentNode.insertBefore(e,s);if(this.items.length>0&&this.$where){return this.items.map(function(x){return x.id})}})();";
+    let body = format!("{{\"event\":\"snippet\",\"src\":{}}}", json_str(js));
+    assert_passes("JS source in analytics JSON", &json(&body));
+}
+
+#[test]
+fn localhost_urls_in_config_json_pass() {
+    let body = r#"{"apiBase":"http://localhost:8000/","ws":"ws://127.0.0.1:8080/socket","dev":{"proxy":"http://192.168.1.10:3000/api"}}"#;
+    assert_passes("dev URLs in config JSON", &json(body));
+    let body = r#"{"webhook":"http://169.254.169.254/latest/meta-data/iam/security-credentials/"}"#;
+    assert_blocked("a cloud metadata URL", &json(body));
+    let body = r#"{"avatar":"gopher://127.0.0.1:6379/_FLUSHALL"}"#;
+    assert_blocked("gopher to a local redis", &json(body));
+}
+
+#[test]
+fn yaml_inside_json_passes() {
+    let yaml = "version: 2\nmodules:\n  - path: ../shared\n  - path: ../../lib/common\n  - path: ../../../vendor\ninclude: ./local.yml\n";
+    let body = format!("{{\"config\":{}}}", json_str(yaml));
+    assert_passes("YAML in JSON", &json(&body));
+    let body = format!("{{\"file\":{}}}", json_str("../../../../etc/passwd"));
+    assert_blocked("traversal to a system file in JSON", &json(&body));
+}
+
+#[test]
+fn obfuscated_xss_is_caught() {
+    for payload in [
+        // JSFuck: only []()!+ characters.
+        "[][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]+(!![]+[])[+[]]][([][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]+(!![]+[])[+[]]]+[])[!+[]+!+[]+!+[]]+(!![]+[][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]+(!![]+[])[+[]]])[+!+[]+[+[]]]+([][[]]+[])[+!+[]]+(![]+[])[!+[]+!+[]+!+[]]+(!![]+[])[+[]]+(!![]+[])[+!+[]]+([][[]]+[])[+[]]+([][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]+(!![]+[])[+[]]]+[])[!+[]+!+[]+!+[]]+(!![]+[])[+[]]+(!![]+[][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]+(!![]+[])[+[]]])[+!+[]+[+[]]]+(!![]+[])[+!+[]]]()",
+        // ES6 code point escapes in an identifier.
+        "<img src=x onerror=\\u{61}lert(1)>",
+        "\\u{61}\\u{6c}\\u{65}\\u{72}\\u{74}(document.domain)",
+        // A data: URI whose scheme is spelled with entities.
+        "<a href=\"data&colon;text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">x</a>",
+        "<iframe src=\"&#100;&#97;&#116;&#97;:text/html,<script>alert(1)</script>\"></iframe>",
+    ] {
+        let target = format!("/p?x={}", enc(payload));
+        assert_blocked(payload, &run("GET", &target, &[], b""));
+    }
+}
+
+#[test]
+fn loosely_read_sqli_is_caught() {
+    for payload in [
+        "1) and 4386=utl_inaddr.get_host_address(chr(113)||chr(113)||chr(112))",
+        "1 where 5929=5929 or 5286=(select count(*) from all_users t1,all_users t2)--",
+        "1;select case when 2599=7035 then 1 else null end--",
+        "-5116) or (8287=4930)*4930",
+        "1 and elt(4249=4249,7259)#",
+        "iif(2976=2976,1,1/0)",
+    ] {
+        let target = format!("/item?id={}", enc(payload));
+        assert_blocked(payload, &run("GET", &target, &[], b""));
+    }
+}
