@@ -694,6 +694,11 @@ pub struct DetectConfig {
     pub excluded: Vec<String>,
     /// Locations holding prose or code: only strong structures count there.
     pub free_text: Vec<String>,
+    /// A request carrying more than the engine reads (pairs, cookies, parts,
+    /// nesting, a body beyond `inspect_body_bytes`, stacked encodings,
+    /// ambiguous multipart headers): `refuse` it (403), or inspect what fits
+    /// and raise the `inspection_incomplete` signal.
+    pub on_incomplete: OnIncomplete,
     /// Replace origin error pages that leak internals (stack traces, SQL
     /// errors) with a generic error carrying the request id.
     pub mask_error_pages: bool,
@@ -712,6 +717,7 @@ impl Default for DetectConfig {
             threshold: 5,
             excluded: Vec::new(),
             free_text: Vec::new(),
+            on_incomplete: OnIncomplete::Refuse,
             mask_error_pages: true,
             routes: Vec::new(),
             rules: Vec::new(),
@@ -763,11 +769,21 @@ pub struct DetectRoute {
     pub enabled: Option<bool>,
     pub mode: Option<DetectMode>,
     pub sensitivity: Option<Sensitivity>,
+    pub on_incomplete: Option<OnIncomplete>,
     /// Added to the global lists.
     #[serde(default)]
     pub excluded: Vec<String>,
     #[serde(default)]
     pub free_text: Vec<String>,
+}
+
+/// What detection does with a request it cannot read whole.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnIncomplete {
+    #[default]
+    Refuse,
+    Signal,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

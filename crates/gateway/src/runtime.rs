@@ -12,7 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis_config::{
-    BlockResponse, ClassAction, Config, DetectConfig, DetectMode, RuleAction, UpstreamConfig,
+    BlockResponse, ClassAction, Config, DetectConfig, DetectMode, OnIncomplete, RuleAction,
+    UpstreamConfig,
 };
 use portcullis_detect::{Detector, Profile};
 
@@ -230,27 +231,33 @@ fn build_custom_rules(config: &DetectConfig) -> anyhow::Result<Vec<CustomRule>> 
 }
 
 fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
-    let detection =
-        |enabled: bool, mode, sensitivity, excluded: Vec<String>, free_text: Vec<String>| {
-            enabled.then(|| Detection {
-                detector: Detector::new(Profile {
-                    sensitivity: match sensitivity {
-                        portcullis_config::Sensitivity::Low => portcullis_detect::Sensitivity::Low,
-                        portcullis_config::Sensitivity::Medium => {
-                            portcullis_detect::Sensitivity::Medium
-                        }
-                        portcullis_config::Sensitivity::High => {
-                            portcullis_detect::Sensitivity::High
-                        }
-                    },
-                    excluded,
-                    free_text,
-                    ..Profile::default()
-                }),
-                mode,
-                threshold: config.threshold,
-            })
-        };
+    let detection = |enabled: bool,
+                     mode,
+                     sensitivity,
+                     on_incomplete,
+                     excluded: Vec<String>,
+                     free_text: Vec<String>| {
+        enabled.then(|| Detection {
+            detector: Detector::new(Profile {
+                sensitivity: match sensitivity {
+                    portcullis_config::Sensitivity::Low => portcullis_detect::Sensitivity::Low,
+                    portcullis_config::Sensitivity::Medium => {
+                        portcullis_detect::Sensitivity::Medium
+                    }
+                    portcullis_config::Sensitivity::High => portcullis_detect::Sensitivity::High,
+                },
+                excluded,
+                free_text,
+                on_incomplete: match on_incomplete {
+                    OnIncomplete::Refuse => portcullis_detect::OnIncomplete::Refuse,
+                    OnIncomplete::Signal => portcullis_detect::OnIncomplete::Signal,
+                },
+                ..Profile::default()
+            }),
+            mode,
+            threshold: config.threshold,
+        })
+    };
     let mut plans: Vec<(String, Option<Detection>)> = config
         .routes
         .iter()
@@ -262,6 +269,7 @@ fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
                     route.enabled.unwrap_or(config.enabled),
                     route.mode.unwrap_or(config.mode),
                     route.sensitivity.unwrap_or(config.sensitivity),
+                    route.on_incomplete.unwrap_or(config.on_incomplete),
                     joined(&config.excluded, &route.excluded),
                     joined(&config.free_text, &route.free_text),
                 ),
@@ -274,6 +282,7 @@ fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
             config.enabled,
             config.mode,
             config.sensitivity,
+            config.on_incomplete,
             config.excluded.clone(),
             config.free_text.clone(),
         ),

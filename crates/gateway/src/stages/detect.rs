@@ -28,15 +28,16 @@ impl Stage for Detect {
             body,
             body_truncated: !complete,
         });
-        if !verdict.is_attack(detection.threshold) {
-            return Flow::Continue;
-        }
-        let demand = mode_demand(detection.mode);
-        for finding in &verdict.findings {
+        // Signal findings (a scanner-looking path, an inspection limit under
+        // `on_incomplete = "signal"`) weigh in the risk rank and never refuse.
+        let attack = verdict.is_attack(detection.threshold);
+        let block = mode_demand(detection.mode);
+        for finding in verdict.findings.iter().filter(|f| attack || f.signal) {
             let evidence = format!(
                 "{} {}: {}",
                 finding.rule_id, finding.location, finding.evidence
             );
+            let demand = if finding.signal { Demand::Tag } else { block };
             ex.ctx.add(
                 finding.family.as_str(),
                 Layer::Clean,
