@@ -65,7 +65,6 @@ pub const DEFAULT_SIGNAL_WEIGHTS: &[(&str, i32)] = &[
     ("webshell", 100),
     ("scanner_path", 60),
     ("protocol", 40),
-    ("custom_rule", 60),
     // Edge.
     ("ip_denied", 100),
     ("ip_banned", 100),
@@ -108,6 +107,8 @@ pub const DEFAULT_SIGNAL_WEIGHTS: &[(&str, i32)] = &[
 /// Signals that may be named in the weights table although they have no
 /// default there (they give their stage's weight unless named).
 pub const OTHER_KNOWN_SIGNALS: &[&str] = &[
+    // Each rule carries its own `score` (0 for `action = "log"`).
+    "custom_rule",
     "unknown_method",
     "uri_too_long",
     "cl_te_conflict",

@@ -371,3 +371,46 @@ encoded_slash = "refuse"
     let out = h.send(get("/files/a/b", "a")).await;
     assert_eq!(out.action, Action::Pass);
 }
+
+const LOG_RULE: &str = r#"
+[[upstreams]]
+url = "http://127.0.0.1:9"
+[[policies]]
+name = "api"
+path = "/api/"
+[[detect.rules]]
+id = "watch-debug"
+when = 'header.x-debug == "1"'
+action = "log"
+"#;
+
+#[tokio::test]
+async fn a_log_rule_is_recorded_but_weighs_nothing_in_the_rank() {
+    let h = Harness::new(LOG_RULE);
+    let request = |debug: bool| {
+        let builder = Request::get("/api/x").header("host", "a");
+        let builder = if debug {
+            builder.header("x-debug", "1")
+        } else {
+            builder
+        };
+        builder.body("").unwrap()
+    };
+    let plain = h.send(request(false)).await;
+    let logged = h.send(request(true)).await;
+    assert!(
+        logged.signals().contains(&"custom_rule"),
+        "{:?}",
+        logged.signals()
+    );
+    let (plain, logged) = (plain.ctx.risk.unwrap(), logged.ctx.risk.unwrap());
+    assert_eq!(plain.rank, logged.rank, "{logged:?}");
+    assert!(
+        !logged.reasons.iter().any(|r| r.contains("custom_rule")),
+        "{logged:?}"
+    );
+    // Only an operator's explicit weight makes the rule count.
+    let weighted = Harness::new(&format!("{}\n[risk.weights]\ncustom_rule = 60\n", LOG_RULE));
+    let rank = weighted.send(request(true)).await.ctx.risk.unwrap().rank;
+    assert!(rank > logged.rank, "{rank}");
+}
