@@ -1,9 +1,8 @@
 //! The admin listener, on its own address. It serves the console (see
 //! the `console` module) when `[console]` is on; otherwise this minimal API:
-//! health, metrics and ban management. When `PORTCULLIS_ADMIN_TOKEN` is set,
-//! every endpoint but `/healthz` needs `Authorization: Bearer <token>`,
-//! compared in constant time; without it the listener should stay on
-//! loopback (the default).
+//! health, metrics and ban management. Every endpoint but `/healthz` needs
+//! `Authorization: Bearer <token>`, compared in constant time: the token of
+//! `PORTCULLIS_ADMIN_TOKEN`, or one generated at start and shown once.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -28,12 +27,7 @@ use crate::Shared;
 
 /// Serves `router` on `listener`, each request carrying the client's
 /// address (`ConnectInfo<SocketAddr>`).
-pub async fn serve(listener: TcpListener, router: Router, open_without_token: bool) {
-    if open_without_token && !listener.local_addr().is_ok_and(|a| a.ip().is_loopback()) {
-        tracing::warn!(
-            "the admin listener is not on loopback and PORTCULLIS_ADMIN_TOKEN is not set"
-        );
-    }
+pub async fn serve(listener: TcpListener, router: Router) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -88,10 +82,10 @@ async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Ne
 }
 
 /// Whether an `Authorization` header carries the expected bearer token
-/// (compared in constant time); anything goes when no token is configured.
+/// (compared in constant time); nothing does when no token is configured.
 fn token_matches(expected: Option<&str>, authorization: Option<&str>) -> bool {
     let Some(expected) = expected else {
-        return true;
+        return false;
     };
     let given = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -222,7 +216,8 @@ mod tests {
 
     #[test]
     fn bearer_token_check() {
-        assert!(token_matches(None, None), "no token configured");
+        assert!(!token_matches(None, None), "no token configured: closed");
+        assert!(!token_matches(None, Some("Bearer x")));
         assert!(token_matches(Some("s3cret"), Some("Bearer s3cret")));
         assert!(!token_matches(Some("s3cret"), Some("Bearer s3cre")));
         assert!(

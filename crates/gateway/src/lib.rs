@@ -89,6 +89,17 @@ impl Services {
     }
 }
 
+/// A token for this start's admin API when no credential is configured:
+/// every admin route needs one. Shown once on standard error, never logged.
+fn generated_admin_token() -> String {
+    let token = format!("{:032x}", rand::random::<u128>());
+    eprintln!(
+        "portcullis: no admin credential is configured (PORTCULLIS_ADMIN_TOKEN or [console]); \
+         the admin API of this start takes: Authorization: Bearer {token}"
+    );
+    token
+}
+
 /// `PORTCULLIS_ADMIN_TOKEN`, when set and not empty.
 pub fn admin_token_from_env() -> Option<String> {
     std::env::var("PORTCULLIS_ADMIN_TOKEN")
@@ -171,7 +182,9 @@ pub async fn start_with(
         events,
         conns: Arc::new(ConnLimiter::default()),
         bans,
-        admin_token: services.admin_token.clone(),
+        admin_token: services.admin_token.clone().or_else(|| {
+            (admin_addr.is_some() && services.console.is_none()).then(generated_admin_token)
+        }),
         control: control::Control::new(source, overrides, file, overlay),
         console_db: services.console.clone(),
         alerts,
@@ -192,8 +205,7 @@ pub async fn start_with(
             let listener = server::bind(addr).await?;
             let bound = listener.local_addr()?;
             let router = admin_router(&shared, &services);
-            let open = shared.admin_token.is_none() && shared.console_db.is_none();
-            tokio::spawn(admin::serve(listener, router, open));
+            tokio::spawn(admin::serve(listener, router));
             Some(bound)
         }
         None => None,

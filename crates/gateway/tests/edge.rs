@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BROWSER, Origin, gateway, get, raw, read_for, status_of};
+use common::{BROWSER, Origin, admin_auth, gateway, get, raw, read_for, status_of};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -328,9 +328,20 @@ async fn temporary_bans_through_the_admin_api() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "").await;
     let admin = gw.admin.expect("admin listener");
+    let auth = admin_auth(&gw);
     let body = r#"{"ip":"127.0.0.1","ttl_s":60,"reason":"flooding coupons"}"#;
-    let add = format!(
+    let unauthenticated = format!(
         "POST /bans HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let refused = raw(admin, unauthenticated.as_bytes(), Duration::from_secs(3)).await;
+    assert_eq!(
+        status_of(&refused),
+        401,
+        "every admin route needs a credential"
+    );
+    let add = format!(
+        "POST /bans HTTP/1.1\r\nHost: a\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let added = raw(admin, add.as_bytes(), Duration::from_secs(3)).await;
@@ -341,9 +352,10 @@ async fn temporary_bans_through_the_admin_api() {
         !blocked.contains("flooding"),
         "the reason stays internal: {blocked}"
     );
-    let listed = get(admin, "/bans", "").await;
+    let listed = get(admin, "/bans", &auth).await;
     assert!(listed.contains("flooding coupons"), "{listed}");
-    let lift = "DELETE /bans/127.0.0.1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let lift =
+        format!("DELETE /bans/127.0.0.1 HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n");
     assert_eq!(
         status_of(&raw(admin, lift.as_bytes(), Duration::from_secs(3)).await),
         200

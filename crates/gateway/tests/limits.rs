@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{BROWSER, Origin, gateway, get, status_of};
+use common::{BROWSER, Origin, admin_auth, gateway, get, status_of};
 
 fn example(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +51,7 @@ async fn shipped_rate_limit_example_allows_the_burst_then_429_then_bans() {
         403,
         "the ban covers every path"
     );
-    let bans = get(gw.admin.expect("admin"), "/bans", "").await;
+    let bans = get(gw.admin.expect("admin"), "/bans", &admin_auth(&gw)).await;
     assert!(bans.contains("api-per-ip"), "{bans}");
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{BROWSER, Origin, gateway, get, raw, status_of};
+use common::{BROWSER, Origin, admin_auth, gateway, get, raw, status_of};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -209,7 +209,7 @@ async fn config_file_changes_apply_within_two_seconds_and_bad_files_are_refused(
         403,
         "running config stays"
     );
-    let metrics = get(gw.admin.expect("admin"), "/metrics", "").await;
+    let metrics = get(gw.admin.expect("admin"), "/metrics", &admin_auth(&gw)).await;
     assert!(
         metrics.contains("portcullis_config_reloads_total{outcome=\"refused\"} 1"),
         "{metrics}"

@@ -151,3 +151,9 @@ pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> String {
 }
 
 pub const BROWSER: &str = "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)\r\nAccept: */*\r\nAccept-Language: zh-CN\r\n";
+
+/// The `Authorization` header line of the admin API of `gw`.
+pub fn admin_auth(gw: &Running) -> String {
+    let token = gw.shared.admin_token.as_deref().expect("an admin token");
+    format!("Authorization: Bearer {token}\r\n")
+}
