@@ -262,6 +262,7 @@ async fn policy_stage(
         shared.state.as_ref(),
         ctx,
         route,
+        std::time::Duration::from_millis(rt.trust.authority.ttl_ms),
         policy.config.debug,
         parts,
     )
