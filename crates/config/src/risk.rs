@@ -169,7 +169,7 @@ impl Default for RiskConfig {
             limits: RiskLimits::default(),
             new_entity_minutes: 10,
             history_minutes: 1440,
-            route_history_s: 20,
+            route_history_s: 10,
             ip_types: IpTypesConfig::default(),
             headers: RiskHeaderNames::default(),
             sign_headers: false,

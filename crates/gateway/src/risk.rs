@@ -161,6 +161,7 @@ pub async fn assess(
         count: !ctx.is_stopped(),
         session,
         route_history: risk.engine.route_history(),
+        clearance_issued_ms: ctx.clearance.as_ref().map(|c| c.issued_ms),
     };
     let features = match portcullis_risk::gather(state, &keys, now).await {
         Ok(features) => features,

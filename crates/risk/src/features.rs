@@ -49,8 +49,11 @@ pub struct FeatureKeys<'a> {
     /// A clearance's lifetime: the window of the per-session id sets.
     pub session: Duration,
     /// A first sighting counts as a new id on its route only this long
-    /// after the state's history began.
+    /// after the state's history began...
     pub route_history: Duration,
+    /// ... and only under a clearance issued (unix ms) since then: after a
+    /// restart, a session that began before it is not new, only unseen.
+    pub clearance_issued_ms: Option<u64>,
 }
 
 /// What the shared state says about a request's ids, this request included.
@@ -541,8 +544,10 @@ impl Plan {
         // A first sighting under a proven device is a new id on the route,
         // once the state has watched long enough to tell new from unseen.
         let watched = Duration::from_millis(now_ms.saturating_sub(epoch_ms));
-        features.new_on_route =
-            first_sighting && keys.proven_device && watched >= keys.route_history;
+        features.new_on_route = first_sighting
+            && keys.proven_device
+            && watched >= keys.route_history
+            && keys.clearance_issued_ms.is_some_and(|t| t >= epoch_ms);
         let (at, key) = &self.route;
         let mut on_route = sliding(*at)?;
         if features.new_on_route {
@@ -657,6 +662,7 @@ mod tests {
             count: true,
             session: Duration::from_secs(4 * 3600),
             route_history: Duration::from_secs(20),
+            clearance_issued_ms: Some(T0 + 25_000),
         }
     }
 
@@ -903,6 +909,13 @@ mod tests {
         };
         let f = gather(&state, &other, at(later)).await.expect("ok");
         assert_eq!(f.route_new_identities, 1, "counted per path");
+        // A session from before the store's history is unseen, not new.
+        let old_session = FeatureKeys {
+            clearance_issued_ms: Some(T0 - 1),
+            ..keys("old", "old")
+        };
+        let f = gather(&state, &old_session, at(later)).await.expect("ok");
+        assert!(!f.new_on_route);
     }
 
     #[tokio::test]
