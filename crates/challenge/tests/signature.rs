@@ -215,7 +215,14 @@ fn signatures_from_before_the_replay_record_are_stale() {
         ..SignatureVerifier::default()
     };
     let check = |v: SignatureVerifier| {
-        v.verify(&r.target(), f.as_slice(), Some(&r.body), &key(), KEYID, NOW + 5)
+        v.verify(
+            &r.target(),
+            f.as_slice(),
+            Some(&r.body),
+            &key(),
+            KEYID,
+            NOW + 5,
+        )
     };
     assert!(check(verifier(NOW)).is_ok());
     assert_eq!(check(verifier(NOW + 1)), Err(SignatureError::Stale));

@@ -195,7 +195,10 @@ pub async fn assess(
         fingerprint_devices: features.env.fingerprint_devices,
         new_device: ctx.device.is_some() && features.new_device(window, history),
         new_account: ctx.account.is_some() && features.new_account(window, history),
-        challenge: challenge_state(ctx),
+        challenge: match challenge_state(ctx) {
+            RiskChallenge::None if features.device_denied => RiskChallenge::Failed,
+            state => state,
+        },
         traffic_class: ctx.class.as_str(),
     };
     let assessment = risk.engine.assess(&input);

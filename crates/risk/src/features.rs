@@ -86,6 +86,9 @@ pub struct Features {
     pub account_history: Option<Duration>,
     /// What the check recorded about the clearance's environment.
     pub env: EnvRecord,
+    /// The device was refused at the check (it matters for calls made
+    /// without a clearance).
+    pub device_denied: bool,
 }
 
 impl Features {
@@ -165,6 +168,11 @@ const IP_DEVICES_MS: u64 = 10 * MINUTE_MS;
 /// Where the state records when its history began; kept as long as any id.
 const EPOCH_KEY: &str = "rk:epoch";
 const EPOCH_TTL: Duration = Duration::from_secs(400 * 86_400);
+/// The state key marking a device refused at the check.
+pub fn denied_key(device: &str) -> String {
+    format!("pc:denied:{}", bounded_id(device))
+}
+
 /// The member a request without a proven device adds to its address's set.
 const ANONYMOUS: &str = "~";
 /// Ids longer than this are replaced by a hash in keys and set members.
@@ -320,6 +328,7 @@ struct Plan {
     /// previous follows), and its key.
     route: (usize, String),
     env: Option<usize>,
+    denied: Option<usize>,
 }
 
 impl Plan {
@@ -394,7 +403,13 @@ impl Plan {
         {
             self.distinct[slot] = Some(self.ops.len());
             for days in WINDOW_DAYS {
-                let adds = window_adds(&format!("{kind}{days}"), days * DAY_MS, now_ms, owner, member);
+                let adds = window_adds(
+                    &format!("{kind}{days}"),
+                    days * DAY_MS,
+                    now_ms,
+                    owner,
+                    member,
+                );
                 self.ops.extend(adds);
             }
         }
@@ -450,6 +465,12 @@ impl Plan {
     }
 
     fn env(&mut self, keys: &FeatureKeys<'_>) {
+        if let (Some(device), None) = (keys.device, keys.cid) {
+            self.denied = Some(self.ops.len());
+            self.ops.push(Op::Get {
+                key: denied_key(device),
+            });
+        }
         if let Some(cid) = keys.cid {
             self.env = Some(self.ops.len());
             self.ops.push(Op::Get {
@@ -559,6 +580,9 @@ impl Plan {
             });
         }
         features.route_new_identities = u32::try_from(on_route).unwrap_or(u32::MAX);
+        if let Some(at) = self.denied {
+            features.device_denied = matches!(&replies[at], Reply::Value(Some(_)));
+        }
         if let Some(at) = self.env {
             features.env = match &replies[at] {
                 Reply::Value(Some(bytes)) => EnvRecord::decode(bytes),
@@ -848,13 +872,18 @@ mod tests {
                 .await
                 .expect("ok");
         }
-        assert_eq!(last.networks_per_device, 2, "one carrier /16, one Wi-Fi /16");
+        assert_eq!(
+            last.networks_per_device, 2,
+            "one carrier /16, one Wi-Fi /16"
+        );
     }
 
     #[tokio::test]
     async fn refused_and_unproven_requests_never_count_for_the_ids_they_name() {
         let state = store();
-        gather(&state, &keys("victim", "a"), at(T0)).await.expect("ok");
+        gather(&state, &keys("victim", "a"), at(T0))
+            .await
+            .expect("ok");
         for i in 0..10u8 {
             let replay = FeatureKeys {
                 ip: IpAddr::from([45, i, 0, 1]),
@@ -896,12 +925,21 @@ mod tests {
             assert_eq!(f.route_new_identities, i + 1);
         }
         // A known pair is not new; an unproven device adds nothing.
-        let f = gather(&state, &keys("bot", "fresh0"), at(later)).await.expect("ok");
-        assert!(!f.new_on_route);
-        assert_eq!(f.route_new_identities, 3);
-        let f = gather(&state, &FeatureKeys { proven_device: false, ..keys("x", "y") }, at(later))
+        let f = gather(&state, &keys("bot", "fresh0"), at(later))
             .await
             .expect("ok");
+        assert!(!f.new_on_route);
+        assert_eq!(f.route_new_identities, 3);
+        let f = gather(
+            &state,
+            &FeatureKeys {
+                proven_device: false,
+                ..keys("x", "y")
+            },
+            at(later),
+        )
+        .await
+        .expect("ok");
         assert!(!f.new_on_route);
         let other = FeatureKeys {
             path: "GET /api/feed",
@@ -923,9 +961,13 @@ mod tests {
         let state = store();
         let mut last = Features::default();
         for i in 0..50 {
-            last = gather(&state, &keys(&format!("student{i}"), &format!("s{i}")), at(T0))
-                .await
-                .expect("ok");
+            last = gather(
+                &state,
+                &keys(&format!("student{i}"), &format!("s{i}")),
+                at(T0),
+            )
+            .await
+            .expect("ok");
         }
         assert_eq!(last.devices_on_ip, 50);
         assert_eq!(last.velocity.ip, 50);
@@ -936,7 +978,11 @@ mod tests {
         let state = store();
         let record = EnvRecord::encode(&["emulator", "root"], 140);
         state
-            .put(&EnvRecord::key("cid1"), record.as_bytes(), Duration::from_secs(60))
+            .put(
+                &EnvRecord::key("cid1"),
+                record.as_bytes(),
+                Duration::from_secs(60),
+            )
             .await
             .expect("ok");
         let k = FeatureKeys {
@@ -945,14 +991,21 @@ mod tests {
         };
         let f = gather(&state, &k, at(T0)).await.expect("ok");
         assert_eq!(f.env.fingerprint_devices, 140);
-        assert!(f.env.flags.contains(DeviceFlags::EMULATOR.union(DeviceFlags::ROOT)));
+        assert!(
+            f.env
+                .flags
+                .contains(DeviceFlags::EMULATOR.union(DeviceFlags::ROOT))
+        );
         assert_eq!(EnvRecord::decode(b"hook").flags, DeviceFlags::HOOK);
     }
 
     #[test]
     fn path_keys_fold_ids() {
         assert_eq!(path_key("GET", "/api/items/123"), "GET /api/items/*");
-        assert_eq!(path_key("POST", "/api/coupon/claim"), "POST /api/coupon/claim");
+        assert_eq!(
+            path_key("POST", "/api/coupon/claim"),
+            "POST /api/coupon/claim"
+        );
         assert_eq!(path_key("GET", "/"), "GET ");
         let long = format!("/a/{}", "x".repeat(40));
         assert_eq!(path_key("GET", &long), "GET /a/*");

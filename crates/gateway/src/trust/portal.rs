@@ -275,6 +275,7 @@ async fn verify(
             let env = assess_with_work(&input.report, solution);
             let risk = env.risk.max(solved.risk).max(req.risk);
             if risk >= trust.refuse_at {
+                remember_denied(state, trust, client.device_id).await;
                 ctx.challenge = ChallengeState::Failed;
                 return error(ctx, 403, "captcha_required");
             }
@@ -331,6 +332,18 @@ async fn verify(
     ctx.challenge = ChallengeState::Passed { age_s: 0 };
     ctx.clearance = Some(minted.claims);
     response
+}
+
+/// A device refused at the check keeps that failure on the calls it makes
+/// without a clearance (`challenge_failed` in the risk rank), for a
+/// clearance's lifetime: not passing the check must not cost less than
+/// failing it.
+async fn remember_denied(state: &dyn StateStore, trust: &ClientTrust, device: &str) {
+    let ttl = Duration::from_millis(trust.authority.ttl_ms.max(1));
+    let key = portcullis_risk::features::denied_key(device);
+    if let Err(e) = state.put(&key, b"1", ttl).await {
+        tracing::warn!(error = %e, "cannot record a device refused at the check");
+    }
 }
 
 /// Records what the check learnt of the clearance's environment for the
