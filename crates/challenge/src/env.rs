@@ -256,6 +256,43 @@ pub fn assess_with_work(report: &ClientReport, attempts: u64) -> EnvAssessment {
     a
 }
 
+impl ClientReport {
+    /// What the report says about the environment, without what changes
+    /// between two checks of one device (timings, interactions): 16 hex
+    /// digits of a SHA-256. Many device ids behind one fingerprint is how a
+    /// script that rotates ids looks; a popular phone model shares one too,
+    /// so it is counted, never trusted or refused by itself.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let s = &self.screen;
+        let fields = format!(
+            "{}\0{}\0{}\0{}\0{}x{}x{}x{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
+            self.sdk,
+            self.runtime,
+            self.platform.as_str(),
+            self.user_agent,
+            s.width,
+            s.height,
+            s.dpr,
+            s.color_depth,
+            self.languages.join(","),
+            self.timezone,
+            self.tz_offset_min,
+            self.touch,
+            self.max_touch_points,
+            self.cores,
+            self.webdriver,
+            self.device_flags.join(","),
+        );
+        h.update(fields.as_bytes());
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 fn platform_mismatch(p: Platform, ua: &str) -> bool {
     let says = |m: &[&str]| m.iter().any(|x| ua.contains(x));
     match p {
@@ -272,6 +309,27 @@ fn platform_mismatch(p: Platform, ua: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprint_ignores_timings_and_follows_the_environment() {
+        let a = clean();
+        let later = ClientReport {
+            solve_ms: a.solve_ms + 500,
+            since_start_ms: a.since_start_ms + 9_000,
+            interactions: Interactions {
+                touches: 7,
+                ..a.interactions
+            },
+            ..a.clone()
+        };
+        assert_eq!(a.fingerprint(), later.fingerprint());
+        assert_eq!(a.fingerprint().len(), 16);
+        let other = ClientReport {
+            cores: a.cores + 2,
+            ..a.clone()
+        };
+        assert_ne!(a.fingerprint(), other.fingerprint());
+    }
 
     pub(crate) fn clean() -> ClientReport {
         ClientReport {

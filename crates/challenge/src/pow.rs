@@ -181,6 +181,10 @@ pub struct ChallengeIssuer {
     /// Lifetime of a challenge (default 120 s).
     pub ttl_ms: u64,
     pub network: NetworkBinding,
+    /// Refuse a solution sent from another network than the challenge's
+    /// (default off: a phone may change network between the two calls; the
+    /// device id is the binding, PROTOCOL.md section 2).
+    pub bind_network: bool,
 }
 
 impl ChallengeIssuer {
@@ -190,6 +194,7 @@ impl ChallengeIssuer {
             policy: DifficultyPolicy::default(),
             ttl_ms: 120_000,
             network: NetworkBinding::default(),
+            bind_network: false,
         }
     }
 
@@ -293,7 +298,7 @@ impl ChallengeIssuer {
         )) {
             return Err(PowError::WrongDevice);
         }
-        if !prefix.contains(client.ip) {
+        if self.bind_network && !prefix.contains(client.ip) {
             return Err(PowError::WrongNetwork);
         }
         if leading_zero_bits(&pow_hash(&nonce, solution)) < u32::from(difficulty) {
@@ -447,8 +452,15 @@ pub(crate) mod tests {
             iss.verify_solution(&ch.token, sol, 2_000, &client("198.51.100.7", "dev_2")),
             Err(PowError::WrongDevice)
         );
+        // Another network: the device is the binding, unless asked otherwise.
+        let moved = client("10.1.2.3", "dev_1");
+        assert!(iss.verify_solution(&ch.token, sol, 2_000, &moved).is_ok());
+        let strict = ChallengeIssuer {
+            bind_network: true,
+            ..iss.clone()
+        };
         assert_eq!(
-            iss.verify_solution(&ch.token, sol, 2_000, &client("198.51.101.7", "dev_1")),
+            strict.verify_solution(&ch.token, sol, 2_000, &moved),
             Err(PowError::WrongNetwork)
         );
         // tamper with the difficulty byte

@@ -445,6 +445,10 @@ pub struct SignatureVerifier {
     pub max_age_s: u64,
     /// How far in the future `created` may be (clock skew, default 30 s).
     pub max_future_s: u64,
+    /// Signatures created before this (unix seconds) are `Stale`: the
+    /// replay record does not reach back before it (a restarted gateway
+    /// with in-memory state), so their nonces cannot be checked.
+    pub not_before_s: u64,
 }
 
 impl Default for SignatureVerifier {
@@ -454,6 +458,7 @@ impl Default for SignatureVerifier {
             required: DEFAULT_COMPONENTS.iter().map(|s| (*s).to_owned()).collect(),
             max_age_s: 300,
             max_future_s: 30,
+            not_before_s: 0,
         }
     }
 }
@@ -554,6 +559,7 @@ impl SignatureVerifier {
         let created = u64::try_from(created).map_err(|_| SignatureError::Stale)?;
         if created > now_s.saturating_add(self.max_future_s)
             || now_s.saturating_sub(created) > self.max_age_s
+            || created < self.not_before_s
         {
             return Err(SignatureError::Stale);
         }

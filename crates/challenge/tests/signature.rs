@@ -207,6 +207,28 @@ fn window() {
 }
 
 #[test]
+fn signatures_from_before_the_replay_record_are_stale() {
+    let r = signed();
+    let f = r.fields();
+    let verifier = |not_before_s| SignatureVerifier {
+        not_before_s,
+        ..SignatureVerifier::default()
+    };
+    let check = |v: SignatureVerifier| {
+        v.verify(
+            &r.target(),
+            f.as_slice(),
+            Some(&r.body),
+            &key(),
+            KEYID,
+            NOW + 5,
+        )
+    };
+    assert!(check(verifier(NOW)).is_ok());
+    assert_eq!(check(verifier(NOW + 1)), Err(SignatureError::Stale));
+}
+
+#[test]
 fn structure() {
     let r = signed_with(
         &["@method", "@path", "content-digest", "x-pc-clearance"],

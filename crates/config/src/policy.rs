@@ -159,7 +159,12 @@ pub struct ChallengeConfig {
     pub challenge_ttl_s: u64,
     /// How long a clearance lasts, in seconds (an app session).
     pub clearance_ttl_s: u64,
-    /// A clearance is bound to the client's /24 (IPv4) or /64 (IPv6).
+    /// Refuse a clearance (and a challenge solution) used from another /24
+    /// (IPv4) or /64 (IPv6) than the one it was issued to. Off by default:
+    /// the device's key is the binding, and a network change is evidence
+    /// for the risk engine (`risk.limits.networks_per_device_1h`), since
+    /// phones move between Wi-Fi and carrier networks whose NAT changes
+    /// the address within a session.
     pub bind_network: bool,
     /// How old a signature's `created` may be, in seconds.
     pub signature_max_age_s: u64,
@@ -174,6 +179,20 @@ pub struct ChallengeConfig {
     /// routes and the challenge service with the SDK: their CORS preflights
     /// are answered by the gateway for the SDK's headers.
     pub cors_origins: Vec<String>,
+    /// Calls to the challenge endpoints per device id: sustained per minute,
+    /// and burst. One device asking again and again is not NAT.
+    pub device_per_minute: u32,
+    pub device_burst: u32,
+    /// Calls per client address: sustained per second, and burst. Hundreds
+    /// of phones behind one NAT address start their app together, so this
+    /// is the last resort; the difficulty rises first (below).
+    pub ip_per_s: u32,
+    pub ip_burst: u32,
+    /// Challenges per minute from one address that cost no extra work;
+    /// each doubling above adds one bit of difficulty (twice the work)...
+    pub ip_quiet_per_minute: u32,
+    /// ... up to this many bits.
+    pub ip_max_extra_bits: u8,
 }
 
 impl Default for ChallengeConfig {
@@ -183,12 +202,18 @@ impl Default for ChallengeConfig {
             difficulty: 17,
             challenge_ttl_s: 120,
             clearance_ttl_s: 4 * 3600,
-            bind_network: true,
+            bind_network: false,
             signature_max_age_s: 300,
             refuse_at: 4,
             interstitial: true,
             cookie: "pc_clearance".into(),
             cors_origins: Vec::new(),
+            device_per_minute: 12,
+            device_burst: 6,
+            ip_per_s: 50,
+            ip_burst: 1000,
+            ip_quiet_per_minute: 60,
+            ip_max_extra_bits: 6,
         }
     }
 }

@@ -37,6 +37,11 @@ pub const DEFAULT_FACTOR_WEIGHTS: &[(&str, i32)] = &[
     ("devices_per_account_30d", 4),
     ("new_device", 5),
     ("new_account", 10),
+    ("networks_per_device_1h", 30),
+    ("accounts_per_device_session", 60),
+    ("devices_per_account_session", 20),
+    ("route_new_identities", 25),
+    ("fingerprint_devices", 20),
     ("challenge_passed", -10),
     ("challenge_failed", 30),
     ("challenge_expired", 10),
@@ -140,6 +145,13 @@ pub struct RiskConfig {
     pub limits: RiskLimits,
     /// A device or account first seen less than this long ago is new.
     pub new_entity_minutes: u32,
+    /// "New" weighs only for an id first seen at least this long after
+    /// the state's history began (a restart with in-memory state, a new
+    /// Redis): before that, the store cannot tell new from unseen.
+    pub history_minutes: u32,
+    /// The same for the new ids counted per route (`route_new_identities`):
+    /// the launch burst after a restart is not a wave of new accounts.
+    pub route_history_s: u32,
     pub ip_types: IpTypesConfig,
     pub headers: RiskHeaderNames,
     /// Add `x-wx-risk-signature` (HMAC-SHA256, see crates/risk/README.md).
@@ -157,6 +169,8 @@ impl Default for RiskConfig {
             weights: default_weights(),
             limits: RiskLimits::default(),
             new_entity_minutes: 10,
+            history_minutes: 1440,
+            route_history_s: 10,
             ip_types: IpTypesConfig::default(),
             headers: RiskHeaderNames::default(),
             sign_headers: false,
@@ -216,6 +230,20 @@ pub struct RiskLimits {
     pub devices_per_account_30d: u32,
     /// A new device with at least this many accounts in a day looks like a farm.
     pub farm_accounts: u32,
+    /// Networks (distinct IPv4 /16s, IPv6 /48s) one device was seen on in
+    /// an hour: Wi-Fi, carrier, office and a move or two cost nothing.
+    pub networks_per_device_1h: u32,
+    /// Accounts seen on one device, and devices one account was seen on,
+    /// within a clearance's lifetime (`challenge.clearance_ttl_s`).
+    pub accounts_per_device_session: u32,
+    pub devices_per_account_session: u32,
+    /// New ids (an account or device first seen, under a clearance) on one
+    /// route (method and path, numbers folded) per minute: a wave of new
+    /// accounts claiming a coupon.
+    pub route_new_identities_per_minute: u32,
+    /// Device ids that presented one environment fingerprint at the
+    /// check within about 10 minutes.
+    pub fingerprint_devices: u32,
     /// A challenge passed this recently lowers the score (`challenge_passed`).
     pub challenge_fresh_s: u64,
 }
@@ -234,6 +262,11 @@ impl Default for RiskLimits {
             devices_per_account_7d: 5,
             devices_per_account_30d: 10,
             farm_accounts: 3,
+            networks_per_device_1h: 4,
+            accounts_per_device_session: 2,
+            devices_per_account_session: 3,
+            route_new_identities_per_minute: 60,
+            fingerprint_devices: 100,
             challenge_fresh_s: 1800,
         }
     }

@@ -518,9 +518,25 @@ fn check_challenge(config: &Config, c: &mut Checker) {
             "challenge.signature_max_age_s",
             challenge.signature_max_age_s,
         ),
+        (
+            "challenge.device_per_minute",
+            u64::from(challenge.device_per_minute),
+        ),
+        ("challenge.device_burst", u64::from(challenge.device_burst)),
+        ("challenge.ip_per_s", u64::from(challenge.ip_per_s)),
+        ("challenge.ip_burst", u64::from(challenge.ip_burst)),
+        (
+            "challenge.ip_quiet_per_minute",
+            u64::from(challenge.ip_quiet_per_minute),
+        ),
     ] {
         c.check(value >= 1, field, "must be at least 1");
     }
+    c.check(
+        challenge.ip_max_extra_bits <= 16,
+        "challenge.ip_max_extra_bits",
+        "must be at most 16 bits",
+    );
     c.check(
         http_token(&challenge.cookie),
         "challenge.cookie",

@@ -9,15 +9,14 @@ use anyhow::Context as _;
 use http::HeaderMap;
 use portcullis_config::RiskConfig;
 use portcullis_risk::{
-    AsSignal, ChallengeState as RiskChallenge, DeviceFacts, DeviceFlags, FeatureKeys, Features,
-    HeaderFacts, IpType, RiskEngine, RiskHeaders, RiskInput, Windows,
+    AsSignal, ChallengeState as RiskChallenge, DeviceFacts, FeatureKeys, Features, HeaderFacts,
+    IpType, RiskEngine, RiskHeaders, RiskInput, Windows,
 };
 use portcullis_state::StateStore;
 
 use crate::context::{ChallengeState, RequestContext, RiskHeaderList, RiskVerdict, Signal};
 use crate::edge::ipset::IpSet;
 use crate::files::modified;
-use crate::trust::portal::env_key;
 
 impl AsSignal for Signal {
     fn name(&self) -> &str {
@@ -130,21 +129,35 @@ fn verdict(a: &portcullis_risk::RiskAssessment<'_>) -> RiskVerdict {
 }
 
 /// Gathers the request's features, ranks it and prepares the risk headers.
-/// A state outage costs the features, not the request.
+/// A state outage costs the features, not the request. `session` is a
+/// clearance's lifetime (the window of the per-session id sets).
 pub async fn assess(
     risk: &Risk,
     state: &dyn StateStore,
     ctx: &RequestContext,
     route: &str,
+    session: std::time::Duration,
     debug: bool,
     parts: &http::request::Parts,
 ) -> (RiskVerdict, RiskHeaderList) {
     let now = SystemTime::now();
+    let cid = ctx.clearance.as_ref().map(|c| c.cid.to_string());
+    let path = portcullis_risk::features::path_key(parts.method.as_str(), parts.uri.path());
     let keys = FeatureKeys {
         ip: ctx.client_ip,
         device: ctx.device.as_deref(),
         account: ctx.account.as_deref(),
         route,
+        path: &path,
+        cid: cid.as_deref(),
+        // The clearance was verified against this device id.
+        proven_device: ctx.clearance.is_some(),
+        // A refused request (replayed, forged) says nothing about the
+        // identities it names; counting it would raise the victim's risk.
+        count: !ctx.is_stopped(),
+        session,
+        route_history: risk.engine.route_history(),
+        clearance_issued_ms: ctx.clearance.as_ref().map(|c| c.issued_ms),
     };
     let features = match portcullis_risk::gather(state, &keys, now).await {
         Ok(features) => features,
@@ -153,17 +166,12 @@ pub async fn assess(
             Features::default()
         }
     };
-    let cid = ctx.clearance.as_ref().map(|c| c.cid.to_string());
-    let env = match &cid {
-        Some(cid) => device_flags(state, cid).await,
-        None => DeviceFlags::default(),
-    };
     let device = ctx.clearance.as_ref().map(|claims| DeviceFacts {
         platform: claims.platform.as_str(),
-        flags: env,
+        flags: features.env.flags,
         risk_at_issue: claims.risk,
     });
-    let window = risk.engine.new_entity_window();
+    let (window, history) = (risk.engine.new_entity_window(), risk.engine.history());
     let input = RiskInput {
         signals: &ctx.signals,
         ip_type: risk.ip_type(ctx.client_ip),
@@ -171,9 +179,22 @@ pub async fn assess(
         device,
         accounts_per_device: features.accounts_per_device,
         devices_per_account: features.devices_per_account,
-        new_device: ctx.device.is_some() && features.new_device(window),
-        new_account: ctx.account.is_some() && features.new_account(window),
-        challenge: challenge_state(ctx),
+        accounts_per_device_session: features.accounts_per_device_session,
+        devices_per_account_session: features.devices_per_account_session,
+        networks_per_device: features.networks_per_device,
+        devices_on_ip: features.devices_on_ip,
+        route_new_identities: if features.new_on_route {
+            features.route_new_identities
+        } else {
+            0
+        },
+        fingerprint_devices: features.env.fingerprint_devices,
+        new_device: ctx.device.is_some() && features.new_device(window, history),
+        new_account: ctx.account.is_some() && features.new_account(window, history),
+        challenge: match challenge_state(ctx) {
+            RiskChallenge::None if features.device_denied => RiskChallenge::Failed,
+            state => state,
+        },
         traffic_class: ctx.class.as_str(),
     };
     let assessment = risk.engine.assess(&input);
@@ -196,20 +217,6 @@ pub async fn assess(
     };
     let headers = risk.headers.build(&assessment, &facts);
     (verdict(&assessment), headers)
-}
-
-/// The device flags the SDK reported when the clearance was minted.
-async fn device_flags(state: &dyn StateStore, cid: &str) -> DeviceFlags {
-    match state.get(&env_key(cid)).await {
-        Ok(Some(bytes)) => {
-            DeviceFlags::from_names(std::str::from_utf8(&bytes).unwrap_or("").split(','))
-        }
-        Ok(None) => DeviceFlags::default(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the device flags of a clearance");
-            DeviceFlags::default()
-        }
-    }
 }
 
 /// Removes client copies of every risk header, then writes the gateway's.

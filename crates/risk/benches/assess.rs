@@ -198,6 +198,13 @@ fn gather(c: &mut Criterion) {
                 device: Some(&devices[i % devices.len()]),
                 account: Some(&accounts[i % accounts.len()]),
                 route: "/api/coupon",
+                path: "POST /api/coupon/claim",
+                cid: None,
+                proven_device: true,
+                count: true,
+                session: Duration::from_secs(4 * 3600),
+                route_history: Duration::from_secs(10),
+                clearance_issued_ms: None,
             };
             let now = start + Duration::from_millis(i as u64);
             black_box(poll_ready(portcullis_risk::gather(&state, &keys, now)))

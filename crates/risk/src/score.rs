@@ -187,7 +187,20 @@ pub struct RiskInput<'a, S = SignalRef<'a>> {
     pub device: Option<DeviceFacts<'a>>,
     pub accounts_per_device: Windows,
     pub devices_per_account: Windows,
-    /// First seen less than `new_entity_minutes` ago.
+    /// Within a clearance's lifetime: accounts on the device, devices of the account.
+    pub accounts_per_device_session: u32,
+    pub devices_per_account_session: u32,
+    /// Networks (IPv4 /16s) the device used within an hour.
+    pub networks_per_device: u32,
+    /// Devices behind the client address (NAT): the address's velocity
+    /// limit is per device.
+    pub devices_on_ip: u32,
+    /// New ids on the request's route in the last minute, when this request
+    /// brings one of them (0 otherwise).
+    pub route_new_identities: u32,
+    /// Device ids behind the clearance's environment fingerprint at issue.
+    pub fingerprint_devices: u32,
+    /// First seen less than `new_entity_minutes` ago, after enough history.
     pub new_device: bool,
     pub new_account: bool,
     pub challenge: ChallengeState,
@@ -204,6 +217,12 @@ impl<S> Default for RiskInput<'_, S> {
             device: None,
             accounts_per_device: Windows::default(),
             devices_per_account: Windows::default(),
+            accounts_per_device_session: 0,
+            devices_per_account_session: 0,
+            networks_per_device: 0,
+            devices_on_ip: 0,
+            route_new_identities: 0,
+            fingerprint_devices: 0,
             new_device: false,
             new_account: false,
             challenge: ChallengeState::default(),
@@ -239,6 +258,11 @@ pub enum Factor {
     DevicesPerAccount30d,
     NewDevice,
     NewAccount,
+    NetworksPerDevice,
+    AccountsPerDeviceSession,
+    DevicesPerAccountSession,
+    RouteNewIdentities,
+    FingerprintDevices,
     ChallengePassed,
     ChallengeFailed,
     ChallengeExpired,
@@ -246,7 +270,7 @@ pub enum Factor {
 }
 
 impl Factor {
-    pub const ALL: [Factor; 28] = [
+    pub const ALL: [Factor; 33] = [
         Factor::IpDatacenter,
         Factor::IpProxy,
         Factor::IpTor,
@@ -271,6 +295,11 @@ impl Factor {
         Factor::DevicesPerAccount30d,
         Factor::NewDevice,
         Factor::NewAccount,
+        Factor::NetworksPerDevice,
+        Factor::AccountsPerDeviceSession,
+        Factor::DevicesPerAccountSession,
+        Factor::RouteNewIdentities,
+        Factor::FingerprintDevices,
         Factor::ChallengePassed,
         Factor::ChallengeFailed,
         Factor::ChallengeExpired,
@@ -303,6 +332,11 @@ impl Factor {
             Factor::DevicesPerAccount30d => "devices_per_account_30d",
             Factor::NewDevice => "new_device",
             Factor::NewAccount => "new_account",
+            Factor::NetworksPerDevice => "networks_per_device_1h",
+            Factor::AccountsPerDeviceSession => "accounts_per_device_session",
+            Factor::DevicesPerAccountSession => "devices_per_account_session",
+            Factor::RouteNewIdentities => "route_new_identities",
+            Factor::FingerprintDevices => "fingerprint_devices",
             Factor::ChallengePassed => "challenge_passed",
             Factor::ChallengeFailed => "challenge_failed",
             Factor::ChallengeExpired => "challenge_expired",
@@ -328,6 +362,36 @@ impl Factor {
                 | Factor::AccountsPerDevice30d
                 | Factor::DeviceFarm
                 | Factor::NewDevice
+                | Factor::NetworksPerDevice
+                | Factor::AccountsPerDeviceSession
+                | Factor::FingerprintDevices
+        )
+    }
+
+    /// Whether the factor is evidence about the history of the request's
+    /// identities (its device, account, their relations and their route):
+    /// a passed challenge lowers the risk only where none of these fired.
+    fn is_history(self) -> bool {
+        matches!(
+            self,
+            Factor::VelocityDevice
+                | Factor::VelocityAccount
+                | Factor::AccountsPerDevice1d
+                | Factor::AccountsPerDevice7d
+                | Factor::AccountsPerDevice30d
+                | Factor::DeviceFarm
+                | Factor::DevicesPerAccount1d
+                | Factor::DevicesPerAccount7d
+                | Factor::DevicesPerAccount30d
+                | Factor::NewDevice
+                | Factor::NewAccount
+                | Factor::NetworksPerDevice
+                | Factor::AccountsPerDeviceSession
+                | Factor::DevicesPerAccountSession
+                | Factor::RouteNewIdentities
+                | Factor::FingerprintDevices
+                | Factor::ChallengeFailed
+                | Factor::ChallengeExpired
         )
     }
 }
@@ -449,6 +513,8 @@ pub struct RiskEngine {
     device_thresholds: [u32; 4],
     limits: RiskLimits,
     new_entity_window: Duration,
+    history: Duration,
+    route_history: Duration,
 }
 
 impl RiskEngine {
@@ -483,12 +549,25 @@ impl RiskEngine {
             device_thresholds: config.device_thresholds,
             limits: config.limits.clone(),
             new_entity_window: Duration::from_secs(u64::from(config.new_entity_minutes) * 60),
+            history: Duration::from_secs(u64::from(config.history_minutes) * 60),
+            route_history: Duration::from_secs(u64::from(config.route_history_s)),
         })
     }
 
     /// How recently a device or account must have been first seen to be new.
     pub fn new_entity_window(&self) -> Duration {
         self.new_entity_window
+    }
+
+    /// How much history the state must have had before an id's first
+    /// sighting for "new" to weigh.
+    pub fn history(&self) -> Duration {
+        self.history
+    }
+
+    /// The same for new ids counted per route.
+    pub fn route_history(&self) -> Duration {
+        self.route_history
     }
 
     pub fn assess<'a, S: AsSignal>(&self, input: &RiskInput<'a, S>) -> RiskAssessment<'a> {
@@ -552,8 +631,10 @@ impl RiskEngine {
         }
         let v = input.velocity;
         let l = &self.limits;
+        // Behind NAT many phones share the address: its limit is per device.
+        let ip_limit = l.ip_per_minute.saturating_mul(input.devices_on_ip.max(1));
         for (factor, value, limit) in [
-            (Factor::VelocityIp, v.ip, l.ip_per_minute),
+            (Factor::VelocityIp, v.ip, ip_limit),
             (Factor::VelocityDevice, v.device, l.device_per_minute),
             (Factor::VelocityAccount, v.account, l.account_per_minute),
             (Factor::VelocityRoute, v.route, l.route_per_minute),
@@ -622,6 +703,35 @@ impl RiskEngine {
         ] {
             self.graded(tally, factor, value, limit);
         }
+        for (factor, value, limit) in [
+            (
+                Factor::AccountsPerDeviceSession,
+                input.accounts_per_device_session,
+                l.accounts_per_device_session,
+            ),
+            (
+                Factor::DevicesPerAccountSession,
+                input.devices_per_account_session,
+                l.devices_per_account_session,
+            ),
+            (
+                Factor::NetworksPerDevice,
+                input.networks_per_device,
+                l.networks_per_device_1h,
+            ),
+            (
+                Factor::RouteNewIdentities,
+                input.route_new_identities,
+                l.route_new_identities_per_minute,
+            ),
+            (
+                Factor::FingerprintDevices,
+                input.fingerprint_devices,
+                l.fingerprint_devices,
+            ),
+        ] {
+            self.graded(tally, factor, value, limit);
+        }
         if input.new_device && l.farm_accounts > 0 && apd.d1 >= l.farm_accounts {
             let evidence = Evidence::Count {
                 value: apd.d1,
@@ -639,7 +749,9 @@ impl RiskEngine {
             self.factor(tally, Factor::NewAccount, 1, Evidence::None);
         }
         match input.challenge {
-            ChallengeState::Passed { age_s } if age_s <= self.limits.challenge_fresh_s => {
+            ChallengeState::Passed { age_s }
+                if age_s <= self.limits.challenge_fresh_s && !tally.history_risk =>
+            {
                 self.factor(tally, Factor::ChallengePassed, 1, Evidence::AgeS(age_s));
             }
             ChallengeState::Failed => {
@@ -672,6 +784,7 @@ impl RiskEngine {
         evidence: Evidence<'a>,
     ) {
         let points = self.factor_points[factor as usize].saturating_mul(times);
+        tally.history_risk |= points > 0 && factor.is_history();
         tally.add(factor.as_str(), points, evidence, factor.is_device());
     }
 }
@@ -681,6 +794,8 @@ struct Tally<'a> {
     score: i64,
     device_score: i64,
     reasons: Reasons<'a>,
+    /// A history factor added points (see [`Factor::is_history`]).
+    history_risk: bool,
 }
 
 impl<'a> Tally<'a> {
@@ -1002,6 +1117,96 @@ mod tests {
             ..RiskInput::default()
         };
         assert_eq!(e.assess(&failed).score, 30);
+    }
+
+    #[test]
+    fn a_nat_address_is_judged_per_device_behind_it() {
+        let campus = RiskInput {
+            velocity: Velocity {
+                ip: 3000,
+                device: 20,
+                ..Velocity::default()
+            },
+            devices_on_ip: 150,
+            ..phone()
+        };
+        assert_eq!(engine().assess(&campus).rank, 0);
+        let one_client = RiskInput {
+            devices_on_ip: 1,
+            ..campus
+        };
+        assert_eq!(engine().assess(&one_client).reasons[0].name, "velocity_ip");
+    }
+
+    #[test]
+    fn a_third_account_in_one_session_is_rank_3_and_two_are_a_family() {
+        let family = RiskInput {
+            accounts_per_device_session: 2,
+            ..phone()
+        };
+        assert_eq!(engine().assess(&family).rank, 0);
+        let takeover = RiskInput {
+            accounts_per_device_session: 3,
+            ..phone()
+        };
+        let a = engine().assess(&takeover);
+        assert!(a.rank >= 3, "{a:?}");
+        assert_eq!(a.reasons[0].name, "accounts_per_device_session");
+        assert_eq!(a.reasons[0].evidence.to_string(), "3 > 2");
+    }
+
+    #[test]
+    fn many_networks_an_hour_weigh_and_a_few_do_not() {
+        let commuter = RiskInput {
+            networks_per_device: 3,
+            ..phone()
+        };
+        assert_eq!(engine().assess(&commuter).score, 0);
+        let shared = RiskInput {
+            networks_per_device: 20,
+            ..phone()
+        };
+        let a = engine().assess(&shared);
+        assert!(a.rank >= 3, "{a:?}");
+        assert_eq!(a.reasons[0].name, "networks_per_device_1h");
+    }
+
+    #[test]
+    fn a_wave_of_new_ids_on_a_route_is_rank_3() {
+        let wave = RiskInput {
+            route_new_identities: 1500,
+            ..phone()
+        };
+        let a = engine().assess(&wave);
+        assert!(a.rank >= 3, "{a:?}");
+        assert_eq!(a.reasons[0].evidence.to_string(), "1500 > 60");
+        let trickle = RiskInput {
+            route_new_identities: 30,
+            ..phone()
+        };
+        assert_eq!(engine().assess(&trickle).score, 0);
+    }
+
+    #[test]
+    fn a_passed_challenge_helps_only_a_clean_history() {
+        let signals = [SignalRef {
+            name: "rate_limit",
+            weight: 25,
+            evidence: "api",
+        }];
+        let clean = RiskInput {
+            signals: &signals,
+            ..phone()
+        };
+        assert_eq!(engine().assess(&clean).score, 15);
+        let rotated = RiskInput {
+            signals: &signals,
+            fingerprint_devices: 150,
+            ..phone()
+        };
+        let a = engine().assess(&rotated);
+        assert_eq!(a.score, 45, "{a:?}");
+        assert!(!names(&a).contains(&"challenge_passed"));
     }
 
     #[test]

@@ -119,10 +119,30 @@ pub fn render(template: &str, origin: SocketAddr) -> Result<String, SimError> {
 pub struct Spawned {
     pub url: String,
     _child: Child,
-    _config: TempFile,
 }
 
-struct TempFile(PathBuf);
+/// The config file of the gateways a simulation starts; removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn write(config: &str) -> Result<TempFile, SimError> {
+        let path =
+            std::env::temp_dir().join(format!("portcullis-simulate-{}.toml", std::process::id()));
+        std::fs::write(&path, config)
+            .map_err(|e| SimError::Gateway(format!("cannot write {}: {e}", path.display())))?;
+        Ok(TempFile(path))
+    }
+}
+
+/// A free local port for the gateway, so that a restarted gateway listens
+/// where its clients' requests go.
+pub fn free_port() -> Result<SocketAddr, SimError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| SimError::Gateway(format!("no free port: {e}")))?;
+    listener
+        .local_addr()
+        .map_err(|e| SimError::Gateway(format!("no free port: {e}")))
+}
 
 impl Drop for TempFile {
     fn drop(&mut self) {
@@ -130,19 +150,23 @@ impl Drop for TempFile {
     }
 }
 
-/// Starts `bin run` with this config on an ephemeral port and waits until
-/// it listens.
-pub async fn spawn(bin: &Path, config: &str) -> Result<Spawned, SimError> {
-    let path =
-        std::env::temp_dir().join(format!("portcullis-simulate-{}.toml", std::process::id()));
-    std::fs::write(&path, config)
-        .map_err(|e| SimError::Gateway(format!("cannot write {}: {e}", path.display())))?;
-    let file = TempFile(path);
+/// Starts `bin run` with this config on `listen` and waits until it
+/// listens; `env` is added to its environment (the challenge secret, so
+/// that clearances outlive a restart as they do in a deployment).
+pub async fn spawn(
+    bin: &Path,
+    config: &Path,
+    listen: SocketAddr,
+    env: &[(String, String)],
+) -> Result<Spawned, SimError> {
     let mut child = Command::new(bin)
         .arg("run")
         .arg("--config")
-        .arg(&file.0)
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg(config)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .args(["--admin", "127.0.0.1:0"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("PORTCULLIS_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -180,11 +204,7 @@ pub async fn spawn(bin: &Path, config: &str) -> Result<Spawned, SimError> {
     };
     // Keep reading, so a chatty gateway never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Spawned {
-        url,
-        _child: child,
-        _config: file,
-    })
+    Ok(Spawned { url, _child: child })
 }
 
 #[cfg(test)]

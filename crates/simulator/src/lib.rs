@@ -77,6 +77,11 @@ pub struct SimOptions {
     /// How long the populations send, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub duration_s: f64,
+    /// Restart the gateway the simulator started this many seconds into
+    /// the run (default: half way; 0: never). Its in-memory state is lost,
+    /// its challenge secret is kept (as a deployment would configure it).
+    #[arg(long, value_name = "SECS")]
+    pub restart_at_s: Option<f64>,
     /// Seed of every random choice (identities, request mix, pacing).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -119,7 +124,8 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
             addr: origin_addr,
             source,
         })?;
-    let (target, _spawned) = match &options.target {
+    let duration = Duration::from_secs_f64(options.duration_s);
+    let (target, mut restart) = match &options.target {
         Some(url) => (url.clone(), None),
         None => {
             let text = gateway::render(&template, origin.addr)?;
@@ -129,13 +135,24 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
                 None => std::env::current_exe()
                     .map_err(|e| SimError::Gateway(format!("cannot find this executable: {e}")))?,
             };
-            let spawned = gateway::spawn(&bin, &text).await?;
-            (spawned.url.clone(), Some(spawned))
+            let secret: [u8; 32] = rand::random();
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let child = Child {
+                bin,
+                config: gateway::TempFile::write(&text)?,
+                listen: gateway::free_port()?,
+                env: vec![(template_config.challenge.secret_env.clone(), hex)],
+            };
+            let spawned = child.start().await?;
+            let at = options
+                .restart_at_s
+                .unwrap_or(options.duration_s / 2.0)
+                .max(0.0);
+            (spawned.url.clone(), Some((child, spawned, at)))
         }
     };
     tracing::info!(%target, origin = %origin.addr, "simulation starting");
 
-    let duration = Duration::from_secs_f64(options.duration_s);
     let mut not_residential = template_config.risk.ip_types.datacenter.clone();
     not_residential.extend(template_config.risk.ip_types.proxy.iter().copied());
     not_residential.extend(template_config.traffic.scanner.ips.iter().copied());
@@ -151,6 +168,7 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
         scanner_user_agent: settings.scanner_user_agent.clone(),
         account_header: settings.account_header.clone(),
         seed: options.seed,
+        captured: std::sync::Mutex::new(Vec::new()),
     });
     let populations = chosen(&options.populations);
     let mut tasks = JoinSet::new();
@@ -163,6 +181,19 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
                 (population, report)
             });
         }
+    }
+    let mut restarts = 0;
+    if let Some((child, spawned, at)) = restart.take()
+        && at > 0.0
+        && at < options.duration_s
+    {
+        tokio::time::sleep(Duration::from_secs_f64(at)).await;
+        drop(spawned);
+        let respawned = child.start().await?;
+        restarts += 1;
+        restart = Some((child, respawned, 0.0));
+    } else {
+        restart = restart.take();
     }
     let mut merged: BTreeMap<Population, PopulationReport> = populations
         .iter()
@@ -189,7 +220,13 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
             report.origin = count.clone();
         }
     }
-    let notes = notes(&settings, &reports);
+    drop(restart);
+    let mut notes = notes(&settings, &reports);
+    if restarts > 0 {
+        notes.push(format!(
+            "the gateway was restarted {restarts} time(s) during the run (its in-memory state lost)"
+        ));
+    }
     Ok(SimReport::new(
         target,
         options.seed,
@@ -198,6 +235,29 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
         reports,
         notes,
     ))
+}
+
+/// How to (re)start the gateway under test.
+struct Child {
+    bin: PathBuf,
+    config: gateway::TempFile,
+    listen: SocketAddr,
+    env: Vec<(String, String)>,
+}
+
+impl Child {
+    async fn start(&self) -> Result<gateway::Spawned, SimError> {
+        // A killed gateway's port can take a moment to come free.
+        let mut last = None;
+        for _ in 0..20 {
+            match gateway::spawn(&self.bin, &self.config.0, self.listen, &self.env).await {
+                Ok(spawned) => return Ok(spawned),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last.unwrap_or_else(|| SimError::Gateway("cannot start".into())))
+    }
 }
 
 /// The populations asked for, in the fixed order, each once.

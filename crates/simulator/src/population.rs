@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE, REFERER, USER_AGENT};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONTENT_TYPE, COOKIE, REFERER, USER_AGENT,
+};
 use http::{HeaderName, Method};
 use ipnet::IpNet;
 use rand::rngs::StdRng;
@@ -37,6 +39,36 @@ pub enum Population {
     /// People on phones using the mini-program (the SDK, one device and
     /// one account each, residential addresses, human pace).
     Ordinary,
+    /// Students on phones behind one campus NAT address.
+    CampusNat,
+    /// Phones on a carrier-grade NAT whose public address moves between
+    /// /24s (and now and then to another /16 of the carrier) within a session.
+    CarrierNat,
+    /// Phones switching between home Wi-Fi and the mobile network.
+    WifiMobile,
+    /// Phones shared by two family accounts.
+    FamilyShared,
+    /// New installs arriving through the run: a new device, a sign-up.
+    FreshInstall,
+    /// Users whose app is killed and relaunched (a new check each time).
+    AppRestart,
+    /// Power users scrolling in bursts.
+    PowerUser,
+    /// Browser users of the web site, without the SDK.
+    WebUser,
+    /// Phones whose signed requests someone captures and replays.
+    ReplayVictim,
+    /// A protocol-complete coupon bot: it solves the check and signs, with a
+    /// new address every request, a new device every 3, a new account every claim.
+    CouponBot,
+    /// One device logging into a new account every 3 s.
+    AccountTakeover,
+    /// One clearance (token, key, device id) shared by 20 scripts on other networks.
+    SharedClearance,
+    /// Captured signed requests replayed from other networks.
+    Replay,
+    /// A quiet scraper on a hosting range that no list names.
+    QuietScraper,
     /// A script on one datacenter /24 claiming coupons fast for many accounts.
     CouponFarm,
     /// A few real phones, each cycling through many accounts.
@@ -53,8 +85,22 @@ pub enum Population {
 }
 
 impl Population {
-    pub const ALL: [Population; 7] = [
+    pub const ALL: [Population; 21] = [
         Population::Ordinary,
+        Population::CampusNat,
+        Population::CarrierNat,
+        Population::WifiMobile,
+        Population::FamilyShared,
+        Population::FreshInstall,
+        Population::AppRestart,
+        Population::PowerUser,
+        Population::WebUser,
+        Population::ReplayVictim,
+        Population::CouponBot,
+        Population::AccountTakeover,
+        Population::SharedClearance,
+        Population::Replay,
+        Population::QuietScraper,
         Population::CouponFarm,
         Population::DeviceFarm,
         Population::Emulator,
@@ -66,6 +112,20 @@ impl Population {
     pub fn name(self) -> &'static str {
         match self {
             Population::Ordinary => "ordinary",
+            Population::CampusNat => "campus_nat",
+            Population::CarrierNat => "carrier_nat",
+            Population::WifiMobile => "wifi_mobile",
+            Population::FamilyShared => "family_shared",
+            Population::FreshInstall => "fresh_install",
+            Population::AppRestart => "app_restart",
+            Population::PowerUser => "power_user",
+            Population::WebUser => "web_user",
+            Population::ReplayVictim => "replay_victim",
+            Population::CouponBot => "coupon_bot",
+            Population::AccountTakeover => "account_takeover",
+            Population::SharedClearance => "shared_clearance",
+            Population::Replay => "replay",
+            Population::QuietScraper => "quiet_scraper",
             Population::CouponFarm => "coupon_farm",
             Population::DeviceFarm => "device_farm",
             Population::Emulator => "emulator",
@@ -76,13 +136,39 @@ impl Population {
     }
 
     pub fn abusive(self) -> bool {
-        self != Population::Ordinary
+        !matches!(
+            self,
+            Population::Ordinary
+                | Population::CampusNat
+                | Population::CarrierNat
+                | Population::WifiMobile
+                | Population::FamilyShared
+                | Population::FreshInstall
+                | Population::AppRestart
+                | Population::PowerUser
+                | Population::WebUser
+                | Population::ReplayVictim
+        )
     }
 
     /// Clients at scale 1.
     fn base_clients(self) -> f64 {
         match self {
-            Population::Ordinary => 80.0,
+            Population::Ordinary => 40.0,
+            Population::CampusNat => 150.0,
+            Population::CarrierNat => 60.0,
+            Population::WifiMobile => 30.0,
+            Population::FamilyShared => 30.0,
+            Population::FreshInstall => 30.0,
+            Population::AppRestart => 30.0,
+            Population::PowerUser => 20.0,
+            Population::WebUser => 30.0,
+            Population::ReplayVictim => 4.0,
+            Population::CouponBot => 4.0,
+            Population::AccountTakeover => 2.0,
+            Population::SharedClearance => 1.0,
+            Population::Replay => 4.0,
+            Population::QuietScraper => 2.0,
             Population::CouponFarm => 4.0,
             Population::DeviceFarm => 3.0,
             Population::Emulator => 6.0,
@@ -123,7 +209,21 @@ pub struct Scene {
     pub account_header: Option<HeaderName>,
     /// The run's seed (clients that share something derive it from here).
     pub seed: u64,
+    /// Signed requests the replay victims leaked, for the replayers.
+    pub captured: std::sync::Mutex<Vec<Captured>>,
 }
+
+/// A signed request as a client sent it (the replayers' loot).
+#[derive(Debug, Clone)]
+pub struct Captured {
+    method: Method,
+    target: String,
+    headers: Vec<(HeaderName, String)>,
+    body: Bytes,
+}
+
+/// Captured requests kept for the replayers.
+const MAX_CAPTURED: usize = 256;
 
 /// Runs one client of a population until the deadline.
 pub async fn run_client(
@@ -146,6 +246,75 @@ pub async fn run_client(
     }
     match population {
         Population::Ordinary => ordinary(&mut agent).await,
+        Population::CampusNat => {
+            let ip = shared_address(&mut agent);
+            phone_session(&mut agent, Habits::at(Mobility::Fixed(ip))).await;
+        }
+        Population::CarrierNat => {
+            let mobility = carrier(&mut agent);
+            phone_session(&mut agent, Habits::at(mobility)).await;
+        }
+        Population::WifiMobile => {
+            let home = agent.residential();
+            let Mobility::Carrier { blocks, .. } = carrier(&mut agent) else {
+                return agent.report;
+            };
+            let mobility = Mobility::WifiMobile { home, blocks };
+            phone_session(&mut agent, Habits::at(mobility)).await;
+        }
+        Population::FamilyShared => {
+            let ip = agent.residential();
+            let habits = Habits {
+                accounts: 2,
+                ..Habits::at(Mobility::Fixed(ip))
+            };
+            phone_session(&mut agent, habits).await;
+        }
+        Population::FreshInstall => {
+            // Installs arrive through the first half of the run.
+            let left = agent
+                .scene
+                .deadline
+                .saturating_duration_since(Instant::now());
+            let wait = agent.rng.random_range(0.0..left.as_secs_f64() / 2.0);
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            let ip = agent.residential();
+            let habits = Habits {
+                signup: true,
+                ..Habits::at(Mobility::Fixed(ip))
+            };
+            phone_session(&mut agent, habits).await;
+        }
+        Population::AppRestart => {
+            let ip = agent.residential();
+            let habits = Habits {
+                relaunch_every_s: Some(20.0),
+                ..Habits::at(Mobility::Fixed(ip))
+            };
+            phone_session(&mut agent, habits).await;
+        }
+        Population::PowerUser => {
+            let ip = agent.residential();
+            let habits = Habits {
+                bursts: true,
+                ..Habits::at(Mobility::Fixed(ip))
+            };
+            phone_session(&mut agent, habits).await;
+        }
+        Population::WebUser => web_user(&mut agent).await,
+        Population::ReplayVictim => {
+            let ip = agent.residential();
+            let habits = Habits {
+                leak_to: Some(index),
+                ..Habits::at(Mobility::Fixed(ip))
+            };
+            phone_session(&mut agent, habits).await;
+        }
+        Population::CouponBot => coupon_bot(&mut agent).await,
+        Population::AccountTakeover => account_takeover(&mut agent).await,
+        Population::SharedClearance => shared_clearance(&mut agent).await,
+        Population::Replay => replay(&mut agent, index).await,
+        Population::QuietScraper => quiet_scraper(&mut agent, index).await,
         Population::CouponFarm => coupon_farm(&mut agent, index).await,
         Population::DeviceFarm => device_farm(&mut agent, index).await,
         Population::Emulator => emulator(&mut agent).await,
@@ -235,6 +404,22 @@ impl Agent<'_> {
         verdict
     }
 
+    fn capture(&self, ask: &Ask<'_>) {
+        let mut captured = self
+            .scene
+            .captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if captured.len() < MAX_CAPTURED {
+            captured.push(Captured {
+                method: ask.method.clone(),
+                target: ask.target.to_string(),
+                headers: ask.headers.clone(),
+                body: ask.body.clone(),
+            });
+        }
+    }
+
     fn account_header(&self, headers: &mut Vec<(HeaderName, String)>, account: &str) {
         if let Some(name) = &self.scene.account_header {
             headers.push((name.clone(), account.to_string()));
@@ -312,9 +497,44 @@ impl Agent<'_> {
         };
     }
 
+    async fn app_request(&mut self, app: &mut App, ask: Ask<'_>, account: &str) -> Verdict {
+        self.app_request_leaking(app, ask, account, false).await
+    }
+
+    /// A request of a script that speaks the protocol but never re-runs the
+    /// check (its device is thrown away anyway).
+    async fn app_request_once(
+        &mut self,
+        app: &mut App,
+        mut ask: Ask<'_>,
+        account: &str,
+    ) -> Verdict {
+        let mut headers = identity::miniprogram_headers(&app.phone);
+        headers.push((DEVICE_HEADER, app.device.clone()));
+        self.account_header(&mut headers, account);
+        headers.append(&mut ask.headers);
+        if let Some(clearance) = &app.clearance {
+            headers.extend(clearance.sign(
+                ask.method.as_str(),
+                ask.target,
+                &ask.body,
+                &mut self.rng,
+            ));
+        }
+        ask.headers = headers;
+        self.send(&ask).await
+    }
+
     /// A request from the app: its headers, the SDK's device id and
     /// signature; a challenge runs the check again and retries once.
-    async fn app_request(&mut self, app: &mut App, mut ask: Ask<'_>, account: &str) -> Verdict {
+    /// `leak`: the signed request is also captured for the replayers.
+    async fn app_request_leaking(
+        &mut self,
+        app: &mut App,
+        mut ask: Ask<'_>,
+        account: &str,
+        leak: bool,
+    ) -> Verdict {
         let mut base = identity::miniprogram_headers(&app.phone);
         base.push((DEVICE_HEADER, app.device.clone()));
         self.account_header(&mut base, account);
@@ -328,6 +548,9 @@ impl Agent<'_> {
                 ask.headers.extend(signed);
             }
             let verdict = self.send(&ask).await;
+            if leak && app.clearance.is_some() {
+                self.capture(&ask);
+            }
             let Verdict::Challenged { .. } = &verdict else {
                 return verdict;
             };
@@ -388,6 +611,376 @@ async fn ordinary(agent: &mut Agent<'_>) {
             _ => Ask::get("/api/coupon/mine", ip),
         };
         agent.app_request(&mut app, ask, &account).await;
+    }
+}
+
+/// Where a phone's requests come from over its session.
+#[derive(Debug, Clone)]
+enum Mobility {
+    /// One address (home line, or a NAT shared with others).
+    Fixed(IpAddr),
+    /// A carrier's NAT pool: a few /16s; the public address moves to
+    /// another /24 now and then, rarely to another /16 of the pool.
+    Carrier { blocks: Vec<[u8; 2]>, at: usize },
+    /// Home Wi-Fi, and the carrier's network when out.
+    WifiMobile { home: IpAddr, blocks: Vec<[u8; 2]> },
+}
+
+/// How a phone's user behaves beyond the ordinary session.
+#[derive(Debug, Clone)]
+struct Habits {
+    mobility: Mobility,
+    /// Accounts used on the phone (a family shares it).
+    accounts: usize,
+    /// The session starts with a sign-up (a fresh install).
+    signup: bool,
+    /// The app is killed and relaunched about this often (a new check).
+    relaunch_every_s: Option<f64>,
+    /// Scrolls in bursts of quick calls.
+    bursts: bool,
+    /// Some of the signed calls are captured for this replayer.
+    leak_to: Option<usize>,
+}
+
+impl Habits {
+    fn at(mobility: Mobility) -> Habits {
+        Habits {
+            mobility,
+            accounts: 1,
+            signup: false,
+            relaunch_every_s: None,
+            bursts: false,
+            leak_to: None,
+        }
+    }
+}
+
+/// One address shared by every client of the population (the campus NAT).
+fn shared_address(agent: &mut Agent<'_>) -> IpAddr {
+    let mut rng =
+        StdRng::seed_from_u64(client_seed(agent.scene.seed, agent.population, usize::MAX));
+    identity::residential_ip(&mut rng, &agent.scene.not_residential)
+}
+
+/// A carrier pool of three /16s shared by the population.
+fn carrier(agent: &mut Agent<'_>) -> Mobility {
+    let mut rng = StdRng::seed_from_u64(client_seed(
+        agent.scene.seed,
+        Population::CarrierNat,
+        usize::MAX,
+    ));
+    let blocks = (0..3)
+        .map(
+            |_| match identity::residential_ip(&mut rng, &agent.scene.not_residential) {
+                IpAddr::V4(v4) => {
+                    let [a, b, _, _] = v4.octets();
+                    [a, b]
+                }
+                IpAddr::V6(_) => [10, 0],
+            },
+        )
+        .collect();
+    let at = agent.rng.random_range(0..3);
+    Mobility::Carrier { blocks, at }
+}
+
+impl Mobility {
+    /// The address of the next request.
+    fn next(&mut self, rng: &mut StdRng, current: IpAddr) -> IpAddr {
+        let in_block = |rng: &mut StdRng, [a, b]: [u8; 2]| {
+            IpAddr::from([a, b, rng.random(), rng.random_range(2..=254)])
+        };
+        match self {
+            Mobility::Fixed(ip) => *ip,
+            Mobility::Carrier { blocks, at } => {
+                if rng.random_bool(0.03) {
+                    *at = rng.random_range(0..blocks.len());
+                } else if !rng.random_bool(0.3) {
+                    return current;
+                }
+                in_block(rng, blocks[*at])
+            }
+            Mobility::WifiMobile { home, blocks } => {
+                let on_wifi = current == *home;
+                if !rng.random_bool(0.05) {
+                    return current;
+                }
+                if on_wifi {
+                    in_block(rng, blocks[0])
+                } else {
+                    *home
+                }
+            }
+        }
+    }
+
+    fn first(&mut self, rng: &mut StdRng) -> IpAddr {
+        match self {
+            Mobility::Fixed(ip) | Mobility::WifiMobile { home: ip, .. } => *ip,
+            Mobility::Carrier { blocks, at } => {
+                let [a, b] = blocks[*at];
+                IpAddr::from([a, b, rng.random(), rng.random_range(2..=254)])
+            }
+        }
+    }
+}
+
+/// A phone user's session with the SDK under some habits: launch (the
+/// silent check), log in or sign up, then browse, add to the cart, claim
+/// the campaign's coupon once per account.
+async fn phone_session(agent: &mut Agent<'_>, mut habits: Habits) {
+    let phone = identity::phone(&mut agent.rng);
+    let mut ip = habits.mobility.first(&mut agent.rng);
+    let mut app = App::new(agent, phone, ip, &[]);
+    let accounts: Vec<String> = (0..habits.accounts.max(1))
+        .map(|_| identity::account(&mut agent.rng))
+        .collect();
+    let mut account = accounts[0].clone();
+    agent.clear(&mut app).await;
+    let (target, body) = if habits.signup {
+        (
+            "/api/signup",
+            serde_json::json!({"account": account, "password": format!("pw-{account}")}),
+        )
+    } else {
+        (
+            "/api/login",
+            serde_json::json!({"account": account, "password": format!("pw-{account}")}),
+        )
+    };
+    agent
+        .app_request(
+            &mut app,
+            Ask::json(Method::POST, target, ip, body),
+            &account,
+        )
+        .await;
+    let mut claimed = std::collections::HashSet::new();
+    let mut page = 1;
+    let mut launched = Instant::now();
+    let mut burst_left = 0u32;
+    loop {
+        let alive = if burst_left > 0 {
+            burst_left -= 1;
+            agent.pause(0.3, 0.15, 0.8).await
+        } else {
+            if habits.bursts && agent.rng.random_bool(0.3) {
+                burst_left = agent.rng.random_range(5..15);
+            }
+            agent.pause(3.0, 0.8, 20.0).await
+        };
+        if !alive {
+            return;
+        }
+        if let Some(every) = habits.relaunch_every_s
+            && launched.elapsed().as_secs_f64() > every
+        {
+            launched = Instant::now();
+            app.clearance = None;
+            agent.clear(&mut app).await;
+        }
+        ip = habits.mobility.next(&mut agent.rng, ip);
+        app.ip = ip;
+        if accounts.len() > 1 && agent.rng.random_bool(0.1) {
+            account = accounts[agent.rng.random_range(0..accounts.len())].clone();
+        }
+        let roll = agent.rng.random_range(0..100);
+        let item = agent.rng.random_range(1..5_000);
+        let target;
+        let ask = match roll {
+            0..40 => {
+                page += 1;
+                target = format!("/api/feed?page={page}");
+                Ask::get(&target, ip)
+            }
+            40..75 => {
+                target = format!("/api/items/{item}");
+                Ask::get(&target, ip)
+            }
+            75..92 => {
+                let body = serde_json::json!({"item": item, "qty": 1});
+                Ask::json(Method::POST, "/api/cart/add", ip, body)
+            }
+            _ if claimed.insert(account.clone()) => {
+                let body = serde_json::json!({"campaign": "spring", "account": account});
+                Ask::json(Method::POST, "/api/coupon/claim", ip, body)
+            }
+            _ => Ask::get("/api/coupon/mine", ip),
+        };
+        let leak = habits.leak_to.is_some() && agent.rng.random_bool(0.3);
+        agent
+            .app_request_leaking(&mut app, ask, &account, leak)
+            .await;
+    }
+}
+
+/// A browser on the web site, without the SDK: a browser's headers and a
+/// session cookie, no device id, no clearance, no signature.
+async fn web_user(agent: &mut Agent<'_>) {
+    let ip = agent.residential();
+    let ua = BROWSER_USER_AGENTS[agent.rng.random_range(0..BROWSER_USER_AGENTS.len())];
+    let session = identity::nonce(&mut agent.rng);
+    let mut page = 1;
+    while agent.pause(4.0, 1.0, 20.0).await {
+        let item = agent.rng.random_range(1..5_000);
+        let target = if agent.rng.random_bool(0.5) {
+            page += 1;
+            format!("/api/feed?page={page}")
+        } else {
+            format!("/api/items/{item}")
+        };
+        let mut ask = Ask::get(&target, ip);
+        ask.headers.extend([
+            (USER_AGENT, ua.to_string()),
+            (ACCEPT, "application/json, text/plain, */*".to_string()),
+            (ACCEPT_LANGUAGE, "zh-CN,zh;q=0.9,en;q=0.8".to_string()),
+            (ACCEPT_ENCODING, "gzip, deflate, br".to_string()),
+            (REFERER, "https://shop.example.com/items".to_string()),
+            (COOKIE, format!("sid={session}")),
+            (
+                HeaderName::from_static("sec-fetch-mode"),
+                "cors".to_string(),
+            ),
+            (
+                HeaderName::from_static("sec-fetch-site"),
+                "same-origin".to_string(),
+            ),
+            (
+                HeaderName::from_static("sec-fetch-dest"),
+                "empty".to_string(),
+            ),
+        ]);
+        agent.send(&ask).await;
+    }
+}
+
+/// The protocol-complete coupon bot: a new residential address on every
+/// request, a new device (with a solved check, the same fake phone's
+/// report every time) every 3 requests, a new account on every claim.
+async fn coupon_bot(agent: &mut Agent<'_>) {
+    let phone = identity::phone(&mut agent.rng);
+    while agent.alive() {
+        let ip = agent.residential();
+        let mut app = App::new(agent, phone.clone(), ip, &[]);
+        agent.clear(&mut app).await;
+        if app.clearance.is_none() {
+            if !agent.pause(0.5, 0.1, 1.0).await {
+                return;
+            }
+            continue;
+        }
+        for _ in 0..3 {
+            let ip = agent.residential();
+            app.ip = ip;
+            let account = identity::account(&mut agent.rng);
+            let body = serde_json::json!({"campaign": "spring", "account": account});
+            let ask = Ask::json(Method::POST, "/api/coupon/claim", ip, body);
+            agent.app_request_once(&mut app, ask, &account).await;
+            if !agent.pause(0.05, 0.01, 0.2).await {
+                return;
+            }
+        }
+    }
+}
+
+/// One device trying a new account every 3 seconds.
+async fn account_takeover(agent: &mut Agent<'_>) {
+    let phone = identity::phone(&mut agent.rng);
+    let ip = agent.residential();
+    let mut app = App::new(agent, phone, ip, &[]);
+    agent.clear(&mut app).await;
+    while agent.alive() {
+        let account = identity::account(&mut agent.rng);
+        let body = serde_json::json!({"account": account, "password": format!("pw-{account}")});
+        let ask = Ask::json(Method::POST, "/api/login", ip, body);
+        agent.app_request(&mut app, ask, &account).await;
+        if !agent.pause(3.0, 2.5, 3.5).await {
+            return;
+        }
+    }
+}
+
+/// One clearance, bought once, used by 20 scripts on other networks.
+async fn shared_clearance(agent: &mut Agent<'_>) {
+    let phone = identity::phone(&mut agent.rng);
+    let ip = agent.residential();
+    let mut app = App::new(agent, phone, ip, &[]);
+    agent.clear(&mut app).await;
+    let account = identity::account(&mut agent.rng);
+    let mut scripts: Vec<(IpAddr, Instant)> = (0..20)
+        .map(|_| (agent.residential(), Instant::now()))
+        .collect();
+    while agent.alive() {
+        // The script whose turn comes first.
+        let Some(next) = scripts.iter_mut().min_by_key(|(_, at)| *at) else {
+            return;
+        };
+        let wait = next.1.saturating_duration_since(Instant::now());
+        tokio::time::sleep(wait).await;
+        let ip = next.0;
+        next.1 = Instant::now() + Duration::from_secs_f64(agent.rng.random_range(1.0..3.0));
+        app.ip = ip;
+        let item = agent.rng.random_range(1..5_000);
+        let target = format!("/api/items/{item}");
+        agent
+            .app_request_once(&mut app, Ask::get(&target, ip), &account)
+            .await;
+    }
+}
+
+/// Replays of signed requests the victims leaked, each from another network.
+async fn replay(agent: &mut Agent<'_>, index: usize) {
+    while agent.pause(1.0, 0.3, 3.0).await {
+        let loot = {
+            let captured = agent
+                .scene
+                .captured
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if captured.is_empty() {
+                None
+            } else {
+                let pick = (index + agent.rng.random_range(0..captured.len())) % captured.len();
+                Some(captured[pick].clone())
+            }
+        };
+        let Some(loot) = loot else { continue };
+        let ask = Ask {
+            method: loot.method,
+            target: &loot.target,
+            ip: agent.residential(),
+            headers: loot.headers,
+            body: loot.body,
+        };
+        agent.send(&ask).await;
+    }
+}
+
+/// A quiet scraper on a hosting range no list names: a few hosts of one
+/// /24, a browser's user agent, item pages in order at a slow pace.
+async fn quiet_scraper(agent: &mut Agent<'_>, index: usize) {
+    // A hosting provider's range (not in the simulated datacenter lists).
+    let hosts: Vec<IpAddr> = (0..4u8)
+        .map(|h| IpAddr::from([154, 38, 160 + (index % 50) as u8, 10 + h]))
+        .collect();
+    let ua = BROWSER_USER_AGENTS[index % BROWSER_USER_AGENTS.len()];
+    let mut item: u32 = agent.rng.random_range(1..1_000);
+    let mut turn = 0usize;
+    while agent.alive() {
+        item += 1;
+        turn += 1;
+        let target = format!("/api/items/{item}");
+        let mut ask = Ask::get(&target, hosts[turn % hosts.len()]);
+        // A copied user agent; the rest of a browser's headers are not copied.
+        ask.headers.extend([
+            (USER_AGENT, ua.to_string()),
+            (ACCEPT, "*/*".to_string()),
+            (ACCEPT_ENCODING, "gzip, deflate".to_string()),
+        ]);
+        agent.send(&ask).await;
+        if !agent.pause(3.0, 1.5, 6.0).await {
+            break;
+        }
     }
 }
 
@@ -634,8 +1227,8 @@ mod tests {
 
     #[test]
     fn population_sizes_scale_and_never_vanish() {
-        assert_eq!(Population::Ordinary.clients(1.0), 80);
-        assert_eq!(Population::Ordinary.clients(0.05), 4);
+        assert_eq!(Population::Ordinary.clients(1.0), 40);
+        assert_eq!(Population::Ordinary.clients(0.05), 2);
         assert_eq!(Population::SlowScraper.clients(0.1), 1);
         assert_eq!(Population::DeviceFarm.clients(1.0), 3);
     }
@@ -646,7 +1239,7 @@ mod tests {
             .iter()
             .flat_map(|p| (0..10).map(move |i| client_seed(1, *p, i)))
             .collect();
-        assert_eq!(seeds.len(), 70);
+        assert_eq!(seeds.len(), 10 * Population::ALL.len());
     }
 
     #[test]
@@ -654,6 +1247,6 @@ mod tests {
         let names: std::collections::HashSet<_> =
             Population::ALL.iter().map(|p| p.name()).collect();
         assert_eq!(names.len(), Population::ALL.len());
-        assert_eq!(Population::ALL.iter().filter(|p| !p.abusive()).count(), 1);
+        assert_eq!(Population::ALL.iter().filter(|p| !p.abusive()).count(), 10);
     }
 }

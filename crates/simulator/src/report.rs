@@ -13,6 +13,26 @@ use crate::origin::OriginCount;
 const MAX_KEYS: usize = 32;
 /// The rank from which a request counts as risky in the measure.
 pub const HIGH_RANK: u8 = 3;
+/// Share of an abusive population's requests that must be flagged.
+pub const ABUSIVE_FLAGGED_GOAL: f64 = 0.95;
+/// Share of a normal population's requests that may be flagged.
+pub const NORMAL_FLAGGED_GOAL: f64 = 0.01;
+
+/// A population's goal on its flagged share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl fmt::Display for Goal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Goal::AtLeast(g) => write!(f, ">= {:.0}%", g * 100.0),
+            Goal::AtMost(g) => write!(f, "<= {:.0}%", g * 100.0),
+        }
+    }
+}
 
 /// The ranks at which the simulated policy challenges and intercepts: a
 /// policy action then says the rank reached its band.
@@ -138,8 +158,28 @@ impl PopulationReport {
         share(self.rank_high, self.rank_known)
     }
 
+    /// The issue's goal for the population: at least 95 % of an abusive
+    /// population's answered requests flagged, at most 1 % of a normal one's.
+    pub fn goal(&self) -> Goal {
+        if self.abusive {
+            Goal::AtLeast(ABUSIVE_FLAGGED_GOAL)
+        } else {
+            Goal::AtMost(NORMAL_FLAGGED_GOAL)
+        }
+    }
+
+    /// Whether the flagged share meets the goal (`None`: nothing answered).
+    pub fn meets_goal(&self) -> Option<bool> {
+        let flagged = self.stopped_or_high_share()?;
+        Some(match self.goal() {
+            Goal::AtLeast(goal) => flagged >= goal,
+            Goal::AtMost(goal) => flagged <= goal,
+        })
+    }
+
     /// Share of all answered requests that were stopped by the gateway or
-    /// had rank >= 3.
+    /// had rank >= 3: the issue's "flagged" (challenged, intercepted or
+    /// refused, or reaching the origin at rank >= 3).
     pub fn stopped_or_high_share(&self) -> Option<f64> {
         let passed_low = self.passed - self.ranks[HIGH_RANK as usize..].iter().sum::<u64>();
         let answered = self.requests - self.failed;
@@ -229,7 +269,9 @@ simulator). A policy challenge (`challenge_required`) or intercept counts as ran
 policy's challenge_at / intercept_at is 3 or more, since only the rank triggers those answers. \
 Other gateway answers (throttles, blocks, clearance or signature refusals) and requests to routes \
 without a policy have no known rank (n/a). rank>=3 is the share of requests with a known rank; \
-stop|>=3 is the share of all answered requests that were stopped by the gateway or had rank >= 3.";
+flagged is the share of all answered requests that were stopped by the gateway (challenged, \
+intercepted, throttled, refused) or reached the origin with rank >= 3; ok / !! say whether it meets \
+the population's goal (abusive >= 95%, normal <= 1%).";
 
     pub fn new(
         target: String,
@@ -275,6 +317,22 @@ stop|>=3 is the share of all answered requests that were stopped by the gateway 
         share(row.high, row.high + row.low)
     }
 
+    /// The populations whose flagged share misses its goal, with the figures.
+    pub fn misses(&self) -> Vec<String> {
+        self.populations
+            .iter()
+            .filter(|p| p.meets_goal() == Some(false))
+            .map(|p| {
+                format!(
+                    "{}: {} flagged, goal {}",
+                    p.name,
+                    percent(p.stopped_or_high_share()),
+                    p.goal()
+                )
+            })
+            .collect()
+    }
+
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(path, json)
@@ -314,7 +372,7 @@ impl fmt::Display for SimReport {
         )?;
         writeln!(
             f,
-            "\n{:<20} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>7} {:>9} | {:>6}",
+            "\n{:<20} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>7} {:>10} | {:>6}",
             "population",
             "cli",
             "reqs",
@@ -331,14 +389,14 @@ impl fmt::Display for SimReport {
             "r4",
             "n/a",
             "rank>=3",
-            "stop|>=3",
+            "flagged",
             "origin"
         )?;
         for p in &self.populations {
             let label = format!("{}{}", p.name, if p.abusive { "" } else { " (ok)" });
             writeln!(
                 f,
-                "{:<20} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>7} {:>9} | {:>6}",
+                "{:<20} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>7} {:>10} | {:>6}",
                 label,
                 p.clients,
                 p.requests,
@@ -355,7 +413,15 @@ impl fmt::Display for SimReport {
                 p.ranks[4],
                 p.unranked,
                 percent(p.high_share()),
-                percent(p.stopped_or_high_share()),
+                format!(
+                    "{}{}",
+                    percent(p.stopped_or_high_share()),
+                    match p.meets_goal() {
+                        Some(true) => " ok",
+                        Some(false) => " !!",
+                        None => "",
+                    }
+                ),
                 p.origin.requests,
             )?;
         }
@@ -395,6 +461,12 @@ impl fmt::Display for SimReport {
         }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
+        }
+        let misses = self.misses();
+        if misses.is_empty() {
+            writeln!(f, "\nevery population meets its goal")?;
+        } else {
+            writeln!(f, "\npopulations missing their goal: {}", misses.join("; "))?;
         }
         write!(f, "\ncounting: {}", Self::COUNTING)
     }

@@ -22,6 +22,7 @@ impl Stage for Risk {
             ex.shared.state.as_ref(),
             &ex.ctx,
             &policy.config.name,
+            std::time::Duration::from_millis(ex.rt.trust.authority.ttl_ms),
             policy.config.debug,
             &ex.parts,
         )

@@ -96,7 +96,8 @@ pub async fn check(
     let now = now_ms();
     let binding = ClearanceCheck {
         device_id: Some(ctx.device.as_deref().unwrap_or("")),
-        ip: trust.bind_network.then_some(ctx.client_ip),
+        // The network comes last (`network_check`), after the nonce.
+        ip: None,
     };
     let claims = match trust.authority.verify(token, now, binding) {
         Ok(claims) => claims,
@@ -126,6 +127,7 @@ pub async fn check(
     let key = trust.authority.signing_key(&claims);
     ctx.clearance = Some(claims);
     if !need.signature {
+        network_check(trust, ctx, required);
         return;
     }
     if via_cookie {
@@ -162,7 +164,7 @@ pub async fn check(
         Ok(signature) => {
             let ttl = Duration::from_millis(trust.verifier.replay_ttl_ms());
             match state.put_if_absent(&signature.replay_key(), b"", ttl).await {
-                Ok(true) => {}
+                Ok(true) => network_check(trust, ctx, required),
                 Ok(false) => refuse(ctx, 403, "signature_replayed", signature.nonce),
                 // A nonce that cannot be recorded cannot be refused next time:
                 // the signed route fails closed (`[state.redis] nonces_when_down`).
@@ -180,6 +182,28 @@ pub async fn check(
             refuse(ctx, e.http_status(), e.code(), evidence);
         }
     }
+}
+
+/// Under `challenge.bind_network`, a clearance used from another network
+/// than its own fails. Checked after the signature's nonce, so that a
+/// replay is refused as a replay wherever it comes from.
+fn network_check(trust: &ClientTrust, ctx: &mut RequestContext, required: bool) {
+    let Some(claims) = &ctx.clearance else {
+        return;
+    };
+    if !trust.bind_network || claims.ip_prefix.contains(ctx.client_ip) {
+        return;
+    }
+    let code = "clearance_wrong_network";
+    let evidence = format!("issued to {}", claims.ip_prefix);
+    let demand = if required {
+        Demand::Challenge { code }
+    } else {
+        Demand::Tag
+    };
+    ctx.clearance = None;
+    ctx.challenge = ChallengeState::Failed;
+    ctx.add(code, Layer::Clean, 40, evidence, demand);
 }
 
 fn refuse(ctx: &mut RequestContext, status: u16, code: &'static str, evidence: String) {

@@ -31,6 +31,7 @@ pub struct ClientTrust {
     pub bind_network: bool,
     /// Web origins whose pages may use the SDK across origins.
     pub cors_origins: Vec<String>,
+    pub limits: portal::PortalLimits,
 }
 
 /// Cookie carrying the device id of a browser that passed the interstitial.
@@ -48,11 +49,15 @@ impl ClientTrust {
             ..DifficultyPolicy::default()
         };
         issuer.network = network;
+        issuer.bind_network = config.bind_network;
         let mut authority = ClearanceAuthority::new(keys.clone());
         authority.ttl_ms = config.clearance_ttl_s.saturating_mul(1000);
         authority.network = network;
         let verifier = SignatureVerifier {
             max_age_s: config.signature_max_age_s,
+            // Nonces of signatures made before this process started may
+            // have been used already: with in-memory state they are gone.
+            not_before_s: process_started_s(),
             ..SignatureVerifier::default()
         };
         Ok(ClientTrust {
@@ -65,6 +70,7 @@ impl ClientTrust {
             cookie: config.cookie.clone(),
             bind_network: config.bind_network,
             cors_origins: config.cors_origins.clone(),
+            limits: portal::PortalLimits::new(config),
         })
     }
 }
@@ -100,6 +106,11 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
         .collect()
+}
+
+fn process_started_s() -> u64 {
+    static STARTED: OnceLock<u64> = OnceLock::new();
+    *STARTED.get_or_init(|| crate::context::now_ms() / 1000)
 }
 
 fn process_secret() -> &'static [u8; 32] {

@@ -10,21 +10,61 @@ use http::{Method, Response};
 use portcullis_challenge::{
     ClientBinding, ClientReport, MintedClearance, SliderAnswer, assess_with_work,
 };
-use portcullis_state::{Gcra, StateStore};
+use portcullis_config::ChallengeConfig;
+use portcullis_risk::features::EnvRecord;
+use portcullis_state::{Gcra, Op, Reply, StateStore};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ClientTrust, DEVICE_COOKIE};
 use crate::context::now_ms;
-use crate::context::{ChallengeState, RequestContext};
+use crate::context::{ChallengeState, Demand, Layer, RequestContext};
 use crate::http::respond::{ProxyBody, gateway_response};
 
 /// The largest verify body accepted (a report is well under 4 KB).
 const MAX_VERIFY_BODY: usize = 16 * 1024;
 
-/// Attempts per client address on the endpoints: sustained per second, and burst.
-const ATTEMPTS_PER_S: f64 = 2.0;
-const ATTEMPTS_BURST: u32 = 30;
+/// The window of the device ids counted per environment fingerprint.
+const FINGERPRINT_WINDOW: Duration = Duration::from_secs(600);
+
+/// How often the endpoints may be called, and how the work rises with an
+/// address's challenge rate (`[challenge]`). Counted per device and per
+/// address: many devices on one address is NAT, many checks of one device
+/// is not.
+#[derive(Debug, Clone, Copy)]
+pub struct PortalLimits {
+    pub device: Gcra,
+    pub ip: Gcra,
+    pub ip_quiet_per_minute: u32,
+    pub ip_max_extra_bits: u8,
+}
+
+impl PortalLimits {
+    pub fn new(config: &ChallengeConfig) -> PortalLimits {
+        PortalLimits {
+            device: Gcra::per_second(
+                f64::from(config.device_per_minute) / 60.0,
+                config.device_burst,
+            ),
+            ip: Gcra::per_second(f64::from(config.ip_per_s), config.ip_burst),
+            ip_quiet_per_minute: config.ip_quiet_per_minute,
+            ip_max_extra_bits: config.ip_max_extra_bits,
+        }
+    }
+
+    /// Extra bits of work for an address that asked for this many
+    /// challenges this minute: one per doubling above the quiet rate.
+    pub fn extra_bits(&self, challenges_this_minute: u64) -> u8 {
+        let quiet = u64::from(self.ip_quiet_per_minute.max(1));
+        if challenges_this_minute < quiet.saturating_mul(2) {
+            return 0;
+        }
+        let doublings = (challenges_this_minute / quiet).ilog2();
+        u8::try_from(doublings)
+            .unwrap_or(u8::MAX)
+            .min(self.ip_max_extra_bits)
+    }
+}
 
 /// The SDK, served to the interstitial page (and to sites that want it).
 const SDK_FILES: [(&str, &str); 5] = [
@@ -70,15 +110,17 @@ pub async fn serve(
     if let Some(name) = rest.strip_prefix("sdk/") {
         return sdk_file(ctx, name);
     }
-    if !admitted(state, ctx).await {
-        let mut response = error(ctx, 429, "rate_limited");
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    }
+    let is_challenge = req.parts.method == Method::GET && rest == "challenge";
+    let admission = admit(trust, state, ctx, is_challenge).await;
+    let challenges = match admission {
+        Ok(challenges) => challenges,
+        Err((why, retry_after_s)) => return limited(ctx, why, retry_after_s),
+    };
     match (&req.parts.method, rest) {
-        (&Method::GET, "challenge") => challenge(trust, ctx, &req),
+        (&Method::GET, "challenge") => {
+            let extra = trust.limits.extra_bits(challenges);
+            challenge(trust, ctx, &req, extra)
+        }
         (&Method::POST, "verify") => verify(trust, state, ctx, &req).await,
         (&Method::GET, "captcha") => captcha(trust, ctx),
         (&Method::GET, "captcha/bg" | "captcha/piece") => captcha_image(trust, ctx, &req, rest),
@@ -86,16 +128,78 @@ pub async fn serve(
     }
 }
 
-async fn admitted(state: &dyn StateStore, ctx: &RequestContext) -> bool {
-    let key = format!("pc:rl:{}", ctx.client_ip);
-    let limit = Gcra::per_second(ATTEMPTS_PER_S, ATTEMPTS_BURST);
-    match state.rate_limit(&key, limit, 1).await {
-        Ok(decision) => decision.allowed,
-        Err(e) => {
-            tracing::warn!(error = %e, "challenge rate limit lookup failed");
-            true
-        }
+/// Spends one call of the device's and of the address's allowance (one
+/// batch) and, for a challenge, counts it in the address's minute. Returns
+/// that count, or why the call is refused and when to come back.
+async fn admit(
+    trust: &ClientTrust,
+    state: &dyn StateStore,
+    ctx: &RequestContext,
+    is_challenge: bool,
+) -> Result<u64, (&'static str, u64)> {
+    let limits = &trust.limits;
+    let minute = now_ms() / 60_000;
+    let mut ops = vec![
+        Op::RateLimit {
+            key: format!("pc:rl:ip:{}", ctx.client_ip),
+            limit: limits.ip,
+            cost: 1,
+        },
+        Op::Incr {
+            key: format!("pc:cr:{minute}:{}", ctx.client_ip),
+            delta: i64::from(is_challenge),
+            ttl: Duration::from_secs(120),
+        },
+    ];
+    // Without a device id the call is refused anyway (invalid_device).
+    if let Some(device) = &ctx.device {
+        ops.push(Op::RateLimit {
+            key: format!("pc:rl:dv:{device}"),
+            limit: limits.device,
+            cost: 1,
+        });
     }
+    let replies = match state.batch(&ops).await {
+        Ok(replies) => replies,
+        Err(e) => {
+            // Fail open: a state outage must not stop every check.
+            tracing::warn!(error = %e, "challenge rate limit lookup failed");
+            return Ok(0);
+        }
+    };
+    let refused = |reply: Option<&Reply>| match reply {
+        Some(Reply::Rate(d)) if !d.allowed => Some(crate::context::retry_after_secs(d.retry_after)),
+        _ => None,
+    };
+    if let Some(wait) = refused(replies.get(2)) {
+        return Err(("device", wait));
+    }
+    if let Some(wait) = refused(replies.first()) {
+        return Err(("address", wait));
+    }
+    match replies.get(1) {
+        Some(Reply::Count(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+        _ => Ok(0),
+    }
+}
+
+/// 429 with `Retry-After`, recorded as a throttle with its reason.
+fn limited(ctx: &mut RequestContext, why: &'static str, retry_after_s: u64) -> Response<ProxyBody> {
+    let retry_after_s = retry_after_s.max(1);
+    let demand = Demand::TooMany {
+        retry_after_s,
+        status: 429,
+    };
+    ctx.add("challenge_limited", Layer::Clean, 0, why, demand);
+    let mut response = json_response(
+        ctx,
+        429,
+        &json!({"error": "rate_limited", "request_id": ctx.request_id}),
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after_s.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn binding<'a>(ctx: &'a RequestContext) -> Option<ClientBinding<'a>> {
@@ -107,8 +211,9 @@ fn binding<'a>(ctx: &'a RequestContext) -> Option<ClientBinding<'a>> {
 
 fn challenge(
     trust: &ClientTrust,
-    ctx: &RequestContext,
+    ctx: &mut RequestContext,
     req: &PortalRequest<'_>,
+    extra_bits: u8,
 ) -> Response<ProxyBody> {
     let Some(client) = binding(ctx) else {
         return error(ctx, 403, "invalid_device");
@@ -116,8 +221,20 @@ fn challenge(
     if req.risk >= trust.refuse_at {
         return error(ctx, 403, "captcha_required");
     }
-    match trust.issuer.issue(&client, req.risk, req.load, now_ms()) {
-        Ok(challenge) => json_response(ctx, 200, &challenge),
+    let policy = &trust.issuer.policy;
+    let difficulty = policy
+        .difficulty(req.risk, req.load)
+        .saturating_add(extra_bits)
+        .min(policy.max);
+    let issued = trust
+        .issuer
+        .issue_with(&client, req.risk, difficulty, now_ms(), &mut rand::rng());
+    match issued {
+        Ok(challenge) => {
+            let evidence = format!("difficulty {difficulty} (+{extra_bits} for the address)");
+            ctx.add("challenge_issued", Layer::Clean, 0, evidence, Demand::Tag);
+            json_response(ctx, 200, &challenge)
+        }
         Err(e) => error(ctx, e.http_status(), e.code()),
     }
 }
@@ -157,6 +274,7 @@ async fn verify(
             let env = assess_with_work(&input.report, solution);
             let risk = env.risk.max(solved.risk).max(req.risk);
             if risk >= trust.refuse_at {
+                remember_denied(state, trust, client.device_id).await;
                 ctx.challenge = ChallengeState::Failed;
                 return error(ctx, 403, "captcha_required");
             }
@@ -197,7 +315,10 @@ async fn verify(
         Ok(minted) => minted,
         Err(e) => return error(ctx, 403, e.code()),
     };
-    remember_env(state, trust, &minted, &flags).await;
+    let fingerprint = input.report.fingerprint();
+    remember_env(state, trust, &minted, &flags, &fingerprint).await;
+    let evidence = format!("risk {risk}, environment {fingerprint}");
+    ctx.add("challenge_solved", Layer::Clean, 0, evidence, Demand::Tag);
     let mut response = json_response(ctx, 200, &minted.response(now));
     if req
         .parts
@@ -212,23 +333,52 @@ async fn verify(
     response
 }
 
-/// The environment flags of a clearance, for the risk engine of later requests.
-pub fn env_key(cid: &str) -> String {
-    format!("pc:env:{cid}")
+/// A device refused at the check keeps that failure on the calls it makes
+/// without a clearance (`challenge_failed` in the risk rank), for a
+/// clearance's lifetime: not passing the check must not cost less than
+/// failing it.
+async fn remember_denied(state: &dyn StateStore, trust: &ClientTrust, device: &str) {
+    let ttl = Duration::from_millis(trust.authority.ttl_ms.max(1));
+    let key = portcullis_risk::features::denied_key(device);
+    if let Err(e) = state.put(&key, b"1", ttl).await {
+        tracing::warn!(error = %e, "cannot record a device refused at the check");
+    }
 }
 
+/// Records what the check learnt of the clearance's environment for the
+/// risk engine of later requests: its flags, and how many device ids have
+/// presented the same fingerprint within about ten minutes (this one
+/// included; a set per half-window, as the risk features count).
 async fn remember_env(
     state: &dyn StateStore,
     trust: &ClientTrust,
     minted: &MintedClearance,
     flags: &[&str],
+    fingerprint: &str,
 ) {
-    if flags.is_empty() {
-        return;
-    }
+    let window_ms = FINGERPRINT_WINDOW.as_millis() as u64;
+    let half = now_ms() / (window_ms / 2);
+    let adds: Vec<Op> = [half, half + 1]
+        .map(|bucket| Op::SetAdd {
+            key: format!("pc:fpd:{bucket}:{fingerprint}"),
+            member: minted.claims.device_id.clone(),
+            ttl: FINGERPRINT_WINDOW,
+        })
+        .into();
+    let devices = match state.batch(&adds).await {
+        Ok(replies) => match replies.first() {
+            Some(Reply::SetLen(n)) => *n,
+            _ => 0,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count the devices of an environment");
+            0
+        }
+    };
     let ttl = Duration::from_millis(trust.authority.ttl_ms.max(1));
-    let key = env_key(&minted.claims.cid.to_string());
-    if let Err(e) = state.put(&key, flags.join(",").as_bytes(), ttl).await {
+    let key = EnvRecord::key(&minted.claims.cid.to_string());
+    let record = EnvRecord::encode(flags, devices);
+    if let Err(e) = state.put(&key, record.as_bytes(), ttl).await {
         tracing::warn!(error = %e, "cannot record the environment of a clearance");
     }
 }
@@ -258,7 +408,7 @@ fn set_cookies(
     }
 }
 
-fn captcha(trust: &ClientTrust, ctx: &RequestContext) -> Response<ProxyBody> {
+fn captcha(trust: &ClientTrust, ctx: &mut RequestContext) -> Response<ProxyBody> {
     let Some(client) = binding(ctx) else {
         return error(ctx, 403, "invalid_device");
     };
@@ -270,7 +420,7 @@ fn captcha(trust: &ClientTrust, ctx: &RequestContext) -> Response<ProxyBody> {
 
 fn captcha_image(
     trust: &ClientTrust,
-    ctx: &RequestContext,
+    ctx: &mut RequestContext,
     req: &PortalRequest<'_>,
     which: &str,
 ) -> Response<ProxyBody> {
@@ -293,7 +443,7 @@ fn captcha_image(
     }
 }
 
-fn sdk_file(ctx: &RequestContext, name: &str) -> Response<ProxyBody> {
+fn sdk_file(ctx: &mut RequestContext, name: &str) -> Response<ProxyBody> {
     match SDK_FILES.iter().find(|(file, _)| *file == name) {
         Some((_, source)) => gateway_response(
             200,
@@ -325,7 +475,15 @@ fn json_response(
     )
 }
 
-fn error(ctx: &RequestContext, status: u16, code: &str) -> Response<ProxyBody> {
+/// A refused call, recorded with its code (`challenge_failed`).
+fn error(ctx: &mut RequestContext, status: u16, code: &'static str) -> Response<ProxyBody> {
+    ctx.add(
+        "challenge_failed",
+        Layer::Clean,
+        0,
+        code,
+        Demand::Refuse { status, code },
+    );
     json_response(
         ctx,
         status,
@@ -367,10 +525,21 @@ mod tests {
     #[test]
     fn sdk_files_are_served_by_name_only() {
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
-        let ctx = RequestContext::new("r".into(), ip, ip);
-        assert_eq!(sdk_file(&ctx, "index.js").status(), 200);
-        assert_eq!(sdk_file(&ctx, "../index.js").status(), 404);
-        assert_eq!(sdk_file(&ctx, "").status(), 404);
+        let mut ctx = RequestContext::new("r".into(), ip, ip);
+        assert_eq!(sdk_file(&mut ctx, "index.js").status(), 200);
+        assert_eq!(sdk_file(&mut ctx, "../index.js").status(), 404);
+        assert_eq!(sdk_file(&mut ctx, "").status(), 404);
+    }
+
+    #[test]
+    fn the_work_rises_with_the_address_challenge_rate() {
+        let limits = PortalLimits::new(&ChallengeConfig::default());
+        // A campus NAT starting its apps together: 150 in a minute, 1 bit.
+        assert_eq!(limits.extra_bits(0), 0);
+        assert_eq!(limits.extra_bits(119), 0);
+        assert_eq!(limits.extra_bits(150), 1);
+        assert_eq!(limits.extra_bits(480), 3);
+        assert_eq!(limits.extra_bits(1_000_000), 6);
     }
 
     #[test]
