@@ -33,9 +33,11 @@ async fn h2c_prior_knowledge() {
 #[tokio::test]
 async fn large_bodies_stream_through_beyond_the_inspected_part() {
     let origin = Origin::start().await;
+    // A body past the inspected part is refused by default (`on_incomplete`);
+    // a route that chooses to inspect what fits streams the rest.
     let gw = gateway(
         &origin,
-        "[limits]\ninspect_body_bytes = 1024\nmax_body_bytes = 1000000\n",
+        "[limits]\ninspect_body_bytes = 1024\nmax_body_bytes = 1000000\n[detect]\non_incomplete = \"signal\"\n",
     )
     .await;
     let body = vec![b'a'; 300_000];
