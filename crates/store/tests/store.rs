@@ -562,6 +562,7 @@ fn retention_deletes_in_chunks() {
         events_days: 7,
         rollups_days: 9,
         chunk: 10,
+        max_bytes: None,
     };
     let first = store.retention_step(&policy, T0).unwrap();
     assert_eq!((first.events, first.rollups, first.more), (10, 10, true));
