@@ -368,11 +368,11 @@ impl Worker {
             if self.spool.is_empty() {
                 let batch = std::mem::take(&mut self.batch);
                 if let Err(batch) = self.write(batch) {
-                    self.to_spool(batch);
+                    self.spool_batch(batch);
                 }
             } else {
                 let batch = std::mem::take(&mut self.batch);
-                self.to_spool(batch);
+                self.spool_batch(batch);
             }
             self.batch.reserve(self.config.batch_size.max(1));
         }
@@ -413,7 +413,7 @@ impl Worker {
     }
 
     /// Appends to the spool, dropping (and counting) the oldest beyond it.
-    fn to_spool(&mut self, batch: Vec<StoredEvent>) {
+    fn spool_batch(&mut self, batch: Vec<StoredEvent>) {
         self.spool.extend(batch);
         let over = self.spool.len().saturating_sub(self.config.spool);
         if over > 0 {
