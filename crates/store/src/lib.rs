@@ -28,6 +28,7 @@ mod error;
 mod event;
 mod id;
 mod keys;
+pub mod pg;
 mod query;
 mod rollup;
 mod sqlite;
@@ -41,6 +42,7 @@ pub use error::StoreError;
 pub use event::{ActionKind, StoredEvent};
 pub use id::{event_id, id_floor, id_ts_ms};
 pub use keys::{KEY_BUCKET_MS, KeyKind, bucket_of, key_hash, keys_of};
+pub use pg::{PgConfig, PgPool, PgStore};
 pub use query::{
     EventFilter, MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, TopEntry,
     TopField, TopOrder, TopQuery, TrialCount, TrialQuery,

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use rusqlite::{CachedStatement, Connection, ErrorCode, Transaction, params};
 
 use crate::bound::bound;
+use crate::event::reasons_text;
 use crate::keys::{bucket_of, key_hash, keys_of};
 use crate::rollup::{RollupKey, aggregate};
 use crate::{StoreError, StoredEvent, event_id};
@@ -124,14 +125,6 @@ fn execute_insert(
         e.would,
     ])?;
     Ok(())
-}
-
-/// The reasons as a JSON array, or NULL when there are none.
-fn reasons_text(reasons: &[String]) -> Option<String> {
-    if reasons.is_empty() {
-        return None;
-    }
-    serde_json::to_string(reasons).ok()
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
