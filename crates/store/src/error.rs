@@ -33,3 +33,11 @@ impl From<rusqlite::Error> for StoreError {
         StoreError::Database(Box::new(e))
     }
 }
+
+/// Connection problems are [`StoreError::Unavailable`], the rest
+/// [`StoreError::Database`].
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        crate::pg::pg_error(e)
+    }
+}
