@@ -26,7 +26,7 @@ pub use policy::{
     ChallengeConfig, ClearanceRequirement, CustomResponse, JwtRequirement, PolicyConfig, PolicyMode,
 };
 pub use risk::{IpTypesConfig, RiskConfig, RiskHeaderNames, RiskLimits, RiskModel};
-pub use store::{ConsoleConfig, StoreConfig};
+pub use store::{ConsoleConfig, StoreBackend, StoreConfig};
 pub use validate::FieldError;
 
 /// Why a configuration could not be used.

@@ -31,10 +31,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use portcullis_config::StoreBackend;
 use portcullis_config::{Config, Overlay, UpstreamConfig};
 use portcullis_console::ConsoleDb;
 use portcullis_state::{MemoryStore, MemoryStoreOptions, StateStore};
-use portcullis_store::{EventWriter, Retention, SqliteStore, WriterConfig};
+use portcullis_store::{
+    EventStore, EventWriter, PgConfig, PgPool, PgStore, Retention, SqliteStore, WriterConfig,
+};
 
 use crate::edge::conn::ConnLimiter;
 use crate::events::EventSink;
@@ -65,7 +68,7 @@ pub struct Shared {
 /// `[store]` and `[console]` sections with [`Services::open`].
 #[derive(Default)]
 pub struct Services {
-    pub store: Option<Arc<SqliteStore>>,
+    pub store: Option<Arc<dyn EventStore>>,
     pub console: Option<Arc<ConsoleDb>>,
     /// Bearer token with every right on the admin listener.
     pub admin_token: Option<String>,
@@ -73,19 +76,21 @@ pub struct Services {
 
 impl Services {
     /// Opens (creating if needed) what `[store]` and `[console]` enable.
+    /// With `[store] backend = "postgres"` the events and the console's
+    /// data live in PostgreSQL, shared by every node.
     pub fn open(config: &Config) -> anyhow::Result<Services> {
-        let store = if config.store.enabled {
-            let path = &config.store.path;
-            let store = SqliteStore::open(path)
-                .with_context(|| format!("cannot open the event store {}", path.display()))?;
-            Some(Arc::new(store))
-        } else {
-            None
-        };
+        let (store, pool) = open_store(config)?;
         let console = if config.console.enabled {
-            let path = &config.console.path;
-            let db = ConsoleDb::open(path)
-                .with_context(|| format!("cannot open the console database {}", path.display()))?;
+            let db = match pool {
+                Some(pool) => ConsoleDb::open_postgres(pool)
+                    .context("cannot open the console tables in PostgreSQL")?,
+                None => {
+                    let path = &config.console.path;
+                    ConsoleDb::open(path).with_context(|| {
+                        format!("cannot open the console database {}", path.display())
+                    })?
+                }
+            };
             Some(Arc::new(db))
         } else {
             None
@@ -95,6 +100,32 @@ impl Services {
             console,
             admin_token: admin_token_from_env(),
         })
+    }
+}
+
+/// The event store, and the PostgreSQL pool the console shares with it.
+fn open_store(config: &Config) -> anyhow::Result<(Option<Arc<dyn EventStore>>, Option<PgPool>)> {
+    let settings = &config.store;
+    match settings.backend {
+        StoreBackend::Sqlite if settings.enabled => {
+            let path = &settings.path;
+            let store = SqliteStore::open(path)
+                .with_context(|| format!("cannot open the event store {}", path.display()))?;
+            Ok((Some(Arc::new(store)), None))
+        }
+        StoreBackend::Sqlite => Ok((None, None)),
+        StoreBackend::Postgres => {
+            let url = settings.url.clone().unwrap_or_default();
+            let pg = PgConfig::new(url);
+            if settings.enabled {
+                let store = PgStore::open(&pg).context("cannot open the PostgreSQL event store")?;
+                let pool = store.pool().clone();
+                Ok((Some(Arc::new(store)), Some(pool)))
+            } else {
+                let pool = PgPool::new(&pg).context("invalid [store] url")?;
+                Ok((None, Some(pool)))
+            }
+        }
     }
 }
 
@@ -203,12 +234,10 @@ pub async fn start_with(
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;
     let tls_addr = runtime.config.server.tls.as_ref().map(|t| t.listen);
-    let alerts = services.store.clone().map(|store| {
-        portcullis_alerts::spawn(
-            &runtime.config,
-            store as Arc<dyn portcullis_store::EventStore>,
-        )
-    });
+    let alerts = services
+        .store
+        .clone()
+        .map(|store| portcullis_alerts::spawn(&runtime.config, store));
     let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
     if let Err(e) = bans.refresh().await {
@@ -262,13 +291,7 @@ pub async fn start_with(
 /// The console when it is on, the minimal admin API otherwise.
 fn admin_router(shared: &Arc<Shared>, services: &Services) -> axum::Router {
     match &services.console {
-        Some(db) => {
-            let events = services
-                .store
-                .clone()
-                .map(|s| s as Arc<dyn portcullis_store::EventStore>);
-            console::router(shared, Arc::clone(db), events)
-        }
+        Some(db) => console::router(shared, Arc::clone(db), services.store.clone()),
         None => admin::router(Arc::clone(shared)),
     }
 }
@@ -276,7 +299,7 @@ fn admin_router(shared: &Arc<Shared>, services: &Services) -> axum::Router {
 /// The event store's writer thread, batching events into `store`.
 fn store_writer(
     config: &Config,
-    store: Option<Arc<SqliteStore>>,
+    store: Option<Arc<dyn EventStore>>,
 ) -> anyhow::Result<Option<Arc<EventWriter>>> {
     let Some(store) = store else {
         return Ok(None);
@@ -289,8 +312,10 @@ fn store_writer(
         retention: Some(Retention {
             events_days: settings.events_days,
             rollups_days: settings.rollups_days,
+            max_bytes: (settings.max_mib > 0).then(|| settings.max_mib << 20),
             ..Retention::default()
         }),
+        spool: settings.spool,
         ..WriterConfig::default()
     };
     let writer =

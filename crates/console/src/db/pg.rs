@@ -78,11 +78,11 @@ impl PgDb {
     }
 
     /// Runs `f` on a pooled connection, waiting for it.
-    fn run<T>(
+    fn run<T: Send>(
         &self,
-        f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error> + Send,
     ) -> Result<T, DbError> {
-        self.pool.block_on(async {
+        self.pool.block_on(|| async {
             let mut client = self.pool.get().await?;
             Ok(f(&mut client)
                 .await

@@ -108,10 +108,26 @@ impl PgPool {
         Ok(PgPool { pool, config: pg })
     }
 
-    /// Runs `fut` to completion on the PostgreSQL runtime and waits for it.
-    /// Call it from a plain thread or `spawn_blocking`, never from async code.
-    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        runtime().handle().block_on(fut)
+    /// Runs the future `make` returns to completion on the PostgreSQL
+    /// runtime and waits for it. Meant for plain threads (the event writer)
+    /// and `spawn_blocking`; called where a runtime is entered (tokio
+    /// forbids nesting `block_on`), it runs on a short-lived thread instead,
+    /// so that async startup code can still open the store.
+    pub fn block_on<M, F>(&self, make: M) -> F::Output
+    where
+        M: FnOnce() -> F + Send,
+        F: Future,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return runtime().handle().block_on(make());
+        }
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| runtime().handle().block_on(make()));
+            waiter
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     /// Spawns `fut` on the PostgreSQL runtime.

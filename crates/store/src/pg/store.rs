@@ -42,15 +42,16 @@ impl PgStore {
             pool: PgPool::new(config)?,
             writer: Mutex::new(WriterState::default()),
         };
-        let mut state = store.lock_writer();
-        match store.pool.block_on(store.prepare(&mut state)) {
+        let mut guard = store.lock_writer();
+        let state = &mut *guard;
+        match store.pool.block_on(|| store.prepare(state)) {
             Ok(()) => {}
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, "PostgreSQL unreachable; events are spooled until it answers");
             }
             Err(e) => return Err(e),
         }
-        drop(state);
+        drop(guard);
         Ok(store)
     }
 
@@ -97,11 +98,11 @@ impl PgStore {
         written
     }
 
-    fn read<T>(
+    fn read<T: Send>(
         &self,
-        f: impl AsyncFnOnce(&Client) -> Result<T, StoreError>,
+        f: impl AsyncFnOnce(&Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.pool.block_on(async {
+        self.pool.block_on(|| async {
             let client = self.pool.get().await?;
             f(&client).await
         })
@@ -135,8 +136,9 @@ impl EventStore for PgStore {
             return Ok(0);
         }
         let events: Vec<Cow<'_, StoredEvent>> = events.iter().map(bound).collect();
-        let mut state = self.lock_writer();
-        self.pool.block_on(self.write(&mut state, &events))
+        let mut guard = self.lock_writer();
+        let state = &mut *guard;
+        self.pool.block_on(|| self.write(state, &events))
     }
 
     fn search(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
@@ -160,7 +162,7 @@ impl EventStore for PgStore {
     }
 
     fn retention_step(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
-        self.pool.block_on(async {
+        self.pool.block_on(|| async {
             let mut client = self.pool.get().await?;
             retention::step(&mut client, policy, now_ms).await
         })
