@@ -283,3 +283,19 @@ fn an_outage_spools_without_blocking_and_catches_up() {
     let newest = store.search(&EventFilter::default()).unwrap();
     assert_eq!(newest[0].request_id, format!("req-{}-3099", t0 + 3099));
 }
+
+/// The gateway opens its services from async startup code: the store must
+/// not nest tokio's `block_on` there.
+#[test]
+fn opens_and_writes_from_async_code() {
+    let Some(pg) = server() else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = open(&pg);
+        store.write_batch(&[pass(T0, 1)]).unwrap();
+        assert_eq!(store.search(&EventFilter::default()).unwrap().len(), 1);
+    });
+}

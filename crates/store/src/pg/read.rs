@@ -119,14 +119,13 @@ pub(super) async fn get(
     client: &Client,
     request_id: &str,
 ) -> Result<Option<StoredEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events AS e WHERE e.request_id = $1 ORDER BY e.id DESC LIMIT 1"
-    );
-    let row = client
-        .query_opt(&sql, &[&request_id])
-        .await
-        .map_err(pg_error)?;
-    row.as_ref().map(to_event).transpose()
+    // No ORDER BY id: with it the planner may walk the id index newest
+    // first, filtering, instead of probing the request id's index. A
+    // request id names one request; the newest of a few copies is kept.
+    let sql = format!("SELECT {COLUMNS} FROM events AS e WHERE e.request_id = $1 LIMIT 64");
+    let rows = client.query(&sql, &[&request_id]).await.map_err(pg_error)?;
+    let events = rows.iter().map(to_event).collect::<Result<Vec<_>, _>>()?;
+    Ok(events.into_iter().max_by_key(|e| e.id))
 }
 
 fn to_event(r: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
