@@ -104,7 +104,9 @@ impl Services {
 }
 
 /// The event store, and the PostgreSQL pool the console shares with it.
-fn open_store(config: &Config) -> anyhow::Result<(Option<Arc<dyn EventStore>>, Option<PgPool>)> {
+type OpenedStore = (Option<Arc<dyn EventStore>>, Option<PgPool>);
+
+fn open_store(config: &Config) -> anyhow::Result<OpenedStore> {
     let settings = &config.store;
     match settings.backend {
         StoreBackend::Sqlite if settings.enabled => {
@@ -312,7 +314,7 @@ fn store_writer(
         retention: Some(Retention {
             events_days: settings.events_days,
             rollups_days: settings.rollups_days,
-            max_bytes: (settings.max_mib > 0).then(|| settings.max_mib << 20),
+            max_bytes: (settings.max_mib > 0).then_some(settings.max_mib << 20),
             ..Retention::default()
         }),
         spool: settings.spool,

@@ -218,10 +218,9 @@ fn timed<T>(label: &str, runs: u32, mut f: impl FnMut(u32) -> T) -> T {
 }
 
 /// The store under test, and the temporary server behind it (if any).
-fn open(
-    args: &Args,
-    db: &std::path::Path,
-) -> Result<(Arc<dyn EventStore>, Option<TempPostgres>), Box<dyn std::error::Error>> {
+type Opened = (Arc<dyn EventStore>, Option<TempPostgres>);
+
+fn open(args: &Args, db: &std::path::Path) -> Result<Opened, Box<dyn std::error::Error>> {
     if args.postgres {
         let server = match &args.url {
             Some(_) => None,
