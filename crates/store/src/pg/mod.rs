@@ -73,6 +73,28 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs the future `make` returns to completion on the PostgreSQL runtime
+/// and waits for it. Meant for plain threads (the event writer) and
+/// `spawn_blocking`; called where a runtime is entered (tokio forbids
+/// nesting `block_on`), it runs on a short-lived thread instead, so that
+/// async startup code can still open the store.
+fn block_on<M, F>(make: M) -> F::Output
+where
+    M: FnOnce() -> F + Send,
+    F: Future,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime().handle().block_on(make());
+    }
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| runtime().handle().block_on(make()));
+        waiter
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// A pool of PostgreSQL connections with a synchronous door.
 #[derive(Clone)]
 pub struct PgPool {
@@ -108,26 +130,15 @@ impl PgPool {
         Ok(PgPool { pool, config: pg })
     }
 
-    /// Runs the future `make` returns to completion on the PostgreSQL
-    /// runtime and waits for it. Meant for plain threads (the event writer)
-    /// and `spawn_blocking`; called where a runtime is entered (tokio
-    /// forbids nesting `block_on`), it runs on a short-lived thread instead,
-    /// so that async startup code can still open the store.
+    /// Runs the future `make` returns on the PostgreSQL runtime and waits
+    /// for it (see [`block_on`]).
     pub fn block_on<M, F>(&self, make: M) -> F::Output
     where
         M: FnOnce() -> F + Send,
         F: Future,
         F::Output: Send,
     {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return runtime().handle().block_on(make());
-        }
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| runtime().handle().block_on(make()));
-            waiter
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        block_on(make)
     }
 
     /// Spawns `fut` on the PostgreSQL runtime.

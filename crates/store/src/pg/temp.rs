@@ -147,13 +147,12 @@ impl TempPostgres {
     /// Runs `sql` on the `postgres` database.
     fn execute(&self, sql: &str) -> Result<(), TempPostgresError> {
         let url = self.url();
-        super::runtime()
-            .block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                tokio::spawn(connection);
-                client.batch_execute(sql).await
-            })
-            .map_err(|e| TempPostgresError::Failed(e.to_string()))
+        super::block_on(|| async {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+            tokio::spawn(connection);
+            client.batch_execute(sql).await
+        })
+        .map_err(|e| TempPostgresError::Failed(e.to_string()))
     }
 
     fn wait_ready(&self) -> Result<(), TempPostgresError> {
