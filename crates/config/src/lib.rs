@@ -29,7 +29,7 @@ pub use policy::{
 };
 pub use risk::{IpTypesConfig, RiskConfig, RiskHeaderNames, RiskLimits, RiskModel};
 pub use state::{NonceFallback, RedisConfig, RedisMode, StateBackend, StateConfig, TierCapacities};
-pub use store::{ConsoleConfig, StoreConfig};
+pub use store::{ConsoleConfig, StoreBackend, StoreConfig};
 pub use validate::FieldError;
 
 /// Why a configuration could not be used.

@@ -7,14 +7,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate::Checker;
 
-/// The event store (SQLite in WAL mode, embedded). Changes need a restart.
+/// Where events (and, with PostgreSQL, the console's data) are kept.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// One embedded SQLite file per node.
+    Sqlite,
+    /// PostgreSQL 13 or newer, shared by every node: events, and the
+    /// console's users, sessions, tokens, audit log and policy versions.
+    Postgres,
+}
+
+/// The event store. Changes need a restart.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Write decision events to the store (the console's dashboard and log).
     pub enabled: bool,
+    /// `sqlite` or `postgres`.
+    pub backend: StoreBackend,
     /// SQLite file, relative to the working directory.
     pub path: PathBuf,
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`),
+    /// for `backend = "postgres"`; Portcullis wants a database of its own.
+    pub url: Option<String>,
+    /// Disk budget of the events, in MiB: beyond it the oldest events are
+    /// dropped, and counted, whatever their age (0: no budget). PostgreSQL
+    /// drops whole past days; size it for two days of traffic at least.
+    pub max_mib: u64,
+    /// Events kept in memory while PostgreSQL is unreachable, written when
+    /// it is back; beyond it the oldest are dropped and counted.
+    pub spool: usize,
     /// Keep events this many days.
     pub events_days: u32,
     /// Keep minute rollups this many days.
@@ -34,7 +57,11 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             enabled: true,
+            backend: StoreBackend::Sqlite,
             path: PathBuf::from("portcullis.db"),
+            url: None,
+            max_mib: 8192,
+            spool: 50_000,
             events_days: 7,
             rollups_days: 90,
             queue: 32_768,
@@ -85,11 +112,25 @@ impl Default for ConsoleConfig {
     }
 }
 
+/// The smallest disk budget: below it the schema alone would be "over".
+const MIN_BUDGET_MIB: u64 = 16;
+
 pub(crate) fn check_store(store: &StoreConfig, c: &mut Checker) {
     c.check(
         !store.path.as_os_str().is_empty(),
         "store.path",
         "must name a file",
+    );
+    c.check(
+        store.backend != StoreBackend::Postgres
+            || store.url.as_deref().is_some_and(|u| !u.trim().is_empty()),
+        "store.url",
+        "backend = \"postgres\" needs the database URL",
+    );
+    c.check(
+        store.max_mib == 0 || store.max_mib >= MIN_BUDGET_MIB,
+        "store.max_mib",
+        "must be 0 (no budget) or at least 16",
     );
     c.check(
         store.events_days >= 1,
@@ -148,6 +189,17 @@ pub(crate) fn check_console(console: &ConsoleConfig, c: &mut Checker) {
 #[cfg(test)]
 mod tests {
     use crate::Config;
+
+    #[test]
+    fn postgres_needs_a_url_and_a_budget_has_a_floor() {
+        let text = "[store]\nbackend = \"postgres\"\nmax_mib = 1\n";
+        let errors = Config::parse(text).unwrap_err().field_errors();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["store.url", "store.max_mib"]);
+        let ok = "[store]\nbackend = \"postgres\"\nurl = \"postgres://pc@db/pc\"\n";
+        let config = Config::parse(ok).unwrap();
+        assert_eq!(config.store.backend, crate::StoreBackend::Postgres);
+    }
 
     #[test]
     fn store_and_console_errors_name_their_fields() {

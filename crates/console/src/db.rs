@@ -1,16 +1,21 @@
-//! The console's own database (SQLite, WAL): users, sessions, API tokens,
-//! the audit log and the versions of the policy overlay.
+//! The console's own database: users, sessions, API tokens, the audit log
+//! and the versions of the policy overlay.
+//!
+//! Two backends behind one [`ConsoleDb`]: SQLite (embedded, one node) and
+//! PostgreSQL (shared by every node of a cluster, where a saved overlay is
+//! announced with NOTIFY and [`ConsoleDb::watch_overlays`] hears it).
 //!
 //! Every method is synchronous and short; async callers run them behind
-//! `spawn_blocking`. One connection behind a mutex is plenty for the
-//! admin traffic of a console.
+//! `spawn_blocking`.
+
+mod pg;
+mod sqlite;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_config::Overlay;
-use rusqlite::{Connection, OptionalExtension, params};
+use portcullis_store::PgPool;
 use serde::Serialize;
 
 /// Sessions kept per user; logging in again drops the oldest.
@@ -20,56 +25,12 @@ const TOKEN_TOUCH_MS: i64 = 60_000;
 /// Longest audit `before` / `after` text kept.
 const MAX_AUDIT_TEXT: usize = 16 * 1024;
 
-const SCHEMA: &str = "
-CREATE TABLE users (
-    id            INTEGER PRIMARY KEY,
-    name          TEXT    NOT NULL UNIQUE,
-    password_hash TEXT    NOT NULL,
-    updated_ms    INTEGER NOT NULL
-);
-CREATE TABLE sessions (
-    id_hash    BLOB    PRIMARY KEY,
-    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    csrf       TEXT    NOT NULL,
-    created_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX sessions_user ON sessions(user_id, created_ms);
-CREATE TABLE api_tokens (
-    id           INTEGER PRIMARY KEY,
-    name         TEXT    NOT NULL,
-    token_hash   BLOB    NOT NULL UNIQUE,
-    created_by   TEXT    NOT NULL,
-    created_ms   INTEGER NOT NULL,
-    last_used_ms INTEGER,
-    revoked_ms   INTEGER
-);
-CREATE TABLE audit (
-    id      INTEGER PRIMARY KEY,
-    ts_ms   INTEGER NOT NULL,
-    actor   TEXT    NOT NULL,
-    ip      TEXT    NOT NULL,
-    action  TEXT    NOT NULL,
-    target  TEXT    NOT NULL,
-    summary TEXT    NOT NULL,
-    before  TEXT,
-    after   TEXT
-);
-CREATE TABLE overlays (
-    version     INTEGER PRIMARY KEY,
-    ts_ms       INTEGER NOT NULL,
-    actor       TEXT    NOT NULL,
-    comment     TEXT    NOT NULL,
-    summary     TEXT    NOT NULL,
-    rollback_of INTEGER,
-    document    TEXT    NOT NULL
-);
-";
-
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("console database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("console database: {0}")]
+    Postgres(#[from] portcullis_store::StoreError),
     #[error("console database holds an unreadable overlay: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("console database schema version {0} is newer than this build supports")]
@@ -163,42 +124,62 @@ pub struct NewOverlay<'a> {
     pub rollback_of: Option<i64>,
 }
 
+/// What a backend stores; [`ConsoleDb`] documents each method.
+trait Backend: Send + Sync {
+    fn set_password(&self, user: &str, password_hash: &str) -> Result<(), DbError>;
+    fn password_hash(&self, user: &str) -> Result<Option<String>, DbError>;
+    fn user_count(&self) -> Result<i64, DbError>;
+    fn create_session(
+        &self,
+        user: &str,
+        id_hash: &[u8],
+        csrf: &str,
+        expires_ms: i64,
+    ) -> Result<(), DbError>;
+    fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, DbError>;
+    fn delete_session(&self, id_hash: &[u8]) -> Result<(), DbError>;
+    fn create_token(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        created_by: &str,
+    ) -> Result<TokenInfo, DbError>;
+    fn tokens(&self) -> Result<Vec<TokenInfo>, DbError>;
+    fn use_token(&self, token_hash: &[u8]) -> Result<Option<TokenInfo>, DbError>;
+    fn revoke_token(&self, id: i64) -> Result<Option<TokenInfo>, DbError>;
+    fn audit(&self, entry: &NewAudit<'_>) -> Result<i64, DbError>;
+    fn audit_log(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>, DbError>;
+    fn save_overlay(&self, new: &NewOverlay<'_>) -> Result<i64, DbError>;
+    fn latest_overlay(&self) -> Result<Option<OverlayVersion>, DbError>;
+    fn overlay(&self, version: i64) -> Result<Option<OverlayVersion>, DbError>;
+    fn overlays(&self, limit: u32) -> Result<Vec<OverlayMeta>, DbError>;
+    fn watch_overlays(&self) -> Option<OverlayWatch>;
+}
+
 pub struct ConsoleDb {
-    conn: Mutex<Connection>,
+    backend: Box<dyn Backend>,
 }
 
 impl ConsoleDb {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<ConsoleDb, DbError> {
-        let mut conn = Connection::open(path)?;
-        let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&mut conn)?;
         Ok(ConsoleDb {
-            conn: Mutex::new(conn),
+            backend: Box::new(sqlite::SqliteDb::open(path)?),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Opens the console's tables in PostgreSQL (creating them if needed),
+    /// shared by every node that uses the same database. Blocking: call it
+    /// off the async runtime.
+    pub fn open_postgres(pool: PgPool) -> Result<ConsoleDb, DbError> {
+        Ok(ConsoleDb {
+            backend: Box::new(pg::PgDb::open(pool)?),
+        })
     }
 
     /// Creates the user or replaces its password hash; its sessions end.
     pub fn set_password(&self, user: &str, password_hash: &str) -> Result<(), DbError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO users (name, password_hash, updated_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, \
-             updated_ms = excluded.updated_ms",
-            params![user, password_hash, now_ms()],
-        )?;
-        conn.execute(
-            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
-            params![user],
-        )?;
-        Ok(())
+        self.backend.set_password(user, password_hash)
     }
 
     /// Sets the password hash from the configuration, when it differs.
@@ -212,20 +193,11 @@ impl ConsoleDb {
     }
 
     pub fn password_hash(&self, user: &str) -> Result<Option<String>, DbError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT password_hash FROM users WHERE name = ?1",
-                params![user],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.backend.password_hash(user)
     }
 
     pub fn user_count(&self) -> Result<i64, DbError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+        self.backend.user_count()
     }
 
     /// Stores a new session (by the digest of its id); drops the user's
@@ -237,52 +209,16 @@ impl ConsoleDb {
         csrf: &str,
         expires_ms: i64,
     ) -> Result<(), DbError> {
-        let now = now_ms();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let user_id: i64 =
-            tx.query_row("SELECT id FROM users WHERE name = ?1", params![user], |r| {
-                r.get(0)
-            })?;
-        tx.execute("DELETE FROM sessions WHERE expires_ms <= ?1", params![now])?;
-        tx.execute(
-            "INSERT INTO sessions (id_hash, user_id, csrf, created_ms, expires_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id_hash, user_id, csrf, now, expires_ms],
-        )?;
-        tx.execute(
-            "DELETE FROM sessions WHERE user_id = ?1 AND id_hash NOT IN \
-             (SELECT id_hash FROM sessions WHERE user_id = ?1 \
-              ORDER BY created_ms DESC LIMIT ?2)",
-            params![user_id, MAX_SESSIONS_PER_USER],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.backend.create_session(user, id_hash, csrf, expires_ms)
     }
 
     /// The live session with this id digest.
     pub fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, DbError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT u.name, s.csrf, s.expires_ms FROM sessions s \
-                 JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?1 AND s.expires_ms > ?2",
-                params![id_hash, now_ms()],
-                |r| {
-                    Ok(Session {
-                        user: r.get(0)?,
-                        csrf: r.get(1)?,
-                        expires_ms: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.backend.session(id_hash)
     }
 
     pub fn delete_session(&self, id_hash: &[u8]) -> Result<(), DbError> {
-        self.conn()
-            .execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
-        Ok(())
+        self.backend.delete_session(id_hash)
     }
 
     pub fn create_token(
@@ -291,91 +227,25 @@ impl ConsoleDb {
         token_hash: &[u8],
         created_by: &str,
     ) -> Result<TokenInfo, DbError> {
-        let conn = self.conn();
-        let now = now_ms();
-        conn.execute(
-            "INSERT INTO api_tokens (name, token_hash, created_by, created_ms) \
-             VALUES (?1, ?2, ?3, ?4)",
-            params![name, token_hash, created_by, now],
-        )?;
-        Ok(TokenInfo {
-            id: conn.last_insert_rowid(),
-            name: name.to_owned(),
-            created_by: created_by.to_owned(),
-            created_ms: now,
-            last_used_ms: None,
-            revoked_ms: None,
-        })
+        self.backend.create_token(name, token_hash, created_by)
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, DbError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, created_by, created_ms, last_used_ms, revoked_ms \
-             FROM api_tokens ORDER BY id DESC",
-        )?;
-        let rows = stmt.query_map([], token_info)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.backend.tokens()
     }
 
     /// The unrevoked token with this digest; records its use.
     pub fn use_token(&self, token_hash: &[u8]) -> Result<Option<TokenInfo>, DbError> {
-        let conn = self.conn();
-        let found = conn
-            .query_row(
-                "SELECT id, name, created_by, created_ms, last_used_ms, revoked_ms \
-                 FROM api_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL",
-                params![token_hash],
-                token_info,
-            )
-            .optional()?;
-        let now = now_ms();
-        if let Some(token) = &found
-            && token.last_used_ms.is_none_or(|t| now - t >= TOKEN_TOUCH_MS)
-        {
-            conn.execute(
-                "UPDATE api_tokens SET last_used_ms = ?1 WHERE id = ?2",
-                params![now, token.id],
-            )?;
-        }
-        Ok(found)
+        self.backend.use_token(token_hash)
     }
 
     /// Revokes a token; `None` when there is no such unrevoked token.
     pub fn revoke_token(&self, id: i64) -> Result<Option<TokenInfo>, DbError> {
-        let conn = self.conn();
-        let changed = conn.execute(
-            "UPDATE api_tokens SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL",
-            params![now_ms(), id],
-        )?;
-        if changed == 0 {
-            return Ok(None);
-        }
-        Ok(Some(conn.query_row(
-            "SELECT id, name, created_by, created_ms, last_used_ms, revoked_ms \
-             FROM api_tokens WHERE id = ?1",
-            params![id],
-            token_info,
-        )?))
+        self.backend.revoke_token(id)
     }
 
     pub fn audit(&self, entry: &NewAudit<'_>) -> Result<i64, DbError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO audit (ts_ms, actor, ip, action, target, summary, before, after) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                now_ms(),
-                entry.actor,
-                entry.ip,
-                entry.action,
-                entry.target,
-                entry.summary,
-                entry.before.map(clip),
-                entry.after.map(clip),
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.backend.audit(entry)
     }
 
     /// Audit entries newest first, before the cursor `before_id`.
@@ -384,117 +254,76 @@ impl ConsoleDb {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, DbError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, ts_ms, actor, ip, action, target, summary, before, after FROM audit \
-             WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![before_id.unwrap_or(i64::MAX), limit], |r| {
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                ts_ms: r.get(1)?,
-                actor: r.get(2)?,
-                ip: r.get(3)?,
-                action: r.get(4)?,
-                target: r.get(5)?,
-                summary: r.get(6)?,
-                before: r.get(7)?,
-                after: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.backend.audit_log(before_id, limit)
     }
 
-    /// Saves a new overlay version; returns its number.
+    /// Saves a new overlay version; returns its number. On PostgreSQL the
+    /// version is announced to every node (see [`ConsoleDb::watch_overlays`]).
     pub fn save_overlay(&self, new: &NewOverlay<'_>) -> Result<i64, DbError> {
-        let document = serde_json::to_string(new.document)?;
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO overlays (ts_ms, actor, comment, summary, rollback_of, document) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                now_ms(),
-                new.actor,
-                new.comment,
-                new.summary,
-                new.rollback_of,
-                document
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.backend.save_overlay(new)
     }
 
     pub fn latest_overlay(&self) -> Result<Option<OverlayVersion>, DbError> {
-        self.overlay_where("ORDER BY version DESC LIMIT 1", None)
+        self.backend.latest_overlay()
     }
 
     pub fn overlay(&self, version: i64) -> Result<Option<OverlayVersion>, DbError> {
-        self.overlay_where("WHERE version = ?1", Some(version))
-    }
-
-    fn overlay_where(
-        &self,
-        clause: &str,
-        version: Option<i64>,
-    ) -> Result<Option<OverlayVersion>, DbError> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT version, ts_ms, actor, comment, summary, rollback_of, document \
-             FROM overlays {clause}"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let params: Vec<i64> = version.into_iter().collect();
-        let row = stmt
-            .query_row(rusqlite::params_from_iter(params), |r| {
-                Ok((overlay_meta(r)?, r.get::<_, String>(6)?))
-            })
-            .optional()?;
-        let Some((meta, text)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(OverlayVersion {
-            document: serde_json::from_str(&text)?,
-            version: meta.version,
-            ts_ms: meta.ts_ms,
-            actor: meta.actor,
-            comment: meta.comment,
-            summary: meta.summary,
-            rollback_of: meta.rollback_of,
-        }))
+        self.backend.overlay(version)
     }
 
     /// Versions newest first.
     pub fn overlays(&self, limit: u32) -> Result<Vec<OverlayMeta>, DbError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT version, ts_ms, actor, comment, summary, rollback_of FROM overlays \
-             ORDER BY version DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit], overlay_meta)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.backend.overlays(limit)
+    }
+
+    /// Follows the overlay versions saved by any node: `None` on SQLite,
+    /// which no other node shares. The first version it yields is the
+    /// latest at (re)connection, so a node that missed announcements while
+    /// disconnected catches up. Callable from async code: the listener runs
+    /// on the PostgreSQL runtime and stops when the watch is dropped.
+    pub fn watch_overlays(&self) -> Option<OverlayWatch> {
+        self.backend.watch_overlays()
     }
 }
 
-fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
-    Ok(TokenInfo {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        created_by: r.get(2)?,
-        created_ms: r.get(3)?,
-        last_used_ms: r.get(4)?,
-        revoked_ms: r.get(5)?,
-    })
+/// Announcements of saved overlay versions (see [`ConsoleDb::watch_overlays`]).
+pub struct OverlayWatch {
+    rx: tokio::sync::watch::Receiver<i64>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-fn overlay_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<OverlayMeta> {
-    Ok(OverlayMeta {
-        version: r.get(0)?,
-        ts_ms: r.get(1)?,
-        actor: r.get(2)?,
-        comment: r.get(3)?,
-        summary: r.get(4)?,
-        rollback_of: r.get(5)?,
-    })
+impl OverlayWatch {
+    /// Waits for a version newer than the last one returned, and returns
+    /// it; `None` once the listener has stopped.
+    pub async fn changed(&mut self) -> Option<i64> {
+        self.rx.changed().await.ok()?;
+        Some(*self.rx.borrow_and_update())
+    }
+
+    /// The newest version announced so far (0: none yet).
+    pub fn latest(&self) -> i64 {
+        *self.rx.borrow()
+    }
+}
+
+impl Drop for OverlayWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OverlayMeta {
+    fn with_document(self, text: &str) -> Result<OverlayVersion, DbError> {
+        Ok(OverlayVersion {
+            document: serde_json::from_str(text)?,
+            version: self.version,
+            ts_ms: self.ts_ms,
+            actor: self.actor,
+            comment: self.comment,
+            summary: self.summary,
+            rollback_of: self.rollback_of,
+        })
+    }
 }
 
 /// At most [`MAX_AUDIT_TEXT`] bytes, cut on a character boundary.
@@ -509,26 +338,16 @@ fn clip(text: &str) -> &str {
     &text[..end]
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), DbError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    match version {
-        0 => {
-            let tx = conn.transaction()?;
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", 1)?;
-            tx.commit()?;
-            Ok(())
-        }
-        1 => Ok(()),
-        newer => Err(DbError::TooNew(newer)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use portcullis_store::pg::{TempPostgres, TempPostgresError};
+    use portcullis_store::{PgConfig, PgPool};
+
     use super::*;
 
-    fn db() -> (ConsoleDb, std::path::PathBuf) {
+    fn sqlite() -> (ConsoleDb, std::path::PathBuf) {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
@@ -539,9 +358,24 @@ mod tests {
         (ConsoleDb::open(&path).unwrap(), path)
     }
 
-    #[test]
-    fn sessions_end_with_a_new_password_and_are_capped() {
-        let (db, path) = db();
+    /// A temporary PostgreSQL server, or `None` (said) when not installed.
+    fn server() -> Option<TempPostgres> {
+        match TempPostgres::start() {
+            Ok(pg) => Some(pg),
+            Err(TempPostgresError::NotInstalled) => {
+                eprintln!("SKIPPED: PostgreSQL server binaries are not installed");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn postgres(server: &TempPostgres) -> ConsoleDb {
+        let pool = PgPool::new(&PgConfig::new(server.url())).unwrap();
+        ConsoleDb::open_postgres(pool).unwrap()
+    }
+
+    fn sessions_end_with_a_new_password_and_are_capped(db: &ConsoleDb) {
         db.set_password("admin", "h1").unwrap();
         let far = now_ms() + 60_000;
         for n in 0..25u8 {
@@ -556,14 +390,13 @@ mod tests {
         assert!(!db.sync_password("admin", "h1").unwrap());
         assert!(db.sync_password("admin", "h2").unwrap());
         assert!(db.session(&[24]).unwrap().is_none(), "password changed");
-        let _ = std::fs::remove_file(path);
+        assert_eq!(db.user_count().unwrap(), 1);
     }
 
-    #[test]
-    fn tokens_revoke_and_overlays_version() {
-        let (db, path) = db();
+    fn tokens_revoke_and_overlays_version(db: &ConsoleDb) {
         let token = db.create_token("ci", b"digest", "admin").unwrap();
         assert_eq!(db.use_token(b"digest").unwrap().unwrap().id, token.id);
+        assert_eq!(db.tokens().unwrap().len(), 1);
         assert!(db.revoke_token(token.id).unwrap().is_some());
         assert!(db.use_token(b"digest").unwrap().is_none());
         assert!(db.revoke_token(token.id).unwrap().is_none(), "already");
@@ -596,6 +429,63 @@ mod tests {
         let log = db.audit_log(None, 10).unwrap();
         assert_eq!(log[0].id, id);
         assert_eq!(log[0].after.as_ref().map(String::len), Some(MAX_AUDIT_TEXT));
+    }
+
+    #[test]
+    fn sqlite_sessions_and_tokens() {
+        let (db, path) = sqlite();
+        sessions_end_with_a_new_password_and_are_capped(&db);
+        tokens_revoke_and_overlays_version(&db);
+        assert!(db.watch_overlays().is_none(), "no other node shares it");
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn postgres_sessions_and_tokens_are_shared() {
+        let Some(server) = server() else { return };
+        let db = postgres(&server);
+        sessions_end_with_a_new_password_and_are_capped(&db);
+        tokens_revoke_and_overlays_version(&db);
+        // A second node sees the same users and versions.
+        let other = postgres(&server);
+        assert_eq!(other.password_hash("admin").unwrap().as_deref(), Some("h2"));
+        assert_eq!(other.latest_overlay().unwrap().unwrap().version, 2);
+    }
+
+    #[test]
+    fn an_overlay_saved_on_one_node_is_announced_to_the_others() {
+        let Some(mut server) = server() else { return };
+        let node1 = postgres(&server);
+        let node2 = postgres(&server);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let next = |watch: &mut OverlayWatch| {
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), watch.changed()).await
+            })
+        };
+        let mut watch = node2.watch_overlays().unwrap();
+        let overlay = Overlay::default();
+        let new = NewOverlay {
+            document: &overlay,
+            actor: "admin",
+            comment: "",
+            summary: "",
+            rollback_of: None,
+        };
+        // Saved before the listener is surely up: the catch-up read finds it.
+        let v1 = node1.save_overlay(&new).unwrap();
+        assert_eq!(next(&mut watch), Ok(Some(v1)));
+        let v2 = node1.save_overlay(&new).unwrap();
+        assert_eq!(next(&mut watch), Ok(Some(v2)));
+
+        // Saved while the listener's server is down: heard after it is back.
+        server.stop();
+        server.restart().unwrap();
+        let v3 = node1.save_overlay(&new).unwrap();
+        assert_eq!(next(&mut watch), Ok(Some(v3)));
+        assert_eq!(watch.latest(), v3);
     }
 }

@@ -28,7 +28,8 @@ use portcullis_config::ConsoleConfig;
 use portcullis_store::EventStore;
 
 pub use db::{
-    AuditEntry, ConsoleDb, DbError, NewAudit, NewOverlay, OverlayMeta, OverlayVersion, TokenInfo,
+    AuditEntry, ConsoleDb, DbError, NewAudit, NewOverlay, OverlayMeta, OverlayVersion,
+    OverlayWatch, TokenInfo,
 };
 pub use gateway::{ApplyFailure, BanInfo, BoxFuture, Gateway};
 pub use secret::{MIN_PASSWORD_LEN, PasswordError, hash_password, verify_password};

@@ -41,10 +41,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use portcullis_config::{Config, Overlay};
+use portcullis_config::{Config, Overlay, StoreBackend};
 use portcullis_console::ConsoleDb;
 use portcullis_state::{MemoryStore, MemoryStoreOptions, RedisStore, StateStore};
-use portcullis_store::{EventWriter, Retention, SqliteStore, WriterConfig};
+use portcullis_store::{
+    EventStore, EventWriter, PgConfig, PgPool, PgStore, Retention, SqliteStore, WriterConfig,
+};
 
 use crate::edge::conn::ConnLimiter;
 use crate::events::EventSink;
@@ -56,7 +58,7 @@ use crate::runtime::Runtime;
 /// `[store]` and `[console]` sections with [`Services::open`].
 #[derive(Default)]
 pub struct Services {
-    pub store: Option<Arc<SqliteStore>>,
+    pub store: Option<Arc<dyn EventStore>>,
     pub console: Option<Arc<ConsoleDb>>,
     /// Bearer token with every right on the admin listener.
     pub admin_token: Option<String>,
@@ -64,19 +66,21 @@ pub struct Services {
 
 impl Services {
     /// Opens (creating if needed) what `[store]` and `[console]` enable.
+    /// With `[store] backend = "postgres"` the events and the console's
+    /// data live in PostgreSQL, shared by every node.
     pub fn open(config: &Config) -> anyhow::Result<Services> {
-        let store = if config.store.enabled {
-            let path = &config.store.path;
-            let store = SqliteStore::open(path)
-                .with_context(|| format!("cannot open the event store {}", path.display()))?;
-            Some(Arc::new(store))
-        } else {
-            None
-        };
+        let (store, pool) = open_store(config)?;
         let console = if config.console.enabled {
-            let path = &config.console.path;
-            let db = ConsoleDb::open(path)
-                .with_context(|| format!("cannot open the console database {}", path.display()))?;
+            let db = match pool {
+                Some(pool) => ConsoleDb::open_postgres(pool)
+                    .context("cannot open the console tables in PostgreSQL")?,
+                None => {
+                    let path = &config.console.path;
+                    ConsoleDb::open(path).with_context(|| {
+                        format!("cannot open the console database {}", path.display())
+                    })?
+                }
+            };
             Some(Arc::new(db))
         } else {
             None
@@ -98,6 +102,34 @@ fn generated_admin_token() -> String {
          the admin API of this start takes: Authorization: Bearer {token}"
     );
     token
+}
+
+/// The event store, and the PostgreSQL pool the console shares with it.
+type OpenedStore = (Option<Arc<dyn EventStore>>, Option<PgPool>);
+
+fn open_store(config: &Config) -> anyhow::Result<OpenedStore> {
+    let settings = &config.store;
+    match settings.backend {
+        StoreBackend::Sqlite if settings.enabled => {
+            let path = &settings.path;
+            let store = SqliteStore::open(path)
+                .with_context(|| format!("cannot open the event store {}", path.display()))?;
+            Ok((Some(Arc::new(store)), None))
+        }
+        StoreBackend::Sqlite => Ok((None, None)),
+        StoreBackend::Postgres => {
+            let url = settings.url.clone().unwrap_or_default();
+            let pg = PgConfig::new(url);
+            if settings.enabled {
+                let store = PgStore::open(&pg).context("cannot open the PostgreSQL event store")?;
+                let pool = store.pool().clone();
+                Ok((Some(Arc::new(store)), Some(pool)))
+            } else {
+                let pool = PgPool::new(&pg).context("invalid [store] url")?;
+                Ok((None, Some(pool)))
+            }
+        }
+    }
 }
 
 /// `PORTCULLIS_ADMIN_TOKEN`, when set and not empty.
@@ -163,12 +195,10 @@ pub async fn start_with(
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;
     let tls_addr = runtime.config.server.tls.as_ref().map(|t| t.listen);
-    let alerts = services.store.clone().map(|store| {
-        portcullis_alerts::spawn(
-            &runtime.config,
-            store as Arc<dyn portcullis_store::EventStore>,
-        )
-    });
+    let alerts = services
+        .store
+        .clone()
+        .map(|store| portcullis_alerts::spawn(&runtime.config, store));
     let state = state_store(&runtime.config.state).await;
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
     if let Err(e) = bans.refresh().await {
@@ -272,13 +302,7 @@ async fn state_store(config: &portcullis_config::StateConfig) -> Arc<dyn StateSt
 /// The console when it is on, the minimal admin API otherwise.
 fn admin_router(shared: &Arc<Shared>, services: &Services) -> axum::Router {
     match &services.console {
-        Some(db) => {
-            let events = services
-                .store
-                .clone()
-                .map(|s| s as Arc<dyn portcullis_store::EventStore>);
-            console::router(shared, Arc::clone(db), events)
-        }
+        Some(db) => console::router(shared, Arc::clone(db), services.store.clone()),
         None => admin::router(Arc::clone(shared)),
     }
 }
@@ -286,7 +310,7 @@ fn admin_router(shared: &Arc<Shared>, services: &Services) -> axum::Router {
 /// The event store's writer thread, batching events into `store`.
 fn store_writer(
     config: &Config,
-    store: Option<Arc<SqliteStore>>,
+    store: Option<Arc<dyn EventStore>>,
 ) -> anyhow::Result<Option<Arc<EventWriter>>> {
     let Some(store) = store else {
         return Ok(None);
@@ -299,8 +323,10 @@ fn store_writer(
         retention: Some(Retention {
             events_days: settings.events_days,
             rollups_days: settings.rollups_days,
+            max_bytes: (settings.max_mib > 0).then_some(settings.max_mib << 20),
             ..Retention::default()
         }),
+        spool: settings.spool,
         ..WriterConfig::default()
     };
     let writer =

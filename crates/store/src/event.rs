@@ -102,6 +102,20 @@ fn heaviest_signal(signals: &str) -> Option<String> {
     best.map(|s| s.name)
 }
 
+/// The reasons as stored: a JSON array, or NULL when there are none.
+pub(crate) fn reasons_text(reasons: &[String]) -> Option<String> {
+    if reasons.is_empty() {
+        return None;
+    }
+    serde_json::to_string(reasons).ok()
+}
+
+/// The stored reasons column back: a JSON array of strings, or NULL.
+pub(crate) fn reasons_of(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
 /// The three outcomes the dashboard counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -23,19 +23,26 @@
 //!   with the rollups upserted in the same transaction, and that can run
 //!   retention in small chunks between batches.
 
+mod bound;
 mod error;
 mod event;
 mod id;
 mod keys;
+pub mod pg;
 mod query;
 mod rollup;
 mod sqlite;
 mod writer;
 
+pub use bound::{
+    MARK, MAX_HOST, MAX_ID, MAX_PATH, MAX_REASON, MAX_REASONS, MAX_SHORT, MAX_SIGNAL_TEXT,
+    MAX_SIGNALS, bound, truncate,
+};
 pub use error::StoreError;
 pub use event::{ActionKind, StoredEvent};
 pub use id::{event_id, id_floor, id_ts_ms};
 pub use keys::{KEY_BUCKET_MS, KeyKind, bucket_of, key_hash, keys_of};
+pub use pg::{PgConfig, PgPool, PgStore};
 pub use query::{
     EventFilter, MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, TopEntry,
     TopField, TopOrder, TopQuery, TrialCount, TrialQuery,
@@ -72,7 +79,8 @@ pub trait EventStore: Send + Sync {
     fn trial(&self, query: &TrialQuery) -> Result<Vec<TrialCount>, StoreError>;
 
     /// Deletes at most `policy.chunk` expired events and `policy.chunk`
-    /// expired rollup rows, in short transactions. Call it again while
+    /// expired rollup rows, in short transactions, then (with a disk budget)
+    /// the oldest events while the store is over it. Call it again while
     /// [`Pruned::more`] is true.
     fn retention_step(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError>;
 
@@ -83,6 +91,8 @@ pub trait EventStore: Send + Sync {
             let step = self.retention_step(policy, now_ms)?;
             total.events += step.events;
             total.rollups += step.rollups;
+            total.over_budget += step.over_budget;
+            total.used_bytes = step.used_bytes;
             if !step.more {
                 return Ok(total);
             }

@@ -155,13 +155,16 @@ pub struct TopEntry {
     pub intercepts: u64,
 }
 
-/// How long events and rollups are kept.
+/// How long events and rollups are kept, and how much disk they may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
     pub events_days: u32,
     pub rollups_days: u32,
     /// Rows deleted per transaction, so the writer is never stalled long.
     pub chunk: u32,
+    /// Disk budget of the events, in bytes: beyond it the oldest events are
+    /// dropped (and counted in [`Pruned::over_budget`]) whatever their age.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Retention {
@@ -170,6 +173,7 @@ impl Default for Retention {
             events_days: 7,
             rollups_days: 90,
             chunk: 5000,
+            max_bytes: None,
         }
     }
 }
@@ -191,9 +195,15 @@ fn days_ms(days: u32) -> i64 {
 /// What one retention step (or run) deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pruned {
+    /// Events deleted for their age.
     pub events: u64,
     pub rollups: u64,
-    /// A full chunk was deleted: more expired rows may be left.
+    /// Events deleted, oldest first, to keep within [`Retention::max_bytes`].
+    pub over_budget: u64,
+    /// Bytes the events use after the step, when there is a budget.
+    pub used_bytes: Option<u64>,
+    /// A full chunk was deleted, or the store is still over its budget:
+    /// more rows may have to go.
     pub more: bool,
 }
 

@@ -1,6 +1,6 @@
 //! Minute rollups aggregated in memory, per batch, before one upsert per key.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 
 use crate::event::StoredEvent;
@@ -36,13 +36,13 @@ impl<'a> RollupKey<'a> {
 }
 
 /// Counts per rollup key; `reasons[i]` is the reason of `events[i]`.
-pub fn aggregate<'a>(
-    events: &'a [StoredEvent],
+pub fn aggregate<'a, E: Borrow<StoredEvent>>(
+    events: &'a [E],
     reasons: &'a [Cow<'a, str>],
 ) -> HashMap<RollupKey<'a>, u64> {
     let mut counts = HashMap::with_capacity(64);
     for (event, reason) in events.iter().zip(reasons) {
-        let key = RollupKey::of(event, Cow::Borrowed(reason.as_ref()));
+        let key = RollupKey::of(event.borrow(), Cow::Borrowed(reason.as_ref()));
         *counts.entry(key).or_insert(0) += 1;
     }
     counts

@@ -1,5 +1,6 @@
 //! The request path's side: a bounded queue drained by one writer thread.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -8,11 +9,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::query::Retention;
+use crate::query::{Pruned, Retention};
 use crate::{EventStore, StoreError, StoredEvent};
 
 /// The longest an idle writer sleeps before looking at the stop flag.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// First and longest wait before writing the spool again.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Bytes an event costs beyond its text fields (ids, numbers, index rows).
+const EVENT_OVERHEAD: u64 = 160;
+/// With a disk budget, retention also runs whenever about this fraction of
+/// the budget was written since it last ran, so a flood overshoots it by
+/// little whatever `retention_every` is.
+const BUDGET_SLICES: u64 = 16;
 
 /// How the writer batches, and whether it runs retention itself.
 #[derive(Debug, Clone)]
@@ -28,6 +38,9 @@ pub struct WriterConfig {
     pub retention: Option<Retention>,
     /// How often the writer looks for expired rows.
     pub retention_every: Duration,
+    /// Events kept in memory while the database is unreachable, written when
+    /// it is back; beyond it the oldest are dropped and counted (`failed`).
+    pub spool: usize,
 }
 
 impl Default for WriterConfig {
@@ -38,6 +51,7 @@ impl Default for WriterConfig {
             max_delay: Duration::from_millis(100),
             retention: None,
             retention_every: Duration::from_secs(60),
+            spool: 50_000,
         }
     }
 }
@@ -49,8 +63,13 @@ pub struct WriterStats {
     pub written: u64,
     /// Events refused because the queue was full.
     pub dropped: u64,
-    /// Events lost because their batch failed to write.
+    /// Events lost because their batch failed to write, or because the
+    /// spool was full while the database was unreachable.
     pub failed: u64,
+    /// Events waiting in the spool for the database to come back.
+    pub spooled: u64,
+    /// Failed attempts to reach the database.
+    pub unavailable: u64,
     /// Batches committed.
     pub batches: u64,
     /// Duration of the last committed batch, in microseconds.
@@ -65,6 +84,10 @@ pub struct WriterStats {
     /// Rows deleted by retention (events, rollup rows).
     pub pruned_events: u64,
     pub pruned_rollups: u64,
+    /// Events deleted, oldest first, to keep within the disk budget.
+    pub budget_dropped: u64,
+    /// Bytes the store used at the last retention step (with a budget).
+    pub store_bytes: u64,
 }
 
 #[derive(Default)]
@@ -72,6 +95,8 @@ struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    spooled: AtomicU64,
+    unavailable: AtomicU64,
     batches: AtomicU64,
     last_batch_us: AtomicU64,
     max_batch_us: AtomicU64,
@@ -79,6 +104,8 @@ struct Counters {
     last_batch_len: AtomicU64,
     pruned_events: AtomicU64,
     pruned_rollups: AtomicU64,
+    budget_dropped: AtomicU64,
+    store_bytes: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -88,6 +115,8 @@ impl Counters {
             written: self.written.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             failed: self.failed.load(Relaxed),
+            spooled: self.spooled.load(Relaxed),
+            unavailable: self.unavailable.load(Relaxed),
             batches: self.batches.load(Relaxed),
             last_batch_us: self.last_batch_us.load(Relaxed),
             max_batch_us: self.max_batch_us.load(Relaxed),
@@ -95,6 +124,8 @@ impl Counters {
             last_batch_len: self.last_batch_len.load(Relaxed),
             pruned_events: self.pruned_events.load(Relaxed),
             pruned_rollups: self.pruned_rollups.load(Relaxed),
+            budget_dropped: self.budget_dropped.load(Relaxed),
+            store_bytes: self.store_bytes.load(Relaxed),
         }
     }
 
@@ -187,7 +218,8 @@ impl EventWriter {
     }
 
     /// Waits until every event queued before this call is written (or
-    /// failed). False if the writer is gone or `timeout` passed.
+    /// failed, or spooled while the database is unreachable). False if the
+    /// writer is gone or `timeout` passed.
     pub fn flush(&self, timeout: Duration) -> bool {
         let (ack_tx, ack_rx) = mpsc::channel();
         if self.sender.tx.send(Msg::Flush(ack_tx)).is_err() {
@@ -229,6 +261,13 @@ struct Worker {
     acks: Vec<mpsc::Sender<()>>,
     next_retention: Instant,
     retention_pending: bool,
+    /// Bytes written since retention last ran (see [`BUDGET_SLICES`]).
+    written_bytes: u64,
+    /// Events kept while the database is unreachable, oldest first.
+    spool: VecDeque<StoredEvent>,
+    /// When to try the database again; `None` while it answers.
+    retry_at: Option<Instant>,
+    retry_wait: Duration,
 }
 
 impl Worker {
@@ -243,6 +282,10 @@ impl Worker {
             acks: Vec::new(),
             next_retention: Instant::now(),
             retention_pending: config.retention.is_some(),
+            written_bytes: 0,
+            spool: VecDeque::new(),
+            retry_at: None,
+            retry_wait: RETRY_FIRST,
             store,
             config,
             rx,
@@ -258,7 +301,7 @@ impl Worker {
                     self.fill();
                     self.commit();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.retry_spool(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.retention_tick();
@@ -270,18 +313,20 @@ impl Worker {
         self.counters.stop.load(Relaxed)
     }
 
-    /// How long to sleep when idle: until retention is due, at most 1 s.
+    /// How long to sleep when idle: until retention or a retry of the spool
+    /// is due, at most 1 s.
     fn idle_wait(&self) -> Duration {
-        if self.config.retention.is_none() {
-            return IDLE_WAIT;
-        }
         if self.retention_pending {
             return Duration::ZERO;
         }
-        let until = self
-            .next_retention
-            .saturating_duration_since(Instant::now());
-        until.clamp(Duration::from_millis(1), IDLE_WAIT)
+        let retention = self.config.retention.map(|_| self.next_retention);
+        let due = [retention, self.retry_at].into_iter().flatten().min();
+        match due {
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), IDLE_WAIT),
+            None => IDLE_WAIT,
+        }
     }
 
     fn take(&mut self, msg: Msg) {
@@ -316,30 +361,92 @@ impl Worker {
         self.rx.recv_timeout(left).ok()
     }
 
+    /// Writes the batch, or spools it behind older spooled events (which
+    /// must be written first, in order).
     fn commit(&mut self) {
         if !self.batch.is_empty() {
-            self.write_batch();
+            if self.spool.is_empty() {
+                let batch = std::mem::take(&mut self.batch);
+                if let Err(batch) = self.write(batch) {
+                    self.spool_batch(batch);
+                }
+            } else {
+                let batch = std::mem::take(&mut self.batch);
+                self.spool_batch(batch);
+            }
+            self.batch.reserve(self.config.batch_size.max(1));
         }
+        self.retry_spool();
         for ack in self.acks.drain(..) {
             let _ = ack.send(());
         }
     }
 
-    fn write_batch(&mut self) {
+    /// Writes one batch. Gives it back when the database is unreachable;
+    /// any other failure loses it (counted), since retrying the same rows
+    /// would fail the same way.
+    fn write(&mut self, batch: Vec<StoredEvent>) -> Result<(), Vec<StoredEvent>> {
         let started = Instant::now();
-        match self.store.write_batch(&self.batch) {
-            Ok(n) => self.counters.batch_done(n, started.elapsed()),
+        match self.store.write_batch(&batch) {
+            Ok(n) => {
+                self.counters.batch_done(n, started.elapsed());
+                self.written_bytes += batch.iter().map(approx_bytes).sum::<u64>();
+                self.note_budget();
+                self.retry_at = None;
+                self.retry_wait = RETRY_FIRST;
+                Ok(())
+            }
+            Err(error) if error.is_unavailable() => {
+                self.counters.unavailable.fetch_add(1, Relaxed);
+                tracing::warn!(%error, retry_in = ?self.retry_wait, "event store unreachable; spooling events");
+                self.retry_at = Some(Instant::now() + self.retry_wait);
+                self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+                Err(batch)
+            }
             Err(error) => {
-                let lost = self.batch.len() as u64;
+                let lost = batch.len() as u64;
                 self.counters.failed.fetch_add(lost, Relaxed);
                 tracing::warn!(%error, lost, "event batch not written");
+                Ok(())
             }
         }
-        self.batch.clear();
     }
 
-    /// Writes everything still queued, in batches, then acknowledges.
+    /// Appends to the spool, dropping (and counting) the oldest beyond it.
+    fn spool_batch(&mut self, batch: Vec<StoredEvent>) {
+        self.spool.extend(batch);
+        let over = self.spool.len().saturating_sub(self.config.spool);
+        if over > 0 {
+            self.spool.drain(..over);
+            self.counters.failed.fetch_add(over as u64, Relaxed);
+        }
+        self.counters
+            .spooled
+            .store(self.spool.len() as u64, Relaxed);
+    }
+
+    /// When a retry is due, writes the spool oldest first, batch by batch,
+    /// until it is empty or the database fails again.
+    fn retry_spool(&mut self) {
+        while !self.spool.is_empty() && self.retry_at.is_none_or(|at| Instant::now() >= at) {
+            let n = self.spool.len().min(self.config.batch_size.max(1));
+            let batch: Vec<StoredEvent> = self.spool.drain(..n).collect();
+            if let Err(batch) = self.write(batch) {
+                for event in batch.into_iter().rev() {
+                    self.spool.push_front(event);
+                }
+                break;
+            }
+        }
+        self.counters
+            .spooled
+            .store(self.spool.len() as u64, Relaxed);
+    }
+
+    /// Writes everything still queued, in batches, then acknowledges; what
+    /// the database does not take now is lost and counted.
     fn drain(&mut self) {
+        self.retry_at = None;
         while let Ok(msg) = self.rx.try_recv() {
             self.take(msg);
             if self.batch.len() >= self.config.batch_size {
@@ -347,6 +454,25 @@ impl Worker {
             }
         }
         self.commit();
+        let lost = self.spool.len() as u64;
+        if lost > 0 {
+            self.counters.failed.fetch_add(lost, Relaxed);
+            self.counters.spooled.store(0, Relaxed);
+            tracing::warn!(
+                lost,
+                "event store unreachable at shutdown; spooled events lost"
+            );
+        }
+    }
+
+    /// With a disk budget, asks for retention once a slice of it was written.
+    fn note_budget(&mut self) {
+        let Some(max) = self.config.retention.and_then(|r| r.max_bytes) else {
+            return;
+        };
+        if self.written_bytes >= max / BUDGET_SLICES {
+            self.retention_pending = true;
+        }
     }
 
     /// Deletes one chunk of expired rows when retention is due.
@@ -357,16 +483,9 @@ impl Worker {
         if !self.retention_pending && Instant::now() < self.next_retention {
             return;
         }
+        self.written_bytes = 0;
         match self.store.retention_step(&policy, now_ms()) {
-            Ok(pruned) => {
-                self.counters
-                    .pruned_events
-                    .fetch_add(pruned.events, Relaxed);
-                self.counters
-                    .pruned_rollups
-                    .fetch_add(pruned.rollups, Relaxed);
-                self.retention_pending = pruned.more;
-            }
+            Ok(pruned) => self.pruned(&pruned),
             Err(error) => {
                 tracing::warn!(%error, "retention step failed");
                 self.retention_pending = false;
@@ -376,6 +495,31 @@ impl Worker {
             self.next_retention = Instant::now() + self.config.retention_every;
         }
     }
+
+    fn pruned(&mut self, pruned: &Pruned) {
+        let c = &self.counters;
+        c.pruned_events.fetch_add(pruned.events, Relaxed);
+        c.pruned_rollups.fetch_add(pruned.rollups, Relaxed);
+        c.budget_dropped.fetch_add(pruned.over_budget, Relaxed);
+        if let Some(used) = pruned.used_bytes {
+            c.store_bytes.store(used, Relaxed);
+        }
+        if pruned.over_budget > 0 {
+            tracing::warn!(
+                dropped = pruned.over_budget,
+                used = pruned.used_bytes,
+                "event store over its disk budget: oldest events dropped"
+            );
+        }
+        self.retention_pending = pruned.more;
+    }
+}
+
+/// About what an event adds to the store, for the budget's pacing.
+fn approx_bytes(e: &StoredEvent) -> u64 {
+    let text = e.path.len() + e.host.len() + e.signals.len() + e.request_id.len();
+    let text = text.min(crate::MAX_PATH + crate::MAX_HOST + crate::MAX_SIGNALS + 64);
+    text as u64 + EVENT_OVERHEAD
 }
 
 fn now_ms() -> i64 {

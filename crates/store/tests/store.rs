@@ -2,48 +2,11 @@
 
 mod common;
 
-use common::{T0, TempDir, blocked, pass};
+use common::{T0, TempDir, pass, sample};
 use portcullis_store::{
     ActionKind, EventFilter, EventStore, Retention, RollupGroup, RollupQuery, SqliteStore,
     StoreError, StoredEvent, TopField, TopOrder, TopQuery, TrialQuery, minute_of,
 };
-
-/// 60 events over 3 minutes: passes, blocks from one IP, a scanner,
-/// a challenged device with a cid and an account on a named route.
-fn sample() -> Vec<StoredEvent> {
-    let mut events = Vec::new();
-    for n in 0..60 {
-        let ts = T0 + (n as i64) * 3_000;
-        let mut e = match n % 6 {
-            0 => blocked(ts, n, "sqli"),
-            1 => StoredEvent {
-                class: "scanner".into(),
-                client_ip: "203.0.113.9".into(),
-                ..blocked(ts, n, "bad_utf8")
-            },
-            2 => StoredEvent {
-                action: "challenge".into(),
-                layer: Some("policy".into()),
-                cid: Some(format!("cid-{n}")),
-                device_id: Some("dev-1".into()),
-                account_id: Some("acct-7".into()),
-                route: Some("coupon".into()),
-                risk_rank: Some(3),
-                rule: Some("rank-band-3".into()),
-                device_risk_rank: Some(2),
-                reasons: vec!["new_device".into(), "ip_datacenter".into()],
-                ..pass(ts, n)
-            },
-            _ => pass(ts, n),
-        };
-        if n % 6 == 0 {
-            e.client_ip = "198.51.100.1".into();
-            e.route = Some("login".into());
-        }
-        events.push(e);
-    }
-    events
-}
 
 fn open_with_sample(dir: &TempDir) -> SqliteStore {
     let store = SqliteStore::open(dir.db()).unwrap();
@@ -562,6 +525,7 @@ fn retention_deletes_in_chunks() {
         events_days: 7,
         rollups_days: 9,
         chunk: 10,
+        max_bytes: None,
     };
     let first = store.retention_step(&policy, T0).unwrap();
     assert_eq!((first.events, first.rollups, first.more), (10, 10, true));

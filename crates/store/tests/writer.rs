@@ -219,6 +219,7 @@ fn the_writer_runs_retention_between_batches() {
             events_days: 1,
             rollups_days: 1,
             chunk: 7,
+            max_bytes: None,
         }),
         ..WriterConfig::default()
     };

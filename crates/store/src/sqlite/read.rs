@@ -3,6 +3,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
 
+use crate::event::reasons_of;
 use crate::keys::{KeyKind, bucket_of, key_hash};
 use crate::query::{
     EventFilter, RollupQuery, Series, TopEntry, TopField, TopOrder, TopQuery, TrialCount,
@@ -338,12 +339,6 @@ fn to_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         reasons: reasons_of(r.get(20)?),
         would: r.get(21)?,
     })
-}
-
-/// The reasons column: a JSON array of strings, or NULL.
-fn reasons_of(text: Option<String>) -> Vec<String> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
 }
 
 /// Counts the events log-only policies would have stopped, per route and

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use rusqlite::{CachedStatement, Connection, ErrorCode, Transaction, params};
 
+use crate::bound::bound;
+use crate::event::reasons_text;
 use crate::keys::{bucket_of, key_hash, keys_of};
 use crate::rollup::{RollupKey, aggregate};
 use crate::{StoreError, StoredEvent, event_id};
@@ -43,7 +45,8 @@ impl Writer {
         if events.is_empty() {
             return Ok(0);
         }
-        let reasons: Vec<Cow<'_, str>> = events.iter().map(StoredEvent::reason).collect();
+        let events: Vec<Cow<'_, StoredEvent>> = events.iter().map(bound).collect();
+        let reasons: Vec<Cow<'_, str>> = events.iter().map(|e| e.reason()).collect();
         let tx = self.conn.transaction()?;
         let mut keys = Vec::with_capacity(events.len() * 4);
         {
@@ -55,7 +58,7 @@ impl Writer {
             }
         }
         insert_keys(&tx, &mut keys)?;
-        upsert_rollups(&tx, events, &reasons)?;
+        upsert_rollups(&tx, &events, &reasons)?;
         tx.commit()?;
         Ok(events.len())
     }
@@ -124,21 +127,13 @@ fn execute_insert(
     Ok(())
 }
 
-/// The reasons as a JSON array, or NULL when there are none.
-fn reasons_text(reasons: &[String]) -> Option<String> {
-    if reasons.is_empty() {
-        return None;
-    }
-    serde_json::to_string(reasons).ok()
-}
-
 fn is_constraint(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
 }
 
 fn upsert_rollups(
     tx: &Transaction<'_>,
-    events: &[StoredEvent],
+    events: &[Cow<'_, StoredEvent>],
     reasons: &[Cow<'_, str>],
 ) -> Result<(), StoreError> {
     let mut upsert = tx.prepare_cached(UPSERT_ROLLUP)?;

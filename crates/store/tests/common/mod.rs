@@ -75,3 +75,40 @@ pub fn blocked(ts_ms: i64, n: usize, signal: &str) -> StoredEvent {
         ..pass(ts_ms, n)
     }
 }
+
+/// 60 events over 3 minutes: passes, blocks from one IP, a scanner,
+/// a challenged device with a cid and an account on a named route.
+pub fn sample() -> Vec<StoredEvent> {
+    let mut events = Vec::new();
+    for n in 0..60 {
+        let ts = T0 + (n as i64) * 3_000;
+        let mut e = match n % 6 {
+            0 => blocked(ts, n, "sqli"),
+            1 => StoredEvent {
+                class: "scanner".into(),
+                client_ip: "203.0.113.9".into(),
+                ..blocked(ts, n, "bad_utf8")
+            },
+            2 => StoredEvent {
+                action: "challenge".into(),
+                layer: Some("policy".into()),
+                cid: Some(format!("cid-{n}")),
+                device_id: Some("dev-1".into()),
+                account_id: Some("acct-7".into()),
+                route: Some("coupon".into()),
+                risk_rank: Some(3),
+                rule: Some("rank-band-3".into()),
+                device_risk_rank: Some(2),
+                reasons: vec!["new_device".into(), "ip_datacenter".into()],
+                ..pass(ts, n)
+            },
+            _ => pass(ts, n),
+        };
+        if n % 6 == 0 {
+            e.client_ip = "198.51.100.1".into();
+            e.route = Some("login".into());
+        }
+        events.push(e);
+    }
+    events
+}
