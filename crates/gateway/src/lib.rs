@@ -241,6 +241,13 @@ pub async fn start_with(
         None => None,
     };
     tokio::spawn(reload::watch(Arc::clone(&shared)));
+    if let Some(watch) = shared
+        .console_db
+        .as_ref()
+        .and_then(|db| db.watch_overlays())
+    {
+        tokio::spawn(reload::follow_overlays(Arc::clone(&shared), watch));
+    }
     tracing::info!(%listen, admin = ?admin, tls = ?tls, "portcullis is listening");
     Ok(Running {
         listen,

@@ -355,18 +355,25 @@ fn record(
     if !shared.events.is_enabled() || !wanted {
         return;
     }
+    let mut signals = ctx.signals;
+    for signal in &mut signals {
+        clip(&mut signal.evidence, MAX_EVIDENCE);
+    }
+    let (mut host, mut path) = (ex.target.authority, ex.target.path.matched);
+    clip(&mut host, MAX_HOST);
+    clip(&mut path, MAX_PATH);
     shared.events.send(Event {
         ts_ms: crate::context::now_ms(),
         request_id: ctx.request_id,
         client_ip: ctx.client_ip,
         method: ex.parts.method.to_string(),
-        host: ex.target.authority,
-        path: ex.target.path.matched,
+        host,
+        path,
         action: action.as_str(),
         layer,
         status: response.status().as_u16(),
         class: ctx.class,
-        signals: ctx.signals,
+        signals,
         duration_us: started.elapsed().as_micros() as u64,
         cid: ctx.clearance.as_ref().map(|c| c.cid.to_string()),
         device_id: ctx.device,
@@ -382,10 +389,43 @@ fn record(
     });
 }
 
+/// What one event keeps of a field a client chose: a 30 KB target must not
+/// cost 30 KB of log and store per request.
+const MAX_PATH: usize = 1024;
+const MAX_HOST: usize = 255;
+const MAX_EVIDENCE: usize = 256;
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marked `…`.
+fn clip(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::IpAddr;
+
+    #[test]
+    fn event_fields_are_clipped_on_character_boundaries() {
+        let mut long = "路".repeat(2000);
+        clip(&mut long, MAX_PATH);
+        assert!(
+            long.len() <= MAX_PATH && long.ends_with('…'),
+            "{}",
+            long.len()
+        );
+        let mut short = "/a".to_owned();
+        clip(&mut short, MAX_PATH);
+        assert_eq!(short, "/a");
+    }
 
     fn forwarding(remove: &[String]) -> Forwarding<'_> {
         Forwarding {

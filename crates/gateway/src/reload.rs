@@ -153,3 +153,30 @@ fn refused(shared: &Shared, trigger: &str, error: &ApplyError) {
         .inc();
     tracing::error!(trigger, error = %error, "new configuration refused; the running one stays");
 }
+
+/// Applies the console overlays other nodes save (PostgreSQL LISTEN/NOTIFY),
+/// so that a policy applied on one node's console reaches every node.
+pub async fn follow_overlays(shared: Arc<Shared>, mut watch: portcullis_console::OverlayWatch) {
+    while watch.changed().await.is_some() {
+        let shared = Arc::clone(&shared);
+        let applied = tokio::task::spawn_blocking(move || {
+            let Some(db) = shared.console_db.as_deref() else {
+                return;
+            };
+            match db.latest_overlay() {
+                // The node that saved it has it in force already.
+                Ok(Some(latest)) if latest.document != shared.control.overlay() => {
+                    if let Err(e) = apply_overlay(&shared, latest.document) {
+                        tracing::warn!(error = %e, version = latest.version, "an overlay saved on another node was refused");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the latest console overlay"),
+            }
+        })
+        .await;
+        if let Err(e) = applied {
+            tracing::error!(error = %e, "the overlay follower failed");
+        }
+    }
+}

@@ -57,8 +57,19 @@ fn set_password(
     let console = &config.console;
     let user = user.unwrap_or_else(|| console.admin_user.clone());
     let hash = hash_password(&read_password(password_env)?)?;
-    let db = ConsoleDb::open(&console.path)
-        .with_context(|| format!("cannot open {}", console.path.display()))?;
+    let (db, place) = match (&config.store.backend, &config.store.url) {
+        (portcullis_config::StoreBackend::Postgres, Some(url)) => {
+            let pool = portcullis_store::PgPool::new(&portcullis_store::PgConfig::new(url.clone()))
+                .context("invalid [store] url")?;
+            let db = ConsoleDb::open_postgres(pool).context("cannot open the console tables")?;
+            (db, "PostgreSQL".to_owned())
+        }
+        _ => {
+            let db = ConsoleDb::open(&console.path)
+                .with_context(|| format!("cannot open {}", console.path.display()))?;
+            (db, console.path.display().to_string())
+        }
+    };
     db.set_password(&user, &hash)?;
     db.audit(&NewAudit {
         actor: "cli",
@@ -67,10 +78,7 @@ fn set_password(
         summary: "password set with `portcullis console set-password`",
         ..NewAudit::default()
     })?;
-    eprintln!(
-        "password of {user:?} set in {}; its sessions have ended",
-        console.path.display()
-    );
+    eprintln!("password of {user:?} set in {place}; its sessions have ended");
     Ok(())
 }
 
