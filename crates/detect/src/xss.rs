@@ -93,6 +93,8 @@ pub(crate) fn check(t: &Text, libinjection: bool, rich_text: bool, hits: &mut Hi
 fn libinjection_xss(t: &Text) -> bool {
     let s = without_xml_declaration(t.s.as_bytes());
     let lower = &t.bytes()[t.bytes().len() - s.len()..];
+    let styled = with_inert_styles(s, lower);
+    let s = &styled[..];
     // The XHTML and SVG namespaces make markup live in an XML document.
     let live_namespace = memchr::memmem::find(lower, b"w3.org/1999/xhtml").is_some()
         || memchr::memmem::find(lower, b"w3.org/2000/svg").is_some();
@@ -104,6 +106,39 @@ fn libinjection_xss(t: &Text) -> bool {
         renamed[p + 4] = b'x';
     }
     libinjectionrs::detect_xss(&renamed).is_injection()
+}
+
+/// CSS that can run script or fetch (old IE `expression()`, bindings,
+/// imports, URLs) or hide such words behind escapes.
+fn css_can_act(lower: &[u8]) -> bool {
+    const ACTIVE: [&[u8]; 7] = [
+        b"expression",
+        b"url(",
+        b"javascript",
+        b"behavior",
+        b"binding",
+        b"@import",
+        b"\\",
+    ];
+    ACTIVE
+        .iter()
+        .any(|word| memchr::memmem::find(lower, word).is_some())
+}
+
+/// The value with `style=` attributes renamed when no CSS in it can act:
+/// rich-text editors write `<span style="color: rgb(51, 51, 51)">` on every
+/// line, and libinjection flags every `style` attribute.
+fn with_inert_styles<'a>(s: &'a [u8], lower: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+    if memchr::memmem::find(lower, b"style").is_none() || css_can_act(lower) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut renamed = s.to_vec();
+    for p in memchr::memmem::find_iter(lower, b"style") {
+        if lower[p + 5..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'=') {
+            renamed[p + 2] = b'x';
+        }
+    }
+    std::borrow::Cow::Owned(renamed)
 }
 
 /// The value after a leading `<?xml ...?>`: HTML reads that declaration as

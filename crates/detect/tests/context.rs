@@ -207,3 +207,28 @@ fn loosely_read_sqli_is_caught() {
         assert_blocked(payload, &run("GET", &target, &[], b""));
     }
 }
+
+#[test]
+fn rich_text_with_inline_styles_is_not_xss_but_active_css_is() {
+    let d = portcullis_detect::Detector::default();
+    let post = |content: &str| {
+        let body = serde_json::json!({ "title": "朝中措", "content": content }).to_string();
+        let headers: Vec<(&str, &[u8])> = vec![("content-type", b"application/json")];
+        d.inspect(&portcullis_detect::RawRequest {
+            method: "POST",
+            target: b"/api/posts",
+            headers: &headers,
+            body: body.as_bytes(),
+            body_truncated: false,
+        })
+        .is_attack(portcullis_detect::DEFAULT_THRESHOLD)
+    };
+    assert!(!post(
+        r#"<div class="ql-editor"><p><span style="color: rgb(51, 51, 51);">當年司馬溫公力</span></p></div>"#
+    ));
+    assert!(!post(
+        r#"<h2 style="text-align: center;">朝中措</h2><p><strong>洪适</strong></p>"#
+    ));
+    assert!(post(r#"<div style="width: expression(alert(1))">x</div>"#));
+    assert!(post(r#"<p style="x" onmouseover="alert(1)">x</p>"#));
+}
