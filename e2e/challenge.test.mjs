@@ -12,6 +12,14 @@ import { DESKTOP_UA, launchBrowser, median, startGateway, startOrigin } from './
 const CONFIG = `
 [challenge]
 difficulty = 17
+# The time-to-clearance test asks for many clearances from one device.
+device_burst = 40
+# A page navigated to: the interstitial's cookie clearance serves it.
+[[policies]]
+name = "pages"
+path = "/api/home$"
+clearance = "required"
+# Calls of the app: signed with the clearance's key; a cookie never stands in.
 [[policies]]
 name = "api"
 path = "/api/"
@@ -60,6 +68,16 @@ async function appPage({ webdriver = false } = {}) {
   return page;
 }
 
+/** The order request as the browser sent it (the origin never sees the SDK's headers). */
+function orderSent(page) {
+  return page
+    .waitForRequest((req) => req.url().includes('/api/order'))
+    .then(async (req) => {
+      const url = new URL(req.url());
+      return { url: url.pathname + url.search, method: req.method(), headers: await req.allHeaders(), body: req.postData() };
+    });
+}
+
 async function clearAndOrder(page, body) {
   return page.evaluate(async (body) => {
     const clearance = await window.pc.getClearance();
@@ -75,6 +93,7 @@ async function clearAndOrder(page, body) {
 /** Resends a request the origin saw, as curl would, with `change` applied. */
 function resend(seen, change = {}) {
   const headers = { ...seen.headers };
+  for (const h of Object.keys(headers)) if (h.startsWith(':')) delete headers[h];
   for (const h of ['host', 'connection', 'content-length', 'x-forwarded-for', 'x-request-id']) delete headers[h];
   for (const h of Object.keys(headers)) if (h.startsWith('x-wx-')) delete headers[h];
   Object.assign(headers, change.headers || {});
@@ -84,6 +103,7 @@ function resend(seen, change = {}) {
 test('a page obtains a clearance and its signed request reaches the origin with rank <= 1', async () => {
   const page = await appPage();
   const body = JSON.stringify({ sku: 'A-100', qty: 1 });
+  const sent = orderSent(page);
   const r = await clearAndOrder(page, body);
   assert.equal(r.clearance.success, true, JSON.stringify(r.clearance));
   assert.equal(r.clearance.err_code, 0);
@@ -95,7 +115,10 @@ test('a page obtains a clearance and its signed request reaches the origin with 
   const gc = await page.evaluate(() => window.gcResult);
   assert.equal(gc.success, true, 'the <gateway-challenge> element fired challengesuccess');
 
-  const seen = origin.requests.findLast((q) => q.url === '/api/order?campaign=spring');
+  const atOrigin = origin.requests.findLast((q) => q.url === '/api/order?campaign=spring');
+  assert.equal(atOrigin.headers['x-pc-clearance'], undefined, 'the origin never sees the clearance');
+  assert.equal(atOrigin.headers['x-pc-device'], undefined, 'nor the unverified device header');
+  const seen = await sent;
   const apiHits = () => origin.requests.filter((q) => q.url.startsWith('/api/')).length;
   const hits = apiHits();
 
