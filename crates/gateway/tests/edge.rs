@@ -62,7 +62,13 @@ async fn review_scanner_incident_request_never_reaches_origin() {
 async fn malformed_encodings_get_400_with_request_id() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "").await;
-    for target in ["/a?x=%00", "/%c0%af/etc/passwd", "/a?x=%ed%a0%80"] {
+    // Overlong and surrogate UTF-8 are ways past filters: refused as attacks.
+    for target in ["/%c0%af/etc/passwd", "/a?x=%ed%a0%80"] {
+        let response = get(gw.listen, target, BROWSER).await;
+        assert_eq!(status_of(&response), 403, "{target}: {response}");
+        assert!(response.contains("request_id"), "{response}");
+    }
+    for target in ["/a?x=%00", "/a?x=%bf%27"] {
         let response = get(gw.listen, target, BROWSER).await;
         assert_eq!(status_of(&response), 400, "{target}: {response}");
         assert!(response.contains("request_id"), "{response}");

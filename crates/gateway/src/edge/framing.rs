@@ -64,6 +64,17 @@ struct Head {
     connection_upgrade: bool,
 }
 
+/// The state after a part of a body: the same with `left` bytes to go, or
+/// what follows the body (a new head, or the end of the chunk).
+fn body_left(state: State, left: u64) -> State {
+    match (state, left) {
+        (State::Fixed(_), 0) => State::Start,
+        (State::Fixed(_), left) => State::Fixed(left),
+        (State::ChunkData(_), 0) => State::ChunkEnd,
+        (_, left) => State::ChunkData(left),
+    }
+}
+
 /// Scans raw request bytes of one connection.
 #[derive(Debug)]
 pub struct FramingScanner {
@@ -114,7 +125,7 @@ impl FramingScanner {
                     }
                     return rewritten;
                 }
-                State::Fixed(left) => {
+                State::Fixed(left) | State::ChunkData(left) => {
                     let take = usize::try_from(left)
                         .unwrap_or(usize::MAX)
                         .min(bytes.len() - i);
@@ -122,28 +133,7 @@ impl FramingScanner {
                         out.extend_from_slice(&bytes[i..i + take]);
                     }
                     i += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        State::Start
-                    } else {
-                        State::Fixed(left)
-                    };
-                    continue;
-                }
-                State::ChunkData(left) => {
-                    let take = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(bytes.len() - i);
-                    if let Some(out) = rewritten.as_mut() {
-                        out.extend_from_slice(&bytes[i..i + take]);
-                    }
-                    i += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData(left)
-                    };
+                    self.state = body_left(self.state, left - take as u64);
                     continue;
                 }
                 State::Target if needs_encoding(b) => {

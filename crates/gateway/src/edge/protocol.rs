@@ -90,7 +90,7 @@ fn check_component(name: &'static str, raw: &str, protocol: &ProtocolConfig) -> 
     check_encoded(raw, protocol).map(|(kind, evidence)| Violation {
         name: kind,
         evidence: format!("{name}: {evidence}"),
-        status: 400,
+        status: status_of(kind),
     })
 }
 
@@ -114,16 +114,27 @@ fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, 
     if protocol.reject_nul && decoded.contains(&0) {
         return Some(("nul_byte", "%00".into()));
     }
-    if protocol.reject_bad_utf8
-        && let Err(e) = std::str::from_utf8(&decoded)
-        && (overlong_ascii(&decoded) || surrogates_only(&decoded) || !is_gbk(&decoded))
-    {
-        return Some((
-            "bad_utf8",
-            printable(&decoded[e.valid_up_to()..][..4.min(decoded.len() - e.valid_up_to())]),
-        ));
+    if let Err(e) = std::str::from_utf8(&decoded) {
+        let evidence =
+            printable(&decoded[e.valid_up_to()..][..4.min(decoded.len() - e.valid_up_to())]);
+        // No text is written this way: it is a way past filters, an attack.
+        if overlong_ascii(&decoded) || surrogates_only(&decoded) {
+            return Some((UTF8_EVASION, evidence));
+        }
+        if protocol.reject_bad_utf8 && !is_gbk(&decoded) {
+            return Some(("bad_utf8", evidence));
+        }
     }
     None
+}
+
+/// Overlong or surrogate UTF-8: refused as an attack (403), not as a
+/// malformed request.
+pub const UTF8_EVASION: &str = "utf8_evasion";
+
+/// The status of a violation of `name`.
+fn status_of(name: &str) -> u16 {
+    if name == UTF8_EVASION { 403 } else { 400 }
 }
 
 /// Whether `bytes` are well-formed GBK / GB18030, the legacy encoding of
@@ -242,7 +253,7 @@ fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
     check_encoded(text, protocol).map(|(name, evidence)| Violation {
         name,
         evidence: format!("form: {evidence}"),
-        status: 400,
+        status: status_of(name),
     })
 }
 
@@ -389,11 +400,19 @@ mod tests {
             "bad_percent_encoding"
         );
         assert_eq!(name(head("GET", "/a?x=%00", &[])), "nul_byte");
-        assert_eq!(name(head("GET", "/%c0%af", &[])), "bad_utf8", "overlong /");
+        assert_eq!(
+            name(head("GET", "/%c0%af", &[])),
+            UTF8_EVASION,
+            "overlong /"
+        );
         assert_eq!(
             name(head("GET", "/%ed%a0%80", &[])),
-            "bad_utf8",
+            UTF8_EVASION,
             "surrogate"
+        );
+        assert_eq!(
+            head("GET", "/%c0%ae%c0%ae/", &[]).map(|v| v.status),
+            Some(403)
         );
         assert_eq!(name(head("BREW", "/", &[])), "unknown_method");
         let long = format!("/{}", "a".repeat(40_000));

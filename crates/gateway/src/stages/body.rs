@@ -68,7 +68,7 @@ impl Stage for Body {
             body.complete,
             &ex.rt.config.protocol,
         ) {
-            ex.ctx.refuse(v.name, v.evidence, v.status);
+            super::protocol::raise(&mut ex.ctx, v);
         }
         ex.body = RequestBody::Read(body);
         Flow::after(&ex.ctx)

@@ -7,7 +7,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Uri};
 
 use super::{Exchange, Flow, Stage, Target};
-use crate::context::Layer;
+use crate::context::{Demand, Layer, RequestContext};
 use crate::edge::protocol;
 use crate::http::canonical::{canonical_authority, canonical_path};
 use crate::http::respond::gateway_response;
@@ -36,7 +36,7 @@ impl Stage for Protocol {
             &config.protocol,
             &config.limits,
         ) {
-            ex.ctx.refuse(v.name, v.evidence, v.status);
+            raise(&mut ex.ctx, v);
             return Flow::Stop;
         }
         match canonical_target(ex) {
@@ -70,6 +70,16 @@ fn canonical_target(ex: &Exchange<'_>) -> Result<Target, crate::http::canonical:
         path,
         query: ex.parts.uri.query().map(str::to_owned),
     })
+}
+
+/// A protocol violation as a signal: an evasion is refused as an attack
+/// (`[block.blocked]`), anything else as a malformed request.
+pub(super) fn raise(ctx: &mut RequestContext, v: protocol::Violation) {
+    if v.status == 403 {
+        ctx.add(v.name, Layer::Edge, 100, v.evidence, Demand::Block);
+    } else {
+        ctx.refuse(v.name, v.evidence, v.status);
+    }
 }
 
 /// From here on `parts.uri` is the origin-form target the origin receives.
