@@ -10,6 +10,7 @@ mod auth;
 mod overlay;
 mod policy;
 pub mod risk;
+pub mod signals;
 mod state;
 mod store;
 mod validate;

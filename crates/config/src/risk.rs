@@ -48,87 +48,6 @@ pub const DEFAULT_FACTOR_WEIGHTS: &[(&str, i32)] = &[
     ("class_trusted", -40),
 ];
 
-/// Points of other layers' signals, by default. A signal whose name is not
-/// in the weights table gives the weight its stage gave it.
-pub const DEFAULT_SIGNAL_WEIGHTS: &[(&str, i32)] = &[
-    // Attack families of portcullis-detect: one finding is enough for rank 4.
-    ("sqli", 100),
-    ("xss", 100),
-    ("rce", 100),
-    ("code_injection", 100),
-    ("path_traversal", 100),
-    ("ssrf", 100),
-    ("xxe", 100),
-    ("ssti", 100),
-    ("jndi", 100),
-    ("crlf", 100),
-    ("deserialization", 100),
-    ("nosql", 100),
-    ("ldap", 100),
-    ("mail_injection", 100),
-    ("ssi", 100),
-    ("webshell", 100),
-    ("scanner_path", 60),
-    ("protocol", 40),
-    // Edge.
-    ("ip_denied", 100),
-    ("ip_banned", 100),
-    ("threat_feed", 50),
-    ("scanner", 40),
-    ("automation", 40),
-    ("crawler", 10),
-    ("browser_headers_missing", 10),
-    ("quota_exceeded", 0),
-    // Clean: rate limits, signatures, clearances, permissions.
-    ("rate_limit", 25),
-    ("rate_limit_ban", 100),
-    ("signature_missing", 30),
-    ("signature_invalid", 60),
-    ("signature_replayed", 60),
-    ("signature_stale", 15),
-    ("digest_mismatch", 60),
-    ("digest_unverifiable", 30),
-    ("clearance_missing", 25),
-    ("clearance_malformed", 60),
-    ("clearance_bad_signature", 60),
-    ("clearance_expired", 10),
-    ("clearance_revoked", 80),
-    ("clearance_wrong_device", 60),
-    ("clearance_wrong_network", 20),
-    ("jwt_missing", 20),
-    ("jwt_malformed", 50),
-    ("jwt_bad_algorithm", 60),
-    ("jwt_bad_signature", 60),
-    ("jwt_expired", 10),
-    ("jwt_not_yet_valid", 10),
-    ("jwt_wrong_audience", 50),
-    ("jwt_wrong_issuer", 50),
-    ("jwt_unknown_key", 50),
-    ("over_privileged", 60),
-    // Response side: says nothing about the client.
-    ("error_page_leak", 0),
-];
-
-/// Signals that may be named in the weights table although they have no
-/// default there (they give their stage's weight unless named).
-pub const OTHER_KNOWN_SIGNALS: &[&str] = &[
-    // Each rule carries its own `score` (0 for `action = "log"`).
-    "custom_rule",
-    "unknown_method",
-    "uri_too_long",
-    "cl_te_conflict",
-    "te_obfuscated",
-    "cl_repeated",
-    "cl_invalid",
-    "nul_byte",
-    "bad_percent_encoding",
-    "bad_utf8",
-    "bad_json",
-    "body_too_large",
-    "body_timeout",
-    "body_malformed",
-];
-
 /// The risk engine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -195,11 +114,18 @@ pub enum RiskModel {
     Weighted,
 }
 
+/// The factors' points and the signals' points of the catalogue
+/// ([`crate::signals::SIGNALS`]); a signal without default points gives the
+/// weight its event carries.
 fn default_weights() -> BTreeMap<String, i32> {
+    let signals = crate::signals::SIGNALS
+        .iter()
+        .filter_map(|s| Some((s.name, s.weight?)));
     DEFAULT_FACTOR_WEIGHTS
         .iter()
-        .chain(DEFAULT_SIGNAL_WEIGHTS)
-        .map(|&(name, points)| (name.to_string(), points))
+        .copied()
+        .chain(signals)
+        .map(|(name, points)| (name.to_string(), points))
         .collect()
 }
 
@@ -347,13 +273,13 @@ impl RiskHeaderNames {
     }
 }
 
-/// Whether a name may be given points in `[risk.weights]`.
+/// Whether a name may be given points in `[risk.weights]`: a factor, or a
+/// signal of the catalogue.
 pub fn is_known_weight_name(name: &str) -> bool {
     DEFAULT_FACTOR_WEIGHTS
         .iter()
-        .chain(DEFAULT_SIGNAL_WEIGHTS)
         .any(|&(known, _)| known == name)
-        || OTHER_KNOWN_SIGNALS.contains(&name)
+        || crate::signals::signal_spec(name).is_some()
 }
 
 /// Problems of the `[risk]` section as `(field, message)`.
@@ -450,7 +376,12 @@ mod tests {
         assert_eq!(config.risk.weight("sqli"), Some(70));
         assert_eq!(config.risk.weight("ip_tor"), Some(0));
         assert_eq!(config.risk.weight("xss"), Some(100));
-        assert_eq!(config.risk.weight("cl_te_conflict"), None);
+        assert_eq!(config.risk.weight("cl_te_conflict"), Some(100));
+        assert_eq!(
+            config.risk.weight("custom_rule"),
+            None,
+            "each rule has its score"
+        );
     }
 
     #[test]

@@ -208,32 +208,45 @@ impl RequestContext {
         }
     }
 
-    pub fn add(
+    /// Raises the signal `name` of the catalogue
+    /// (`portcullis_config::signals`), which gives its layer and weight.
+    pub fn add(&mut self, name: &'static str, evidence: impl Into<String>, demand: Demand) {
+        let (layer, weight) = catalogued(name);
+        self.push(name, layer, weight.unwrap_or(0), evidence.into(), demand);
+    }
+
+    /// Raises `name` with a weight of its own (a custom rule's score).
+    pub fn add_weighted(
+        &mut self,
+        name: &'static str,
+        weight: u32,
+        evidence: impl Into<String>,
+        demand: Demand,
+    ) {
+        let (layer, _) = catalogued(name);
+        self.push(name, layer, weight, evidence.into(), demand);
+    }
+
+    /// A refusal of a malformed or oversized request.
+    pub fn refuse(&mut self, name: &'static str, evidence: impl Into<String>, status: u16) {
+        self.add(name, evidence, Demand::BadRequest { status });
+    }
+
+    fn push(
         &mut self,
         name: &'static str,
         layer: Layer,
         weight: u32,
-        evidence: impl Into<String>,
+        evidence: String,
         demand: Demand,
     ) {
         self.signals.push(Signal {
             name,
             layer,
             weight,
-            evidence: evidence.into(),
+            evidence,
             demand,
         });
-    }
-
-    /// An edge-layer refusal of a malformed or oversized request.
-    pub fn refuse(&mut self, name: &'static str, evidence: impl Into<String>, status: u16) {
-        self.add(
-            name,
-            Layer::Edge,
-            100,
-            evidence,
-            Demand::BadRequest { status },
-        );
     }
 
     /// Whether a stage has already decided the request must stop; later
@@ -269,6 +282,27 @@ impl RequestContext {
                 (action, Some(s.layer))
             }
             None => (Action::Pass, None),
+        }
+    }
+}
+
+/// The layer and default weight of a catalogued signal. A name missing
+/// from the catalogue is a bug (`tests/signals.rs` keeps every emitted name
+/// in it); it is kept as a clean-layer signal without weight.
+fn catalogued(name: &str) -> (Layer, Option<u32>) {
+    use portcullis_config::signals::{SignalLayer, signal_spec};
+    match signal_spec(name) {
+        Some(spec) => {
+            let layer = match spec.layer {
+                SignalLayer::Edge => Layer::Edge,
+                SignalLayer::Clean => Layer::Clean,
+                SignalLayer::Policy => Layer::Policy,
+            };
+            (layer, spec.weight.map(|w| u32::try_from(w).unwrap_or(0)))
+        }
+        None => {
+            tracing::warn!(signal = name, "a signal missing from the catalogue");
+            (Layer::Clean, None)
         }
     }
 }
@@ -340,25 +374,17 @@ mod tests {
     #[test]
     fn strongest_demand_wins() {
         let mut c = ctx();
-        c.add("automation", Layer::Edge, 20, "curl/8", Demand::Tag);
+        c.add("automation", "curl/8", Demand::Tag);
         assert!(!c.is_stopped());
         c.add(
             "quota",
-            Layer::Edge,
-            0,
             "",
             Demand::TooMany {
                 retry_after_s: 1,
                 status: 429,
             },
         );
-        c.add(
-            "bad_utf8",
-            Layer::Edge,
-            0,
-            "query",
-            Demand::BadRequest { status: 400 },
-        );
+        c.add("bad_utf8", "query", Demand::BadRequest { status: 400 });
         assert!(c.is_stopped());
         assert_eq!(
             c.decide(),

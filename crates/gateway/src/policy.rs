@@ -8,7 +8,7 @@ use http::header;
 use portcullis_config::{PolicyConfig, PolicyMode};
 use portcullis_limits::RouteMatcher;
 
-use crate::context::{ChallengeState, Demand, Layer, RequestContext};
+use crate::context::{ChallengeState, Demand, RequestContext};
 
 /// One compiled policy.
 pub struct Policy {
@@ -76,10 +76,10 @@ pub fn apply_bands(policy: &PolicyConfig, ctx: &mut RequestContext) {
     };
     let evidence = format!("rank {rank}: {}", risk.reasons.join(", "));
     match policy.mode {
-        PolicyMode::Enforce => ctx.add(name, Layer::Policy, 0, evidence, demand),
+        PolicyMode::Enforce => ctx.add(name, evidence, demand),
         PolicyMode::LogOnly => {
             ctx.would = Some(would);
-            ctx.add("policy_trial", Layer::Policy, 0, evidence, Demand::Tag);
+            ctx.add("policy_trial", evidence, Demand::Tag);
         }
     }
 }

@@ -124,13 +124,8 @@ async fn mask_leaks(ex: &mut Exchange<'_>, response: Response<ProxyBody>) -> Res
     let bytes = collected.to_bytes();
     match portcullis_detect::leaks_internals(status, &bytes) {
         Some(kind) => {
-            ex.ctx.add(
-                "error_page_leak",
-                Layer::Clean,
-                0,
-                format!("{kind:?}"),
-                Demand::Tag,
-            );
+            ex.ctx
+                .add("error_page_leak", format!("{kind:?}"), Demand::Tag);
             json_error(status, "internal error", &ex.ctx.request_id)
         }
         None => Response::from_parts(head, full_body(bytes)),

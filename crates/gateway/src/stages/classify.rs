@@ -24,20 +24,18 @@ impl Stage for Classify {
         let ctx = &mut ex.ctx;
         if let Some(found) = ex.rt.classifier.classify(ctx.client_ip, headers) {
             ctx.class = found.class;
-            let (action, rps, name, weight) = match found.class {
+            let (action, rps, name) = match found.class {
                 TrafficClass::Scanner => (
                     traffic.scanner.action,
                     traffic.scanner.throttle_rps,
                     "scanner",
-                    40,
                 ),
                 TrafficClass::Automation => (
                     traffic.automation.action,
                     traffic.automation.throttle_rps,
                     "automation",
-                    30,
                 ),
-                _ => (traffic.crawler.action, 1.0, "crawler", 10),
+                _ => (traffic.crawler.action, 1.0, "crawler"),
             };
             let demand = match action {
                 ClassAction::Allow => return Flow::Continue,
@@ -45,18 +43,12 @@ impl Stage for Classify {
                 ClassAction::Block => Demand::Block,
                 ClassAction::Throttle => throttle(ex.shared, name, ctx.client_ip, rps).await,
             };
-            ctx.add(name, Layer::Edge, weight, found.evidence, demand);
+            ctx.add(name, found.evidence, demand);
         }
         if ctx.class == TrafficClass::Normal
             && let Some(missing) = crate::edge::classify::missing_browser_headers(headers)
         {
-            ctx.add(
-                "browser_headers_missing",
-                Layer::Edge,
-                10,
-                missing,
-                Demand::Tag,
-            );
+            ctx.add("browser_headers_missing", missing, Demand::Tag);
         }
         Flow::after(ctx)
     }

@@ -38,13 +38,7 @@ impl Stage for Detect {
                 finding.rule_id, finding.location, finding.evidence
             );
             let demand = if finding.signal { Demand::Tag } else { block };
-            ex.ctx.add(
-                finding.family.as_str(),
-                Layer::Clean,
-                finding.score,
-                evidence,
-                demand,
-            );
+            ex.ctx.add(finding.family.as_str(), evidence, demand);
         }
         Flow::after(&ex.ctx)
     }

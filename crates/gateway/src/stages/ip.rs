@@ -20,7 +20,7 @@ impl Stage for Ip {
             return Flow::Continue;
         }
         if rt.deny.contains(ip) {
-            ctx.add("ip_denied", Layer::Edge, 100, "deny list", Demand::Block);
+            ctx.add("ip_denied", "deny list", Demand::Block);
             return Flow::Stop;
         }
         for feed in &rt.feeds {
@@ -29,14 +29,14 @@ impl Stage for Ip {
                     ClassAction::Block => Demand::Block,
                     _ => Demand::Tag,
                 };
-                ctx.add("threat_feed", Layer::Edge, 60, feed.name.clone(), demand);
+                ctx.add("threat_feed", feed.name.clone(), demand);
                 if demand == Demand::Block {
                     return Flow::Stop;
                 }
             }
         }
         if let Some(reason) = ex.shared.bans.check(ip) {
-            ctx.add("ip_banned", Layer::Edge, 100, reason, Demand::Block);
+            ctx.add("ip_banned", reason, Demand::Block);
         }
         Flow::after(ctx)
     }

@@ -35,7 +35,7 @@ impl Stage for Jwt {
             Err(e) => {
                 let code = e.as_str();
                 let demand = Demand::Refuse { status: 401, code };
-                ex.ctx.add(code, Layer::Clean, 50, e.to_string(), demand);
+                ex.ctx.add(code, e.to_string(), demand);
                 return Flow::Stop;
             }
         };
@@ -54,8 +54,7 @@ impl Stage for Jwt {
             let code = denial.as_str();
             let evidence = format!("{code}: {denial}");
             let demand = Demand::Refuse { status: 403, code };
-            ex.ctx
-                .add("over_privileged", Layer::Clean, 80, evidence, demand);
+            ex.ctx.add("over_privileged", evidence, demand);
         }
         Flow::after(&ex.ctx)
     }

@@ -51,15 +51,9 @@ impl Stage for Limits {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot record a ban"),
                 }
-                ctx.add("rate_limit_ban", Layer::Clean, 100, reason, Demand::Block);
+                ctx.add("rate_limit_ban", reason, Demand::Block);
             }
-            ctx.add(
-                "rate_limit",
-                Layer::Clean,
-                30,
-                excess.rule.to_string(),
-                demand,
-            );
+            ctx.add("rate_limit", excess.rule.to_string(), demand);
         }
         Flow::after(ctx)
     }

@@ -76,7 +76,7 @@ fn canonical_target(ex: &Exchange<'_>) -> Result<Target, crate::http::canonical:
 /// (`[block.blocked]`), anything else as a malformed request.
 pub(super) fn raise(ctx: &mut RequestContext, v: protocol::Violation) {
     if v.status == 403 {
-        ctx.add(v.name, Layer::Edge, 100, v.evidence, Demand::Block);
+        ctx.add(v.name, v.evidence, Demand::Block);
     } else {
         ctx.refuse(v.name, v.evidence, v.status);
     }

@@ -16,8 +16,7 @@ impl Stage for Quota {
                 retry_after_s: retry_after_secs(refused.retry_after),
                 status: quota.status,
             };
-            ex.ctx
-                .add("quota_exceeded", Layer::Edge, 0, refused.which, demand);
+            ex.ctx.add("quota_exceeded", refused.which, demand);
         }
         Flow::after(&ex.ctx)
     }

@@ -48,7 +48,7 @@ impl Stage for Rules {
             fired.push((rule.id.clone(), weight, demand));
         }
         for (id, weight, demand) in fired {
-            ex.ctx.add("custom_rule", Layer::Clean, weight, id, demand);
+            ex.ctx.add_weighted("custom_rule", weight, id, demand);
         }
         Flow::after(&ex.ctx)
     }

@@ -13,7 +13,7 @@ use portcullis_state::StateStore;
 
 use super::{ClientTrust, DEVICE_COOKIE};
 use crate::context::now_ms;
-use crate::context::{ChallengeState, Demand, Layer, RequestContext};
+use crate::context::{ChallengeState, Demand, RequestContext};
 use crate::http::headers::cookie;
 
 /// The state key marking a revoked clearance.
@@ -65,7 +65,7 @@ pub async fn check(
         }
     };
     let fail = |ctx: &mut RequestContext, code: &'static str, evidence: String| {
-        ctx.add(code, Layer::Clean, 40, evidence, demand(code));
+        ctx.add(code, evidence, demand(code));
     };
     let header_token = parts
         .headers
@@ -84,10 +84,10 @@ pub async fn check(
             Some(token) => (token, true),
             None => {
                 let missing = demand("clearance_required");
-                ctx.add("clearance_missing", Layer::Clean, 25, "", missing);
+                ctx.add("clearance_missing", "", missing);
                 if need.signature {
                     // A route whose clients sign every call: this client does not.
-                    ctx.add("signature_missing", Layer::Clean, 30, "", Demand::Tag);
+                    ctx.add("signature_missing", "", Demand::Tag);
                 }
                 return;
             }
@@ -203,15 +203,9 @@ fn network_check(trust: &ClientTrust, ctx: &mut RequestContext, required: bool) 
     };
     ctx.clearance = None;
     ctx.challenge = ChallengeState::Failed;
-    ctx.add(code, Layer::Clean, 40, evidence, demand);
+    ctx.add(code, evidence, demand);
 }
 
 fn refuse(ctx: &mut RequestContext, status: u16, code: &'static str, evidence: String) {
-    ctx.add(
-        code,
-        Layer::Clean,
-        60,
-        evidence,
-        Demand::Refuse { status, code },
-    );
+    ctx.add(code, evidence, Demand::Refuse { status, code });
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{ClientTrust, DEVICE_COOKIE};
 use crate::context::now_ms;
-use crate::context::{ChallengeState, Demand, Layer, RequestContext};
+use crate::context::{ChallengeState, Demand, RequestContext};
 use crate::http::respond::{ProxyBody, gateway_response};
 
 /// The largest verify body accepted (a report is well under 4 KB).
@@ -190,7 +190,7 @@ fn limited(ctx: &mut RequestContext, why: &'static str, retry_after_s: u64) -> R
         retry_after_s,
         status: 429,
     };
-    ctx.add("challenge_limited", Layer::Clean, 0, why, demand);
+    ctx.add("portal_limited", why, demand);
     let mut response = json_response(
         ctx,
         429,
@@ -232,7 +232,7 @@ fn challenge(
     match issued {
         Ok(challenge) => {
             let evidence = format!("difficulty {difficulty} (+{extra_bits} for the address)");
-            ctx.add("challenge_issued", Layer::Clean, 0, evidence, Demand::Tag);
+            ctx.add("portal_issued", evidence, Demand::Tag);
             json_response(ctx, 200, &challenge)
         }
         Err(e) => error(ctx, e.http_status(), e.code()),
@@ -318,7 +318,7 @@ async fn verify(
     let fingerprint = input.report.fingerprint();
     remember_env(state, trust, &minted, &flags, &fingerprint).await;
     let evidence = format!("risk {risk}, environment {fingerprint}");
-    ctx.add("challenge_solved", Layer::Clean, 0, evidence, Demand::Tag);
+    ctx.add("portal_solved", evidence, Demand::Tag);
     let mut response = json_response(ctx, 200, &minted.response(now));
     if req
         .parts
@@ -477,13 +477,7 @@ fn json_response(
 
 /// A refused call, recorded with its code (`challenge_failed`).
 fn error(ctx: &mut RequestContext, status: u16, code: &'static str) -> Response<ProxyBody> {
-    ctx.add(
-        "challenge_failed",
-        Layer::Clean,
-        0,
-        code,
-        Demand::Refuse { status, code },
-    );
+    ctx.add("portal_failed", code, Demand::Refuse { status, code });
     json_response(
         ctx,
         status,
