@@ -142,8 +142,16 @@ fn status_of(name: &str) -> u16 {
 /// Malformed byte pairs such as `%bf%27` (a lead byte before a quote: the
 /// wide-byte injection trick) are neither GBK nor UTF-8.
 fn is_gbk(bytes: &[u8]) -> bool {
+    gbk_char_starts(bytes).is_some()
+}
+
+/// The offsets where GBK / GB18030 characters start, when `bytes` are
+/// well-formed in that encoding.
+fn gbk_char_starts(bytes: &[u8]) -> Option<Vec<usize>> {
+    let mut starts = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
+        starts.push(i);
         let b = bytes[i];
         let at = |k: usize| bytes.get(i + k).copied();
         let four_byte = matches!(
@@ -154,26 +162,39 @@ fn is_gbk(bytes: &[u8]) -> bool {
             0x00..=0x80 => 1,
             0x81..=0xfe if four_byte => 4,
             0x81..=0xfe if matches!(at(1), Some(0x40..=0x7e | 0x80..=0xfe)) => 2,
-            _ => return false,
+            _ => return None,
         };
     }
-    true
+    Some(starts)
 }
 
-/// Whether `bytes` hold an overlong UTF-8 form of an ASCII punctuation or
-/// control character (`%c0%af` for `/`): a traversal and filter-evasion
-/// trick, refused even where the bytes would also read as GBK.
+/// Whether `bytes` hold an overlong UTF-8 form of a character that steers
+/// a path, markup or a query (`%c0%af` for `/`, `%c0%ae` for `.`): a
+/// traversal and filter-evasion trick, refused even where the bytes would
+/// also read as GBK. In text that is valid GBK only a sequence starting a
+/// GBK character counts (a GBK trail byte `C0` is not a lead).
 fn overlong_ascii(bytes: &[u8]) -> bool {
-    let punctuation = |c: u32| c < 0x80 && !(c as u8).is_ascii_alphanumeric();
-    bytes.windows(2).enumerate().any(|(i, w)| match w {
-        [lead @ (0xc0 | 0xc1), cont @ 0x80..=0xbf] => {
-            punctuation((u32::from(*lead) & 0x1f) << 6 | (u32::from(*cont) & 0x3f))
-        }
-        [0xe0, mid @ (0x80 | 0x81)] => bytes.get(i + 2).is_some_and(|&last| {
-            (0x80..=0xbf).contains(&last)
-                && punctuation((u32::from(*mid) & 0x3f) << 6 | (u32::from(last) & 0x3f))
-        }),
-        _ => false,
+    let steering = |c: u32| {
+        c < 0x20
+            || matches!(
+                c as u8,
+                b'/' | b'\\' | b'.' | b'<' | b'>' | b'\'' | b'"' | b'%' | b';'
+            )
+    };
+    let gbk_starts = gbk_char_starts(bytes);
+    let at_start = |i: usize| gbk_starts.as_ref().is_none_or(|starts| starts.contains(&i));
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        let decoded = match w {
+            [lead @ (0xc0 | 0xc1), cont @ 0x80..=0xbf] => {
+                Some((u32::from(*lead) & 0x1f) << 6 | (u32::from(*cont) & 0x3f))
+            }
+            [0xe0, mid @ (0x80 | 0x81)] => bytes
+                .get(i + 2)
+                .filter(|last| (0x80..=0xbf).contains(*last))
+                .map(|&last| (u32::from(*mid) & 0x3f) << 6 | (u32::from(last) & 0x3f)),
+            _ => None,
+        };
+        decoded.is_some_and(|c| steering(c) && at_start(i))
     })
 }
 
