@@ -453,6 +453,17 @@ mod tests {
     }
 
     #[test]
+    fn opens_while_postgres_is_down_and_works_once_it_is_back() {
+        let Some(mut server) = server() else { return };
+        server.stop();
+        let db = postgres(&server);
+        assert!(db.user_count().is_err(), "down");
+        server.restart().unwrap();
+        db.set_password("admin", "h").unwrap();
+        assert_eq!(db.user_count().unwrap(), 1);
+    }
+
+    #[test]
     fn an_overlay_saved_on_one_node_is_announced_to_the_others() {
         let Some(mut server) = server() else { return };
         let node1 = postgres(&server);

@@ -2,6 +2,8 @@
 //! users, sessions, tokens, audit log and overlay versions, and a saved
 //! overlay is announced on [`OVERLAY_CHANNEL`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use portcullis_store::PgPool;
 use portcullis_store::pg::Notice;
 use tokio_postgres::{Client, Row};
@@ -68,22 +70,42 @@ const OVERLAY_COLUMNS: &str = "version, ts_ms, actor, comment, summary, rollback
 
 pub(super) struct PgDb {
     pool: PgPool,
+    /// The tables are known to be in place.
+    migrated: AtomicBool,
 }
 
 impl PgDb {
+    /// Creates the tables. A database that cannot be reached now is not an
+    /// error: the gateway starts (its traffic does not need the console)
+    /// and the tables are created on the first call that reaches it.
     pub(super) fn open(pool: PgPool) -> Result<PgDb, DbError> {
-        let db = PgDb { pool };
-        db.run(async |c| migrate(c).await)??;
-        Ok(db)
+        let db = PgDb {
+            pool,
+            migrated: AtomicBool::new(false),
+        };
+        match db.run(async |_| Ok(())) {
+            Err(DbError::Postgres(e)) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "PostgreSQL unreachable; the console waits for it");
+                Ok(db)
+            }
+            other => other.map(|()| db),
+        }
     }
 
-    /// Runs `f` on a pooled connection, waiting for it.
+    /// Runs `f` on a pooled connection (the tables created first if need
+    /// be), waiting for it.
     fn run<T: Send>(
         &self,
         f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error> + Send,
     ) -> Result<T, DbError> {
         self.pool.block_on(|| async {
             let mut client = self.pool.get().await?;
+            if !self.migrated.load(Ordering::Acquire) {
+                migrate(&mut client)
+                    .await
+                    .map_err(portcullis_store::StoreError::from)??;
+                self.migrated.store(true, Ordering::Release);
+            }
             Ok(f(&mut client)
                 .await
                 .map_err(portcullis_store::StoreError::from)?)
