@@ -24,6 +24,10 @@ pub(crate) enum Ctx {
     /// `Referer` and `Origin`: URLs of the page the request came from, which
     /// on an intranet site name internal hosts as a matter of course.
     Referrer,
+    /// A query parameter of the `Referer` or `Origin` URL: the query of the
+    /// page before (a search engine's `q=`), which reaches this origin only
+    /// as part of a logged or displayed URL.
+    RefererQuery,
     UserAgent,
     Cookie,
     Body,
@@ -41,7 +45,10 @@ impl Ctx {
 
     /// Whether `+` means a space in this place.
     fn plus_is_space(self) -> bool {
-        matches!(self, Ctx::Query | Ctx::Form | Ctx::Cookie)
+        matches!(
+            self,
+            Ctx::Query | Ctx::RefererQuery | Ctx::Form | Ctx::Cookie
+        )
     }
 }
 
@@ -336,16 +343,71 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
             "protocol.overlong-utf8",
             0,
         );
-    } else if a.nul && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::Filename) {
+    } else if a.nul
+        && matches!(
+            ctx,
+            Ctx::Path | Ctx::Query | Ctx::RefererQuery | Ctx::Filename
+        )
+    {
         hits.add(Family::Protocol, score::WEAK, "protocol.nul-byte", 0);
-    } else if a.malformed_utf8 && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::Form) {
+    } else if a.malformed_utf8
+        && matches!(ctx, Ctx::Path | Ctx::Query | Ctx::RefererQuery | Ctx::Form)
+    {
         hits.add(Family::Protocol, 1, "protocol.malformed-utf8", 0);
+    }
+}
+
+/// Whether the text holds what ends a quoted SQL string or the statement
+/// around it: a quote, a comment opener, a statement separator.
+fn breaks_out_of_a_string(t: &Text) -> bool {
+    t.has(b'\'')
+        || t.has(b'"')
+        || t.has(b'`')
+        || t.has(b';')
+        || memchr::memmem::find(t.bytes(), b"--").is_some()
+        || memchr::memmem::find(t.bytes(), b"/*").is_some()
+        || t.has(b'#')
+}
+
+/// SQL inside a JSON string is data (a forum post about SQL, a query in a
+/// tool's settings) unless it can leave the string it lands in: a quote or
+/// comment just before the SQL, or a number it continues (`1 union select`,
+/// an id sent as a string and pasted into a query). Findings of the whole
+/// value (offset 0) need a break-out anywhere in it.
+fn sql_in_a_json_string(t: &Text, hits: &mut Hits) {
+    let mut sql = Hits::default();
+    sqli::check(t, &mut sql);
+    let b = t.bytes();
+    // A number the SQL continues, or a parenthesis opening a subquery.
+    let numeric_start = b.first().is_some_and(|c| c.is_ascii_digit() || *c == b'(');
+    for h in sql.v {
+        let lands = numeric_start
+            || if h.at == 0 {
+                breaks_out_of_a_string(t)
+            } else {
+                let window = &b[h.at.saturating_sub(12)..h.at.min(b.len())];
+                window
+                    .iter()
+                    .any(|c| matches!(c, b'\'' | b'"' | b'`' | b';' | b'#'))
+                    || memchr::memmem::find(window, b"--").is_some()
+                    || memchr::memmem::find(window, b"/*").is_some()
+            };
+        if lands {
+            hits.add(h.family, h.score, h.rule, h.at);
+        }
     }
 }
 
 /// Every family check on one view.
 pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
-    sqli::check(t, hits);
+    // A referrer's query lands in this origin as part of a URL string (a
+    // log, a dashboard): SQL there works only if it breaks out of a quoted
+    // string or comments the rest away. SQL a person searched for does not.
+    match ctx {
+        Ctx::RefererQuery if !breaks_out_of_a_string(t) => {}
+        Ctx::Json => sql_in_a_json_string(t, hits),
+        _ => sqli::check(t, hits),
+    }
     xss::check(t, ctx != Ctx::XmlDoc, ctx == Ctx::Json, hits);
     rce::check(t, hits);
     code::check(t, hits);

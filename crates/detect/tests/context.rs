@@ -232,3 +232,32 @@ fn rich_text_with_inline_styles_is_not_xss_but_active_css_is() {
     assert!(post(r#"<div style="width: expression(alert(1))">x</div>"#));
     assert!(post(r#"<p style="x" onmouseover="alert(1)">x</p>"#));
 }
+
+#[test]
+fn sql_a_person_searched_for_in_the_referer_is_not_sqli_but_a_breakout_is() {
+    let d = portcullis_detect::Detector::default();
+    let get = |referer: &str| {
+        let headers: Vec<(&str, &[u8])> = vec![("referer", referer.as_bytes())];
+        d.inspect(&portcullis_detect::RawRequest {
+            method: "GET",
+            target: b"/api/questions",
+            headers: &headers,
+            body: b"",
+            body_truncated: false,
+        })
+        .is_attack(portcullis_detect::DEFAULT_THRESHOLD)
+    };
+    assert!(!get(
+        "https://www.google.com/search?q=SELECT%20%28%28SELECT%200%29%20UNION%20%28SELECT%201%29%20ORDER%20BY%201%29"
+    ));
+    assert!(!get(
+        "https://www.baidu.com/s?wd=union%20select%20%E5%85%B3%E9%94%AE%E5%AD%97"
+    ));
+    assert!(get(
+        "https://www.google.com/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    ));
+    assert!(
+        get("https://x.example/?q=%3Cscript%3Ealert(1)%3C/script%3E"),
+        "script in a referrer still counts"
+    );
+}

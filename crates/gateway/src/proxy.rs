@@ -49,11 +49,17 @@ pub async fn handle(
     ctx.via_trusted_proxy = rt.trusted_proxies.contains(peer.ip());
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_owned();
+    let raw_target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     let mut ex = Exchange {
         shared: &shared,
         rt: &rt,
         ctx,
         target: Target::provisional(&raw_path),
+        raw_target,
         parts,
         body: RequestBody::Unread(body),
         answer: None,

@@ -83,7 +83,7 @@ fn referrer(name: &str, value: &[u8], sink: &mut Sink) {
     match memchr::memchr(b'?', value) {
         Some(p) => {
             sink.value(&loc, &value[..p], Ctx::Referrer);
-            form::pairs(&value[p + 1..], &loc, Ctx::Query, sink);
+            form::pairs(&value[p + 1..], &loc, Ctx::RefererQuery, sink);
         }
         None => sink.value(&loc, value, Ctx::Referrer),
     }

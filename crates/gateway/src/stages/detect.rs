@@ -19,7 +19,9 @@ impl Stage for Detect {
             return Flow::Continue;
         };
         let headers = ex.header_pairs();
-        let target = ex.parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        // The raw target: its decoding is what the origin receives, and its
+        // encodings (a `%2F` inside a segment, stacked escapes) are evidence.
+        let target = ex.raw_target.as_str();
         let (body, complete) = ex.body.inspected();
         let verdict = detection.detector.inspect(&portcullis_detect::RawRequest {
             method: ex.parts.method.as_str(),

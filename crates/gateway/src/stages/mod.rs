@@ -137,6 +137,8 @@ pub struct Exchange<'a> {
     /// canonical origin-form target (what the origin receives).
     pub parts: Parts,
     pub target: Target,
+    /// The target as the client sent it: detection reads its encodings too.
+    pub raw_target: String,
     pub body: RequestBody,
     /// An answer written by a stage (the gateway's own endpoints).
     pub answer: Option<Response<ProxyBody>>,
