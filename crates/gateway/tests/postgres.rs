@@ -56,7 +56,7 @@ url = "{origin}"
     .expect("gateway starts");
 
     let answer = get(running.listen, "/a?x=%bf", "").await;
-    assert_eq!(status_of(&answer), 400);
+    assert_eq!(status_of(&answer), 403);
 
     let store = tokio::task::spawn_blocking(move || {
         PgStore::open(&PgConfig::new(server.url())).map(|store| (store, server))
@@ -77,7 +77,7 @@ url = "{origin}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(events[0].action, "bad_request");
+    assert_eq!(events[0].action, "block");
     let users = tokio::task::spawn_blocking(move || console.user_count())
         .await
         .unwrap();

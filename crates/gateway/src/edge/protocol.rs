@@ -128,13 +128,19 @@ fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, 
     None
 }
 
-/// Overlong or surrogate UTF-8: refused as an attack (403), not as a
-/// malformed request.
+/// Overlong or surrogate UTF-8: a way past filters.
 pub const UTF8_EVASION: &str = "utf8_evasion";
 
-/// The status of a violation of `name`.
+/// The status of a violation of `name` in a target or a form: bytes no
+/// text carries there (a NUL, malformed UTF-8, an overlong form) are the
+/// tools of null-byte, wide-byte and filter-evasion attacks, refused with
+/// the same status as every other attack (`[block.blocked]`), so that a
+/// client learns nothing from the difference.
 fn status_of(name: &str) -> u16 {
-    if name == UTF8_EVASION { 403 } else { 400 }
+    match name {
+        UTF8_EVASION | "bad_utf8" | "nul_byte" => 403,
+        _ => 400,
+    }
 }
 
 /// Whether `bytes` are well-formed GBK / GB18030, the legacy encoding of
