@@ -626,7 +626,9 @@ async fn intercepted_requests_are_found_by_cid_and_counted() {
         .json;
     assert_eq!(top[0]["key"], "shop");
     let metrics = admin.get("/metrics").await;
-    assert_eq!(metrics.status, 200, "open: no admin token set");
+    assert_eq!(metrics.status, 200, "a console session reads the metrics");
+    let anonymous = Api::new(&gw).get("/metrics").await;
+    assert_eq!(anonymous.status, 401, "no admin token set, still closed");
 }
 
 #[tokio::test]

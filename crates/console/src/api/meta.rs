@@ -32,9 +32,9 @@ pub async fn metrics(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
 ) -> Result<Response, ApiError> {
-    if state.admin_token.is_some() {
-        caller?;
-    }
+    // Every admin route needs a credential: a session, an API token (what
+    // a Prometheus scraper uses) or the admin token.
+    caller?;
     let text = state.gateway.metrics_text();
     Ok((
         [(
