@@ -117,11 +117,12 @@ fn check_encoded(raw: &str, protocol: &ProtocolConfig) -> Option<(&'static str, 
     if let Err(e) = std::str::from_utf8(&decoded) {
         let evidence =
             printable(&decoded[e.valid_up_to()..][..4.min(decoded.len() - e.valid_up_to())]);
+        let gbk_starts = gbk_char_starts(&decoded);
         // No text is written this way: it is a way past filters, an attack.
-        if overlong_ascii(&decoded) || surrogates_only(&decoded) {
+        if overlong_ascii(&decoded, gbk_starts.as_deref()) || surrogates_only(&decoded) {
             return Some((UTF8_EVASION, evidence));
         }
-        if protocol.reject_bad_utf8 && !is_gbk(&decoded) {
+        if protocol.reject_bad_utf8 && gbk_starts.is_none() {
             return Some(("bad_utf8", evidence));
         }
     }
@@ -143,16 +144,11 @@ fn status_of(name: &str) -> u16 {
     }
 }
 
-/// Whether `bytes` are well-formed GBK / GB18030, the legacy encoding of
-/// Chinese pages and forms that still reaches servers percent-encoded.
-/// Malformed byte pairs such as `%bf%27` (a lead byte before a quote: the
-/// wide-byte injection trick) are neither GBK nor UTF-8.
-fn is_gbk(bytes: &[u8]) -> bool {
-    gbk_char_starts(bytes).is_some()
-}
-
 /// The offsets where GBK / GB18030 characters start, when `bytes` are
-/// well-formed in that encoding.
+/// well-formed in that encoding: the legacy encoding of Chinese pages and
+/// forms that still reaches servers percent-encoded. Malformed byte pairs
+/// such as `%bf%27` (a lead byte before a quote: the wide-byte injection
+/// trick) are neither GBK nor UTF-8.
 fn gbk_char_starts(bytes: &[u8]) -> Option<Vec<usize>> {
     let mut starts = Vec::new();
     let mut i = 0;
@@ -178,8 +174,9 @@ fn gbk_char_starts(bytes: &[u8]) -> Option<Vec<usize>> {
 /// a path, markup or a query (`%c0%af` for `/`, `%c0%ae` for `.`): a
 /// traversal and filter-evasion trick, refused even where the bytes would
 /// also read as GBK. In text that is valid GBK only a sequence starting a
-/// GBK character counts (a GBK trail byte `C0` is not a lead).
-fn overlong_ascii(bytes: &[u8]) -> bool {
+/// GBK character counts (a GBK trail byte `C0` is not a lead);
+/// `gbk_starts` are those characters' offsets when the bytes are GBK.
+fn overlong_ascii(bytes: &[u8], gbk_starts: Option<&[usize]>) -> bool {
     let steering = |c: u32| {
         c < 0x20
             || matches!(
@@ -187,8 +184,7 @@ fn overlong_ascii(bytes: &[u8]) -> bool {
                 b'/' | b'\\' | b'.' | b'<' | b'>' | b'\'' | b'"' | b'%' | b';'
             )
     };
-    let gbk_starts = gbk_char_starts(bytes);
-    let at_start = |i: usize| gbk_starts.as_ref().is_none_or(|starts| starts.contains(&i));
+    let at_start = |i: usize| gbk_starts.is_none_or(|starts| starts.contains(&i));
     bytes.windows(2).enumerate().any(|(i, w)| {
         let decoded = match w {
             [lead @ (0xc0 | 0xc1), cont @ 0x80..=0xbf] => {

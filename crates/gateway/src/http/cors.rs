@@ -33,11 +33,7 @@ pub fn preflight(
 ) -> Response<ProxyBody> {
     let mut response = gateway_response(204, "text/plain", Bytes::new(), request_id);
     let out = response.headers_mut();
-    out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
+    allow(out, origin);
     if let Some(method) = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
         out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, method.clone());
     }
@@ -48,8 +44,17 @@ pub fn preflight(
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("600"),
     );
-    out.insert(header::VARY, HeaderValue::from_static("Origin"));
     response
+}
+
+/// The origin, its credentials, and that the answer varies by origin.
+fn allow(out: &mut HeaderMap, origin: &HeaderValue) {
+    out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    out.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// Lets an allowed origin read an answer the gateway wrote.
@@ -58,16 +63,11 @@ pub fn expose(origin: &HeaderValue, response: &mut Response<ProxyBody>) {
     if out.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
         return;
     }
-    out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
+    allow(out, origin);
     out.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("x-pc-error, x-request-id, retry-after"),
     );
-    out.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 #[cfg(test)]

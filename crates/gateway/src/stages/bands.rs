@@ -12,7 +12,7 @@ impl Stage for Bands {
     const CORE_URLS_ONLY: bool = true;
 
     async fn run(&self, ex: &mut Exchange<'_>) -> Flow {
-        if let Some(policy) = ex.ctx.policy.and_then(|i| ex.rt.policies.get(i)) {
+        if let Some(policy) = ex.policy() {
             crate::policy::apply_bands(&policy.config, &mut ex.ctx);
         }
         Flow::after(&ex.ctx)

@@ -16,12 +16,7 @@ impl Stage for Jwt {
 
     async fn run(&self, ex: &mut Exchange<'_>) -> Flow {
         let rt = ex.rt;
-        let Some(requirement) = ex
-            .ctx
-            .policy
-            .and_then(|i| rt.policies.get(i))
-            .and_then(|p| p.config.jwt.as_ref())
-        else {
+        let Some(requirement) = ex.policy().and_then(|p| p.config.jwt.as_ref()) else {
             return Flow::Continue;
         };
         // The identify stage verified the token already when it reads an account claim.

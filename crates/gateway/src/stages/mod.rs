@@ -166,7 +166,14 @@ impl RequestBody {
     }
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
+    /// The policy of the core URL the request is on, once the route stage
+    /// found one.
+    pub fn policy(&self) -> Option<&'a crate::policy::Policy> {
+        let rt: &'a Runtime = self.rt;
+        self.ctx.policy.and_then(|i| rt.policies.get(i))
+    }
+
     /// The headers as (name, value) pairs, for detection and custom rules.
     pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
         self.parts

@@ -14,7 +14,7 @@ impl Stage for Trust {
     const CORE_URLS_ONLY: bool = true;
 
     async fn run(&self, ex: &mut Exchange<'_>) -> Flow {
-        let Some(policy) = ex.ctx.policy.and_then(|i| ex.rt.policies.get(i)) else {
+        let Some(policy) = ex.policy() else {
             return Flow::Continue;
         };
         let need = Requirement {
