@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, now_ms, pass};
+use common::{BeforeWrite, HookedStore, TempDir, now_ms, pass};
 use portcullis_store::{
-    EventFilter, EventStore, EventWriter, MARK, MAX_PATH, MAX_SIGNAL_TEXT, Pruned, Retention,
-    RollupQuery, Series, SqliteStore, StoreError, StoredEvent, TopEntry, TopQuery, TrialCount,
-    TrialQuery, WriterConfig,
+    EventFilter, EventStore, EventWriter, MARK, MAX_PATH, MAX_SIGNAL_TEXT, Retention, SqliteStore,
+    StoreError, StoredEvent, WriterConfig,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -136,49 +135,32 @@ fn count(store: &SqliteStore) -> usize {
     }
 }
 
-/// A store that is unreachable while `down` is set.
-struct FlakyStore {
-    inner: SqliteStore,
+/// An outage: writes fail as an unreachable database while `down` is set.
+struct Outage {
     down: AtomicBool,
     attempts: Mutex<u32>,
 }
 
-impl EventStore for FlakyStore {
-    fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
+impl BeforeWrite for Outage {
+    fn before_write(&self) -> Result<(), StoreError> {
         *self.attempts.lock().unwrap() += 1;
         if self.down.load(Ordering::SeqCst) {
             let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
             return Err(StoreError::Unavailable(Box::new(refused)));
         }
-        self.inner.write_batch(events)
-    }
-    fn search(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.search(f)
-    }
-    fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        self.inner.get(id)
-    }
-    fn rollups(&self, q: &RollupQuery) -> Result<Vec<Series>, StoreError> {
-        self.inner.rollups(q)
-    }
-    fn top(&self, q: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
-        self.inner.top(q)
-    }
-    fn trial(&self, q: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
-        self.inner.trial(q)
-    }
-    fn retention_step(&self, p: &Retention, now: i64) -> Result<Pruned, StoreError> {
-        self.inner.retention_step(p, now)
+        Ok(())
     }
 }
 
 #[test]
 fn an_unreachable_store_spools_then_catches_up_in_order() {
     let dir = TempDir::new("spool");
-    let store = Arc::new(FlakyStore {
+    let store = Arc::new(HookedStore {
         inner: SqliteStore::open(dir.db()).unwrap(),
-        down: AtomicBool::new(true),
-        attempts: Mutex::new(0),
+        hook: Outage {
+            down: AtomicBool::new(true),
+            attempts: Mutex::new(0),
+        },
     });
     let config = WriterConfig {
         batch_size: 100,
@@ -195,8 +177,8 @@ fn an_unreachable_store_spools_then_catches_up_in_order() {
     let stats = writer.stats();
     assert_eq!((stats.written, stats.spooled, stats.failed), (0, 1000, 500));
     // Backing off: far fewer attempts than batches.
-    assert!(*store.attempts.lock().unwrap() < 10, "{stats:?}");
-    store.down.store(false, Ordering::SeqCst);
+    assert!(*store.hook.attempts.lock().unwrap() < 10, "{stats:?}");
+    store.hook.down.store(false, Ordering::SeqCst);
     let started = Instant::now();
     while writer.stats().written < 1000 {
         assert!(started.elapsed() < WAIT, "{:?}", writer.stats());

@@ -6,10 +6,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{T0, TempDir, blocked, now_ms, pass};
+use common::{BeforeWrite, HookedStore, T0, TempDir, blocked, now_ms, pass};
 use portcullis_store::{
-    EventFilter, EventStore, EventWriter, Pruned, Retention, RollupQuery, Series, SqliteStore,
-    StoreError, StoredEvent, TopEntry, TopQuery, TrialCount, TrialQuery, WriterConfig,
+    EventFilter, EventStore, EventWriter, Retention, SqliteStore, StoreError, WriterConfig,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -95,34 +94,13 @@ fn shutdown_writes_what_is_queued() {
     assert_eq!(count(&open(&dir)), 5001);
 }
 
-/// A store whose writes wait at a gate, to fill the queue.
-struct GatedStore {
-    inner: SqliteStore,
-    gate: Mutex<mpsc::Receiver<()>>,
-}
+/// Writes wait at a gate, to fill the queue.
+struct Gate(Mutex<mpsc::Receiver<()>>);
 
-impl EventStore for GatedStore {
-    fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
-        let _ = self.gate.lock().unwrap().recv();
-        self.inner.write_batch(events)
-    }
-    fn search(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.search(f)
-    }
-    fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        self.inner.get(id)
-    }
-    fn rollups(&self, q: &RollupQuery) -> Result<Vec<Series>, StoreError> {
-        self.inner.rollups(q)
-    }
-    fn top(&self, q: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
-        self.inner.top(q)
-    }
-    fn trial(&self, q: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
-        self.inner.trial(q)
-    }
-    fn retention_step(&self, p: &Retention, now: i64) -> Result<Pruned, StoreError> {
-        self.inner.retention_step(p, now)
+impl BeforeWrite for Gate {
+    fn before_write(&self) -> Result<(), StoreError> {
+        let _ = self.0.lock().unwrap().recv();
+        Ok(())
     }
 }
 
@@ -130,9 +108,9 @@ impl EventStore for GatedStore {
 fn a_full_queue_drops_without_blocking_and_counts() {
     let dir = TempDir::new("drops");
     let (open_gate, gate) = mpsc::channel();
-    let store = Arc::new(GatedStore {
+    let store = Arc::new(HookedStore {
         inner: SqliteStore::open(dir.db()).unwrap(),
-        gate: Mutex::new(gate),
+        hook: Gate(Mutex::new(gate)),
     });
     let config = WriterConfig {
         capacity: 8,

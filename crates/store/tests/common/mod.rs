@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use portcullis_store::StoredEvent;
+use portcullis_store::{
+    EventFilter, EventStore, Pruned, Retention, RollupQuery, Series, SqliteStore, StoreError,
+    StoredEvent, TopEntry, TopQuery, TrialCount, TrialQuery,
+};
 
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
@@ -111,4 +114,41 @@ pub fn sample() -> Vec<StoredEvent> {
         events.push(e);
     }
     events
+}
+
+/// What a [`HookedStore`] does before each write: wait at a gate, fail as
+/// an unreachable database ...
+pub trait BeforeWrite: Send + Sync {
+    fn before_write(&self) -> Result<(), StoreError>;
+}
+
+/// A SQLite store whose writes pass `hook` first; reads go straight through.
+pub struct HookedStore<H> {
+    pub inner: SqliteStore,
+    pub hook: H,
+}
+
+impl<H: BeforeWrite> EventStore for HookedStore<H> {
+    fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
+        self.hook.before_write()?;
+        self.inner.write_batch(events)
+    }
+    fn search(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.search(f)
+    }
+    fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        self.inner.get(id)
+    }
+    fn rollups(&self, q: &RollupQuery) -> Result<Vec<Series>, StoreError> {
+        self.inner.rollups(q)
+    }
+    fn top(&self, q: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
+        self.inner.top(q)
+    }
+    fn trial(&self, q: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
+        self.inner.trial(q)
+    }
+    fn retention_step(&self, p: &Retention, now: i64) -> Result<Pruned, StoreError> {
+        self.inner.retention_step(p, now)
+    }
 }
