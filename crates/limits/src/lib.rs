@@ -149,6 +149,19 @@ impl RateLimits {
         self.rules.is_empty()
     }
 
+    /// The names of the rules whose route covers this request.
+    pub fn routed<'a>(
+        &'a self,
+        host: &'a str,
+        method: &'a str,
+        path: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.rules
+            .iter()
+            .filter(move |r| r.route.matches(host, method, path))
+            .map(|r| r.name.as_str())
+    }
+
     /// Spends one request from every rule that applies (one state batch, so
     /// one round trip on a network backend); returns the rules whose limit
     /// was exceeded. Escalation, on refusals only, takes more calls.

@@ -95,7 +95,21 @@ impl PathPattern {
         }
     }
 
+    /// A trailing slash never decides: `/login$` covers `/login/` and the
+    /// prefix `/api/` covers `/api`, as most origins route them alike (a
+    /// rule must not be stepped around by adding or dropping the slash).
     pub fn matches(&self, path: &str) -> bool {
+        if self.matches_as_written(path) {
+            return true;
+        }
+        match path.strip_suffix('/') {
+            Some(bare) if !bare.is_empty() => self.matches_as_written(bare),
+            _ => matches!(self, PathPattern::Prefix(prefix)
+                if prefix.len() > 1 && prefix.strip_suffix('/') == Some(path)),
+        }
+    }
+
+    fn matches_as_written(&self, path: &str) -> bool {
         match self {
             PathPattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
             PathPattern::Exact(exact) => path == exact,
@@ -168,6 +182,17 @@ mod tests {
         assert!(!m("/api/", "/apix"));
         assert!(m("/login$", "/login"));
         assert!(!m("/login$", "/login/x"));
+    }
+
+    #[test]
+    fn a_trailing_slash_never_decides() {
+        assert!(m("/login$", "/login/"));
+        assert!(m("/api/", "/api"));
+        assert!(m("/api/*/vote$", "/api/42/vote/"));
+        assert!(!m("/api/", "/ap"));
+        assert!(!m("/api/", "/apix"));
+        assert!(!m("/login$", "/login//x"));
+        assert!(m("/", "/"));
     }
 
     #[test]

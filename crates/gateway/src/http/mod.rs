@@ -5,4 +5,5 @@
 pub mod canonical;
 pub mod cors;
 pub mod headers;
+pub mod readings;
 pub mod respond;

@@ -164,6 +164,38 @@ async fn every_spelling_of_a_core_url_meets_its_policy() {
 }
 
 #[tokio::test]
+async fn a_path_that_origins_would_route_to_a_core_url_never_passes_unchallenged() {
+    let h = Harness::new(CHALLENGE);
+    for target in [
+        "/api",
+        "/API",
+        "/%2561pi/x",
+        "/%EF%BD%81%EF%BD%90%EF%BD%89/x",
+        "/api./x",
+        "/api%2e/x",
+        "/api%20/x",
+        "/%20api/x",
+        "/api%09/x",
+        "/api%23/x",
+        "/x%EF%BC%8F%EF%BC%8E%EF%BC%8E%EF%BC%8Fapi/x",
+    ] {
+        let out = h.send(get(target, "api.local")).await;
+        let blocked = out.action == Action::Intercept(Answer::Blocked);
+        assert!(out.challenged() || blocked, "{target}: {:?}", out.signals());
+    }
+    // Paths that every origin reads alike keep passing.
+    for target in [
+        "/apix",
+        "/static/app.min.js",
+        "/%E6%96%87%E7%AB%A0/x",
+        "/a%20b/c",
+    ] {
+        let out = h.send(get(target, "api.local")).await;
+        assert_eq!(out.action, Action::Pass, "{target}: {:?}", out.signals());
+    }
+}
+
+#[tokio::test]
 async fn the_origin_receives_the_target_that_was_matched() {
     // Routing alone: detection refuses some of these spellings as traversal.
     let h =
