@@ -59,7 +59,7 @@ pub const SIGNALS: &[SignalSpec] = &[
     spec("host_repeated", Edge, 100),
     spec("connect_method", Edge, 100),
     spec("encoded_slash", Edge, 100),
-    spec("path_confusion", Edge, 100),
+    spec("route_confusion", Edge, 100),
     spec("scanner", Edge, 40),
     spec("automation", Edge, 40),
     spec("crawler", Edge, 10),

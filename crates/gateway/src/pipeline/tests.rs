@@ -196,6 +196,40 @@ async fn a_path_that_origins_would_route_to_a_core_url_never_passes_unchallenged
 }
 
 #[tokio::test]
+async fn a_method_override_cannot_step_around_a_method_policy() {
+    let h = Harness::new(
+        r#"
+[[upstreams]]
+url = "http://127.0.0.1:9"
+[[policies]]
+name = "deletes"
+path = "/orders/"
+methods = ["DELETE"]
+clearance = "required"
+"#,
+    );
+    let overridden = Request::post("/orders/7")
+        .header("host", "shop.local")
+        .header("x-http-method-override", "delete")
+        .body("")
+        .unwrap();
+    let out = h.send(overridden).await;
+    assert_eq!(
+        out.action,
+        Action::Intercept(Answer::Blocked),
+        "{:?}",
+        out.signals()
+    );
+    // An override that meets the same policy is the client's business.
+    let harmless = Request::post("/cart/7")
+        .header("host", "shop.local")
+        .header("x-http-method-override", "PATCH")
+        .body("")
+        .unwrap();
+    assert_eq!(h.send(harmless).await.action, Action::Pass);
+}
+
+#[tokio::test]
 async fn the_origin_receives_the_target_that_was_matched() {
     // Routing alone: detection refuses some of these spellings as traversal.
     let h =
