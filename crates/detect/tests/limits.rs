@@ -84,6 +84,55 @@ fn a_multipart_filename_star() {
 }
 
 #[test]
+fn two_multipart_boundaries() {
+    let body = "--b\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nok\r\n--b--\r\n";
+    let v = run(
+        "POST",
+        "/",
+        &[(
+            "content-type",
+            "multipart/form-data; boundary=b; boundary=c",
+        )],
+        body.as_bytes(),
+    );
+    incomplete(&v, "ambiguous_multipart");
+}
+
+#[test]
+fn text_around_the_multipart_parts_is_inspected() {
+    let attack = "1' union select password from users--";
+    for body in [
+        format!(
+            "{attack}\r\n--b\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nok\r\n--b--\r\n"
+        ),
+        format!("--b\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nok\r\n--b--\r\n{attack}"),
+    ] {
+        let v = run(
+            "POST",
+            "/",
+            &[("content-type", "multipart/form-data; boundary=b")],
+            body.as_bytes(),
+        );
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.family == portcullis_detect::Family::Sqli),
+            "{body:?}: {:?}",
+            v.findings
+        );
+    }
+    // The usual whitespace after the closing delimiter is nothing.
+    let clean = "--b\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nok\r\n--b--\r\n";
+    let v = run(
+        "POST",
+        "/",
+        &[("content-type", "multipart/form-data; boundary=b")],
+        clean.as_bytes(),
+    );
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+}
+
+#[test]
 fn stacked_encodings_beyond_the_last_round() {
     // `<` percent-encoded six times.
     let mut v = String::from("<script>alert(1)</script>");

@@ -13,15 +13,23 @@ pub(crate) fn parse(data: &[u8], content_type: &str, sink: &mut Sink) -> bool {
     let Some(boundary) = boundary(content_type) else {
         return false;
     };
+    // Parsers disagree on which of two boundaries counts.
+    if count_param(content_type, "boundary") > 1 {
+        sink.overflow(|i| i.ambiguous_multipart = true);
+    }
     let delim = format!("--{boundary}");
     let mut parts = 0;
     let mut pos = match memchr::memmem::find(data, delim.as_bytes()) {
-        Some(p) => p + delim.len(),
+        Some(p) => {
+            outside_parts(&data[..p], "preamble", sink);
+            p + delim.len()
+        }
         None => return false,
     };
     while parts < MAX_PARTS {
         let rest = &data[pos..];
-        if rest.starts_with(b"--") {
+        if let Some(epilogue) = rest.strip_prefix(b"--") {
+            outside_parts(epilogue, "epilogue", sink);
             break;
         }
         let next = memchr::memmem::find(rest, delim.as_bytes());
@@ -40,6 +48,18 @@ pub(crate) fn parse(data: &[u8], content_type: &str, sink: &mut Sink) -> bool {
         }
     }
     parts > 0
+}
+
+/// Text before the first part or after the last: parsers are meant to
+/// skip it, but a lenient one may read it as a part, so it is inspected.
+fn outside_parts(text: &[u8], name: &str, sink: &mut Sink) {
+    if text.iter().any(|b| !b.is_ascii_whitespace()) {
+        sink.value(
+            &location("multipart", name.as_bytes()),
+            text,
+            Ctx::Multipart,
+        );
+    }
 }
 
 fn boundary(ct: &str) -> Option<String> {
