@@ -211,6 +211,16 @@ fn paragraph(alert: &Alert, at_ms: i64, style: Style) -> (String, Vec<String>) {
             alert.total, alert.peak
         ),
     }];
+    for collapsed in &alert.solve_rates {
+        facts.push(format!(
+            "Solve rate of {}: {} ({} of {} challenges), baseline {}",
+            style.code(&clean(&collapsed.route, "(the check)")),
+            percent(collapsed.rate),
+            collapsed.solved,
+            collapsed.challenged,
+            percent(collapsed.baseline_rate)
+        ));
+    }
     for (label, entries, empty) in [
         ("Top reasons", &alert.top_reasons, "(none)"),
         ("Top routes", &alert.top_routes, "(no route)"),
@@ -261,6 +271,7 @@ fn kind_label(kind: AlertKind) -> &'static str {
         AlertKind::InterceptSpike => "intercept spike",
         AlertKind::OriginErrors => "origin errors",
         AlertKind::Rate => "request rate",
+        AlertKind::SolveRate => "challenge solve rate",
     }
 }
 
@@ -285,6 +296,10 @@ fn number(x: f64) -> String {
     } else {
         format!("{x:.0}")
     }
+}
+
+fn percent(rate: f64) -> String {
+    format!("{:.0}%", rate * 100.0)
 }
 
 fn duration(ms: i64) -> String {

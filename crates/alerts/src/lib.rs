@@ -36,7 +36,9 @@ mod query;
 mod runner;
 mod stats;
 
-pub use engine::{Alert, AlertEngine, AlertStatus, Count, Message, MinuteCounts, TOP, Tally};
+pub use engine::{
+    Alert, AlertEngine, AlertStatus, Count, Message, MinuteCounts, SolveRate, TOP, Tally,
+};
 pub use format::{SCHEMA, dingtalk_sign, dingtalk_signed_url, render, title};
 pub use query::{ORIGIN_ERROR_PREFIX, origin_error_reason};
 pub use runner::{AlertsHandle, spawn};

@@ -238,8 +238,8 @@ pub const CHECK_LIMITED: &str = "portal_limited";
 pub struct SolveRateQuery {
     pub from_ms: i64,
     pub to_ms: i64,
-    /// How long after the minute of its challenge a device's answer at the
-    /// check still counts for the route that challenged it.
+    /// How long after its challenge a device's answer at the check still
+    /// counts for the route that challenged it.
     pub window_ms: i64,
     #[serde(default)]
     pub exclude_class: Option<String>,
@@ -304,7 +304,24 @@ pub(crate) fn with_check_minutes(
     all
 }
 
-/// How a device challenged by a route fared at the check, best outcome
-/// first: the SQL of both backends ranks the answers with this.
-pub(crate) const OUTCOME_RANK: &str = "CASE k.rule WHEN 'portal_solved' THEN 3 \
-     WHEN 'portal_limited' THEN 2 WHEN 'portal_failed' THEN 1 ELSE 0 END";
+/// How a device fared at the check, best outcome first: 3 solved, 2
+/// limited, 1 failed (on `events AS e`).
+pub(crate) const OUTCOME_RANK: &str = "CASE e.rule WHEN 'portal_solved' THEN 3 \
+     WHEN 'portal_limited' THEN 2 ELSE 1 END";
+
+/// The rest of the solve-rate query of both backends, after a `moves`
+/// table of `(device, ts, route, outcome)`: the routes' challenges (with
+/// outcome 0) and the check's answers (with no route). Each challenge
+/// takes the best answer its device got within the window after it (a
+/// window frame per device: one sort, no join), then
+/// each device counts once per route and minute. `{WINDOW}` is replaced
+/// by the window in milliseconds (a frame offset must be a constant).
+pub(crate) const FARED: &str = "judged AS (\
+       SELECT route, ts, device, max(outcome) OVER (PARTITION BY device ORDER BY ts \
+       RANGE BETWEEN CURRENT ROW AND {WINDOW} FOLLOWING) AS best FROM moves), \
+     fared AS (\
+       SELECT route, ts / 60000 AS minute, device, max(best) AS best FROM judged \
+       WHERE route IS NOT NULL GROUP BY 1, 2, 3) \
+     SELECT route, minute, count(*), sum(CASE WHEN best = 3 THEN 1 ELSE 0 END), \
+     sum(CASE WHEN best = 1 THEN 1 ELSE 0 END), sum(CASE WHEN best = 2 THEN 1 ELSE 0 END) \
+     FROM fared GROUP BY 1, 2";

@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 use super::pg_error;
 use crate::event::reasons_of;
 use crate::query::{
-    ChallengeMinute, EventFilter, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery, TopEntry,
+    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery, TopEntry,
     TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
 };
 use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms, minute_of};
@@ -270,35 +270,29 @@ pub(super) async fn trial(client: &Client, q: &TrialQuery) -> Result<Vec<TrialCo
 }
 
 /// The routes' challenges, each device followed to the check (see
-/// [`ChallengeMinute`]), through the stopped requests' and the rule
-/// indexes; the same SQL as SQLite's, with the `ts_ms` bounds that prune
-/// partitions.
+/// [`ChallengeMinute`] and [`FARED`]), through the stopped requests' and
+/// the rule indexes; the same SQL as SQLite's, with the `ts_ms` bounds that
+/// prune partitions.
 pub(super) async fn solve_rate(
     client: &Client,
     q: &SolveRateQuery,
 ) -> Result<Vec<ChallengeMinute>, StoreError> {
     let end = q.to_ms.saturating_add(q.window_ms);
-    let class = q.exclude_class.as_ref().map_or("", |_| " AND e.class <> $8");
+    let class = q.exclude_class.as_ref().map_or("", |_| " AND e.class <> $7");
+    let fared = FARED.replace("{WINDOW}", &format!("{}::bigint", q.window_ms.max(0)));
     let sql = format!(
-        "WITH challenged AS (\
-           SELECT DISTINCT e.route AS route, e.ts_ms / 60000 AS minute, e.device_id AS device \
+        "WITH moves AS (\
+           SELECT e.device_id AS device, e.ts_ms AS ts, e.route AS route, 0 AS outcome \
            FROM events AS e \
            WHERE e.ts_ms >= $1 AND e.ts_ms < $2 AND e.id >= $3 AND e.id < $4 \
            AND e.action <> 'pass' AND e.action = 'challenge' \
-           AND e.route IS NOT NULL AND e.device_id IS NOT NULL{class}), \
-         checks AS (\
-           SELECT e.device_id AS device, e.ts_ms AS ts, e.rule AS rule FROM events AS e \
+           AND e.route IS NOT NULL AND e.device_id IS NOT NULL{class} \
+           UNION ALL \
+           SELECT e.device_id, e.ts_ms, NULL, {OUTCOME_RANK} FROM events AS e \
            WHERE e.rule IN ('portal_solved', 'portal_limited', 'portal_failed') \
            AND e.ts_ms >= $1 AND e.ts_ms < $5 AND e.id >= $3 AND e.id < $6 \
            AND e.device_id IS NOT NULL{class}), \
-         fared AS (\
-           SELECT c.route AS route, c.minute AS minute, c.device, max({OUTCOME_RANK}) AS best \
-           FROM challenged AS c LEFT JOIN checks AS k ON k.device = c.device \
-           AND k.ts >= c.minute * 60000 AND k.ts < (c.minute + 1) * 60000 + $7 \
-           GROUP BY 1, 2, 3) \
-         SELECT route, minute, count(*), count(*) FILTER (WHERE best = 3), \
-         count(*) FILTER (WHERE best = 1), count(*) FILTER (WHERE best = 2) \
-         FROM fared GROUP BY 1, 2"
+         {fared}"
     );
     let bounds = [
         q.from_ms,
@@ -307,7 +301,6 @@ pub(super) async fn solve_rate(
         id_floor(q.to_ms),
         end,
         id_floor(end),
-        q.window_ms,
     ];
     let mut params: Vec<&(dyn ToSql + Sync)> = bounds
         .iter()

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Row, params_from_iter};
 use crate::event::reasons_of;
 use crate::keys::{KeyKind, bucket_of, key_hash};
 use crate::query::{
-    ChallengeMinute, EventFilter, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery, TopEntry,
+    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery, TopEntry,
     TopField, TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
 };
 use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms, minute_of};
@@ -364,38 +364,32 @@ pub(super) fn trial(conn: &Connection, q: &TrialQuery) -> Result<Vec<TrialCount>
 }
 
 /// The routes' challenges, each device followed to the check (see
-/// [`ChallengeMinute`]): the challenges come from the stopped requests'
-/// index, the check's answers from the rule index, so the passed requests
-/// of the range are never scanned.
+/// [`ChallengeMinute`] and [`FARED`]): the challenges come from the stopped
+/// requests' index, the check's answers from the rule index, so the passed
+/// requests of the range are never scanned.
 pub(super) fn solve_rate(
     conn: &Connection,
     q: &SolveRateQuery,
 ) -> Result<Vec<ChallengeMinute>, StoreError> {
-    let class = q.exclude_class.as_ref().map_or("", |_| " AND e.class <> ?5");
+    let class = q.exclude_class.as_ref().map_or("", |_| " AND e.class <> ?4");
+    let fared = FARED.replace("{WINDOW}", &q.window_ms.max(0).to_string());
     let sql = format!(
-        "WITH challenged AS (\
-           SELECT DISTINCT e.route AS route, e.ts_ms / 60000 AS minute, e.device_id AS device \
+        "WITH moves AS (\
+           SELECT e.device_id AS device, e.ts_ms AS ts, e.route AS route, 0 AS outcome \
            FROM events AS e INDEXED BY events_stopped \
            WHERE e.id >= ?1 AND e.id < ?2 AND e.action <> 'pass' AND e.action = 'challenge' \
-           AND e.route IS NOT NULL AND e.device_id IS NOT NULL{class}), \
-         checks AS (\
-           SELECT e.device_id AS device, e.ts_ms AS ts, e.rule AS rule \
+           AND e.route IS NOT NULL AND e.device_id IS NOT NULL{class} \
+           UNION ALL \
+           SELECT e.device_id, e.ts_ms, NULL, {OUTCOME_RANK} \
            FROM events AS e INDEXED BY events_rule \
            WHERE e.rule IN ('portal_solved', 'portal_limited', 'portal_failed') \
            AND e.id >= ?1 AND e.id < ?3 AND e.device_id IS NOT NULL{class}), \
-         fared AS (\
-           SELECT c.route AS route, c.minute AS minute, c.device, max({OUTCOME_RANK}) AS best \
-           FROM challenged AS c LEFT JOIN checks AS k ON k.device = c.device \
-           AND k.ts >= c.minute * 60000 AND k.ts < (c.minute + 1) * 60000 + ?4 \
-           GROUP BY 1, 2, 3) \
-         SELECT route, minute, count(*), sum(best = 3), sum(best = 1), sum(best = 2) \
-         FROM fared GROUP BY 1, 2"
+         {fared}"
     );
     let mut params = vec![
         Value::Integer(id_floor(q.from_ms)),
         Value::Integer(id_floor(q.to_ms)),
         Value::Integer(id_floor(q.to_ms.saturating_add(q.window_ms))),
-        Value::Integer(q.window_ms),
     ];
     if let Some(c) = &q.exclude_class {
         params.push(Value::Text(c.clone()));
