@@ -592,7 +592,11 @@ impl AlertEngine {
     /// `(challenged, solved)` per route over minutes `[from, to)`.
     fn route_challenges(&self, from: i64, to: i64) -> HashMap<&str, (u64, u64)> {
         let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
-        for minute in self.history.iter().filter(|m| (from..to).contains(&m.minute)) {
+        for minute in self
+            .history
+            .iter()
+            .filter(|m| (from..to).contains(&m.minute))
+        {
             for (route, n) in &minute.challenges.routes {
                 counts.entry(route).or_default().0 += n;
             }

@@ -198,7 +198,9 @@ fn fill_challenges(minutes: &mut [MinuteCounts], rows: Vec<ChallengeMinute>) {
             continue;
         };
         slot.challenges.total += row.challenged;
-        slot.challenges.routes.push((row.route.clone(), row.challenged));
+        slot.challenges
+            .routes
+            .push((row.route.clone(), row.challenged));
         slot.solved.total += row.solved;
         slot.solved.routes.push((row.route, row.solved));
     }

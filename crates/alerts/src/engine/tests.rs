@@ -390,7 +390,11 @@ fn a_collapsed_solve_rate_is_one_incident_naming_its_route() {
     // a whole stay healthy; "tiny" collapses but below the volume.
     let lockout = T0 + 90..T0 + 150;
     let minute = |m: i64| {
-        let api_solved = if lockout.contains(&m) { 1 } else { 45 + jitter(m, 5) };
+        let api_solved = if lockout.contains(&m) {
+            1
+        } else {
+            45 + jitter(m, 5)
+        };
         let tiny_solved = if lockout.contains(&m) { 0 } else { 2 };
         challenges(
             m,

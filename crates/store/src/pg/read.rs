@@ -8,8 +8,8 @@ use tokio_postgres::types::ToSql;
 use super::pg_error;
 use crate::event::reasons_of;
 use crate::query::{
-    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery, TopEntry,
-    TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
+    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery,
+    TopEntry, TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
 };
 use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms, minute_of};
 
@@ -278,7 +278,10 @@ pub(super) async fn solve_rate(
     q: &SolveRateQuery,
 ) -> Result<Vec<ChallengeMinute>, StoreError> {
     let end = q.to_ms.saturating_add(q.window_ms);
-    let class = q.exclude_class.as_ref().map_or("", |_| " AND e.class <> $7");
+    let class = q
+        .exclude_class
+        .as_ref()
+        .map_or("", |_| " AND e.class <> $7");
     let fared = FARED.replace("{WINDOW}", &format!("{}::bigint", q.window_ms.max(0)));
     let sql = format!(
         "WITH moves AS (\
@@ -302,10 +305,8 @@ pub(super) async fn solve_rate(
         end,
         id_floor(end),
     ];
-    let mut params: Vec<&(dyn ToSql + Sync)> = bounds
-        .iter()
-        .map(|b| b as &(dyn ToSql + Sync))
-        .collect();
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
     if let Some(class) = &q.exclude_class {
         params.push(class);
     }

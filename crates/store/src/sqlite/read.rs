@@ -6,8 +6,8 @@ use rusqlite::{Connection, Row, params_from_iter};
 use crate::event::reasons_of;
 use crate::keys::{KeyKind, bucket_of, key_hash};
 use crate::query::{
-    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery, TopEntry,
-    TopField, TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
+    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery,
+    TopEntry, TopField, TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
 };
 use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms, minute_of};
 
@@ -371,7 +371,10 @@ pub(super) fn solve_rate(
     conn: &Connection,
     q: &SolveRateQuery,
 ) -> Result<Vec<ChallengeMinute>, StoreError> {
-    let class = q.exclude_class.as_ref().map_or("", |_| " AND e.class <> ?4");
+    let class = q
+        .exclude_class
+        .as_ref()
+        .map_or("", |_| " AND e.class <> ?4");
     let fared = FARED.replace("{WINDOW}", &q.window_ms.max(0).to_string());
     let sql = format!(
         "WITH moves AS (\
