@@ -58,7 +58,7 @@ fn table(name: &str) -> Vec<Vec<String>> {
         .map(|line| {
             line.trim_matches('|')
                 .split('|')
-                .map(|cell| cell.trim().replace('`', "").replace('—', ""))
+                .map(|cell| cell.trim().replace(['`', '—'], ""))
                 .collect()
         })
         .collect();
