@@ -188,9 +188,10 @@ fn deciding(signals: &[Signal]) -> Option<&'static str> {
 
 /// The signals of the challenge service's answers (PROTOCOL.md).
 pub fn is_portal_outcome(name: &str) -> bool {
+    use portcullis_store::{CHECK_FAILED, CHECK_ISSUED, CHECK_LIMITED, CHECK_SOLVED};
     matches!(
         name,
-        "portal_issued" | "portal_solved" | "portal_failed" | "portal_limited"
+        CHECK_ISSUED | CHECK_SOLVED | CHECK_FAILED | CHECK_LIMITED
     )
 }
 
