@@ -131,6 +131,9 @@ test('an operator watches, finds, changes and rolls back', async () => {
   assert.ok((await page.locator('svg.chart polyline').count()) >= 3, 'charts are drawn');
   await page.getByRole('img', { name: /Intercepts by layer: .*policy/ }).waitFor();
   await page.getByRole('img', { name: /Intercepts by reason: / }).waitFor();
+  // The page's check (a challenge issued and solved) is in the solve rate.
+  await page.getByRole('img', { name: /Challenge solve rate by route: \(the check\) 100%/ }).waitFor();
+  assert.equal(await page.locator('#challenges td[data-route=""]').textContent(), '100%');
   await page.getByRole('button', { name: 'Last day' }).click();
   await page.getByRole('img', { name: /Requests by action: .*pass/ }).waitFor();
   await page.getByRole('cell', { name: 'shop' }).first().waitFor();

@@ -36,6 +36,11 @@ pub struct MinuteCounts {
     pub origin_errors: Tally,
     /// Every stored request.
     pub requests: Tally,
+    /// Challenges (see `portcullis_store::ChallengeMinute`): `routes` per
+    /// route, `""` for the check as a whole; `total` all of them.
+    pub challenges: Tally,
+    /// Of those, the ones solved, keyed the same way.
+    pub solved: Tally,
 }
 
 impl MinuteCounts {
@@ -52,6 +57,7 @@ impl MinuteCounts {
             AlertKind::InterceptSpike => &self.intercepts,
             AlertKind::OriginErrors => &self.origin_errors,
             AlertKind::Rate => &self.requests,
+            AlertKind::SolveRate => &self.challenges,
         }
     }
 
@@ -60,12 +66,19 @@ impl MinuteCounts {
             AlertKind::InterceptSpike => &mut self.intercepts,
             AlertKind::OriginErrors => &mut self.origin_errors,
             AlertKind::Rate => &mut self.requests,
+            AlertKind::SolveRate => &mut self.challenges,
         }
     }
 
-    /// Keeps the totals, drops the breakdowns (minutes older than the window).
+    /// Keeps the totals, drops the breakdowns (minutes older than the
+    /// window), except the challenges' per route: a route's solve rate is
+    /// judged against its own baseline minutes.
     fn strip(&mut self) {
-        for kind in KINDS {
+        for kind in [
+            AlertKind::InterceptSpike,
+            AlertKind::OriginErrors,
+            AlertKind::Rate,
+        ] {
             let tally = self.tally_mut(kind);
             tally.reasons = Vec::new();
             tally.routes = Vec::new();
@@ -79,13 +92,18 @@ impl MinuteCounts {
             keep_largest(&mut tally.reasons);
             keep_largest(&mut tally.routes);
         }
+        let challenged: Vec<&String> = self.challenges.routes.iter().map(|(k, _)| k).collect();
+        self.solved
+            .routes
+            .retain(|(key, _)| challenged.contains(&key));
     }
 }
 
-const KINDS: [AlertKind; 3] = [
+const KINDS: [AlertKind; 4] = [
     AlertKind::InterceptSpike,
     AlertKind::OriginErrors,
     AlertKind::Rate,
+    AlertKind::SolveRate,
 ];
 
 fn keep_largest(entries: &mut Vec<(String, u64)>) {
@@ -141,6 +159,32 @@ pub struct Alert {
     pub top_routes: Vec<Count>,
     /// Filled by the runner from the event store when it can rank them.
     pub top_ips: Vec<Count>,
+    /// A solve-rate rule's collapsed routes (`""` is the check as a
+    /// whole), most challenged first; empty for the other kinds and once
+    /// resolved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub solve_rates: Vec<SolveRate>,
+}
+
+/// A route whose challenge solve rate collapsed in the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SolveRate {
+    pub route: String,
+    pub challenged: u64,
+    pub solved: u64,
+    /// `solved / challenged` in the window.
+    pub rate: f64,
+    /// The rate of the baseline minutes, frozen when the incident began.
+    pub baseline_rate: f64,
+}
+
+/// What a window is compared with: the count expected per window, and for
+/// a solve-rate rule the solve rate of each route with enough challenges
+/// in the baseline minutes.
+#[derive(Debug, Clone, Default)]
+struct Expected {
+    count: f64,
+    rates: HashMap<String, f64>,
 }
 
 /// What goes to every webhook: the alerts of one evaluation together.
@@ -206,7 +250,6 @@ struct Incident {
     first_minute: i64,
     /// Last minute added to `total`.
     counted_through: i64,
-    baseline: f64,
     last_breach_ms: i64,
     /// When the last message about it went out (or was suppressed).
     last_sent_ms: i64,
@@ -214,6 +257,7 @@ struct Incident {
     peak: u64,
     total: u64,
     breakdowns: Breakdowns,
+    expected: Expected,
 }
 
 #[derive(Debug, Clone)]
@@ -350,12 +394,10 @@ impl AlertEngine {
                 incident
             }
             None => {
-                let baseline = self.baseline(&rule, window.from_minute);
-                if !breached(&rule, window.count, baseline) {
-                    return None;
-                }
-                let incident = self.open(&window, baseline, now_ms);
-                let alert = self.alert(&rule, &incident, &window, AlertStatus::Firing);
+                let expected = self.expected(&rule, window.from_minute);
+                let collapsed = self.breach(&rule, &window, &expected)?;
+                let incident = self.open(&window, expected, now_ms);
+                let alert = self.alert(&rule, &incident, &window, AlertStatus::Firing, collapsed);
                 self.rules[i].incident = Some(incident);
                 return Some(alert);
             }
@@ -376,38 +418,38 @@ impl AlertEngine {
     ) -> (Option<Incident>, Option<Alert>) {
         let since_sent = now_ms - incident.last_sent_ms;
         let window_ms = self.window_minutes * MINUTE_MS;
-        if breached(rule, window.count, incident.baseline) {
+        if let Some(collapsed) = self.breach(rule, window, &incident.expected) {
             incident.last_breach_ms = now_ms;
             incident.peak = incident.peak.max(window.count);
             let escalated = window.count >= incident.last_sent_count.saturating_mul(2);
             if since_sent >= window_ms && (escalated || since_sent >= self.repeat_ms) {
                 incident.last_sent_ms = now_ms;
                 incident.last_sent_count = window.count;
-                let alert = self.alert(rule, &incident, window, AlertStatus::Ongoing);
+                let alert = self.alert(rule, &incident, window, AlertStatus::Ongoing, collapsed);
                 return (Some(incident), Some(alert));
             }
             return (Some(incident), None);
         }
         let quiet = now_ms - incident.last_breach_ms >= self.resolve_after_ms;
         if quiet && since_sent >= window_ms {
-            let alert = self.alert(rule, &incident, window, AlertStatus::Resolved);
+            let alert = self.alert(rule, &incident, window, AlertStatus::Resolved, Vec::new());
             return (None, Some(alert));
         }
         (Some(incident), None)
     }
 
-    fn open(&self, window: &Window, baseline: f64, now_ms: i64) -> Incident {
+    fn open(&self, window: &Window, expected: Expected, now_ms: i64) -> Incident {
         Incident {
             since_ms: now_ms,
             first_minute: window.from_minute,
             counted_through: window.to_minute - 1,
-            baseline,
             last_breach_ms: now_ms,
             last_sent_ms: now_ms,
             last_sent_count: window.count,
             peak: window.count,
             total: window.count,
             breakdowns: window.breakdowns.clone(),
+            expected,
         }
     }
 
@@ -431,6 +473,7 @@ impl AlertEngine {
         incident: &Incident,
         window: &Window,
         status: AlertStatus,
+        solve_rates: Vec<SolveRate>,
     ) -> Alert {
         let (from_minute, breakdowns) = match status {
             AlertStatus::Resolved => (incident.first_minute, &incident.breakdowns),
@@ -445,12 +488,13 @@ impl AlertEngine {
             to_ms: window.to_minute * MINUTE_MS,
             window_minutes: u32::try_from(self.window_minutes).unwrap_or(u32::MAX),
             count: window.count,
-            baseline: incident.baseline,
+            baseline: incident.expected.count,
             total: incident.total,
             peak: incident.peak,
             top_reasons: breakdowns.reasons.top(),
             top_routes: breakdowns.routes.top(),
             top_ips: Vec::new(),
+            solve_rates,
         }
     }
 
@@ -487,6 +531,82 @@ impl AlertEngine {
         per_minute(&mut counts, rule.baseline) * self.window_minutes as f64
     }
 
+    /// What the window of a rule starting at `window_from` is compared with.
+    fn expected(&self, rule: &AlertRule, window_from: i64) -> Expected {
+        match rule.kind {
+            AlertKind::SolveRate => {
+                let span = i64::from(rule.baseline_minutes);
+                let rates = self
+                    .route_challenges(window_from - span, window_from)
+                    .into_iter()
+                    .filter(|(_, (challenged, _))| *challenged >= rule.min_count)
+                    .map(|(route, (challenged, solved))| {
+                        (route.to_owned(), ratio(solved, challenged))
+                    })
+                    .collect();
+                Expected { count: 0.0, rates }
+            }
+            _ => Expected {
+                count: self.baseline(rule, window_from),
+                rates: HashMap::new(),
+            },
+        }
+    }
+
+    /// Whether the window breaches the rule: `None` if not, else the
+    /// routes whose solve rate collapsed (none for the count kinds).
+    fn breach(
+        &self,
+        rule: &AlertRule,
+        window: &Window,
+        expected: &Expected,
+    ) -> Option<Vec<SolveRate>> {
+        if rule.kind != AlertKind::SolveRate {
+            return breached(rule, window.count, expected.count).then(Vec::new);
+        }
+        let mut collapsed: Vec<SolveRate> = self
+            .route_challenges(window.from_minute, window.to_minute)
+            .into_iter()
+            .filter(|(_, (challenged, _))| *challenged >= rule.min_count)
+            .filter_map(|(route, (challenged, solved))| {
+                let baseline_rate = *expected.rates.get(route)?;
+                let rate = ratio(solved, challenged);
+                (rate < baseline_rate / rule.factor).then(|| SolveRate {
+                    route: route.to_owned(),
+                    challenged,
+                    solved,
+                    rate,
+                    baseline_rate,
+                })
+            })
+            .collect();
+        collapsed.sort_unstable_by(|a, b| {
+            b.challenged
+                .cmp(&a.challenged)
+                .then_with(|| a.route.cmp(&b.route))
+        });
+        collapsed.truncate(TOP);
+        (!collapsed.is_empty()).then_some(collapsed)
+    }
+
+    /// `(challenged, solved)` per route over minutes `[from, to)`.
+    fn route_challenges(&self, from: i64, to: i64) -> HashMap<&str, (u64, u64)> {
+        let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
+        for minute in self
+            .history
+            .iter()
+            .filter(|m| (from..to).contains(&m.minute))
+        {
+            for (route, n) in &minute.challenges.routes {
+                counts.entry(route).or_default().0 += n;
+            }
+            for (route, n) in &minute.solved.routes {
+                counts.entry(route).or_default().1 += n;
+            }
+        }
+        counts
+    }
+
     /// Applies the hourly cap: the alerts go out together, or are counted
     /// and mentioned in the next message that does.
     fn release(&mut self, now_ms: i64, due: Vec<Alert>) -> Option<Message> {
@@ -518,6 +638,14 @@ fn secs_ms(s: u64) -> i64 {
 fn breached(rule: &AlertRule, count: u64, baseline: f64) -> bool {
     let spike = count >= rule.min_count && count as f64 > rule.factor * baseline;
     spike || rule.threshold.is_some_and(|t| count >= t)
+}
+
+/// `part / whole`, at most 1 (a device may solve more than once).
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 / whole as f64).min(1.0)
 }
 
 fn per_minute(counts: &mut [u64], stat: BaselineStat) -> f64 {

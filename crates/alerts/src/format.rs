@@ -30,13 +30,15 @@ const KEY_MAX: usize = 64;
 ///   `{"source": "portcullis", "schema": 1, "title", "text" (plain text),
 ///   "at_ms", "suppressed" (alerts held back by the hourly cap since the
 ///   previous message), "alerts": [...]}`, each alert with `rule`, `kind`
-///   (`intercept_spike` | `origin_errors` | `rate`), `status` (`firing` |
+///   (`intercept_spike` | `origin_errors` | `rate` | `solve_rate`), `status` (`firing` |
 ///   `ongoing` | `resolved`), `since_ms`, `from_ms`, `to_ms` (the span
 ///   counted), `window_minutes`, `count` (last window), `baseline`
 ///   (expected per window), `total` (since it began), `peak`, and
 ///   `top_reasons` / `top_routes` / `top_ips` as `[{"key", "count"}]` (an
-///   empty route key is a request no policy named). Times are milliseconds
-///   since the Unix epoch.
+///   empty route key is a request no policy named); a `solve_rate` alert
+///   also has `solve_rates`: `[{"route", "challenged", "solved", "rate",
+///   "baseline_rate"}]` for the collapsed routes (`""` is the check as a
+///   whole). Times are milliseconds since the Unix epoch.
 /// - `wecom`: `{"msgtype": "markdown", "markdown": {"content"}}`, at most
 ///   4096 bytes.
 /// - `dingtalk`: `{"msgtype": "markdown", "markdown": {"title", "text"}}`.
@@ -211,6 +213,16 @@ fn paragraph(alert: &Alert, at_ms: i64, style: Style) -> (String, Vec<String>) {
             alert.total, alert.peak
         ),
     }];
+    for collapsed in &alert.solve_rates {
+        facts.push(format!(
+            "Solve rate of {}: {} ({} of {} challenges), baseline {}",
+            style.code(&clean(&collapsed.route, "(the check)")),
+            percent(collapsed.rate),
+            collapsed.solved,
+            collapsed.challenged,
+            percent(collapsed.baseline_rate)
+        ));
+    }
     for (label, entries, empty) in [
         ("Top reasons", &alert.top_reasons, "(none)"),
         ("Top routes", &alert.top_routes, "(no route)"),
@@ -261,6 +273,7 @@ fn kind_label(kind: AlertKind) -> &'static str {
         AlertKind::InterceptSpike => "intercept spike",
         AlertKind::OriginErrors => "origin errors",
         AlertKind::Rate => "request rate",
+        AlertKind::SolveRate => "challenge solve rate",
     }
 }
 
@@ -285,6 +298,10 @@ fn number(x: f64) -> String {
     } else {
         format!("{x:.0}")
     }
+}
+
+fn percent(rate: f64) -> String {
+    format!("{:.0}%", rate * 100.0)
 }
 
 fn duration(ms: i64) -> String {

@@ -6,8 +6,8 @@
 
 use portcullis_config::{AlertKind, AlertsConfig};
 use portcullis_store::{
-    ActionKind, EventStore, RollupGroup, RollupQuery, Series, StoreError, TopField, TopOrder,
-    TopQuery,
+    ActionKind, ChallengeMinute, EventStore, RollupGroup, RollupQuery, Series, SolveRateQuery,
+    StoreError, TopField, TopOrder, TopQuery,
 };
 
 use crate::engine::{Alert, AlertStatus, Count, MinuteCounts, TOP};
@@ -25,6 +25,11 @@ pub fn origin_error_reason(action: &str, status: u16) -> Option<String> {
     (action == "pass" && status >= 500).then(|| format!("{ORIGIN_ERROR_PREFIX}{status}"))
 }
 
+/// How long after its minute a challenged device's clearance still counts
+/// as solving it: the SDK answers within seconds, and the runner reads
+/// whole minutes, so a minute is judged once its devices had a minute more.
+const SOLVE_WINDOW_MS: i64 = 60_000;
+
 /// Which part of [`MinuteCounts`] a query fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
@@ -38,6 +43,8 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct QueryPlan {
     parts: Vec<Part>,
+    /// Whether a solve-rate rule needs the challenges.
+    challenges: bool,
     exclude_class: Option<String>,
 }
 
@@ -56,6 +63,7 @@ impl QueryPlan {
         }
         QueryPlan {
             parts,
+            challenges: wants(AlertKind::SolveRate),
             exclude_class: (!include_scanners).then(|| "scanner".to_owned()),
         }
     }
@@ -91,6 +99,15 @@ impl QueryPlan {
             let series = store.rollups(&self.query(part, from_minute, to_minute))?;
             fill(&mut minutes, part, series);
         }
+        if self.challenges {
+            let rows = store.solve_rate(&SolveRateQuery {
+                from_ms: from_minute.saturating_mul(60_000),
+                to_ms: to_minute.saturating_mul(60_000),
+                window_ms: SOLVE_WINDOW_MS,
+                exclude_class: self.exclude_class.clone(),
+            })?;
+            fill_challenges(&mut minutes, rows);
+        }
         Ok(minutes)
     }
 
@@ -103,7 +120,9 @@ impl QueryPlan {
         alert: &Alert,
     ) -> Result<Vec<Count>, StoreError> {
         let order = match (alert.kind, alert.status) {
-            (_, AlertStatus::Resolved) | (AlertKind::OriginErrors, _) => return Ok(Vec::new()),
+            (_, AlertStatus::Resolved) | (AlertKind::OriginErrors | AlertKind::SolveRate, _) => {
+                return Ok(Vec::new());
+            }
             (AlertKind::InterceptSpike, _) => TopOrder::Intercepts,
             (AlertKind::Rate, _) => TopOrder::Requests,
         };
@@ -163,6 +182,27 @@ fn fill(minutes: &mut [MinuteCounts], part: Part, series: Vec<Series>) {
                 }
             }
         }
+    }
+}
+
+/// Adds the challenges of each route (and of the check, `""`) to their minutes.
+fn fill_challenges(minutes: &mut [MinuteCounts], rows: Vec<ChallengeMinute>) {
+    let Some(first) = minutes.first().map(|m| m.minute) else {
+        return;
+    };
+    for row in rows {
+        let slot = usize::try_from(row.minute - first)
+            .ok()
+            .and_then(|i| minutes.get_mut(i));
+        let Some(slot) = slot else {
+            continue;
+        };
+        slot.challenges.total += row.challenged;
+        slot.challenges
+            .routes
+            .push((row.route.clone(), row.challenged));
+        slot.solved.total += row.solved;
+        slot.solved.routes.push((row.route, row.solved));
     }
 }
 

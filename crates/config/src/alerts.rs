@@ -43,6 +43,10 @@ impl Default for AlertsConfig {
             rules: vec![
                 AlertRule::new("intercepts", AlertKind::InterceptSpike, 100),
                 AlertRule::new("origin-errors", AlertKind::OriginErrors, 20),
+                AlertRule {
+                    factor: 3.0,
+                    ..AlertRule::new("challenge-solve-rate", AlertKind::SolveRate, 50)
+                },
             ],
             webhooks: Vec::new(),
         }
@@ -108,6 +112,12 @@ pub enum AlertKind {
     /// Every stored request (passed requests are stored when
     /// `store.record_passed` is on).
     Rate,
+    /// The challenge solve rate collapsing: fires when, for a route (or
+    /// for the check as a whole), at least `min_count` challenges in the
+    /// window were solved at less than `1 / factor` of the rate of its
+    /// baseline minutes (which need `min_count` challenges too).
+    /// `threshold` does not apply.
+    SolveRate,
 }
 
 /// How the trailing minutes make a baseline.
@@ -227,6 +237,11 @@ fn check_rules(rules: &[AlertRule], c: &mut Checker) {
             rule.threshold.is_none_or(|t| t >= 1),
             field("threshold"),
             "must be at least 1",
+        );
+        c.check(
+            rule.kind != AlertKind::SolveRate || rule.threshold.is_none(),
+            field("threshold"),
+            "a solve_rate rule has no threshold: it compares a rate with its baseline",
         );
     }
 }

@@ -219,11 +219,12 @@ const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"
 
 async function dashboardPage() {
   const w = dashboardWindow;
-  const [summary, byAction, byLayer, byReason] = await Promise.all([
+  const [summary, byAction, byLayer, byReason, challenges] = await Promise.all([
     get(`/api/dashboard/summary?window=${w}`),
     get(`/api/dashboard/series?window=${w}&group=action`),
     get(`/api/dashboard/series?window=${w}&group=layer&kind=intercept`),
     get(`/api/dashboard/series?window=${w}&group=reason&kind=intercept`),
+    get(`/api/dashboard/challenges?window=${w}`),
   ]);
   const t = summary.totals;
   const trial = summary.trial.reduce((n, c) => n + c.events, 0);
@@ -257,7 +258,10 @@ async function dashboardPage() {
       chart("Requests by action", byAction, w),
       chart("Intercepts by layer", byLayer, w),
       chart("Intercepts by reason", byReason, w),
+      rateChart("Challenge solve rate by route", challenges, w),
     ),
+    h("h2", {}, "Challenges"),
+    challengeTable(challenges),
     h("h2", {}, "Top lists"),
     h("div", { class: "tops", id: "tops" }, h("p", { class: "loading" }, "Loading…")),
   );
@@ -273,6 +277,47 @@ async function dashboardPage() {
         )), title),
     ),
   );
+}
+
+const percent = (rate) => (rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`);
+const routeName = (route) => route || "(the check)";
+
+/** Per route: challenged devices, how they fared, and the solve rate. */
+function challengeTable(reply) {
+  const rows = reply.routes.map((r) =>
+    h("tr", {},
+      h("td", {}, r.route ? h("a", { href: `#/events?${new URLSearchParams({ route: r.route })}` }, r.route) : routeName(r.route)),
+      h("td", { class: "num" }, number(r.total.challenged)),
+      h("td", { class: "num" }, number(r.total.solved)),
+      h("td", { class: "num" }, h("a", { href: "#/events?rule=portal_failed" }, number(r.total.failed))),
+      h("td", { class: "num" }, h("a", { href: "#/events?rule=portal_limited" }, number(r.total.limited))),
+      h("td", { class: "num", "data-route": r.route }, percent(r.total.solve_rate)),
+    ));
+  if (!rows.length) return h("p", { class: "empty", id: "challenges" }, "No challenges in this window.");
+  const caption = `Challenge solve rate per route (a device counts as solving when it gets a clearance within ${reply.window_ms / 1000} s of its challenge; "(the check)" counts every call to the check)`;
+  const t = table(["Route", "Challenged", "Solved", "Failed", "Limited", "Solve rate"], rows, caption);
+  t.id = "challenges";
+  return t;
+}
+
+/** The solve rate of each route, minute by minute, in percent. */
+function rateChart(title, reply, windowName) {
+  const step = windowName === "day" ? 10 : 1;
+  const from = reply.from_minute;
+  const buckets = Math.ceil((reply.to_minute - from) / step);
+  const lines = reply.routes.slice(0, 8).map((r) => {
+    const challenged = new Array(buckets).fill(0);
+    const solved = new Array(buckets).fill(0);
+    for (const m of r.minutes) {
+      const i = Math.floor((m.minute - from) / step);
+      if (i >= 0 && i < buckets) { challenged[i] += m.challenged; solved[i] += m.solved; }
+    }
+    // A bucket without challenges has no rate: the line keeps the last one.
+    let last = null;
+    const values = challenged.map((c, i) => (last = c ? Math.min(100, (100 * solved[i]) / c) : last));
+    return { key: routeName(r.route), values: values.map((v) => v ?? 0), total: r.total.challenged, summary: percent(r.total.solve_rate) };
+  });
+  return plot(title, lines, reply, step, 100, "%");
 }
 
 /** A line chart of minute series as inline SVG, with a text summary. */
@@ -293,18 +338,26 @@ function chart(title, reply, windowName) {
       const i = Math.floor((minute - from) / step);
       if (i >= 0 && i < buckets) values[i] += count;
     }
-    return { key: series.key || "(none)", values, total: values.reduce((a, b) => a + b, 0) };
+    const total = values.reduce((a, b) => a + b, 0);
+    return { key: series.key || "(none)", values, total, summary: number(total) };
   });
-  const max = Math.max(1, ...lines.flatMap((l) => l.values));
+  return plot(title, lines, reply, step, Math.max(1, ...lines.flatMap((l) => l.values)), "");
+}
+
+/** Draws `lines` ({key, values, summary}) over the reply's minutes. */
+function plot(title, lines, reply, step, max, unit) {
+  const from = reply.from_minute;
+  const to = reply.to_minute;
+  const buckets = Math.ceil((to - from) / step);
   const W = 600, H = 180, L = 40, B = 22;
   const x = (i) => L + (i * (W - L - 8)) / Math.max(1, buckets - 1);
   const y = (v) => H - B - (v * (H - B - 8)) / max;
-  const label = `${title}: ${lines.map((l) => `${l.key} ${number(l.total)}`).join(", ") || "no events"}`;
+  const label = `${title}: ${lines.map((l) => `${l.key} ${l.summary}`).join(", ") || "no events"}`;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, class: "chart" },
     s("title", {}, label),
     s("line", { x1: L, y1: H - B, x2: W - 8, y2: H - B, class: "axis" }),
     s("line", { x1: L, y1: 8, x2: L, y2: H - B, class: "axis" }),
-    s("text", { x: L - 6, y: 14, "text-anchor": "end", class: "tick" }, number(max)),
+    s("text", { x: L - 6, y: 14, "text-anchor": "end", class: "tick" }, `${number(max)}${unit}`),
     s("text", { x: L - 6, y: H - B, "text-anchor": "end", class: "tick" }, "0"),
     s("text", { x: L, y: H - 6, class: "tick" }, time(from * 60000).slice(11, 16)),
     s("text", { x: W - 8, y: H - 6, "text-anchor": "end", class: "tick" }, time(to * 60000).slice(11, 16)),
@@ -319,7 +372,7 @@ function chart(title, reply, windowName) {
     ),
   );
   const legend = h("ul", { class: "legend" }, lines.map((line, n) =>
-    h("li", {}, h("span", { class: `swatch c${n % COLORS.length}`, "aria-hidden": "true" }), `${line.key} (${number(line.total)})`)));
+    h("li", {}, h("span", { class: `swatch c${n % COLORS.length}`, "aria-hidden": "true" }), `${line.key} (${line.summary})`)));
   return h("figure", { class: "card" }, h("figcaption", {}, title, step > 1 ? h("small", {}, ` per ${step} minutes`) : null), svg, lines.length ? legend : h("p", { class: "empty" }, "No events in this window."));
 }
 

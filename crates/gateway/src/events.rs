@@ -172,14 +172,27 @@ fn write_line(out: &mut impl Write, event: &Event) {
 }
 
 /// The signal that stopped the request: the strongest demand, as the
-/// policy step chose it. Without one (a pass) the store takes the heaviest
-/// signal's name.
+/// policy step chose it. An answer of the challenge service that passed
+/// (a challenge issued, a clearance minted) is named by its `portal_*`
+/// signal, so the rollups and the console's solve rate count it whatever
+/// else the request carried. Without either (a pass) the store takes the
+/// heaviest signal's name.
 fn deciding(signals: &[Signal]) -> Option<&'static str> {
     signals
         .iter()
         .filter(|s| s.demand != Demand::Tag)
         .max_by_key(|s| s.demand)
+        .or_else(|| signals.iter().find(|s| is_portal_outcome(s.name)))
         .map(|s| s.name)
+}
+
+/// The signals of the challenge service's answers (PROTOCOL.md).
+pub fn is_portal_outcome(name: &str) -> bool {
+    use portcullis_store::{CHECK_FAILED, CHECK_ISSUED, CHECK_LIMITED, CHECK_SOLVED};
+    matches!(
+        name,
+        CHECK_ISSUED | CHECK_SOLVED | CHECK_FAILED | CHECK_LIMITED
+    )
 }
 
 /// The stored form of an event.
@@ -333,9 +346,22 @@ mod tests {
         assert_eq!(signals[1]["evidence"], "query: 1' or '1");
         assert_eq!(signals[1]["demand"]["kind"], "block");
         assert_eq!(stored(event("pass", Vec::new())).signals, "[]");
-        let tagged = stored(event("pass", vec![tag]));
+        let tagged = stored(event("pass", vec![tag.clone()]));
         assert_eq!(tagged.rule, None);
         assert_eq!(tagged.reason(), "automation");
+        let solved = Signal {
+            name: "portal_solved",
+            layer: Layer::Clean,
+            weight: 0,
+            evidence: "risk 0".into(),
+            demand: Demand::Tag,
+        };
+        let solved = stored(event("pass", vec![tag, solved]));
+        assert_eq!(
+            solved.rule.as_deref(),
+            Some("portal_solved"),
+            "not the heavier tag"
+        );
     }
 
     #[test]

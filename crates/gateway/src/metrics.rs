@@ -16,10 +16,20 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// An answer of the challenge service: `issued`, `solved`, `failed` or
+/// `limited`, with the error code of a failure or the count (`device`,
+/// `address`) that limited the call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortalLabel {
+    pub outcome: &'static str,
+    pub reason: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub hot: crate::hot_metrics::HotMetrics,
     pub signals: Family<NameLabel, Counter>,
+    pub portal: Family<PortalLabel, Counter>,
     pub upstream_errors: Family<OutcomeLabel, Counter>,
     pub connections_open: Gauge,
     pub connections_refused: Family<OutcomeLabel, Counter>,
@@ -33,6 +43,21 @@ pub struct Metrics {
     pub state_tiers: StateTierGauges,
     /// The state backend: up, outages, failures, commands, round trips.
     pub state_backend: Family<NameLabel, Gauge>,
+}
+
+/// A failure's code or a limit's count as a label: the gateway's own short
+/// words, anything else `other`, so the label set stays small.
+fn portal_reason(evidence: &str) -> String {
+    let word = evidence.len() <= 32
+        && !evidence.is_empty()
+        && evidence
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_');
+    if word {
+        evidence.to_owned()
+    } else {
+        "other".to_owned()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +79,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("portcullis");
         let signals = Family::default();
         registry.register("signals", "Signals raised, by name", signals.clone());
+        let portal = Family::default();
+        registry.register(
+            "challenge_answers",
+            "Answers of the challenge service (/.portcullis/) by outcome and reason",
+            portal.clone(),
+        );
         let upstream_errors = Family::default();
         registry.register(
             "upstream_errors",
@@ -137,6 +168,7 @@ impl Metrics {
             registry,
             hot: crate::hot_metrics::HotMetrics::new(workers, stage_names),
             signals,
+            portal,
             upstream_errors,
             connections_open,
             connections_refused,
@@ -147,6 +179,23 @@ impl Metrics {
             state_evictions,
             state_tiers,
             state_backend,
+        }
+    }
+
+    /// Counts the answer of the challenge service a request got, if any.
+    pub fn count_portal(&self, signals: &[crate::context::Signal]) {
+        let answers = signals
+            .iter()
+            .filter(|s| crate::events::is_portal_outcome(s.name));
+        for signal in answers {
+            let outcome = signal.name.trim_start_matches("portal_");
+            let reason = match outcome {
+                "failed" | "limited" => portal_reason(&signal.evidence),
+                _ => String::new(),
+            };
+            self.portal
+                .get_or_create(&PortalLabel { outcome, reason })
+                .inc();
         }
     }
 

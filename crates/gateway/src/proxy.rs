@@ -342,6 +342,7 @@ fn record(
     let ctx = ex.ctx;
     let metrics = &shared.metrics;
     metrics.hot.count_request(action, layer, ctx.class);
+    metrics.count_portal(&ctx.signals);
     for signal in &ctx.signals {
         metrics
             .signals

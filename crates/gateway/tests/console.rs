@@ -662,3 +662,84 @@ async fn a_revoked_clearance_is_challenged_again() {
     let audit = admin.get("/api/audit").await.json;
     assert!(audit.to_string().contains("clearance.revoke"), "{audit}");
 }
+
+/// Every answer of the check is an event with its reason, in the store (so
+/// the interception log and the solve rate), and in the metrics.
+#[tokio::test]
+async fn answers_of_the_check_are_events_counted_in_the_solve_rate() {
+    let dir = TempDir::new("checks");
+    let origin = Origin::start().await;
+    let vip = "[[policies]]\nname = \"vip\"\npath = \"/api/vip\"\nclearance = \"required\"\n";
+    let gw = gateway(&dir, &origin, vip).await;
+    let admin = admin_session(&gw).await;
+    let device = format!("{BROWSER}x-pc-device: dev-console-1\r\n");
+    let challenged = get(gw.listen, "/api/vip", &device).await;
+    assert_eq!(status_of(&challenged), 401, "{challenged}");
+    let malformed = format!(
+        "POST /.portcullis/verify HTTP/1.1\r\nHost: test\r\n{device}Content-Type: application/json\r\nConnection: close\r\nContent-Length: 5\r\n\r\nnot j"
+    );
+    let refused = raw(gw.listen, malformed.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&refused), 400, "{refused}");
+    clearance(gw.listen).await;
+
+    let routes = eventually(Duration::from_secs(5), || async {
+        let reply = admin
+            .get("/api/dashboard/challenges?window=hour")
+            .await
+            .json;
+        let routes = reply["routes"].as_array()?.clone();
+        let solved = |i: usize| routes.get(i)?["total"]["solved"].as_u64();
+        (routes.len() == 2 && solved(0) == Some(1) && solved(1) == Some(1)).then_some(routes)
+    })
+    .await
+    .expect("the challenge, its solution and the failure are counted");
+    let check = &routes[0]["total"];
+    assert_eq!(routes[0]["route"], "");
+    assert_eq!(
+        (check["challenged"].as_u64(), check["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let vip = &routes[1]["total"];
+    assert_eq!(routes[1]["route"], "vip");
+    assert_eq!(vip["challenged"], 1);
+    assert_eq!(vip["solve_rate"], 1.0);
+
+    for (rule, path, evidence) in [
+        ("portal_issued", "/.portcullis/challenge", "difficulty"),
+        ("portal_solved", "/.portcullis/verify", "risk"),
+        ("portal_failed", "/.portcullis/verify", "malformed"),
+    ] {
+        let page = admin.get(&format!("/api/events?rule={rule}")).await.json;
+        let event = &page["events"][0];
+        assert_eq!(event["path"], path, "{rule}: {page}");
+        assert_eq!(event["device_id"], "dev-console-1");
+        let signal = event["signals"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == rule))
+            .unwrap_or_else(|| panic!("{rule}: {event}"));
+        assert!(
+            signal["evidence"]
+                .as_str()
+                .is_some_and(|e| e.contains(evidence)),
+            "{signal}"
+        );
+    }
+    let metrics = raw_metrics(&gw, &admin).await;
+    for line in [
+        r#"portcullis_challenge_answers_total{outcome="issued",reason=""} 1"#,
+        r#"portcullis_challenge_answers_total{outcome="solved",reason=""} 1"#,
+        r#"portcullis_challenge_answers_total{outcome="failed",reason="malformed"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+/// The metrics text, read with the console session.
+async fn raw_metrics(gw: &Running, admin: &Api) -> String {
+    let cookie = admin.cookie.clone().expect("a session");
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: admin\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    let addr = gw.admin.expect("admin listener");
+    raw(addr, request.as_bytes(), Duration::from_secs(5)).await
+}

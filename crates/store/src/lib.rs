@@ -44,7 +44,8 @@ pub use id::{event_id, id_floor, id_ts_ms};
 pub use keys::{KEY_BUCKET_MS, KeyKind, bucket_of, key_hash, keys_of};
 pub use pg::{PgConfig, PgPool, PgStore};
 pub use query::{
-    EventFilter, MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, TopEntry,
+    CHECK_FAILED, CHECK_ISSUED, CHECK_LIMITED, CHECK_SOLVED, ChallengeMinute, EventFilter,
+    MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, SolveRateQuery, TopEntry,
     TopField, TopOrder, TopQuery, TrialCount, TrialQuery,
 };
 pub use rollup::{RollupKey, aggregate, minute_of};
@@ -77,6 +78,11 @@ pub trait EventStore: Send + Sync {
     /// What log-only policies would have stopped: counts per route and
     /// outcome (`intercept`, `challenge`) in a time range.
     fn trial(&self, query: &TrialQuery) -> Result<Vec<TrialCount>, StoreError>;
+
+    /// The challenge solve rate: per minute, for every route the devices
+    /// it challenged and how they fared at the check, and the check's own
+    /// answers (see [`ChallengeMinute`]); by route, then minute.
+    fn solve_rate(&self, query: &SolveRateQuery) -> Result<Vec<ChallengeMinute>, StoreError>;
 
     /// Deletes at most `policy.chunk` expired events and `policy.chunk`
     /// expired rollup rows, in short transactions, then (with a disk budget)

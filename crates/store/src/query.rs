@@ -223,3 +223,105 @@ pub struct TrialCount {
     pub would: String,
     pub events: u64,
 }
+
+/// The signals (stored as the event's `rule`) of the challenge service's
+/// answers: a challenge handed out, a clearance minted, a call refused, a
+/// call limited for its rate.
+pub const CHECK_ISSUED: &str = "portal_issued";
+pub const CHECK_SOLVED: &str = "portal_solved";
+pub const CHECK_FAILED: &str = "portal_failed";
+pub const CHECK_LIMITED: &str = "portal_limited";
+
+/// The challenges of a time range, minute by minute (the console's solve
+/// rate and the `solve_rate` alerts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SolveRateQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// How long after its challenge a device's answer at the check still
+    /// counts for the route that challenged it.
+    pub window_ms: i64,
+    #[serde(default)]
+    pub exclude_class: Option<String>,
+}
+
+/// One minute of challenges.
+///
+/// For a route (a policy's name), `challenged` is the devices it sent to
+/// the check that minute (its `challenge` answers, one per device), and of
+/// those: `solved` got a clearance within the query's window, `limited`
+/// were refused for their rate and got none, `failed` were refused
+/// otherwise and got none; the rest never came to the check.
+///
+/// For the check itself (`route` empty: every call to `/.portcullis/`,
+/// whatever sent the client there, the SDK's own start included),
+/// `challenged` is the checks clients asked for (challenges handed out plus
+/// calls limited for their rate) and the others count the answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeMinute {
+    pub route: String,
+    pub minute: i64,
+    pub challenged: u64,
+    pub solved: u64,
+    pub failed: u64,
+    pub limited: u64,
+}
+
+impl ChallengeMinute {
+    /// `solved / challenged`, at most 1; `None` without challenges.
+    pub fn solve_rate(&self) -> Option<f64> {
+        (self.challenged > 0).then(|| (self.solved as f64 / self.challenged as f64).min(1.0))
+    }
+}
+
+/// The check's own minutes from the rollups' `(minute, reason, count)`
+/// rows, after the routes' minutes: routes first (the check's rows have
+/// the empty route, which sorts first), then by minute.
+pub(crate) fn with_check_minutes(
+    mut routes: Vec<ChallengeMinute>,
+    check: impl IntoIterator<Item = (i64, String, u64)>,
+) -> Vec<ChallengeMinute> {
+    let mut minutes: std::collections::BTreeMap<i64, ChallengeMinute> = Default::default();
+    for (minute, reason, count) in check {
+        let row = minutes.entry(minute).or_insert_with(|| ChallengeMinute {
+            minute,
+            ..ChallengeMinute::default()
+        });
+        match reason.as_str() {
+            CHECK_ISSUED => row.challenged += count,
+            CHECK_SOLVED => row.solved += count,
+            CHECK_FAILED => row.failed += count,
+            CHECK_LIMITED => {
+                row.limited += count;
+                row.challenged += count;
+            }
+            _ => {}
+        }
+    }
+    let mut all: Vec<ChallengeMinute> = minutes.into_values().collect();
+    all.append(&mut routes);
+    all.sort_by(|a, b| a.route.cmp(&b.route).then(a.minute.cmp(&b.minute)));
+    all
+}
+
+/// How a device fared at the check, best outcome first: 3 solved, 2
+/// limited, 1 failed (on `events AS e`).
+pub(crate) const OUTCOME_RANK: &str = "CASE e.rule WHEN 'portal_solved' THEN 3 \
+     WHEN 'portal_limited' THEN 2 ELSE 1 END";
+
+/// The rest of the solve-rate query of both backends, after a `moves`
+/// table of `(device, ts, route, outcome)`: the routes' challenges (with
+/// outcome 0) and the check's answers (with no route). Each challenge
+/// takes the best answer its device got within the window after it (a
+/// window frame per device: one sort, no join), then
+/// each device counts once per route and minute. `{WINDOW}` is replaced
+/// by the window in milliseconds (a frame offset must be a constant).
+pub(crate) const FARED: &str = "judged AS (\
+       SELECT route, ts, device, max(outcome) OVER (PARTITION BY device ORDER BY ts \
+       RANGE BETWEEN CURRENT ROW AND {WINDOW} FOLLOWING) AS best FROM moves), \
+     fared AS (\
+       SELECT route, ts / 60000 AS minute, device, max(best) AS best FROM judged \
+       WHERE route IS NOT NULL GROUP BY 1, 2, 3) \
+     SELECT route, minute, count(*), sum(CASE WHEN best = 3 THEN 1 ELSE 0 END), \
+     sum(CASE WHEN best = 1 THEN 1 ELSE 0 END), sum(CASE WHEN best = 2 THEN 1 ELSE 0 END) \
+     FROM fared GROUP BY 1, 2";

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{T0, TempDir, blocked, now_ms, pass, sample};
+use common::{T0, TempDir, blocked, challenges, now_ms, pass, sample, solve_rate_of};
 use portcullis_store::pg::{TempPostgres, TempPostgresError};
 use portcullis_store::{
     ActionKind, EventFilter, EventStore, EventWriter, MARK, MAX_PATH, PgConfig, PgStore, Retention,
@@ -148,6 +148,22 @@ fn answers_every_query_like_sqlite() {
         to_ms: T0 + 3_600_000,
     };
     assert_eq!(store.trial(&q).unwrap(), sqlite.trial(&q).unwrap());
+}
+
+/// The solve rate follows challenged devices to the check like SQLite's.
+#[test]
+fn answers_the_solve_rate_like_sqlite() {
+    let Some(pg) = server() else { return };
+    let store = open(&pg);
+    let dir = TempDir::new("pg-solve-rate");
+    let sqlite = SqliteStore::open(dir.db()).unwrap();
+    store.write_batch(&challenges()).unwrap();
+    sqlite.write_batch(&challenges()).unwrap();
+    for class in [Some("scanner"), None] {
+        let got = solve_rate_of(&store, class);
+        assert_eq!(got, solve_rate_of(&sqlite, class), "{class:?}");
+        assert!(got.iter().any(|m| m.route == "coupon" && m.solved == 1));
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{T0, TempDir, pass, sample};
+use common::{T0, TempDir, challenges, pass, sample, solve_rate_of};
 use portcullis_store::{
     ActionKind, EventFilter, EventStore, Retention, RollupGroup, RollupQuery, SqliteStore,
     StoreError, StoredEvent, TopField, TopOrder, TopQuery, TrialQuery, minute_of,
@@ -39,6 +39,39 @@ fn migrates_once_and_refuses_newer_schema() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a newer schema"),
     }
+}
+
+#[test]
+fn follows_each_challenged_device_to_the_check() {
+    let dir = TempDir::new("solve-rate");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.write_batch(&challenges()).unwrap();
+    let minute = T0 / 60_000;
+    let row = |route: &str, minute, counts: [u64; 4]| portcullis_store::ChallengeMinute {
+        route: route.into(),
+        minute,
+        challenged: counts[0],
+        solved: counts[1],
+        failed: counts[2],
+        limited: counts[3],
+    };
+    let got = solve_rate_of(&store, Some("scanner"));
+    assert_eq!(
+        got,
+        [
+            // The check's own answers: 2 issued + 1 limited asked for, 2 minted
+            // (one of them after the range, not counted), 1 refused.
+            row("", minute, [3, 1, 1, 1]),
+            row("coupon", minute, [4, 1, 1, 1]),
+            // Its clearance came after the window.
+            row("coupon", minute + 1, [1, 0, 0, 0]),
+        ]
+    );
+    assert_eq!(got[1].solve_rate(), Some(0.25));
+    let with_scanners = solve_rate_of(&store, None);
+    assert_eq!(with_scanners.len(), 4);
+    assert_eq!(with_scanners[1], row("", minute + 1, [0, 1, 0, 0]));
+    assert_eq!(with_scanners[3], row("coupon", minute + 1, [2, 1, 0, 0]));
 }
 
 fn rusqlite_set_version(dir: &TempDir, v: i64) -> rusqlite::Connection {

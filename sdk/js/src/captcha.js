@@ -64,7 +64,7 @@ export function sliderCaptcha(doc, puzzle, urls, text = {}) {
       done = true;
       overlay.remove();
       if (ok) resolve({ x: Math.round(x * 10) / 10, trace: trace.slice(0, 2000) });
-      else { const e = new Error('captcha cancelled'); e.cancelled = true; reject(e); }
+      else reject(Object.assign(new Error('captcha cancelled'), { cancelled: true }));
     };
     handle.addEventListener('pointerdown', (e) => {
       dragging = true; startX = e.clientX - x; startY = e.clientY;

@@ -5,9 +5,21 @@ export const SDK_VERSION = 'js/0.1.0';
 
 const g = typeof globalThis !== 'undefined' ? globalThis : {};
 
+/**
+ * The mini-program API (`wx`) when the SDK runs in a mini-program, else
+ * null. Every call of the SDK into `wx` goes through this, so that it is
+ * type-checked against miniprogram-api-typings (`tsc --noEmit` in
+ * e2e/miniprogram).
+ * @returns {WechatMiniprogram.Wx | null}
+ */
+export function wxApi() {
+  const wx = g.wx;
+  return typeof wx === 'object' && wx && typeof wx.request === 'function' ? wx : null;
+}
+
 /** 'miniprogram' when the wx API is present, else 'browser'. */
 export function runtime() {
-  return typeof g.wx === 'object' && g.wx && typeof g.wx.request === 'function' ? 'miniprogram' : 'browser';
+  return wxApi() ? 'miniprogram' : 'browser';
 }
 
 /** Maps a user agent (or a mini-program platform string) to the gateway's platform names. */
@@ -83,14 +95,17 @@ export function collectReport(counter, timing) {
     max_touch_points: 0, cores: 0,
   };
   try { report.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch { /* old engines */ }
-  if (rt === 'miniprogram') {
+  const wx = wxApi();
+  if (rt === 'miniprogram' && wx) {
     try {
-      const info = (g.wx.getDeviceInfo && g.wx.getDeviceInfo()) || g.wx.getSystemInfoSync();
-      const win = (g.wx.getWindowInfo && g.wx.getWindowInfo()) || info;
+      // getSystemInfoSync is deprecated in favour of the three below; old clients lack them.
+      const legacy = () => wx.getSystemInfoSync();
+      const info = wx.getDeviceInfo ? wx.getDeviceInfo() : legacy();
+      const win = wx.getWindowInfo ? wx.getWindowInfo() : legacy();
+      const app = wx.getAppBaseInfo ? wx.getAppBaseInfo() : legacy();
       report.platform = platformOf('', info.platform);
       report.user_agent = [info.brand, info.model, info.system].filter(Boolean).join(' ').slice(0, 256);
       report.screen = { width: win.screenWidth | 0, height: win.screenHeight | 0, dpr: +win.pixelRatio || 1, color_depth: 24 };
-      const app = (g.wx.getAppBaseInfo && g.wx.getAppBaseInfo()) || info;
       if (app.language) report.languages = [app.language];
       report.touch = report.platform !== 'windows' && report.platform !== 'mac';
       report.max_touch_points = report.touch ? 5 : 0;

@@ -3,7 +3,7 @@
 // dependencies. Wire format: crates/challenge/PROTOCOL.md.
 
 import { base64url, fromBase64, hashcashSearch, utf8 } from './crypto.js';
-import { InteractionCounter, collectReport, runtime } from './env.js';
+import { InteractionCounter, collectReport, runtime, wxApi } from './env.js';
 import { contentDigest, sign, splitUrl } from './sign.js';
 import { sliderCaptcha } from './captcha.js';
 
@@ -72,9 +72,11 @@ function yieldNow() {
 async function randomBytes(n) {
   const out = new Uint8Array(n);
   if (g.crypto && typeof g.crypto.getRandomValues === 'function') return g.crypto.getRandomValues(out);
-  if (g.wx && typeof g.wx.getRandomValues === 'function') {
+  const wx = wxApi();
+  if (wx && typeof wx.getRandomValues === 'function') {
     try {
-      const buf = await new Promise((res, rej) => g.wx.getRandomValues({ length: n, success: (r) => res(r.randomValues), fail: rej }));
+      /** @type {ArrayBuffer} */
+      const buf = await new Promise((res, rej) => wx.getRandomValues({ length: n, success: (r) => res(r.randomValues), fail: rej }));
       return new Uint8Array(buf);
     } catch { /* fall through */ }
   }
@@ -83,8 +85,9 @@ async function randomBytes(n) {
 }
 
 function defaultStorage() {
-  if (g.wx && typeof g.wx.getStorageSync === 'function') {
-    return { get: (k) => g.wx.getStorageSync(k) || null, set: (k, v) => g.wx.setStorageSync(k, v) };
+  const wx = wxApi();
+  if (wx && typeof wx.getStorageSync === 'function') {
+    return { get: (k) => wx.getStorageSync(k) || null, set: (k, v) => wx.setStorageSync(k, v) };
   }
   try {
     const ls = g.localStorage;
@@ -96,9 +99,11 @@ function defaultStorage() {
 
 /** Default transport: fetch in browsers, wx.request in mini-programs. */
 function defaultTransport() {
-  if (runtime() === 'miniprogram') {
+  const wx = wxApi();
+  if (wx) {
     return (method, url, headers, body) => new Promise((resolve, reject) => {
-      g.wx.request({
+      // Any dataType but 'json' leaves the body as text (the SDK parses it).
+      wx.request({
         url, method, header: headers, data: body == null ? undefined : body, dataType: 'text', responseType: 'text',
         success: (r) => resolve({ status: r.statusCode, header: (n) => lowerGet(r.header, n), text: typeof r.data === 'string' ? r.data : JSON.stringify(r.data) }),
         fail: (e) => reject(new PcError(ErrorCode.NETWORK, (e && e.errMsg) || 'request failed')),
@@ -287,7 +292,8 @@ export class PortcullisClient {
 
   _captchaHandler() {
     if (typeof this.captcha === 'function') return this.captcha;
-    if (this.captcha && g.document && g.document.body) {
+    // The built-in slider is a DOM overlay: a mini-program has no DOM.
+    if (this.captcha && runtime() !== 'miniprogram' && g.document && g.document.body) {
       return (puzzle, urls) => sliderCaptcha(g.document, puzzle, urls, this.captchaText);
     }
     return null;
@@ -395,8 +401,8 @@ export class PortcullisClient {
    * the digest covers exactly the bytes sent.
    */
   async wxRequest(options) {
-    const wx = g.wx;
-    if (!wx || typeof wx.request !== 'function') throw new PcError(ErrorCode.UNSUPPORTED, 'wx.request missing');
+    const wx = wxApi();
+    if (!wx) throw new PcError(ErrorCode.UNSUPPORTED, 'wx.request missing');
     const method = (options.method || 'GET').toUpperCase();
     const header = { ...(options.header || {}) };
     let url = options.url;

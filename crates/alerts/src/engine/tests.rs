@@ -360,3 +360,78 @@ fn memory_is_bounded() {
     assert_eq!(kept.len(), MAX_KEYS);
     assert_eq!(kept[0], ("r499".to_string(), 499), "the largest are kept");
 }
+
+/// A minute of challenges: `(route, challenged, solved)`.
+fn challenges(minute: i64, routes: &[(&str, u64, u64)]) -> MinuteCounts {
+    let mut counts = MinuteCounts::empty(minute);
+    for &(route, challenged, solved) in routes {
+        counts.challenges.total += challenged;
+        counts.challenges.routes.push((route.into(), challenged));
+        counts.solved.total += solved;
+        counts.solved.routes.push((route.into(), solved));
+    }
+    counts
+}
+
+fn solve_rate_rules() -> AlertsConfig {
+    AlertsConfig {
+        rules: vec![AlertRule {
+            factor: 3.0,
+            ..AlertRule::new("solve-rate", AlertKind::SolveRate, 50)
+        }],
+        ..config()
+    }
+}
+
+#[test]
+fn a_collapsed_solve_rate_is_one_incident_naming_its_route() {
+    // A campus locked out of the check for an hour: "api" challenges as
+    // many devices as before, almost none solve; "vote" and the check as
+    // a whole stay healthy; "tiny" collapses but below the volume.
+    let lockout = T0 + 90..T0 + 150;
+    let minute = |m: i64| {
+        let api_solved = if lockout.contains(&m) {
+            1
+        } else {
+            45 + jitter(m, 5)
+        };
+        let tiny_solved = if lockout.contains(&m) { 0 } else { 2 };
+        challenges(
+            m,
+            &[
+                ("", 200, 180 + jitter(m, 10)),
+                ("api", 50, api_solved),
+                ("vote", 30, 27),
+                ("tiny", 3, tiny_solved),
+            ],
+        )
+    };
+    let mut engine = AlertEngine::new(&solve_rate_rules());
+    warm(&mut engine, T0, minute);
+    let messages = run(&mut engine, T0, T0 + 240, minute);
+    let statuses = statuses(&messages);
+    assert_eq!(statuses.first(), Some(&AlertStatus::Firing), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&AlertStatus::Resolved));
+    assert!((2..=4).contains(&statuses.len()), "{statuses:?}");
+    let first = &messages[0].alerts[0];
+    assert_eq!(first.kind, AlertKind::SolveRate);
+    let routes: Vec<&str> = first.solve_rates.iter().map(|r| r.route.as_str()).collect();
+    assert_eq!(routes, ["api"], "only the collapsed route with volume");
+    let api = &first.solve_rates[0];
+    assert!(api.baseline_rate > 0.85, "{api:?}");
+    assert!(api.rate < api.baseline_rate / 3.0, "{api:?}");
+    assert_eq!(api.challenged, 250, "the window's five minutes");
+    assert!(first.from_ms >= (T0 + 86) * MINUTE_MS);
+}
+
+#[test]
+fn a_solve_rate_needs_volume_and_a_baseline() {
+    // Cold start: no baseline minutes, then a rate that is low from the start.
+    let mut engine = AlertEngine::new(&solve_rate_rules());
+    let low = |m| challenges(m, &[("api", 100, 5)]);
+    assert!(run(&mut engine, T0, T0 + 30, low).is_empty());
+    // A steady low rate is its own baseline, not a collapse.
+    let mut engine = AlertEngine::new(&solve_rate_rules());
+    warm(&mut engine, T0, low);
+    assert!(run(&mut engine, T0, T0 + 120, low).is_empty());
+}

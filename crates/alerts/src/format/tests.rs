@@ -35,6 +35,7 @@ fn message() -> Message {
                 top_reasons: counts(&[("sqli", 9_000), ("bad_utf8", 3_000)]),
                 top_routes: counts(&[("login", 11_000), ("", 1_000)]),
                 top_ips: counts(&[("203.0.113.7", 8_000)]),
+                solve_rates: Vec::new(),
             },
             Alert {
                 rule: "origin-errors".into(),
@@ -51,6 +52,7 @@ fn message() -> Message {
                 top_reasons: counts(&[("origin_502", 900)]),
                 top_routes: Vec::new(),
                 top_ips: Vec::new(),
+                solve_rates: Vec::new(),
             },
         ],
         suppressed: 3,

@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use portcullis_store::{
-    ActionKind, RollupGroup, RollupQuery, Series, TopEntry, TopField, TopOrder, TopQuery,
-    TrialCount, TrialQuery, WriterStats, minute_of,
+    ActionKind, ChallengeMinute, RollupGroup, RollupQuery, Series, SolveRateQuery, TopEntry,
+    TopField, TopOrder, TopQuery, TrialCount, TrialQuery, WriterStats, minute_of,
 };
 use serde::{Deserialize, Serialize};
 
@@ -159,9 +159,130 @@ pub async fn top(
     ok(state.events(move |store| store.top(&query)).await?)
 }
 
+/// How long after its challenge a device's clearance counts as solving it.
+const SOLVE_WINDOW_MS: i64 = 60_000;
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ChallengeCounts {
+    minute: i64,
+    challenged: u64,
+    solved: u64,
+    failed: u64,
+    limited: u64,
+    /// `solved / challenged`; absent without challenges.
+    solve_rate: Option<f64>,
+}
+
+impl From<&ChallengeMinute> for ChallengeCounts {
+    fn from(m: &ChallengeMinute) -> Self {
+        ChallengeCounts {
+            minute: m.minute,
+            challenged: m.challenged,
+            solved: m.solved,
+            failed: m.failed,
+            limited: m.limited,
+            solve_rate: m.solve_rate(),
+        }
+    }
+}
+
+/// One route's challenges over the window, and minute by minute.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct RouteChallenges {
+    /// The policy's name; `""` is the check itself (every call to
+    /// `/.portcullis/`, whatever sent the client there).
+    route: String,
+    /// The window's totals (`minute` is its first minute).
+    total: ChallengeCounts,
+    minutes: Vec<ChallengeCounts>,
+}
+
+#[derive(Serialize)]
+pub struct ChallengesReply {
+    from_minute: i64,
+    to_minute: i64,
+    /// How long after its challenge a device's clearance counts as solving it.
+    window_ms: i64,
+    routes: Vec<RouteChallenges>,
+}
+
+/// The store's minutes (by route, then minute) as one entry per route.
+fn by_route(from_minute: i64, minutes: &[ChallengeMinute]) -> Vec<RouteChallenges> {
+    let mut routes: Vec<RouteChallenges> = Vec::new();
+    for m in minutes {
+        let counts = ChallengeCounts::from(m);
+        match routes.last_mut() {
+            Some(last) if last.route == m.route => last.minutes.push(counts),
+            _ => routes.push(RouteChallenges {
+                route: m.route.clone(),
+                total: ChallengeCounts::from(&ChallengeMinute::default()),
+                minutes: vec![counts],
+            }),
+        }
+    }
+    for route in &mut routes {
+        let sum = |f: fn(&ChallengeCounts) -> u64| route.minutes.iter().map(f).sum();
+        let total = ChallengeMinute {
+            route: String::new(),
+            minute: from_minute,
+            challenged: sum(|m| m.challenged),
+            solved: sum(|m| m.solved),
+            failed: sum(|m| m.failed),
+            limited: sum(|m| m.limited),
+        };
+        route.total = ChallengeCounts::from(&total);
+    }
+    routes
+}
+
+/// The challenge solve rate per route (and of the check itself).
+pub async fn challenges(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Q(q): Q<WindowQuery>,
+) -> Reply<ChallengesReply> {
+    let (from_minute, to_minute) = minutes(q.window);
+    let query = SolveRateQuery {
+        from_ms: from_minute * 60_000,
+        to_ms: to_minute * 60_000,
+        window_ms: SOLVE_WINDOW_MS,
+        exclude_class: None,
+    };
+    let minutes = state.events(move |store| store.solve_rate(&query)).await?;
+    ok(ChallengesReply {
+        from_minute,
+        to_minute,
+        window_ms: SOLVE_WINDOW_MS,
+        routes: by_route(from_minute, &minutes),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn challenges_are_grouped_by_route_with_their_totals() {
+        let m = |route: &str, minute, challenged, solved| ChallengeMinute {
+            route: route.into(),
+            minute,
+            challenged,
+            solved,
+            failed: 1,
+            limited: 0,
+        };
+        let routes = by_route(
+            10,
+            &[m("", 10, 4, 4), m("api", 10, 10, 9), m("api", 12, 10, 1)],
+        );
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[1].route, "api");
+        assert_eq!(routes[1].minutes.len(), 2);
+        assert_eq!(routes[1].total.challenged, 20);
+        assert_eq!(routes[1].total.failed, 2);
+        assert_eq!(routes[1].total.solve_rate, Some(0.5));
+        assert_eq!(routes[0].total.solve_rate, Some(1.0));
+    }
 
     #[test]
     fn totals_by_outcome() {

@@ -88,6 +88,7 @@ pub fn routes() -> Routes {
         .add(Get, "/api/dashboard/summary", dashboard::summary)
         .add(Get, "/api/dashboard/series", dashboard::series)
         .add(Get, "/api/dashboard/top", dashboard::top)
+        .add(Get, "/api/dashboard/challenges", dashboard::challenges)
         .add(Get, "/api/events", events::search)
         .add(Get, "/api/events/{id}", events::by_id)
         .add(Get, "/api/events/request/{request_id}", events::by_request)

@@ -8,9 +8,10 @@ use tokio_postgres::types::ToSql;
 use super::pg_error;
 use crate::event::reasons_of;
 use crate::query::{
-    EventFilter, RollupQuery, Series, TopEntry, TopOrder, TopQuery, TrialCount, TrialQuery,
+    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery,
+    TopEntry, TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
 };
-use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms};
+use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms, minute_of};
 
 const COLUMNS: &str = "e.id, e.ts_ms, e.request_id, e.client_ip, e.method, e.host, e.path, \
      e.action, e.layer, e.status, e.class, e.cid, e.device_id, e.account_id, e.route, \
@@ -264,6 +265,93 @@ pub(super) async fn trial(client: &Client, q: &TrialQuery) -> Result<Vec<TrialCo
                 would: r.try_get(1).map_err(corrupt)?,
                 events: count(r.try_get(2).map_err(corrupt)?),
             })
+        })
+        .collect()
+}
+
+/// The routes' challenges, each device followed to the check (see
+/// [`ChallengeMinute`] and [`FARED`]), through the stopped requests' and
+/// the rule indexes; the same SQL as SQLite's, with the `ts_ms` bounds that
+/// prune partitions.
+pub(super) async fn solve_rate(
+    client: &Client,
+    q: &SolveRateQuery,
+) -> Result<Vec<ChallengeMinute>, StoreError> {
+    let end = q.to_ms.saturating_add(q.window_ms);
+    let class = q
+        .exclude_class
+        .as_ref()
+        .map_or("", |_| " AND e.class <> $7");
+    let fared = FARED.replace("{WINDOW}", &format!("{}::bigint", q.window_ms.max(0)));
+    let sql = format!(
+        "WITH moves AS (\
+           SELECT e.device_id AS device, e.ts_ms AS ts, e.route AS route, 0 AS outcome \
+           FROM events AS e \
+           WHERE e.ts_ms >= $1 AND e.ts_ms < $2 AND e.id >= $3 AND e.id < $4 \
+           AND e.action <> 'pass' AND e.action = 'challenge' \
+           AND e.route IS NOT NULL AND e.device_id IS NOT NULL{class} \
+           UNION ALL \
+           SELECT e.device_id, e.ts_ms, NULL, {OUTCOME_RANK} FROM events AS e \
+           WHERE e.rule IN ('portal_solved', 'portal_limited', 'portal_failed') \
+           AND e.ts_ms >= $1 AND e.ts_ms < $5 AND e.id >= $3 AND e.id < $6 \
+           AND e.device_id IS NOT NULL{class}), \
+         {fared}"
+    );
+    let bounds = [
+        q.from_ms,
+        q.to_ms,
+        id_floor(q.from_ms),
+        id_floor(q.to_ms),
+        end,
+        id_floor(end),
+    ];
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+    if let Some(class) = &q.exclude_class {
+        params.push(class);
+    }
+    let rows = client.query(&sql, &params).await.map_err(pg_error)?;
+    let routes = rows
+        .iter()
+        .map(|r| {
+            let n = |i| r.try_get::<_, i64>(i).map(count).map_err(corrupt);
+            Ok(ChallengeMinute {
+                route: r.try_get(0).map_err(corrupt)?,
+                minute: r.try_get(1).map_err(corrupt)?,
+                challenged: n(2)?,
+                solved: n(3)?,
+                failed: n(4)?,
+                limited: n(5)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(with_check_minutes(routes, check_minutes(client, q).await?))
+}
+
+/// The check's answers per minute and reason, from the rollups.
+async fn check_minutes(
+    client: &Client,
+    q: &SolveRateQuery,
+) -> Result<Vec<(i64, String, u64)>, StoreError> {
+    let mut w = Where::default();
+    w.param("minute >=", minute_of(q.from_ms));
+    w.param("minute <", minute_of(q.to_ms - 1) + 1);
+    w.term("reason IN ('portal_issued', 'portal_solved', 'portal_failed', 'portal_limited')");
+    if let Some(class) = &q.exclude_class {
+        w.param("class <>", class.clone());
+    }
+    let sql = format!(
+        "SELECT minute, reason, SUM(count)::bigint FROM rollups {} GROUP BY 1, 2",
+        w.sql()
+    );
+    let rows = client.query(&sql, &w.params()).await.map_err(pg_error)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(corrupt)?,
+                r.try_get(1).map_err(corrupt)?,
+                count(r.try_get(2).map_err(corrupt)?),
+            ))
         })
         .collect()
 }

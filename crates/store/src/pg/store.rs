@@ -11,7 +11,8 @@ use super::days::day_of;
 use super::write::Ids;
 use super::{PgConfig, PgPool, pg_error, read, retention, schema, write};
 use crate::query::{
-    EventFilter, Pruned, Retention, RollupQuery, Series, TopEntry, TopQuery, TrialCount, TrialQuery,
+    ChallengeMinute, EventFilter, Pruned, Retention, RollupQuery, Series, SolveRateQuery, TopEntry,
+    TopQuery, TrialCount, TrialQuery,
 };
 use crate::{EventStore, StoreError, StoredEvent, bound};
 
@@ -159,6 +160,10 @@ impl EventStore for PgStore {
 
     fn trial(&self, query: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
         self.read(async |c| read::trial(c, query).await)
+    }
+
+    fn solve_rate(&self, query: &SolveRateQuery) -> Result<Vec<ChallengeMinute>, StoreError> {
+        self.read(async |c| read::solve_rate(c, query).await)
     }
 
     fn retention_step(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {

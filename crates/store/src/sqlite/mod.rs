@@ -12,7 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::query::{
-    EventFilter, Pruned, Retention, RollupQuery, Series, TopEntry, TopQuery, TrialCount, TrialQuery,
+    ChallengeMinute, EventFilter, Pruned, Retention, RollupQuery, Series, SolveRateQuery, TopEntry,
+    TopQuery, TrialCount, TrialQuery,
 };
 use crate::{EventStore, StoreError, StoredEvent};
 
@@ -187,6 +188,10 @@ impl EventStore for SqliteStore {
 
     fn trial(&self, query: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
         self.with_reader(|c| read::trial(c, query))
+    }
+
+    fn solve_rate(&self, query: &SolveRateQuery) -> Result<Vec<ChallengeMinute>, StoreError> {
+        self.with_reader(|c| read::solve_rate(c, query))
     }
 
     fn retention_step(&self, policy: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {

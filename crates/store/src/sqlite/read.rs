@@ -6,10 +6,10 @@ use rusqlite::{Connection, Row, params_from_iter};
 use crate::event::reasons_of;
 use crate::keys::{KeyKind, bucket_of, key_hash};
 use crate::query::{
-    EventFilter, RollupQuery, Series, TopEntry, TopField, TopOrder, TopQuery, TrialCount,
-    TrialQuery,
+    ChallengeMinute, EventFilter, FARED, OUTCOME_RANK, RollupQuery, Series, SolveRateQuery,
+    TopEntry, TopField, TopOrder, TopQuery, TrialCount, TrialQuery, with_check_minutes,
 };
-use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms};
+use crate::{ActionKind, StoreError, StoredEvent, id_floor, id_ts_ms, minute_of};
 
 const COLUMNS: &str = "e.id, e.ts_ms, e.request_id, e.client_ip, e.method, e.host, e.path, \
      e.action, e.layer, e.status, e.class, e.cid, e.device_id, e.account_id, e.route, \
@@ -359,6 +359,83 @@ pub(super) fn trial(conn: &Connection, q: &TrialQuery) -> Result<Vec<TrialCount>
             would: r.get(1)?,
             events: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
         })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The routes' challenges, each device followed to the check (see
+/// [`ChallengeMinute`] and [`FARED`]): the challenges come from the stopped
+/// requests' index, the check's answers from the rule index, so the passed
+/// requests of the range are never scanned.
+pub(super) fn solve_rate(
+    conn: &Connection,
+    q: &SolveRateQuery,
+) -> Result<Vec<ChallengeMinute>, StoreError> {
+    let class = q
+        .exclude_class
+        .as_ref()
+        .map_or("", |_| " AND e.class <> ?4");
+    let fared = FARED.replace("{WINDOW}", &q.window_ms.max(0).to_string());
+    let sql = format!(
+        "WITH moves AS (\
+           SELECT e.device_id AS device, e.ts_ms AS ts, e.route AS route, 0 AS outcome \
+           FROM events AS e INDEXED BY events_stopped \
+           WHERE e.id >= ?1 AND e.id < ?2 AND e.action <> 'pass' AND e.action = 'challenge' \
+           AND e.route IS NOT NULL AND e.device_id IS NOT NULL{class} \
+           UNION ALL \
+           SELECT e.device_id, e.ts_ms, NULL, {OUTCOME_RANK} \
+           FROM events AS e INDEXED BY events_rule \
+           WHERE e.rule IN ('portal_solved', 'portal_limited', 'portal_failed') \
+           AND e.id >= ?1 AND e.id < ?3 AND e.device_id IS NOT NULL{class}), \
+         {fared}"
+    );
+    let mut params = vec![
+        Value::Integer(id_floor(q.from_ms)),
+        Value::Integer(id_floor(q.to_ms)),
+        Value::Integer(id_floor(q.to_ms.saturating_add(q.window_ms))),
+    ];
+    if let Some(c) = &q.exclude_class {
+        params.push(Value::Text(c.clone()));
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(params), |r| {
+        let n = |i| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+        Ok(ChallengeMinute {
+            route: r.get(0)?,
+            minute: r.get(1)?,
+            challenged: n(2)?,
+            solved: n(3)?,
+            failed: n(4)?,
+            limited: n(5)?,
+        })
+    })?;
+    let routes = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(with_check_minutes(routes, check_minutes(conn, q)?))
+}
+
+/// The check's answers per minute and reason, from the rollups.
+fn check_minutes(
+    conn: &Connection,
+    q: &SolveRateQuery,
+) -> Result<Vec<(i64, String, u64)>, StoreError> {
+    let mut w = Where::default();
+    w.param("minute >= ?", Value::Integer(minute_of(q.from_ms)));
+    w.param("minute < ?", Value::Integer(minute_of(q.to_ms - 1) + 1));
+    w.term("reason IN ('portal_issued', 'portal_solved', 'portal_failed', 'portal_limited')");
+    if let Some(class) = &q.exclude_class {
+        w.param("class <> ?", Value::Text(class.clone()));
+    }
+    let sql = format!(
+        "SELECT minute, reason, SUM(count) FROM rollups {} GROUP BY 1, 2",
+        w.sql()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params), |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        ))
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

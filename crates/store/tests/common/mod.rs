@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use portcullis_store::{
-    EventFilter, EventStore, Pruned, Retention, RollupQuery, Series, SqliteStore, StoreError,
-    StoredEvent, TopEntry, TopQuery, TrialCount, TrialQuery,
+    ChallengeMinute, EventFilter, EventStore, Pruned, Retention, RollupQuery, Series,
+    SolveRateQuery, SqliteStore, StoreError, StoredEvent, TopEntry, TopQuery, TrialCount,
+    TrialQuery,
 };
 
 /// A directory removed when dropped.
@@ -79,6 +80,77 @@ pub fn blocked(ts_ms: i64, n: usize, signal: &str) -> StoredEvent {
     }
 }
 
+/// A route's challenge (401) to `device` at `ts_ms`.
+pub fn challenged(ts_ms: i64, route: &str, device: &str) -> StoredEvent {
+    StoredEvent {
+        action: "challenge".into(),
+        layer: Some("clean".into()),
+        status: 401,
+        device_id: Some(device.into()),
+        route: Some(route.into()),
+        rule: Some("clearance_missing".into()),
+        ..pass(ts_ms, 0)
+    }
+}
+
+/// An answer of the check to `device`, as the gateway stores it: its
+/// `portal_*` signal as the rule.
+pub fn check(ts_ms: i64, device: &str, outcome: &str) -> StoredEvent {
+    let (action, status) = match outcome {
+        "portal_failed" => ("refuse", 403),
+        "portal_limited" => ("throttle", 429),
+        _ => ("pass", 200),
+    };
+    StoredEvent {
+        action: action.into(),
+        status,
+        path: "/.portcullis/verify".into(),
+        device_id: Some(device.into()),
+        rule: Some(outcome.into()),
+        ..pass(ts_ms, 1)
+    }
+}
+
+/// Two minutes of a route's challenges and the check's answers: in the
+/// first, `coupon` challenges four devices (one twice): one solves, one is
+/// limited, one fails, one never comes; in the second, one device whose
+/// clearance comes after the window and a scanner that solves.
+pub fn challenges() -> Vec<StoredEvent> {
+    let mut scanner = challenged(T0 + 61_000, "coupon", "dev-s");
+    scanner.class = "scanner".into();
+    let mut scanner_solved = check(T0 + 62_000, "dev-s", "portal_solved");
+    scanner_solved.class = "scanner".into();
+    vec![
+        challenged(T0 + 1_000, "coupon", "dev-a"),
+        challenged(T0 + 2_000, "coupon", "dev-a"),
+        challenged(T0 + 3_000, "coupon", "dev-b"),
+        challenged(T0 + 4_000, "coupon", "dev-c"),
+        challenged(T0 + 5_000, "coupon", "dev-d"),
+        check(T0 + 6_000, "dev-a", "portal_issued"),
+        check(T0 + 7_000, "dev-a", "portal_solved"),
+        check(T0 + 8_000, "dev-b", "portal_limited"),
+        check(T0 + 9_000, "dev-c", "portal_issued"),
+        check(T0 + 10_000, "dev-c", "portal_failed"),
+        challenged(T0 + 65_000, "coupon", "dev-e"),
+        check(T0 + 300_000, "dev-e", "portal_solved"),
+        scanner,
+        scanner_solved,
+    ]
+}
+
+/// The solve rate of [`challenges`] over its two minutes, with a window
+/// of two minutes.
+pub fn solve_rate_of(store: &dyn EventStore, exclude_class: Option<&str>) -> Vec<ChallengeMinute> {
+    store
+        .solve_rate(&SolveRateQuery {
+            from_ms: T0,
+            to_ms: T0 + 120_000,
+            window_ms: 120_000,
+            exclude_class: exclude_class.map(Into::into),
+        })
+        .unwrap()
+}
+
 /// 60 events over 3 minutes: passes, blocks from one IP, a scanner,
 /// a challenged device with a cid and an account on a named route.
 pub fn sample() -> Vec<StoredEvent> {
@@ -147,6 +219,9 @@ impl<H: BeforeWrite> EventStore for HookedStore<H> {
     }
     fn trial(&self, q: &TrialQuery) -> Result<Vec<TrialCount>, StoreError> {
         self.inner.trial(q)
+    }
+    fn solve_rate(&self, q: &SolveRateQuery) -> Result<Vec<ChallengeMinute>, StoreError> {
+        self.inner.solve_rate(q)
     }
     fn retention_step(&self, p: &Retention, now: i64) -> Result<Pruned, StoreError> {
         self.inner.retention_step(p, now)
