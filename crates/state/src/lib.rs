@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use gcra::{Gcra, RateDecision};
 pub use memory::{MemoryStore, MemoryStoreOptions};
-pub use redis::{Endpoint, NonceFallback, RedisMode, RedisOptions, RedisStore};
+pub use redis::{Endpoint, EvictionError, NonceFallback, RedisMode, RedisOptions, RedisStore};
 pub use tier::Tier;
 
 /// The output of a future that never waits (the memory store's), polled once.

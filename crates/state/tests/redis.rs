@@ -17,6 +17,8 @@ struct RedisServer {
     binary: PathBuf,
     port: u16,
     dir: tempfile::TempDir,
+    /// Server settings on top of the defaults (`--name value`).
+    settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -31,6 +33,10 @@ fn redis_binary() -> Option<PathBuf> {
 
 impl RedisServer {
     fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    fn start_with(settings: &[&str]) -> Option<RedisServer> {
         let Some(binary) = redis_binary() else {
             eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
             return None;
@@ -43,6 +49,7 @@ impl RedisServer {
             binary,
             port,
             dir: tempfile::tempdir().expect("temp dir"),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.spawn();
@@ -55,6 +62,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -111,7 +119,7 @@ fn options(server: &RedisServer, nodes: u32) -> RedisOptions {
 async fn nodes(server: &RedisServer, n: u32) -> Vec<Arc<RedisStore>> {
     let mut stores = Vec::new();
     for _ in 0..n {
-        stores.push(RedisStore::start(options(server, n)).await);
+        stores.push(RedisStore::start(options(server, n)).await.expect("start"));
     }
     stores
 }
@@ -354,7 +362,7 @@ async fn a_node_starts_while_redis_is_down_and_joins_when_it_is_up() {
     let mut options = options(&server, 2);
     options.nonces_when_down = NonceFallback::Local;
     let started = Instant::now();
-    let store = RedisStore::start(options).await;
+    let store = RedisStore::start(options).await.expect("start");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!store.health().available);
     let ttl = Duration::from_secs(60);
@@ -367,4 +375,36 @@ async fn a_node_starts_while_redis_is_down_and_joins_when_it_is_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.put_if_absent("pc:n:kid:w", b"", ttl).await, Ok(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_may_evict_security_state_is_refused_at_start() {
+    let Some(server) =
+        RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"])
+    else {
+        return;
+    };
+    let refused = RedisStore::start(options(&server, 1)).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(
+        error.contains("volatile-lru") && error.contains("noeviction"),
+        "{error}"
+    );
+    let mut allowed = options(&server, 1);
+    allowed.allow_eviction = true;
+    let store = RedisStore::start(allowed)
+        .await
+        .expect("allowed by the flag");
+    assert!(store.health().available);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noeviction_server_is_accepted() {
+    let Some(server) =
+        RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
+    else {
+        return;
+    };
+    let store = RedisStore::start(options(&server, 1)).await.expect("start");
+    assert!(store.health().available);
 }

@@ -18,6 +18,7 @@
 
 mod aggregate;
 mod conn;
+mod eviction;
 mod keys;
 mod scripts;
 
@@ -35,6 +36,7 @@ use redis::{Cmd, Value};
 use tokio::task::AbortHandle;
 
 pub use conn::{Endpoint, RedisMode};
+pub use eviction::EvictionError;
 
 use self::aggregate::{Aggregator, Flush, Learnt};
 use self::conn::Conn;
@@ -73,6 +75,9 @@ pub struct RedisOptions {
     pub nonces_when_down: NonceFallback,
     /// Prefix of every Redis key.
     pub key_prefix: String,
+    /// Start even when the server's `maxmemory-policy` may evict keys
+    /// (security state included), with a warning instead of a refusal.
+    pub allow_eviction: bool,
     /// The local tiers: mirror of bans and revocations, and the fallback.
     pub local: MemoryStoreOptions,
 }
@@ -89,6 +94,7 @@ impl RedisOptions {
             nodes: 1,
             nonces_when_down: NonceFallback::Refuse,
             key_prefix: "pc".into(),
+            allow_eviction: false,
             local: MemoryStoreOptions::default(),
         }
     }
@@ -144,13 +150,18 @@ enum Expect {
 impl RedisStore {
     /// Connects (or starts disconnected, answering locally, when Redis is
     /// unreachable) and starts the background tasks: probe, flush, pub/sub.
-    pub async fn start(options: RedisOptions) -> Arc<RedisStore> {
+    /// Refuses a reachable server whose eviction policy could drop security
+    /// state, unless `allow_eviction`.
+    pub async fn start(options: RedisOptions) -> Result<Arc<RedisStore>, EvictionError> {
         let background = options.timeout * BACKGROUND_TIMEOUT_FACTOR;
         let conn = tokio::time::timeout(background, options.endpoint.connect(options.timeout))
             .await
             .map_err(|_| "timed out".to_string())
             .and_then(|c| c.map_err(|e| e.to_string()));
         let connected = conn.is_ok();
+        if connected {
+            check_eviction(&options.endpoint, background, options.allow_eviction).await?;
+        }
         let store = Arc::new(RedisStore {
             breaker: Breaker::new(options.failures_to_open, !connected),
             local: MemoryStore::new(options.local),
@@ -181,7 +192,7 @@ impl RedisStore {
             tokio::spawn(subscribe_loop(weak)).abort_handle(),
         ];
         *store.tasks.lock() = tasks;
-        store
+        Ok(store)
     }
 
     fn key(&self, key: &str) -> String {
@@ -693,6 +704,55 @@ impl Drop for RedisStore {
             task.abort();
         }
     }
+}
+
+/// Reads `maxmemory-policy` on every server that holds our keys; see
+/// [`eviction`]. A server that will not tell (an ACL without `INFO`) is
+/// logged and accepted: the operator knows its settings better.
+async fn check_eviction(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    allow: bool,
+) -> Result<(), EvictionError> {
+    let servers = match endpoint.servers().await {
+        Ok(servers) => servers,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check Redis' eviction policy");
+            return Ok(());
+        }
+    };
+    for client in servers {
+        let server = client.get_connection_info().addr().to_string();
+        let asked = tokio::time::timeout(timeout, async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("INFO")
+                .arg("memory")
+                .query_async::<Value>(&mut conn)
+                .await
+        })
+        .await;
+        let text = match asked {
+            Ok(Ok(value)) => eviction::info_text(&value),
+            Ok(Err(e)) => {
+                tracing::warn!(%server, error = %e, "cannot check Redis' eviction policy");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(%server, "cannot check Redis' eviction policy: timed out");
+                continue;
+            }
+        };
+        let Some(policy) = text.as_deref().and_then(eviction::policy_of) else {
+            tracing::warn!(%server, "Redis did not report its maxmemory-policy");
+            continue;
+        };
+        match eviction::check(&server, policy) {
+            Ok(()) => {}
+            Err(e) if allow => tracing::warn!(error = %e, "allowed by allow_eviction"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn probe_loop(store: Weak<RedisStore>) {
