@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_state::{
-    Endpoint, Gcra, NonceFallback, RedisMode, RedisOptions, RedisStore, StateError, StateStore,
+    Endpoint, Gcra, NonceFallback, Op, RedisMode, RedisOptions, RedisStore, Reply, StateError,
+    StateStore,
 };
 
 struct RedisServer {
@@ -407,4 +408,101 @@ async fn a_noeviction_server_is_accepted() {
     };
     let store = RedisStore::start(options(&server, 1)).await.expect("start");
     assert!(store.health().available);
+}
+
+/// What the risk stage sends for a returning device: counters and sets,
+/// which are aggregated locally, and values read on every request.
+fn risk_batch(device: &str, now_ms: u64) -> Vec<Op> {
+    let ttl = Duration::from_secs(120);
+    vec![
+        Op::Get {
+            key: "rk:epoch".into(),
+        },
+        Op::PutIfAbsent {
+            key: "rk:epoch".into(),
+            value: now_ms.to_be_bytes().to_vec(),
+            ttl: Duration::from_secs(3600),
+        },
+        Op::Incr {
+            key: format!("rk:v:dv:1:{device}"),
+            delta: 1,
+            ttl,
+        },
+        Op::Get {
+            key: format!("rk:fs:dv:{device}"),
+        },
+        Op::PutIfAbsent {
+            key: format!("rk:fs:dv:{device}"),
+            value: now_ms.to_be_bytes().to_vec(),
+            ttl: Duration::from_secs(3600),
+        },
+        Op::SetAdd {
+            key: format!("rk:dpi:{device}"),
+            member: "10.0.0.1".into(),
+            ttl,
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_request_are_counted_and_feature_reads_stay_local() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let stores = nodes(&server, 2).await;
+    let (a, b) = (&stores[0], &stores[1]);
+    let trips = |s: &RedisStore| s.health().round_trips;
+
+    // A returning device's risk batch: the first costs one round trip, the
+    // next ones none until the copies are older than flush_every.
+    let before = trips(a);
+    let first = a.batch(&risk_batch("d1", 1_000)).await.expect("batch");
+    assert_eq!(trips(a) - before, 1);
+    assert_eq!(first[1], Reply::Flag(true), "the epoch was set");
+    let before = trips(a);
+    for n in 0..20 {
+        let replies = a.batch(&risk_batch("d1", 2_000 + n)).await.expect("batch");
+        assert_eq!(
+            replies[0],
+            Reply::Value(Some(1_000u64.to_be_bytes().to_vec()))
+        );
+        assert_eq!(replies[4], Reply::Flag(false), "first seen is kept");
+    }
+    assert_eq!(trips(a) - before, 0, "20 risk batches, no round trip");
+
+    // Another node's first request for the same device finds what this one
+    // wrote.
+    let on_b = b.batch(&risk_batch("d1", 9_000)).await.expect("batch");
+    assert_eq!(on_b[3], Reply::Value(Some(1_000u64.to_be_bytes().to_vec())));
+
+    // Copies are asked again once older than flush_every.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = trips(a);
+    a.batch(&risk_batch("d1", 3_000)).await.expect("batch");
+    assert_eq!(trips(a) - before, 1);
+
+    // A rate limit and a nonce: one round trip for both, in one batch.
+    let limit = Gcra::per_second(10.0, 10);
+    let request = [
+        Op::RateLimit {
+            key: "rl:api:dv:d1".into(),
+            limit,
+            cost: 1,
+        },
+        Op::PutIfAbsent {
+            key: "pc:n:kid1:nonce-1".into(),
+            value: Vec::new(),
+            ttl: Duration::from_secs(300),
+        },
+    ];
+    let before = trips(a);
+    let replies = a.batch(&request).await.expect("batch");
+    assert_eq!(trips(a) - before, 1);
+    assert_eq!(replies[1], Reply::Flag(true));
+    assert_eq!(
+        b.put_if_absent("pc:n:kid1:nonce-1", b"", Duration::from_secs(300))
+            .await,
+        Ok(false),
+        "nonces are never answered from a copy"
+    );
 }
