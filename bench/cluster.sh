@@ -4,9 +4,10 @@
 # (events in PostgreSQL both ways), in alternating rounds. wrk drives each
 # node on its own connections at once (no load balancer). Prints, per
 # backend: req/s and p50 / p99 per node and in total (medians over the
-# rounds), the Redis commands per request (INFO commandstats) and the
-# state round trips per request the nodes counted themselves
-# (portcullis_state_backend{name="round_trips"}).
+# rounds), and per request: the state round trips and commands the nodes
+# sent (portcullis_state_backend{name="round_trips"|"commands"}: request
+# path only, background flushes apart) and the commands Redis executed
+# (INFO commandstats, which also counts the calls inside Lua scripts).
 #
 # wrk, six gateways, redis-server, PostgreSQL and the nginx origin share
 # this machine's cores: read the ratios rather than the absolute numbers.
@@ -26,7 +27,8 @@ TOKEN=bench-cluster-admin-token-0123456789
 for tool in wrk nginx redis-server redis-cli; do
   command -v "$tool" >/dev/null || ./scripts/setup.sh
 done
-PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+# The server's programs (Debian keeps them in a versioned directory).
+PG_BIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
 BIN=${PORTCULLIS_BIN:-}
 if [ -z "$BIN" ]; then
   cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
@@ -77,11 +79,11 @@ as_pg "$PG_BIN/postgres" -D "$work/pg/data" -p "$PG_PORT" -k "$work/pg" \
   -c listen_addresses=127.0.0.1 -c max_connections=200 >"$work/logs/pg.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do
-  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && as_pg "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
   sleep 0.1
 done
 for db in memory redis; do
-  as_pg "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $db" >/dev/null
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $db" >/dev/null
 done
 
 # --- three nodes per backend
@@ -127,11 +129,11 @@ for name in "${!NODE_PORT[@]}"; do
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:${NODE_PORT[$name]}/" && break; sleep 0.1; done
 done
 
-round_trips() { # BACKEND: the nodes' state round trips, summed
+backend_metric() { # BACKEND NAME: portcullis_state_backend{name=NAME} over the three nodes
   local total=0 v
   for i in 1 2 3; do
     v=$(curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:${NODE_ADMIN[$1$i]}/metrics" |
-      awk '/^portcullis_state_backend\{name="round_trips"\}/ {print $2}')
+      awk -v want="portcullis_state_backend{name=\"$2\"}" '$1 == want {print $2}')
     total=$((total + ${v:-0}))
   done
   echo "$total"
@@ -145,7 +147,7 @@ RESULTS="$work/results"
 : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for backend in memory redis; do
-    rt0=$(round_trips "$backend")
+    rt0=$(backend_metric "$backend" round_trips) sent0=$(backend_metric "$backend" commands)
     redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
     WRK=()
     for i in 1 2 3; do
@@ -154,7 +156,7 @@ for round in $(seq "$ROUNDS"); do
       WRK+=($!)
     done
     wait "${WRK[@]}"
-    rt1=$(round_trips "$backend")
+    rt1=$(backend_metric "$backend" round_trips) sent1=$(backend_metric "$backend" commands)
     calls=$(redis_calls)
     requests=0
     for i in 1 2 3; do
@@ -169,8 +171,9 @@ for round in $(seq "$ROUNDS"); do
       echo "$backend node$i $rps $p50 $p99" >> "$RESULTS"
     done
     [ "$backend" = redis ] || calls=0
-    echo "$backend round $round: $requests requests, $((rt1 - rt0)) state round trips, $calls Redis commands"
-    echo "$backend totals $requests $((rt1 - rt0)) $calls" >> "$RESULTS"
+    echo "$backend round $round: $requests requests, $((rt1 - rt0)) state round trips," \
+      "$((sent1 - sent0)) commands sent, $calls commands executed by Redis"
+    echo "$backend totals $requests $((rt1 - rt0)) $calls $((sent1 - sent0))" >> "$RESULTS"
   done
 done
 
@@ -186,7 +189,7 @@ totals = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
     if f[1] == "totals":
-        totals[f[0]].append(tuple(map(int, f[2:5])))
+        totals[f[0]].append(tuple(map(int, f[2:6])))
     else:
         rows[f[0]][f[1]].append((float(f[2]), ms(f[3]), ms(f[4])))
 print(f"\n{'backend':<8}{'node':<7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
@@ -202,7 +205,13 @@ for backend in ("memory", "redis"):
 requests = sum(t[0] for t in totals["redis"])
 trips = sum(t[1] for t in totals["redis"])
 calls = sum(t[2] for t in totals["redis"])
+sent = sum(t[3] for t in totals["redis"])
 print(f"\nredis vs memory throughput: {total_rps['redis'] / total_rps['memory']:.2f}x")
 if requests:
-    print(f"redis: {trips / requests:.2f} state round trips and {calls / requests:.2f} Redis commands per request ({requests} requests)")
+    print(f"redis, per request ({requests} requests): {trips / requests:.2f} round trips, "
+          f"{sent / requests:.2f} commands sent, {calls / requests:.2f} executed by Redis (Lua calls included)")
+def latency(backend, i):
+    return statistics.median(statistics.median(r[i] for r in runs) for runs in rows[backend].values())
+print(f"added latency with Redis (median over nodes): p50 {latency('redis', 1) - latency('memory', 1):+.2f} ms, "
+      f"p99 {latency('redis', 2) - latency('memory', 2):+.2f} ms")
 PY
