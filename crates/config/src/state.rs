@@ -92,6 +92,10 @@ pub struct RedisConfig {
     pub nonces_when_down: NonceFallback,
     /// Prefix of every key, so several deployments can share one server.
     pub key_prefix: String,
+    /// Start even when the server's `maxmemory-policy` is not `noeviction`
+    /// (it may then evict bans, nonces and revocations under memory
+    /// pressure); a warning is logged instead of refusing to start.
+    pub allow_eviction: bool,
 }
 
 impl Default for RedisConfig {
@@ -108,6 +112,7 @@ impl Default for RedisConfig {
             flush_ms: 500,
             nonces_when_down: NonceFallback::Refuse,
             key_prefix: "pc".into(),
+            allow_eviction: false,
         }
     }
 }

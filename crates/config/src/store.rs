@@ -30,6 +30,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`),
     /// for `backend = "postgres"`; Portcullis wants a database of its own.
+    /// TLS as libpq takes it: `?sslmode=verify-full&sslrootcert=/path/ca.pem`
+    /// (or `disable`, `prefer`, `require`, `verify-ca`).
     pub url: Option<String>,
     /// Disk budget of the events, in MiB: beyond it the oldest events are
     /// dropped, and counted, whatever their age (0: no budget). PostgreSQL

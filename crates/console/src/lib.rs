@@ -20,7 +20,7 @@ mod secret;
 mod summary;
 mod ui;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -59,7 +59,7 @@ pub fn router(db: Arc<ConsoleDb>, gateway: Arc<dyn Gateway>, options: ConsoleOpt
         events: options.events,
         admin_token: options.admin_token,
         config: options.config,
-        limiter: Mutex::new(limiter),
+        limiter,
         apply_lock: tokio::sync::Mutex::new(()),
     }));
     api::routes()
@@ -79,7 +79,7 @@ pub(crate) struct Inner {
     events: Option<Arc<dyn EventStore>>,
     admin_token: Option<String>,
     config: ConsoleConfig,
-    limiter: Mutex<limiter::LoginLimiter>,
+    limiter: limiter::LoginLimiter,
     /// One configuration change at a time, so versions follow what is live.
     apply_lock: tokio::sync::Mutex<()>,
 }

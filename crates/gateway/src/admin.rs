@@ -128,6 +128,7 @@ pub fn metrics_text(shared: &Shared) -> String {
         ("failures", health.failures),
         ("commands", health.commands),
         ("round_trips", health.round_trips),
+        ("background_round_trips", health.background_round_trips),
     ] {
         let label = crate::metrics::NameLabel { name };
         metrics

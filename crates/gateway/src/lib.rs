@@ -199,7 +199,7 @@ pub async fn start_with(
         .store
         .clone()
         .map(|store| portcullis_alerts::spawn(&runtime.config, store));
-    let state = state_store(&runtime.config.state).await;
+    let state = state_store(&runtime.config.state).await?;
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
     if let Err(e) = bans.refresh().await {
         tracing::warn!(error = %e, "cannot load bans; starting without");
@@ -258,7 +258,9 @@ pub async fn start_with(
 }
 
 /// The state backend `[state]` names: this node's memory, or Redis.
-async fn state_store(config: &portcullis_config::StateConfig) -> Arc<dyn StateStore> {
+async fn state_store(
+    config: &portcullis_config::StateConfig,
+) -> anyhow::Result<Arc<dyn StateStore>> {
     use portcullis_config::{NonceFallback, RedisMode, StateBackend};
     let t = &config.tiers;
     let local = MemoryStoreOptions {
@@ -271,7 +273,7 @@ async fn state_store(config: &portcullis_config::StateConfig) -> Arc<dyn StateSt
         ..MemoryStoreOptions::default()
     };
     if config.backend == StateBackend::Memory {
-        return Arc::new(MemoryStore::new(local));
+        return Ok(Arc::new(MemoryStore::new(local)));
     }
     let r = &config.redis;
     let endpoint = portcullis_state::Endpoint {
@@ -300,10 +302,11 @@ async fn state_store(config: &portcullis_config::StateConfig) -> Arc<dyn StateSt
             NonceFallback::Local => portcullis_state::NonceFallback::Local,
         },
         key_prefix: r.key_prefix.clone(),
+        allow_eviction: r.allow_eviction,
         local,
         ..portcullis_state::RedisOptions::new(endpoint)
     };
-    RedisStore::start(options).await
+    Ok(RedisStore::start(options).await?)
 }
 
 /// The console when it is on, the minimal admin API otherwise.

@@ -152,7 +152,7 @@ async fn main() {
     // Loading a million keys pipelines 500 scripts at once.
     options.timeout = Duration::from_millis(500);
     options.local.bans_capacity = 1_000_000;
-    let redis = RedisStore::start(options).await;
+    let redis = RedisStore::start(options).await.expect("start");
     let memory = MemoryStore::new(MemoryStoreOptions::default());
 
     latencies(&*redis, 1_000, 0).await;

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use gcra::{Gcra, RateDecision};
 pub use memory::{MemoryStore, MemoryStoreOptions};
-pub use redis::{Endpoint, NonceFallback, RedisMode, RedisOptions, RedisStore};
+pub use redis::{Endpoint, EvictionError, NonceFallback, RedisMode, RedisOptions, RedisStore};
 pub use tier::Tier;
 
 /// The output of a future that never waits (the memory store's), polled once.
@@ -145,8 +145,11 @@ pub struct Health {
     pub failures: u64,
     /// Commands sent and round trips made since start (pipelines; a
     /// cluster pipeline per hash tag counts as one each, sent at once).
+    /// `round_trips` counts those requests waited on; flushes, mirror
+    /// reloads and resyncs are `background_round_trips`.
     pub commands: u64,
     pub round_trips: u64,
+    pub background_round_trips: u64,
 }
 
 /// Shared state: the in-memory table on one node, Redis across nodes.
@@ -228,6 +231,7 @@ pub trait StateStore: Send + Sync + 'static {
             failures: 0,
             commands: 0,
             round_trips: 0,
+            background_round_trips: 0,
         }
     }
 }

@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_state::{
-    Endpoint, Gcra, NonceFallback, RedisMode, RedisOptions, RedisStore, StateError, StateStore,
+    Endpoint, Gcra, NonceFallback, Op, RedisMode, RedisOptions, RedisStore, Reply, StateError,
+    StateStore,
 };
 
 struct RedisServer {
     binary: PathBuf,
     port: u16,
     dir: tempfile::TempDir,
+    /// Server settings on top of the defaults (`--name value`).
+    settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -31,6 +34,10 @@ fn redis_binary() -> Option<PathBuf> {
 
 impl RedisServer {
     fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    fn start_with(settings: &[&str]) -> Option<RedisServer> {
         let Some(binary) = redis_binary() else {
             eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
             return None;
@@ -43,6 +50,7 @@ impl RedisServer {
             binary,
             port,
             dir: tempfile::tempdir().expect("temp dir"),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.spawn();
@@ -55,6 +63,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -111,7 +120,7 @@ fn options(server: &RedisServer, nodes: u32) -> RedisOptions {
 async fn nodes(server: &RedisServer, n: u32) -> Vec<Arc<RedisStore>> {
     let mut stores = Vec::new();
     for _ in 0..n {
-        stores.push(RedisStore::start(options(server, n)).await);
+        stores.push(RedisStore::start(options(server, n)).await.expect("start"));
     }
     stores
 }
@@ -354,7 +363,7 @@ async fn a_node_starts_while_redis_is_down_and_joins_when_it_is_up() {
     let mut options = options(&server, 2);
     options.nonces_when_down = NonceFallback::Local;
     let started = Instant::now();
-    let store = RedisStore::start(options).await;
+    let store = RedisStore::start(options).await.expect("start");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!store.health().available);
     let ttl = Duration::from_secs(60);
@@ -367,4 +376,133 @@ async fn a_node_starts_while_redis_is_down_and_joins_when_it_is_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.put_if_absent("pc:n:kid:w", b"", ttl).await, Ok(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_may_evict_security_state_is_refused_at_start() {
+    let Some(server) =
+        RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"])
+    else {
+        return;
+    };
+    let refused = RedisStore::start(options(&server, 1)).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(
+        error.contains("volatile-lru") && error.contains("noeviction"),
+        "{error}"
+    );
+    let mut allowed = options(&server, 1);
+    allowed.allow_eviction = true;
+    let store = RedisStore::start(allowed)
+        .await
+        .expect("allowed by the flag");
+    assert!(store.health().available);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noeviction_server_is_accepted() {
+    let Some(server) =
+        RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
+    else {
+        return;
+    };
+    let store = RedisStore::start(options(&server, 1)).await.expect("start");
+    assert!(store.health().available);
+}
+
+/// What the risk stage sends for a returning device: counters and sets,
+/// which are aggregated locally, and values read on every request.
+fn risk_batch(device: &str, now_ms: u64) -> Vec<Op> {
+    let ttl = Duration::from_secs(120);
+    vec![
+        Op::Get {
+            key: "rk:epoch".into(),
+        },
+        Op::PutIfAbsent {
+            key: "rk:epoch".into(),
+            value: now_ms.to_be_bytes().to_vec(),
+            ttl: Duration::from_secs(3600),
+        },
+        Op::Incr {
+            key: format!("rk:v:dv:1:{device}"),
+            delta: 1,
+            ttl,
+        },
+        Op::Get {
+            key: format!("rk:fs:dv:{device}"),
+        },
+        Op::PutIfAbsent {
+            key: format!("rk:fs:dv:{device}"),
+            value: now_ms.to_be_bytes().to_vec(),
+            ttl: Duration::from_secs(3600),
+        },
+        Op::SetAdd {
+            key: format!("rk:dpi:{device}"),
+            member: "10.0.0.1".into(),
+            ttl,
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_request_are_counted_and_feature_reads_stay_local() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let stores = nodes(&server, 2).await;
+    let (a, b) = (&stores[0], &stores[1]);
+    let trips = |s: &RedisStore| s.health().round_trips;
+
+    // A returning device's risk batch: the first costs one round trip, the
+    // next ones none until the copies are older than flush_every.
+    let before = trips(a);
+    let first = a.batch(&risk_batch("d1", 1_000)).await.expect("batch");
+    assert_eq!(trips(a) - before, 1);
+    assert_eq!(first[1], Reply::Flag(true), "the epoch was set");
+    let before = trips(a);
+    for n in 0..20 {
+        let replies = a.batch(&risk_batch("d1", 2_000 + n)).await.expect("batch");
+        assert_eq!(
+            replies[0],
+            Reply::Value(Some(1_000u64.to_be_bytes().to_vec()))
+        );
+        assert_eq!(replies[4], Reply::Flag(false), "first seen is kept");
+    }
+    assert_eq!(trips(a) - before, 0, "20 risk batches, no round trip");
+
+    // Another node's first request for the same device finds what this one
+    // wrote.
+    let on_b = b.batch(&risk_batch("d1", 9_000)).await.expect("batch");
+    assert_eq!(on_b[3], Reply::Value(Some(1_000u64.to_be_bytes().to_vec())));
+
+    // Copies are asked again once older than flush_every.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = trips(a);
+    a.batch(&risk_batch("d1", 3_000)).await.expect("batch");
+    assert_eq!(trips(a) - before, 1);
+
+    // A rate limit and a nonce: one round trip for both, in one batch.
+    let limit = Gcra::per_second(10.0, 10);
+    let request = [
+        Op::RateLimit {
+            key: "rl:api:dv:d1".into(),
+            limit,
+            cost: 1,
+        },
+        Op::PutIfAbsent {
+            key: "pc:n:kid1:nonce-1".into(),
+            value: Vec::new(),
+            ttl: Duration::from_secs(300),
+        },
+    ];
+    let before = trips(a);
+    let replies = a.batch(&request).await.expect("batch");
+    assert_eq!(trips(a) - before, 1);
+    assert_eq!(replies[1], Reply::Flag(true));
+    assert_eq!(
+        b.put_if_absent("pc:n:kid1:nonce-1", b"", Duration::from_secs(300))
+            .await,
+        Ok(false),
+        "nonces are never answered from a copy"
+    );
 }

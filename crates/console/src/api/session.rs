@@ -34,28 +34,25 @@ pub struct SessionInfo {
     expires_ms: Option<i64>,
 }
 
-fn lock_limiter(state: &AppState) -> std::sync::MutexGuard<'_, crate::limiter::LoginLimiter> {
-    state
-        .limiter
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     J(login): J<Login>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    if let Err(wait) = lock_limiter(&state).check(ip, started) {
-        return Err(ApiError {
-            retry_after_s: Some(wait.as_secs().max(1)),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins; wait",
-            )
-        });
-    }
+    // Reserved before anything else, so that concurrent attempts cannot all
+    // reach the password hash; only a success gives it back.
+    let attempt = match state.limiter.reserve(ip, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            return Err(ApiError {
+                retry_after_s: Some(wait.as_secs().max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed logins; wait",
+                )
+            });
+        }
+    };
     if state.db(|db| db.user_count()).await? == 0 {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -75,14 +72,13 @@ pub async fn login(
         })
         .await?;
     if !verified {
-        lock_limiter(&state).failed(ip, started);
         tracing::warn!(%ip, user = %login.username, "console login failed");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong user name or password",
         ));
     }
-    lock_limiter(&state).succeeded(ip);
+    attempt.refund();
     let id = random_secret();
     let csrf = random_secret();
     let ttl_s = state.config.session_ttl_s;

@@ -96,6 +96,15 @@ impl Endpoint {
         }
     }
 
+    /// The servers whose settings decide what happens to our keys: the
+    /// standalone server or current master, or every cluster seed.
+    pub(crate) async fn servers(&self) -> RedisResult<Vec<Client>> {
+        match self.mode {
+            RedisMode::Cluster => self.infos()?.into_iter().map(Client::open).collect(),
+            RedisMode::Standalone | RedisMode::Sentinel { .. } => Ok(vec![self.client().await?]),
+        }
+    }
+
     /// Connects; `timeout` bounds every command and the connection itself.
     pub(crate) async fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
         let connect_timeout = timeout.max(Duration::from_millis(500));

@@ -7,7 +7,10 @@
 //!   every change is announced on a pub/sub channel and each node reloads
 //!   the changed key, so a ban reaches every node within milliseconds.
 //! - Risk-feature counters and sets are aggregated locally and flushed in
-//!   the background (`flush_every`, at most a second).
+//!   the background (`flush_every`, at most a second); risk-feature values
+//!   (first seen, environment records) are answered from a local copy for
+//!   `flush_every` after Redis gave them. Only rate limits and security
+//!   state (nonces, challenge markers, new bans) wait on Redis.
 //! - Every call has a timeout and goes through a circuit breaker. While the
 //!   circuit is open nothing waits on Redis: rate limits apply at
 //!   limit / nodes on this node, bans and revocations come from the mirror,
@@ -18,8 +21,10 @@
 
 mod aggregate;
 mod conn;
+mod eviction;
 mod keys;
 mod scripts;
+mod values;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,10 +40,12 @@ use redis::{Cmd, Value};
 use tokio::task::AbortHandle;
 
 pub use conn::{Endpoint, RedisMode};
+pub use eviction::EvictionError;
 
 use self::aggregate::{Aggregator, Flush, Learnt};
 use self::conn::Conn;
 use self::scripts::Scripts;
+use self::values::ValueCache;
 use crate::breaker::Breaker;
 use crate::{
     Gcra, Health, MemoryStore, MemoryStoreOptions, Op, RateDecision, Reply, StateError,
@@ -73,6 +80,9 @@ pub struct RedisOptions {
     pub nonces_when_down: NonceFallback,
     /// Prefix of every Redis key.
     pub key_prefix: String,
+    /// Start even when the server's `maxmemory-policy` may evict keys
+    /// (security state included), with a warning instead of a refusal.
+    pub allow_eviction: bool,
     /// The local tiers: mirror of bans and revocations, and the fallback.
     pub local: MemoryStoreOptions,
 }
@@ -89,6 +99,7 @@ impl RedisOptions {
             nodes: 1,
             nonces_when_down: NonceFallback::Refuse,
             key_prefix: "pc".into(),
+            allow_eviction: false,
             local: MemoryStoreOptions::default(),
         }
     }
@@ -102,6 +113,8 @@ const BACKGROUND_TIMEOUT_FACTOR: u32 = 20;
 const FLUSH_CHUNK: usize = 1_000;
 /// The mirror is reloaded whole this often, in case a pub/sub message was lost.
 const MIRROR_RELOAD: Duration = Duration::from_secs(10);
+/// Risk-feature values copied locally, at most.
+const VALUE_COPIES: usize = 100_000;
 
 /// The shared [`StateStore`] on Redis or Valkey.
 pub struct RedisStore {
@@ -110,11 +123,22 @@ pub struct RedisStore {
     breaker: Breaker,
     local: MemoryStore,
     features: Aggregator,
+    values: ValueCache,
     scripts: Scripts,
     unsynced: Mutex<Vec<Op>>,
     tasks: Mutex<Vec<AbortHandle>>,
     commands: AtomicU64,
+    /// Round trips made for requests, and those of background work
+    /// (flushes, mirror reloads, resyncs), which no request waits on.
     round_trips: AtomicU64,
+    background_round_trips: AtomicU64,
+}
+
+/// Who waits on a call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Request,
+    Background,
 }
 
 /// How one operation is answered.
@@ -144,23 +168,33 @@ enum Expect {
 impl RedisStore {
     /// Connects (or starts disconnected, answering locally, when Redis is
     /// unreachable) and starts the background tasks: probe, flush, pub/sub.
-    pub async fn start(options: RedisOptions) -> Arc<RedisStore> {
+    /// Refuses a reachable server whose eviction policy could drop security
+    /// state, unless `allow_eviction`.
+    pub async fn start(options: RedisOptions) -> Result<Arc<RedisStore>, EvictionError> {
         let background = options.timeout * BACKGROUND_TIMEOUT_FACTOR;
         let conn = tokio::time::timeout(background, options.endpoint.connect(options.timeout))
             .await
             .map_err(|_| "timed out".to_string())
             .and_then(|c| c.map_err(|e| e.to_string()));
         let connected = conn.is_ok();
+        if connected {
+            check_eviction(&options.endpoint, background, options.allow_eviction).await?;
+        }
         let store = Arc::new(RedisStore {
             breaker: Breaker::new(options.failures_to_open, !connected),
             local: MemoryStore::new(options.local),
             features: Aggregator::new(options.local.capacity, options.local.set_member_cap),
+            values: ValueCache::new(
+                VALUE_COPIES.min(options.local.capacity),
+                options.flush_every,
+            ),
             scripts: Scripts::new(),
             conn: ArcSwapOption::from(conn.as_ref().ok().cloned().map(Arc::new)),
             unsynced: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             commands: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
+            background_round_trips: AtomicU64::new(0),
             options,
         });
         match conn {
@@ -181,7 +215,7 @@ impl RedisStore {
             tokio::spawn(subscribe_loop(weak)).abort_handle(),
         ];
         *store.tasks.lock() = tasks;
-        store
+        Ok(store)
     }
 
     fn key(&self, key: &str) -> String {
@@ -203,8 +237,31 @@ impl RedisStore {
                 Route::Local(Ok(Reply::SetLen(self.features.set_add(key, member, *ttl))))
             }
             Op::Get { .. } if tier.is_mirrored() => Route::Local(self.local_apply(op)),
-            _ if !self.breaker.allows() => Route::Local(self.fallback(op)),
-            _ => self.remote(op, tier),
+            Op::Get { key } if tier == Tier::Features => {
+                match self.values.get(key, std::time::Instant::now()) {
+                    Some(value) => Route::Local(Ok(Reply::Value(value))),
+                    None => self.remote_or_fallback(op, tier),
+                }
+            }
+            // A first-seen marker already known to exist is not sent again.
+            Op::PutIfAbsent { key, .. }
+                if tier == Tier::Features
+                    && matches!(
+                        self.values.get(key, std::time::Instant::now()),
+                        Some(Some(_))
+                    ) =>
+            {
+                Route::Local(Ok(Reply::Flag(false)))
+            }
+            _ => self.remote_or_fallback(op, tier),
+        }
+    }
+
+    fn remote_or_fallback(&self, op: &Op, tier: Tier) -> Route {
+        if self.breaker.allows() {
+            self.remote(op, tier)
+        } else {
+            Route::Local(self.fallback(op))
         }
     }
 
@@ -343,16 +400,21 @@ impl RedisStore {
 
     /// Runs commands, one pipeline per hash tag in a cluster (all at once),
     /// one pipeline in all otherwise; loads the scripts once on `NOSCRIPT`.
-    async fn query(&self, cmds: &[(String, Cmd)], timeout: Duration) -> Result<Vec<Value>, String> {
+    async fn query(
+        &self,
+        cmds: &[(String, Cmd)],
+        timeout: Duration,
+        path: Path,
+    ) -> Result<Vec<Value>, String> {
         let Some(conn) = self.conn.load_full() else {
             return Err("not connected".into());
         };
-        let values = self.query_once(&conn, cmds, timeout).await?;
+        let values = self.query_once(&conn, cmds, timeout, path).await?;
         if !values.iter().any(is_noscript) {
             return Ok(values);
         }
         self.load_scripts(&conn, timeout).await?;
-        self.query_once(&conn, cmds, timeout).await
+        self.query_once(&conn, cmds, timeout, path).await
     }
 
     async fn query_once(
@@ -360,6 +422,7 @@ impl RedisStore {
         conn: &Conn,
         cmds: &[(String, Cmd)],
         timeout: Duration,
+        path: Path,
     ) -> Result<Vec<Value>, String> {
         let groups: Vec<Vec<usize>> = match conn {
             Conn::Single(_) => vec![(0..cmds.len()).collect()],
@@ -373,8 +436,11 @@ impl RedisStore {
         };
         self.commands
             .fetch_add(cmds.len() as u64, Ordering::Relaxed);
-        self.round_trips
-            .fetch_add(groups.len() as u64, Ordering::Relaxed);
+        let trips = match path {
+            Path::Request => &self.round_trips,
+            Path::Background => &self.background_round_trips,
+        };
+        trips.fetch_add(groups.len() as u64, Ordering::Relaxed);
         let runs = groups.iter().map(|group| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -443,7 +509,7 @@ impl RedisStore {
             }
         }
         if !pending.is_empty() {
-            match self.query(&cmds, self.options.timeout).await {
+            match self.query(&cmds, self.options.timeout, Path::Request).await {
                 Ok(values) => {
                     self.breaker.success();
                     for (i, at, expect) in pending {
@@ -484,11 +550,27 @@ impl RedisStore {
                 Reply::Done
             }
         };
-        if Tier::of(op_key(op)).is_mirrored() {
+        let tier = Tier::of(op_key(op));
+        if tier.is_mirrored() {
             // The local copy follows at once; other nodes hear of it by pub/sub.
             let _ = self.local_apply(op);
         }
+        if tier == Tier::Features {
+            self.learn_value(op, &reply);
+        }
         Ok(reply)
+    }
+
+    /// Keeps the local copies of feature values in step with what Redis said.
+    fn learn_value(&self, op: &Op, reply: &Reply) {
+        let now = std::time::Instant::now();
+        match (op, reply) {
+            (Op::Get { key }, Reply::Value(value)) => self.values.learn(key, value.as_deref(), now),
+            (Op::PutIfAbsent { key, value, .. }, Reply::Flag(true))
+            | (Op::Put { key, value, .. }, _) => self.values.learn(key, Some(value), now),
+            (Op::PutIfAbsent { key, .. } | Op::Delete { key }, _) => self.values.forget(key),
+            _ => {}
+        }
     }
 
     /// Reloads one mirrored key from Redis (on a pub/sub announcement).
@@ -526,7 +608,7 @@ impl RedisStore {
         }
         let tag = keys::tag_of(&index).to_string();
         let timeout = self.options.timeout * BACKGROUND_TIMEOUT_FACTOR;
-        let values = self.query(&[(tag, cmd)], timeout).await?;
+        let values = self.query(&[(tag, cmd)], timeout, Path::Background).await?;
         let Some(Value::Array(flat)) = values.into_iter().next() else {
             return Err("unexpected reply to a mirror listing".into());
         };
@@ -546,8 +628,8 @@ impl RedisStore {
         let unsynced = std::mem::take(&mut *self.unsynced.lock());
         for op in &unsynced {
             if let Route::Remote(cmds, _) = self.remote(op, Tier::of(op_key(op))) {
-                self.query(&cmds, self.options.timeout * BACKGROUND_TIMEOUT_FACTOR)
-                    .await?;
+                let timeout = self.options.timeout * BACKGROUND_TIMEOUT_FACTOR;
+                self.query(&cmds, timeout, Path::Background).await?;
             }
         }
         for tier in [Tier::Bans, Tier::Revocations] {
@@ -624,7 +706,7 @@ impl RedisStore {
             }
         }
         let timeout = self.options.timeout * BACKGROUND_TIMEOUT_FACTOR;
-        match self.query(&cmds, timeout).await {
+        match self.query(&cmds, timeout, Path::Background).await {
             Ok(values) => {
                 self.breaker.success();
                 let learnt = flushes
@@ -693,6 +775,55 @@ impl Drop for RedisStore {
             task.abort();
         }
     }
+}
+
+/// Reads `maxmemory-policy` on every server that holds our keys; see
+/// [`eviction`]. A server that will not tell (an ACL without `INFO`) is
+/// logged and accepted: the operator knows its settings better.
+async fn check_eviction(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    allow: bool,
+) -> Result<(), EvictionError> {
+    let servers = match endpoint.servers().await {
+        Ok(servers) => servers,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check Redis' eviction policy");
+            return Ok(());
+        }
+    };
+    for client in servers {
+        let server = client.get_connection_info().addr().to_string();
+        let asked = tokio::time::timeout(timeout, async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("INFO")
+                .arg("memory")
+                .query_async::<Value>(&mut conn)
+                .await
+        })
+        .await;
+        let text = match asked {
+            Ok(Ok(value)) => eviction::info_text(&value),
+            Ok(Err(e)) => {
+                tracing::warn!(%server, error = %e, "cannot check Redis' eviction policy");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(%server, "cannot check Redis' eviction policy: timed out");
+                continue;
+            }
+        };
+        let Some(policy) = text.as_deref().and_then(eviction::policy_of) else {
+            tracing::warn!(%server, "Redis did not report its maxmemory-policy");
+            continue;
+        };
+        match eviction::check(&server, policy) {
+            Ok(()) => {}
+            Err(e) if allow => tracing::warn!(error = %e, "allowed by allow_eviction"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn probe_loop(store: Weak<RedisStore>) {
@@ -891,6 +1022,7 @@ impl StateStore for RedisStore {
             failures: self.breaker.failures(),
             commands: self.commands.load(Ordering::Relaxed),
             round_trips: self.round_trips.load(Ordering::Relaxed),
+            background_round_trips: self.background_round_trips.load(Ordering::Relaxed),
         }
     }
 }

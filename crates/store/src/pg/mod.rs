@@ -18,6 +18,7 @@ mod retention;
 mod schema;
 mod store;
 mod temp;
+mod tls;
 mod write;
 
 use std::future::Future;
@@ -27,18 +28,22 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::StoreError;
 
 pub use store::PgStore;
 pub use temp::{Durability, TempPostgres, TempPostgresError};
+pub use tls::{TlsError, TlsMode, TlsSettings, split_url};
 
 /// How to reach PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database` or the key=value form
-    /// (`host=... dbname=...`), as libpq takes it.
+    /// (`host=... dbname=...`), as libpq takes it. `sslmode` (up to
+    /// `verify-full`) and `sslrootcert` choose TLS; see [`TlsMode`].
     pub url: String,
     /// Connections kept open (the writer takes one, readers the others).
     pub pool_size: usize,
@@ -100,26 +105,29 @@ where
 pub struct PgPool {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// `None`: plain connections (`sslmode` absent or `disable`).
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl PgPool {
     /// Builds the pool; connections are opened on first use, so a database
     /// that is down now does not stop the gateway from starting.
     pub fn new(config: &PgConfig) -> Result<PgPool, StoreError> {
-        let mut pg: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Database(Box::new(e)))?;
+        let (url, settings) =
+            split_url(&config.url).map_err(|e| StoreError::Database(Box::new(e)))?;
+        let tls = tls::connector(&settings).map_err(|e| StoreError::Database(Box::new(e)))?;
+        let mut pg: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Database(Box::new(e)))?;
         pg.connect_timeout(config.connect_timeout)
             .application_name("portcullis")
             .keepalives_idle(Duration::from_secs(30));
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(pg.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(pg.clone(), NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(2))
             .runtime(Runtime::Tokio1)
@@ -127,7 +135,11 @@ impl PgPool {
             .wait_timeout(Some(config.wait_timeout))
             .build()
             .map_err(|e| StoreError::Database(Box::new(e)))?;
-        Ok(PgPool { pool, config: pg })
+        Ok(PgPool {
+            pool,
+            config: pg,
+            tls,
+        })
     }
 
     /// Runs the future `make` returns on the PostgreSQL runtime and waits
@@ -164,7 +176,10 @@ impl PgPool {
         let (tx, rx) = mpsc::channel(64);
         let config = self.config.clone();
         let channel = channel.to_owned();
-        self.spawn(listen_loop(config, channel, tx));
+        match self.tls.clone() {
+            Some(tls) => self.spawn(listen_loop(config, tls, channel, tx)),
+            None => self.spawn(listen_loop(config, NoTls, channel, tx)),
+        };
         rx
     }
 }
@@ -181,10 +196,19 @@ pub enum Notice {
 const LISTEN_RETRY_FIRST: Duration = Duration::from_millis(200);
 const LISTEN_RETRY_MAX: Duration = Duration::from_secs(2);
 
-async fn listen_loop(config: tokio_postgres::Config, channel: String, tx: mpsc::Sender<Notice>) {
+async fn listen_loop<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    channel: String,
+    tx: mpsc::Sender<Notice>,
+) where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let mut wait = LISTEN_RETRY_FIRST;
     while !tx.is_closed() {
-        match listen_once(&config, &channel, &tx).await {
+        match listen_once(&config, tls.clone(), &channel, &tx).await {
             Ok(()) => wait = LISTEN_RETRY_FIRST,
             Err(error) => tracing::warn!(%error, channel, "LISTEN connection failed; retrying"),
         }
@@ -197,12 +221,18 @@ async fn listen_loop(config: tokio_postgres::Config, channel: String, tx: mpsc::
 }
 
 /// One connection's life: LISTEN, then forward notifications until it ends.
-async fn listen_once(
+async fn listen_once<T>(
     config: &tokio_postgres::Config,
+    tls: T,
     channel: &str,
     tx: &mpsc::Sender<Notice>,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+) -> Result<(), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = config.connect(tls).await?;
     let (note_tx, mut note_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {

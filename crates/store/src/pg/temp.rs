@@ -39,6 +39,8 @@ pub struct TempPostgres {
     bin: PathBuf,
     owner: Owner,
     durability: Durability,
+    /// Serves TLS (`ssl = on`) with the certificate given at start.
+    ssl: bool,
 }
 
 /// Server settings of a temporary server.
@@ -58,6 +60,20 @@ impl TempPostgres {
     }
 
     pub fn start_with(durability: Durability) -> Result<TempPostgres, TempPostgresError> {
+        Self::start_inner(durability, None)
+    }
+
+    /// Starts a server (fsync off) that also accepts TLS, with this
+    /// certificate chain and private key (PEM). Plain connections stay
+    /// allowed, so a test can compare both.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<TempPostgres, TempPostgresError> {
+        Self::start_inner(Durability::Fast, Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(
+        durability: Durability,
+        tls: Option<(&str, &str)>,
+    ) -> Result<TempPostgres, TempPostgresError> {
         let bin = bin_dir().ok_or(TempPostgresError::NotInstalled)?;
         let dir = temp_dir()?;
         let owner = Owner::for_dir(&dir)?;
@@ -76,8 +92,19 @@ impl TempPostgres {
                 String::from_utf8_lossy(&initdb.stderr)
             )));
         }
+        if let Some((cert, key)) = tls {
+            // PostgreSQL's defaults: server.crt and server.key in the data
+            // directory, the key readable by the server's user only.
+            let key_path = data.join("server.key");
+            std::fs::write(data.join("server.crt"), cert)?;
+            std::fs::write(&key_path, key)?;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+            owner.give(&data.join("server.crt"))?;
+            owner.give(&key_path)?;
+        }
+        let ssl = tls.is_some();
         let port = free_port()?;
-        let child = spawn_server(&bin, &owner, &dir, port, durability)?;
+        let child = spawn_server(&bin, &owner, &dir, port, durability, ssl)?;
         let temp = TempPostgres {
             dir,
             port,
@@ -85,6 +112,7 @@ impl TempPostgres {
             bin,
             owner,
             durability,
+            ssl,
         };
         temp.wait_ready()?;
         Ok(temp)
@@ -100,6 +128,7 @@ impl TempPostgres {
             &self.dir,
             self.port,
             self.durability,
+            self.ssl,
         )?;
         self.wait_ready()
     }
@@ -183,6 +212,7 @@ fn spawn_server(
     dir: &Path,
     port: u16,
     durability: Durability,
+    ssl: bool,
 ) -> Result<Child, TempPostgresError> {
     let mut server = owner.command(&bin.join("postgres"));
     server
@@ -198,6 +228,9 @@ fn spawn_server(
         ])
         .stdout(Stdio::null())
         .stderr(log_file(dir)?);
+    if ssl {
+        server.args(["-c", "ssl=on"]);
+    }
     if durability == Durability::Fast {
         server.args(["-c", "fsync=off", "-c", "synchronous_commit=off"]);
         server.args(["-c", "full_page_writes=off"]);
@@ -229,6 +262,14 @@ impl Owner {
         std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         Ok(Owner::User { uid, gid })
+    }
+
+    /// Makes a file in the server's directory the server user's.
+    fn give(&self, path: &Path) -> Result<(), TempPostgresError> {
+        if let Owner::User { uid, gid } = self {
+            std::os::unix::fs::chown(path, Some(*uid), Some(*gid))?;
+        }
+        Ok(())
     }
 
     fn command(&self, program: &Path) -> Command {

@@ -1,0 +1,129 @@
+//! Risk-feature values read on every request (the state's epoch, when an id
+//! was first seen, a clearance's environment record, a device refused at the
+//! check) answered on this node for a short while after Redis last gave them.
+//!
+//! These keys are written once and read on every request of their subject,
+//! so without a local copy the risk stage would cost a round trip per
+//! request for an answer that almost never changes. A copy is used for
+//! `max_age` (the flush interval, at most a second, the staleness the issue
+//! allows risk features), then asked again. Security state never comes from
+//! here: only the features tier is cached. Bounded: least recently used
+//! copies go first.
+
+use std::hash::BuildHasher as _;
+use std::time::{Duration, Instant};
+
+use foldhash::fast::FixedState;
+use lru::LruCache;
+use parking_lot::Mutex;
+
+/// Values larger than this are not copied: features are small.
+const MAX_VALUE_BYTES: usize = 1024;
+const SHARDS: usize = 16;
+
+struct Copy {
+    value: Option<Box<[u8]>>,
+    fetched: Instant,
+}
+
+type Shard = LruCache<Box<str>, Copy, FixedState>;
+
+pub(crate) struct ValueCache {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    max_age: Duration,
+    hasher: FixedState,
+}
+
+impl ValueCache {
+    pub(crate) fn new(capacity: usize, max_age: Duration) -> Self {
+        let hasher = FixedState::with_seed(0x2b99_f0c1_8d3e_4a57);
+        ValueCache {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::unbounded_with_hasher(hasher.clone())))
+                .collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            max_age,
+            hasher,
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    /// The value Redis gave for `key` less than `max_age` ago (`Some(None)`:
+    /// it had none), or `None` when Redis must be asked.
+    pub(crate) fn get(&self, key: &str, now: Instant) -> Option<Option<Vec<u8>>> {
+        let mut shard = self.shard(key).lock();
+        let copy = shard.get(key)?;
+        if now.saturating_duration_since(copy.fetched) >= self.max_age {
+            shard.pop(key);
+            return None;
+        }
+        Some(copy.value.as_deref().map(<[u8]>::to_vec))
+    }
+
+    /// What Redis holds for `key` as of `now`.
+    pub(crate) fn learn(&self, key: &str, value: Option<&[u8]>, now: Instant) {
+        if value.is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
+            return self.forget(key);
+        }
+        let mut shard = self.shard(key).lock();
+        let copy = Copy {
+            value: value.map(Box::from),
+            fetched: now,
+        };
+        shard.push(key.into(), copy);
+        if shard.len() > self.per_shard {
+            shard.pop_lru();
+        }
+    }
+
+    /// The value is unknown (a write whose result is not known).
+    pub(crate) fn forget(&self, key: &str) {
+        self.shard(key).lock().pop(key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_answer_until_they_are_too_old() {
+        let t0 = Instant::now();
+        let cache = ValueCache::new(64, Duration::from_millis(500));
+        assert_eq!(cache.get("rk:fs:dv:a", t0), None);
+        cache.learn("rk:fs:dv:a", Some(b"v1"), t0);
+        cache.learn("rk:epoch", None, t0);
+        let soon = t0 + Duration::from_millis(499);
+        assert_eq!(cache.get("rk:fs:dv:a", soon), Some(Some(b"v1".to_vec())));
+        assert_eq!(
+            cache.get("rk:epoch", soon),
+            Some(None),
+            "absence is known too"
+        );
+        let late = t0 + Duration::from_millis(500);
+        assert_eq!(cache.get("rk:fs:dv:a", late), None);
+        cache.forget("rk:epoch");
+        assert_eq!(cache.get("rk:epoch", t0), None);
+    }
+
+    #[test]
+    fn bounded_and_large_values_are_not_copied() {
+        let t0 = Instant::now();
+        let cache = ValueCache::new(32, Duration::from_secs(1));
+        for n in 0..1_000 {
+            cache.learn(&format!("rk:fs:dv:{n}"), Some(b"x"), t0);
+        }
+        assert!(cache.len() <= 32, "{}", cache.len());
+        cache.learn("rk:env:big", Some(&[0u8; MAX_VALUE_BYTES + 1]), t0);
+        assert_eq!(cache.get("rk:env:big", t0), None);
+    }
+}
