@@ -146,11 +146,13 @@ async fn a_per_device_limit_holds_across_three_nodes() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    // One at once (the burst), then ten a second.
+    // One at once (the burst), then ten a second. Three nodes never let
+    // more through than one would; a loaded machine that asks less often
+    // gets fewer (burst 1 cannot save up), so the floor is looser.
     let expected = 1.0 + 10.0 * elapsed;
-    let error = (f64::from(allowed) - expected).abs() / expected;
+    let allowed = f64::from(allowed);
     assert!(
-        error <= 0.10,
+        allowed <= expected * 1.1 && allowed >= expected * 0.7,
         "{allowed} allowed of {i} in {elapsed:.2}s, expected {expected:.1}"
     );
     assert!(stores.iter().all(|s| s.health().available));
