@@ -81,6 +81,11 @@ pub struct PopulationReport {
     pub codes: BTreeMap<String, u64>,
     /// Reasons named in `x-wx-risk-reasons` (policies with `debug = true`).
     pub reasons: BTreeMap<String, u64>,
+    /// The same, only of the requests that reached the origin against the
+    /// population's goal (abusive at rank < 3, normal at rank >= 3): what
+    /// the gateway saw of its misses.
+    #[serde(default)]
+    pub missed_reasons: BTreeMap<String, u64>,
     pub clearances: ClearanceCounts,
     /// What the origin received with this population's label.
     pub origin: OriginCount,
@@ -110,8 +115,15 @@ impl PopulationReport {
                 if let Some(d) = device_rank {
                     self.device_ranks[usize::from(*d)] += 1;
                 }
+                let missed = rank.is_some_and(|r| (r >= HIGH_RANK) != self.abusive);
                 for reason in reasons {
                     bump(&mut self.reasons, reason);
+                    if missed {
+                        bump(&mut self.missed_reasons, reason);
+                    }
+                }
+                if missed && reasons.is_empty() {
+                    bump(&mut self.missed_reasons, "(none)");
                 }
                 rank.map(|r| {
                     self.ranks[usize::from(r)] += 1;
@@ -210,6 +222,7 @@ impl PopulationReport {
         for (map, theirs) in [
             (&mut self.codes, &other.codes),
             (&mut self.reasons, &other.reasons),
+            (&mut self.missed_reasons, &other.missed_reasons),
         ] {
             for (key, n) in theirs {
                 bump_by(map, key, *n);
@@ -449,10 +462,11 @@ impl fmt::Display for SimReport {
             let cl = &p.clearances;
             writeln!(
                 f,
-                "  {}: gateway answers: {}; reasons: {}; clearances: {} obtained (risk at issue {:?}), {} refused, {} unavailable",
+                "  {}: gateway answers: {}; reasons: {}; of the misses: {}; clearances: {} obtained (risk at issue {:?}), {} refused, {} unavailable",
                 p.name,
                 top(&p.codes, 4),
                 top(&p.reasons, 4),
+                top(&p.missed_reasons, 4),
                 cl.obtained,
                 cl.risk_at_issue,
                 cl.refused,
