@@ -260,3 +260,79 @@ pub fn write_headers(risk: &Risk, list: &RiskHeaderList, headers: &mut HeaderMap
         headers.insert(name.clone(), value.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use portcullis_state::{MemoryStore, MemoryStoreOptions};
+
+    use super::*;
+    use crate::context::Demand;
+
+    fn assessing() -> Assessing<'static> {
+        Assessing {
+            route: "api",
+            session: Duration::from_secs(3600),
+            debug: true,
+            sdk_device: false,
+        }
+    }
+
+    fn request(account: &str, refused: bool) -> RequestContext {
+        let ip = "27.10.1.5".parse().expect("ip");
+        let mut ctx = RequestContext::new("rid".into(), ip, ip);
+        ctx.account = Some(account.into());
+        if refused {
+            let demand = Demand::Refuse {
+                status: 403,
+                code: "signature_replayed",
+            };
+            ctx.add("signature_replayed", "nonce", demand);
+        }
+        ctx
+    }
+
+    /// The reasons of the victim's own next request after `replays`
+    /// requests naming its account, refused or not.
+    async fn victim_reasons_after(replays_refused: bool) -> Vec<String> {
+        let mut config = RiskConfig::default();
+        config.limits.account_per_minute = 3;
+        let risk = Risk::new(&config, &mut Vec::new()).expect("risk");
+        let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
+        let (parts, ()) = http::Request::post("/api/claim")
+            .body(())
+            .expect("request")
+            .into_parts();
+        for _ in 0..10 {
+            let ctx = request("victim", replays_refused);
+            assess(&risk, &state, &ctx, assessing(), &parts).await;
+        }
+        let (verdict, _) = assess(
+            &risk,
+            &state,
+            &request("victim", false),
+            assessing(),
+            &parts,
+        )
+        .await;
+        verdict.reasons
+    }
+
+    #[tokio::test]
+    async fn refused_requests_never_count_in_the_velocity_of_the_account_they_name() {
+        let after_refused = victim_reasons_after(true).await;
+        assert!(
+            !after_refused
+                .iter()
+                .any(|r| r.starts_with("velocity_account")),
+            "{after_refused:?}"
+        );
+        // The same requests, not refused, do count.
+        let after_served = victim_reasons_after(false).await;
+        assert!(
+            after_served
+                .iter()
+                .any(|r| r.starts_with("velocity_account")),
+            "{after_served:?}"
+        );
+    }
+}

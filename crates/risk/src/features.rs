@@ -658,7 +658,8 @@ impl Plan {
                 ttl: Duration::from_millis(2 * ROUTE_WINDOW_MS),
             });
         }
-        let per_minute = |n: u64| u32::try_from(n * MINUTE_MS / ROUTE_WINDOW_MS).unwrap_or(u32::MAX);
+        let per_minute =
+            |n: u64| u32::try_from(n * MINUTE_MS / ROUTE_WINDOW_MS).unwrap_or(u32::MAX);
         features.route_new_identities = per_minute(new_ids);
         features.route_requests = per_minute(window_sliding(*at + 2)?);
         if let Some(at) = self.denied {

@@ -1270,10 +1270,7 @@ mod tests {
 
     #[test]
     fn an_sdk_device_without_its_clearance_adds_to_the_missing_clearance() {
-        let signals = [
-            ("clearance_missing", 25, ""),
-            ("signature_missing", 30, ""),
-        ];
+        let signals = [("clearance_missing", 25, ""), ("signature_missing", 30, "")];
         let web = RiskInput {
             signals: &signals,
             ..RiskInput::default()
