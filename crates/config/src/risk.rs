@@ -195,7 +195,7 @@ impl Default for RiskLimits {
             networks_per_device_1h: 4,
             accounts_per_device_session: 2,
             devices_per_account_session: 3,
-            route_new_identities_per_minute: 60,
+            route_new_identities_per_minute: 120,
             route_new_share_percent: 50,
             fingerprint_devices: 100,
             challenge_fresh_s: 1800,

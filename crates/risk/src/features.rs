@@ -639,8 +639,15 @@ impl Plan {
         let new_session = keys.clearance_issued_ms.is_some_and(|t| t >= epoch_ms);
         let watched = Duration::from_millis(now_ms.saturating_sub(epoch_ms));
         let ready = watched >= keys.route_history || continued || issued_before_epoch;
-        let first_sighting = proven && new_session && (sighted[0] || sighted[1]);
-        features.new_on_route = switch || first_sighting;
+        // A device's first call in a session begun under the state's watch
+        // (its account, if new too, comes with it); a never-seen account
+        // on a device already seen is a switch.
+        let first_sighting = proven && new_session && sighted[0];
+        // A switch weighs where the device's calls mostly bring never-seen
+        // accounts (rotation), not where a family member joins a phone
+        // that has been in use for a while.
+        let rotating = 2 * features.accounts_per_device_session > features.velocity.device;
+        features.new_on_route = (switch && rotating) || first_sighting;
         let counted = switch || (first_sighting && ready);
         let (at, key) = &self.route;
         let window_sliding = |at: usize| -> StateResult<u64> {
@@ -1073,6 +1080,21 @@ mod tests {
             .await
             .expect("ok");
         assert!(!f.new_on_route);
+    }
+
+    #[tokio::test]
+    async fn a_second_account_on_a_phone_in_use_is_counted_but_not_weighed() {
+        let state = store();
+        for _ in 0..6 {
+            gather(&state, &keys("family-phone", "mum"), at(T0))
+                .await
+                .expect("ok");
+        }
+        let f = gather(&state, &keys("family-phone", "kid"), at(T0 + 100))
+            .await
+            .expect("ok");
+        assert!(!f.new_on_route, "most of the phone's calls were mum's");
+        assert_eq!(f.route_new_identities, 3, "the switch is counted");
     }
 
     #[tokio::test]

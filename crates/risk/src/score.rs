@@ -1211,7 +1211,7 @@ mod tests {
         };
         let a = engine().assess(&wave);
         assert!(a.rank >= 3, "{a:?}");
-        assert_eq!(a.reasons[0].evidence.to_string(), "1500 > 60");
+        assert_eq!(a.reasons[0].evidence.to_string(), "1500 > 120");
         let trickle = RiskInput {
             route_new_identities: 30,
             ..phone()
@@ -1253,16 +1253,16 @@ mod tests {
     #[test]
     fn new_ids_weigh_where_they_are_most_of_the_routes_traffic() {
         let flood = RiskInput {
-            route_new_identities: 300,
-            route_requests: 360,
+            route_new_identities: 600,
+            route_requests: 700,
             ..phone()
         };
         let a = engine().assess(&flood);
         assert_eq!(a.reasons[0].name, "route_new_identities");
-        assert_eq!(a.reasons[0].points, 75, "300 > 4 x 60: three steps");
+        assert_eq!(a.reasons[0].points, 75, "600 > 4 x 120: three steps");
         // As many new ids on a busy route are a few new users among many.
         let busy = RiskInput {
-            route_requests: 3_000,
+            route_requests: 6_000,
             ..flood
         };
         assert!(!names(&engine().assess(&busy)).contains(&"route_new_identities"));
