@@ -80,8 +80,9 @@ pub struct Features {
     /// New ids on this request's path, per minute, estimated over the
     /// last [`ROUTE_WINDOW_MS`] (this one included)...
     pub route_new_identities: u32,
-    /// ... and the path's requests per minute over the same window: the
-    /// route's own traffic, against which the new ids are weighed.
+    /// ... and the path's requests with a proven device per minute over the
+    /// same window: the route's own traffic, against which the new ids are
+    /// weighed.
     pub route_requests: u32,
     /// This request brings a new id to its path: a never-seen account on
     /// a known device, or a first sighting in a session that began under
@@ -493,7 +494,9 @@ impl Plan {
         self.route_elapsed_ms = now_ms % ROUTE_WINDOW_MS;
         let key = |kind: &str, window: u64| format!("rk:{kind}:{window}:{}", ids.path);
         self.route = (self.ops.len(), key("rn", window));
-        let counted = i64::from(keys.count);
+        // Only requests that could bring a new id make the route's traffic:
+        // calls without a proven device cannot dilute a wave.
+        let counted = i64::from(keys.count && keys.proven_device);
         for (kind, window, delta) in [
             ("rn", window, 0),
             ("rn", window.saturating_sub(1), 0),
@@ -1047,6 +1050,7 @@ mod tests {
         .await
         .expect("ok");
         assert!(!f.new_on_route);
+        assert_eq!(f.route_requests, 3 * (4 + 2), "nor does it dilute the wave");
         let other = FeatureKeys {
             path: "GET /api/feed",
             ..keys("bot", "fresh9")

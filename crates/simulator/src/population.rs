@@ -190,6 +190,9 @@ const FARM_ACCOUNTS: usize = 50;
 const SCRIPT_ACCOUNTS: usize = 500;
 /// A client whose check was refused waits this long before trying again.
 const RECHECK_AFTER: Duration = Duration::from_secs(30);
+/// A check that got no answer (the network, a gateway restarting) is tried
+/// again this soon, as the SDK retries a failed `getClearance()`.
+const RETRY_UNANSWERED_AFTER: Duration = Duration::from_secs(2);
 
 /// What every client needs to know about the run.
 pub struct Scene {
@@ -482,7 +485,7 @@ impl Agent<'_> {
                 Some(clearance)
             }
             CheckOutcome::Refused(code) => {
-                counts.refused += 1;
+                self.report.check_refused(&code);
                 tracing::debug!(population = self.population.name(), code, "check refused");
                 app.recheck_at = Some(Instant::now() + RECHECK_AFTER);
                 None
@@ -494,7 +497,7 @@ impl Agent<'_> {
                     why,
                     "check unavailable"
                 );
-                app.recheck_at = Some(Instant::now() + RECHECK_AFTER);
+                app.recheck_at = Some(Instant::now() + RETRY_UNANSWERED_AFTER);
                 None
             }
         };

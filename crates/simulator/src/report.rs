@@ -165,6 +165,13 @@ impl PopulationReport {
         }
     }
 
+    /// Counts a check the gateway refused, under `check:{code}` beside the
+    /// answers to requests.
+    pub fn check_refused(&mut self, code: &str) {
+        self.clearances.refused += 1;
+        bump(&mut self.codes, &format!("check:{code}"));
+    }
+
     /// Share of the requests with a known rank that had rank >= 3.
     pub fn high_share(&self) -> Option<f64> {
         share(self.rank_high, self.rank_known)
