@@ -40,7 +40,7 @@ pub const DEFAULT_FACTOR_WEIGHTS: &[(&str, i32)] = &[
     ("networks_per_device_1h", 30),
     ("accounts_per_device_session", 60),
     ("devices_per_account_session", 20),
-    ("route_new_identities", 25),
+    ("route_new_identities", 30),
     ("fingerprint_devices", 20),
     ("challenge_passed", -10),
     ("challenge_failed", 30),

@@ -18,7 +18,7 @@
 //!   Sets are capped by the store (1024 members in memory), so counts saturate.
 //! - First seen: a marker written once and kept 30 days after the id was
 //!   last refreshed (at most once a day); an id unseen for 30 days is new again.
-//! - New ids per route: counters per 20 s, the previous one weighted like
+//! - New ids per route: counters per 10 s, the previous one weighted like
 //!   the velocity's, beside the route's own request count in the same window.
 
 use std::fmt::Write as _;
@@ -110,7 +110,7 @@ pub struct Features {
 pub struct Gathered {
     pub features: Features,
     /// Writes decided from the replies (a new id counted on its route, a
-    /// first-seen marker refreshed, the state's continuity): the caller
+    /// first-seen marker refreshed): the caller
     /// applies them with one more batch, off the request's path.
     pub writes: Vec<Op>,
 }
@@ -191,14 +191,10 @@ const FIRST_SEEN_REFRESH_MS: u64 = DAY_MS;
 const IP_DEVICES_MS: u64 = 10 * MINUTE_MS;
 /// The window over which new ids per route are counted: short, so that a
 /// wave shows within seconds of its start.
-pub const ROUTE_WINDOW_MS: u64 = 20_000;
+pub const ROUTE_WINDOW_MS: u64 = 10_000;
 /// Where the state records when its history began; kept as long as any id.
 const EPOCH_KEY: &str = "rk:epoch";
-/// Present once a request showed a clearance issued before the state's
-/// history began: the state joined a deployment that was already serving
-/// (a restart with in-memory state, a new Redis), so the sessions that
-/// begin now are new ones, not the launch of every client at once.
-const CONTINUED_KEY: &str = "rk:continued";
+
 const EPOCH_TTL: Duration = Duration::from_secs(400 * 86_400);
 /// The state key marking a device refused at the check.
 pub fn denied_key(device: &str) -> String {
@@ -343,8 +339,7 @@ fn window_adds(kind: &str, window_ms: u64, now_ms: u64, owner: &str, member: &st
 #[derive(Default)]
 struct Plan {
     ops: Vec<Op>,
-    /// Index of the epoch's `Get` (its `PutIfAbsent`, then the continuity
-    /// marker's `Get` follow).
+    /// Index of the epoch's `Get` (its `PutIfAbsent` follows).
     epoch: usize,
     /// Per velocity dimension: index of the current minute's counter (the previous follows).
     velocity: [Option<usize>; 4],
@@ -379,9 +374,6 @@ impl Plan {
             key: EPOCH_KEY.into(),
             value: now_ms.to_be_bytes().to_vec(),
             ttl: EPOCH_TTL,
-        });
-        self.ops.push(Op::Get {
-            key: CONTINUED_KEY.into(),
         });
     }
 
@@ -541,18 +533,6 @@ impl Plan {
             Reply::Value(None) => now_ms,
             other => return Err(unexpected(other)),
         };
-        let issued_before_epoch = keys.clearance_issued_ms.is_some_and(|t| t < epoch_ms);
-        let continued = match &replies[self.epoch + 2] {
-            Reply::Value(marker) => marker.is_some(),
-            other => return Err(unexpected(other)),
-        };
-        if issued_before_epoch && !continued {
-            writes.push(Op::PutIfAbsent {
-                key: CONTINUED_KEY.into(),
-                value: Vec::new(),
-                ttl: EPOCH_TTL,
-            });
-        }
         let sliding = |at: usize| -> StateResult<u64> {
             let current = count(&replies[at])?;
             let previous = count(&replies[at + 1])?;
@@ -631,17 +611,17 @@ impl Plan {
         // - a never-seen account on a device already seen (an account
         //   switch): nothing else looks like it, whenever it comes;
         // - a first sighting in a session that began after the state's
-        //   history did. It is counted once the state can tell new from
-        //   unseen: it has watched long enough for the launch of every
-        //   client to be over, or it took over a deployment already
-        //   serving. A session from before the state's history is unseen.
+        //   history did, counted once the state has watched long enough
+        //   for the first calls of every client (a start, a restart whose
+        //   stale signatures send every client to the check again) to be
+        //   over. A session from before the state's history is unseen.
         // Every first sighting of a new session weighs where the route is
         // flooded, counted or not.
         let proven = keys.proven_device && keys.count;
         let switch = proven && device_known && sighted[1];
         let new_session = keys.clearance_issued_ms.is_some_and(|t| t >= epoch_ms);
         let watched = Duration::from_millis(now_ms.saturating_sub(epoch_ms));
-        let ready = watched >= keys.route_history || continued || issued_before_epoch;
+        let ready = watched >= keys.route_history;
         // A device's first call in a session begun under the state's watch
         // (its account, if new too, comes with it); a never-seen account
         // on a device already seen is a switch.
@@ -1027,18 +1007,18 @@ mod tests {
                 .await
                 .expect("ok");
             assert!(f.new_on_route);
-            // Per minute, from a 20 s window.
-            assert_eq!(f.route_new_identities, 3 * (i + 1));
+            // Per minute, from a 10 s window.
+            assert_eq!(f.route_new_identities, 6 * (i + 1));
         }
         // A known pair is not new; an unproven device adds nothing.
         let f = gather(&state, &keys("bot", "fresh0"), at(later))
             .await
             .expect("ok");
         assert!(!f.new_on_route);
-        assert_eq!(f.route_new_identities, 9);
-        // The route's own requests in the window: the four of the bot, and
-        // half of the launch's five in the previous window.
-        assert_eq!(f.route_requests, 3 * (4 + 2));
+        assert_eq!(f.route_new_identities, 18);
+        // The route's own requests in the window: the four of the bot (the
+        // launch's are two windows back).
+        assert_eq!(f.route_requests, 6 * 4);
         let f = gather(
             &state,
             &FeatureKeys {
@@ -1050,13 +1030,13 @@ mod tests {
         .await
         .expect("ok");
         assert!(!f.new_on_route);
-        assert_eq!(f.route_requests, 3 * (4 + 2), "nor does it dilute the wave");
+        assert_eq!(f.route_requests, 6 * 4, "nor does it dilute the wave");
         let other = FeatureKeys {
             path: "GET /api/feed",
             ..keys("bot", "fresh9")
         };
         let f = gather(&state, &other, at(later)).await.expect("ok");
-        assert_eq!(f.route_new_identities, 3, "counted per path");
+        assert_eq!(f.route_new_identities, 6, "counted per path");
         // A session from before the store's history is unseen, not new.
         let old_session = FeatureKeys {
             clearance_issued_ms: Some(T0 - 1),
@@ -1077,7 +1057,7 @@ mod tests {
                 .await
                 .expect("ok");
             assert!(f.new_on_route);
-            assert_eq!(f.route_new_identities, 3 * i, "per minute over 20 s");
+            assert_eq!(f.route_new_identities, 6 * i, "per minute over 10 s");
         }
         // Back to a known account: no switch.
         let f = gather(&state, &keys("farm-phone", "a1"), at(T0 + 200))
@@ -1098,31 +1078,7 @@ mod tests {
             .await
             .expect("ok");
         assert!(!f.new_on_route, "most of the phone's calls were mum's");
-        assert_eq!(f.route_new_identities, 3, "the switch is counted");
-    }
-
-    #[tokio::test]
-    async fn after_a_restart_new_sessions_count_at_once() {
-        let state = store();
-        // The first request after the restart shows a session from before it.
-        let old_session = FeatureKeys {
-            clearance_issued_ms: Some(T0 - 60_000),
-            ..keys("old", "old")
-        };
-        let f = gather(&state, &old_session, at(T0)).await.expect("ok");
-        assert!(!f.new_on_route, "unseen, not new");
-        // A second later a session that began after the restart is new:
-        // the state took over a running deployment, there is no launch burst.
-        let bot = FeatureKeys {
-            clearance_issued_ms: Some(T0 + 500),
-            ..keys("bot", "fresh")
-        };
-        let f = gather(&state, &bot, at(T0 + 1_000)).await.expect("ok");
-        assert!(f.new_on_route);
-        // Without that evidence, a store that has just begun waits.
-        let cold = store();
-        let f = gather(&cold, &bot, at(T0 + 1_000)).await.expect("ok");
-        assert!(!f.new_on_route);
+        assert_eq!(f.route_new_identities, 6, "the switch is counted");
     }
 
     #[tokio::test]

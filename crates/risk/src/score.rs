@@ -1259,7 +1259,7 @@ mod tests {
         };
         let a = engine().assess(&flood);
         assert_eq!(a.reasons[0].name, "route_new_identities");
-        assert_eq!(a.reasons[0].points, 75, "600 > 4 x 120: three steps");
+        assert_eq!(a.reasons[0].points, 90, "600 > 4 x 120: three steps");
         // As many new ids on a busy route are a few new users among many.
         let busy = RiskInput {
             route_requests: 6_000,
