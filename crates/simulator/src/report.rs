@@ -545,6 +545,32 @@ mod tests {
         // 8 answered, 2 passed below rank 3 (rank 1 and unranked).
         assert_eq!(p.stopped_or_high_share(), Some(6.0 / 8.0));
         assert_eq!(p.reasons["ip_datacenter"], 3);
+        // Of the abusive requests that passed, only the one at rank 1 is a miss.
+        assert_eq!(p.missed_reasons["ip_datacenter"], 1);
+    }
+
+    #[test]
+    fn misses_are_low_ranks_of_abusers_and_high_ranks_of_the_others() {
+        let bands = Bands::default();
+        let quiet = Verdict::Passed {
+            status: 200,
+            rank: Some(0),
+            device_rank: Some(0),
+            reasons: Vec::new(),
+        };
+        let mut bot = PopulationReport::new("coupon_bot", true);
+        bot.record(&quiet, bands);
+        bot.record(&passed(Some(3)), bands);
+        assert_eq!(bot.missed_reasons.len(), 1);
+        assert_eq!(bot.missed_reasons["(none)"], 1);
+        let mut phones = PopulationReport::new("ordinary", false);
+        phones.record(&quiet, bands);
+        phones.record(&passed(Some(3)), bands);
+        assert_eq!(phones.missed_reasons.len(), 1);
+        assert_eq!(phones.missed_reasons["ip_datacenter"], 1);
+        phones.check_refused("rate_limited");
+        assert_eq!(phones.codes["check:rate_limited"], 1);
+        assert_eq!(phones.clearances.refused, 1);
     }
 
     #[test]
