@@ -40,11 +40,12 @@ pub const DEFAULT_FACTOR_WEIGHTS: &[(&str, i32)] = &[
     ("networks_per_device_1h", 30),
     ("accounts_per_device_session", 60),
     ("devices_per_account_session", 20),
-    ("route_new_identities", 25),
+    ("route_new_identities", 30),
     ("fingerprint_devices", 20),
     ("challenge_passed", -10),
     ("challenge_failed", 30),
     ("challenge_expired", 10),
+    ("device_unproven", 10),
     ("class_trusted", -40),
 ];
 
@@ -167,6 +168,9 @@ pub struct RiskLimits {
     /// route (method and path, numbers folded) per minute: a wave of new
     /// accounts claiming a coupon.
     pub route_new_identities_per_minute: u32,
+    /// ... when they are at least this share (percent) of the route's
+    /// requests in the same window: the route's own traffic is its baseline.
+    pub route_new_share_percent: u32,
     /// Device ids that presented one environment fingerprint at the
     /// check within about 10 minutes.
     pub fingerprint_devices: u32,
@@ -191,7 +195,8 @@ impl Default for RiskLimits {
             networks_per_device_1h: 4,
             accounts_per_device_session: 2,
             devices_per_account_session: 3,
-            route_new_identities_per_minute: 60,
+            route_new_identities_per_minute: 120,
+            route_new_share_percent: 50,
             fingerprint_devices: 100,
             challenge_fresh_s: 1800,
         }
@@ -316,6 +321,11 @@ pub fn validate_risk(risk: &RiskConfig) -> Vec<(String, String)> {
         risk.new_entity_minutes > 0,
         "risk.new_entity_minutes".into(),
         "must be at least 1".into(),
+    );
+    check(
+        risk.limits.route_new_share_percent <= 100,
+        "risk.limits.route_new_share_percent".into(),
+        "must be a percentage (0-100)".into(),
     );
     let files = [
         ("datacenter_files", &risk.ip_types.datacenter_files),

@@ -3,7 +3,8 @@
 //! risk headers for the origin.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use http::HeaderMap;
@@ -12,7 +13,7 @@ use portcullis_risk::{
     AsSignal, ChallengeState as RiskChallenge, DeviceFacts, FeatureKeys, Features, HeaderFacts,
     IpType, RiskEngine, RiskHeaders, RiskInput, Windows,
 };
-use portcullis_state::StateStore;
+use portcullis_state::{Op, StateStore};
 
 use crate::context::{ChallengeState, RequestContext, RiskHeaderList, RiskVerdict, Signal};
 use crate::edge::ipset::IpSet;
@@ -128,16 +129,28 @@ fn verdict(a: &portcullis_risk::RiskAssessment<'_>) -> RiskVerdict {
     }
 }
 
-/// Gathers the request's features, ranks it and prepares the risk headers.
-/// A state outage costs the features, not the request. `session` is a
-/// clearance's lifetime (the window of the per-session id sets).
+/// What the policy of a core URL says about assessing one of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Assessing<'a> {
+    /// The policy's name: its requests are counted together.
+    pub route: &'a str,
+    /// A clearance's lifetime (the window of the per-session id sets).
+    pub session: Duration,
+    /// Reasons are written in the headers.
+    pub debug: bool,
+    /// The policy checks clearances, and the request names a device in the
+    /// SDK's header: without a clearance, that is the SDK's id without its proof.
+    pub sdk_device: bool,
+}
+
+/// Gathers the request's features (one batch; the writes that follow from
+/// it are applied off the request's path), ranks it and prepares the risk
+/// headers. A state outage costs the features, not the request.
 pub async fn assess(
     risk: &Risk,
-    state: &dyn StateStore,
+    state: &Arc<dyn StateStore>,
     ctx: &RequestContext,
-    route: &str,
-    session: std::time::Duration,
-    debug: bool,
+    how: Assessing<'_>,
     parts: &http::request::Parts,
 ) -> (RiskVerdict, RiskHeaderList) {
     let now = SystemTime::now();
@@ -147,7 +160,7 @@ pub async fn assess(
         ip: ctx.client_ip,
         device: ctx.device.as_deref(),
         account: ctx.account.as_deref(),
-        route,
+        route: how.route,
         path: &path,
         cid: cid.as_deref(),
         // The clearance was verified against this device id.
@@ -155,12 +168,15 @@ pub async fn assess(
         // A refused request (replayed, forged) says nothing about the
         // identities it names; counting it would raise the victim's risk.
         count: !ctx.is_stopped(),
-        session,
+        session: how.session,
         route_history: risk.engine.route_history(),
         clearance_issued_ms: ctx.clearance.as_ref().map(|c| c.issued_ms),
     };
-    let features = match portcullis_risk::gather(state, &keys, now).await {
-        Ok(features) => features,
+    let features = match portcullis_risk::gather(state.as_ref(), &keys, now).await {
+        Ok(gathered) => {
+            apply_later(state, gathered.writes);
+            gathered.features
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot gather risk features");
             Features::default()
@@ -188,9 +204,12 @@ pub async fn assess(
         } else {
             0
         },
+        route_requests: features.route_requests,
         fingerprint_devices: features.env.fingerprint_devices,
         new_device: ctx.device.is_some() && features.new_device(window, history),
         new_account: ctx.account.is_some() && features.new_account(window, history),
+        established: features.device_established,
+        device_unproven: how.sdk_device && ctx.clearance.is_none(),
         challenge: match challenge_state(ctx) {
             RiskChallenge::None if features.device_denied => RiskChallenge::Failed,
             state => state,
@@ -212,11 +231,26 @@ pub async fn assess(
         request_id: &ctx.request_id,
         method: parts.method.as_str(),
         target,
-        debug,
+        debug: how.debug,
         now,
     };
     let headers = risk.headers.build(&assessment, &facts);
     (verdict(&assessment), headers)
+}
+
+/// Applies the writes that follow from a request's features (rare: a new
+/// id counted on its route, a first-seen marker refreshed) in a task of
+/// their own, so that the request waits for one round trip only.
+fn apply_later(state: &Arc<dyn StateStore>, writes: Vec<Op>) {
+    if writes.is_empty() {
+        return;
+    }
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        if let Err(e) = state.batch(&writes).await {
+            tracing::warn!(error = %e, "cannot record risk features");
+        }
+    });
 }
 
 /// Removes client copies of every risk header, then writes the gateway's.
@@ -224,5 +258,81 @@ pub fn write_headers(risk: &Risk, list: &RiskHeaderList, headers: &mut HeaderMap
     risk.headers.strip(headers);
     for (name, value) in list {
         headers.insert(name.clone(), value.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_state::{MemoryStore, MemoryStoreOptions};
+
+    use super::*;
+    use crate::context::Demand;
+
+    fn assessing() -> Assessing<'static> {
+        Assessing {
+            route: "api",
+            session: Duration::from_secs(3600),
+            debug: true,
+            sdk_device: false,
+        }
+    }
+
+    fn request(account: &str, refused: bool) -> RequestContext {
+        let ip = "27.10.1.5".parse().expect("ip");
+        let mut ctx = RequestContext::new("rid".into(), ip, ip);
+        ctx.account = Some(account.into());
+        if refused {
+            let demand = Demand::Refuse {
+                status: 403,
+                code: "signature_replayed",
+            };
+            ctx.add("signature_replayed", "nonce", demand);
+        }
+        ctx
+    }
+
+    /// The reasons of the victim's own next request after `replays`
+    /// requests naming its account, refused or not.
+    async fn victim_reasons_after(replays_refused: bool) -> Vec<String> {
+        let mut config = RiskConfig::default();
+        config.limits.account_per_minute = 3;
+        let risk = Risk::new(&config, &mut Vec::new()).expect("risk");
+        let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
+        let (parts, ()) = http::Request::post("/api/claim")
+            .body(())
+            .expect("request")
+            .into_parts();
+        for _ in 0..10 {
+            let ctx = request("victim", replays_refused);
+            assess(&risk, &state, &ctx, assessing(), &parts).await;
+        }
+        let (verdict, _) = assess(
+            &risk,
+            &state,
+            &request("victim", false),
+            assessing(),
+            &parts,
+        )
+        .await;
+        verdict.reasons
+    }
+
+    #[tokio::test]
+    async fn refused_requests_never_count_in_the_velocity_of_the_account_they_name() {
+        let after_refused = victim_reasons_after(true).await;
+        assert!(
+            !after_refused
+                .iter()
+                .any(|r| r.starts_with("velocity_account")),
+            "{after_refused:?}"
+        );
+        // The same requests, not refused, do count.
+        let after_served = victim_reasons_after(false).await;
+        assert!(
+            after_served
+                .iter()
+                .any(|r| r.starts_with("velocity_account")),
+            "{after_served:?}"
+        );
     }
 }

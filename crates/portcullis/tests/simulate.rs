@@ -76,10 +76,7 @@ fn short_simulation_meets_every_population_goal() {
         let flagged = p.stopped_or_high_share().unwrap_or(0.0);
         let floor = known_gap(&p.name);
         match floor {
-            // Below the 95 %: what the gateway cannot yet see in a
-            // short run with a restart (the first two accounts of a
-            // takeover device, a rotating bot before its route has
-            // history, an emulator whose refusal the restart forgot).
+            // Below the 95 %: see `known_gap`.
             Some(floor) => assert!(flagged >= floor, "{}: {flagged}\n{stdout}", p.name),
             None => assert_eq!(
                 p.meets_goal(),
@@ -91,13 +88,19 @@ fn short_simulation_meets_every_population_goal() {
     }
 }
 
+/// Floors of the abusive populations that a 40 s run at this scale cannot
+/// bring to 95 %, measured at about 10 points above each (2-core machine,
+/// under load), with the reason.
 fn known_gap(population: &str) -> Option<f64> {
     match population {
-        // Half of this 40 s run lies within 10 s of a (re)start, when the
-        // route has no history yet (`risk.route_history_s`).
-        "coupon_bot" => Some(0.35),
-        "account_takeover" | "device_farm" => Some(0.6),
-        "emulator" => Some(0.4),
+        // One bot: the wave of new ids on the coupon route needs about 3 s
+        // after each (re)start to reach rank 3 (measured 88 %).
+        "coupon_bot" => Some(0.75),
+        // A device's first two accounts are a family's allowance, and the
+        // restart with in-memory state forgets them: two misses per epoch
+        // out of a dozen accounts (measured 69 %, device farm 82 %).
+        "account_takeover" => Some(0.6),
+        "device_farm" => Some(0.7),
         _ => None,
     }
 }

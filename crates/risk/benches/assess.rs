@@ -86,6 +86,7 @@ fn phone(platform: &'static str) -> RiskInput<'static> {
             d30: 2,
         },
         challenge: ChallengeState::Passed { age_s: 300 },
+        established: true,
         ..RiskInput::default()
     }
 }
@@ -130,9 +131,24 @@ fn mix() -> Vec<RiskInput<'static>> {
         signals: UNSIGNED,
         ..phone("ios")
     };
+    let rotating = RiskInput {
+        route_new_identities: 900,
+        route_requests: 1_100,
+        accounts_per_device_session: 3,
+        established: false,
+        ..phone("android")
+    };
+    let unproven = RiskInput {
+        device_unproven: true,
+        signals: UNSIGNED,
+        challenge: ChallengeState::None,
+        ..phone("android")
+    };
     vec![
         phone("ios"),
         phone("android"),
+        rotating,
+        unproven,
         phone("ios"),
         phone("ohos"),
         phone("android"),

@@ -1,8 +1,10 @@
 //! Request features kept in the shared state: velocity per minute, accounts
 //! per device and devices per account over a day, a week and a month, and
 //! when a device or account was first seen. One [`StateStore::batch`] per
-//! request (a second, rare one refreshes first-seen markers), so a network
-//! backend pays one round trip.
+//! request, so a network backend pays one round trip; the rare writes that
+//! depend on its replies (a first sighting counted on its route, a
+//! first-seen marker refreshed) are handed back in [`Gathered::writes`] for
+//! the caller to apply off the request's path.
 //!
 //! Windows are approximations a fixed-size store can afford:
 //!
@@ -16,6 +18,8 @@
 //!   Sets are capped by the store (1024 members in memory), so counts saturate.
 //! - First seen: a marker written once and kept 30 days after the id was
 //!   last refreshed (at most once a day); an id unseen for 30 days is new again.
+//! - New ids per route: counters per 10 s, the previous one weighted like
+//!   the velocity's, beside the route's own request count in the same window.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -73,9 +77,16 @@ pub struct Features {
     /// Distinct proven devices on this address within about 10 minutes
     /// (a request without one counts as one): NAT, not a crowd of scripts.
     pub devices_on_ip: u32,
-    /// New ids on this request's path in the last minute (this one included).
+    /// New ids on this request's path, per minute, estimated over the
+    /// last [`ROUTE_WINDOW_MS`] (this one included)...
     pub route_new_identities: u32,
-    /// This request brought a new id to its path.
+    /// ... and the path's requests with a proven device per minute over the
+    /// same window: the route's own traffic, against which the new ids are
+    /// weighed.
+    pub route_requests: u32,
+    /// This request brings a new id to its path: a never-seen account on
+    /// a known device, or a first sighting in a session that began under
+    /// the state's watch. It weighs where the path is flooded with them.
     pub new_on_route: bool,
     /// Since the device was first seen; `None` without a device id.
     pub device_age: Option<Duration>,
@@ -89,6 +100,19 @@ pub struct Features {
     /// The device was refused at the check (it matters for calls made
     /// without a clearance).
     pub device_denied: bool,
+    /// The device was seen before its clearance was issued: it has a
+    /// history of its own, beyond the session that just began.
+    pub device_established: bool,
+}
+
+/// The features of a request, and the writes that follow from them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gathered {
+    pub features: Features,
+    /// Writes decided from the replies (a new id counted on its route, a
+    /// first-seen marker refreshed): the caller
+    /// applies them with one more batch, off the request's path.
+    pub writes: Vec<Op>,
 }
 
 impl Features {
@@ -165,8 +189,12 @@ const FIRST_SEEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 const FIRST_SEEN_REFRESH_MS: u64 = DAY_MS;
 /// The devices-per-address window.
 const IP_DEVICES_MS: u64 = 10 * MINUTE_MS;
+/// The window over which new ids per route are counted: short, so that a
+/// wave shows within seconds of its start.
+pub const ROUTE_WINDOW_MS: u64 = 10_000;
 /// Where the state records when its history began; kept as long as any id.
 const EPOCH_KEY: &str = "rk:epoch";
+
 const EPOCH_TTL: Duration = Duration::from_secs(400 * 86_400);
 /// The state key marking a device refused at the check.
 pub fn denied_key(device: &str) -> String {
@@ -178,12 +206,12 @@ const ANONYMOUS: &str = "~";
 /// Ids longer than this are replaced by a hash in keys and set members.
 pub const MAX_ID_BYTES: usize = 64;
 
-/// Reads and updates the features of one request.
+/// Reads and updates the features of one request in one batch.
 pub async fn gather(
     state: &dyn StateStore,
     keys: &FeatureKeys<'_>,
     now: SystemTime,
-) -> StateResult<Features> {
+) -> StateResult<Gathered> {
     let now_ms = unix_ms(now);
     let ids = Ids::new(keys);
     let mut plan = Plan::default();
@@ -193,7 +221,7 @@ pub async fn gather(
     plan.distinct(now_ms, &ids, keys);
     plan.per_session(now_ms, &ids, keys);
     plan.network(now_ms, &ids, keys);
-    plan.route(now_ms, &ids);
+    plan.route(now_ms, &ids, keys);
     plan.env(keys);
     let replies = state.batch(&plan.ops).await?;
     if replies.len() != plan.ops.len() {
@@ -203,13 +231,15 @@ pub async fn gather(
             replies.len()
         )));
     }
-    let mut features = Features::default();
-    let mut refresh = Vec::new();
-    plan.read(&replies, now_ms, keys, &mut features, &mut refresh)?;
-    if !refresh.is_empty() {
-        state.batch(&refresh).await?;
-    }
-    Ok(features)
+    let mut gathered = Gathered::default();
+    plan.read(
+        &replies,
+        now_ms,
+        keys,
+        &mut gathered.features,
+        &mut gathered.writes,
+    )?;
+    Ok(gathered)
 }
 
 fn unix_ms(now: SystemTime) -> u64 {
@@ -324,9 +354,12 @@ struct Plan {
     session: [Option<usize>; 2],
     networks: Option<usize>,
     ip_devices: usize,
-    /// The path's new-id counter: index of the current minute's (the
-    /// previous follows), and its key.
+    /// The path's counters: index of the current window's new ids (the
+    /// previous window's, then the current and previous request counts
+    /// follow), and the current new-id counter's key.
     route: (usize, String),
+    /// Milliseconds into the current route window.
+    route_elapsed_ms: u64,
     env: Option<usize>,
     denied: Option<usize>,
 }
@@ -448,20 +481,26 @@ impl Plan {
             .extend(window_adds("dpi", IP_DEVICES_MS, now_ms, &ids.ip, member));
     }
 
-    fn route(&mut self, now_ms: u64, ids: &Ids) {
-        let minute = now_ms / MINUTE_MS;
-        let key = format!("rk:rn:{minute}:{}", ids.path);
-        self.route = (self.ops.len(), key.clone());
-        self.ops.push(Op::Incr {
-            key,
-            delta: 0,
-            ttl: COUNTER_TTL,
-        });
-        self.ops.push(Op::Incr {
-            key: format!("rk:rn:{}:{}", minute.saturating_sub(1), ids.path),
-            delta: 0,
-            ttl: COUNTER_TTL,
-        });
+    fn route(&mut self, now_ms: u64, ids: &Ids, keys: &FeatureKeys<'_>) {
+        let window = now_ms / ROUTE_WINDOW_MS;
+        self.route_elapsed_ms = now_ms % ROUTE_WINDOW_MS;
+        let key = |kind: &str, window: u64| format!("rk:{kind}:{window}:{}", ids.path);
+        self.route = (self.ops.len(), key("rn", window));
+        // Only requests that could bring a new id make the route's traffic:
+        // calls without a proven device cannot dilute a wave.
+        let counted = i64::from(keys.count && keys.proven_device);
+        for (kind, window, delta) in [
+            ("rn", window, 0),
+            ("rn", window.saturating_sub(1), 0),
+            ("rq", window, counted),
+            ("rq", window.saturating_sub(1), 0),
+        ] {
+            self.ops.push(Op::Incr {
+                key: key(kind, window),
+                delta,
+                ttl: Duration::from_millis(2 * ROUTE_WINDOW_MS),
+            });
+        }
     }
 
     fn env(&mut self, keys: &FeatureKeys<'_>) {
@@ -485,7 +524,7 @@ impl Plan {
         now_ms: u64,
         keys: &FeatureKeys<'_>,
         features: &mut Features,
-        refresh: &mut Vec<Op>,
+        writes: &mut Vec<Op>,
     ) -> StateResult<()> {
         let epoch_ms = match &replies[self.epoch] {
             Reply::Value(Some(v)) => <[u8; 8]>::try_from(v.as_slice())
@@ -512,22 +551,28 @@ impl Plan {
             account: velocity[2],
             route: velocity[3],
         };
-        let mut first_sighting = false;
+        // Per device, then account: this request is its first sighting.
+        let mut sighted = [false; 2];
+        let mut device_known = false;
         for (slot, entry) in self.first_seen.iter().enumerate() {
             let Some((at, key, create)) = entry else {
                 continue;
             };
-            let seen = first_seen_at(&replies[*at], key, now_ms, *create, refresh)?;
+            let seen = first_seen_at(&replies[*at], key, now_ms, *create, writes)?;
+            sighted[slot] = seen.is_none() && *create;
             let (age, history) = match seen {
                 Some(first_ms) => (
                     now_ms.saturating_sub(first_ms),
                     first_ms.saturating_sub(epoch_ms),
                 ),
-                None => {
-                    first_sighting |= *create;
-                    (0, now_ms.saturating_sub(epoch_ms))
-                }
+                None => (0, now_ms.saturating_sub(epoch_ms)),
             };
+            if slot == 0 {
+                device_known = seen.is_some();
+                features.device_established = seen
+                    .zip(keys.clearance_issued_ms)
+                    .is_some_and(|(first_ms, issued_ms)| first_ms < issued_ms);
+            }
             let (age, history) = (Duration::from_millis(age), Duration::from_millis(history));
             if slot == 0 {
                 features.device_age = Some(age);
@@ -562,24 +607,51 @@ impl Plan {
             features.networks_per_device = set_len(&replies[at])?;
         }
         features.devices_on_ip = set_len(&replies[self.ip_devices])?;
-        // A first sighting under a proven device is a new id on the route,
-        // once the state has watched long enough to tell new from unseen.
+        // New ids on a route, of two kinds:
+        // - a never-seen account on a device already seen (an account
+        //   switch): nothing else looks like it, whenever it comes;
+        // - a first sighting in a session that began after the state's
+        //   history did, counted once the state has watched long enough
+        //   for the first calls of every client (a start, a restart whose
+        //   stale signatures send every client to the check again) to be
+        //   over. A session from before the state's history is unseen.
+        // Every first sighting of a new session weighs where the route is
+        // flooded, counted or not.
+        let proven = keys.proven_device && keys.count;
+        let switch = proven && device_known && sighted[1];
+        let new_session = keys.clearance_issued_ms.is_some_and(|t| t >= epoch_ms);
         let watched = Duration::from_millis(now_ms.saturating_sub(epoch_ms));
-        features.new_on_route = first_sighting
-            && keys.proven_device
-            && watched >= keys.route_history
-            && keys.clearance_issued_ms.is_some_and(|t| t >= epoch_ms);
+        let ready = watched >= keys.route_history;
+        // A device's first call in a session begun under the state's watch
+        // (its account, if new too, comes with it); a never-seen account
+        // on a device already seen is a switch.
+        let first_sighting = proven && new_session && sighted[0];
+        // A switch weighs where the device's calls mostly bring never-seen
+        // accounts (rotation), not where a family member joins a phone
+        // that has been in use for a while.
+        let rotating = 2 * features.accounts_per_device_session > features.velocity.device;
+        features.new_on_route = (switch && rotating) || first_sighting;
+        let counted = switch || (first_sighting && ready);
         let (at, key) = &self.route;
-        let mut on_route = sliding(*at)?;
-        if features.new_on_route {
-            on_route += 1;
-            refresh.push(Op::Incr {
+        let window_sliding = |at: usize| -> StateResult<u64> {
+            let current = count(&replies[at])?;
+            let previous = count(&replies[at + 1])?;
+            let remaining = ROUTE_WINDOW_MS - self.route_elapsed_ms;
+            Ok(current + previous * remaining / ROUTE_WINDOW_MS)
+        };
+        let mut new_ids = window_sliding(*at)?;
+        if counted {
+            new_ids += 1;
+            writes.push(Op::Incr {
                 key: key.clone(),
                 delta: 1,
-                ttl: COUNTER_TTL,
+                ttl: Duration::from_millis(2 * ROUTE_WINDOW_MS),
             });
         }
-        features.route_new_identities = u32::try_from(on_route).unwrap_or(u32::MAX);
+        let per_minute =
+            |n: u64| u32::try_from(n * MINUTE_MS / ROUTE_WINDOW_MS).unwrap_or(u32::MAX);
+        features.route_new_identities = per_minute(new_ids);
+        features.route_requests = per_minute(window_sliding(*at + 2)?);
         if let Some(at) = self.denied {
             features.device_denied = matches!(&replies[at], Reply::Value(Some(_)));
         }
@@ -669,6 +741,17 @@ mod tests {
 
     fn at(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// Gathers, then applies the writes as the gateway does after the request.
+    async fn gather(
+        state: &MemoryStore,
+        keys: &FeatureKeys<'_>,
+        now: SystemTime,
+    ) -> StateResult<Features> {
+        let gathered = super::gather(state, keys, now).await?;
+        state.batch(&gathered.writes).await?;
+        Ok(gathered.features)
     }
 
     /// A time at the start of a day, so of a minute and of a half-day bucket.
@@ -909,12 +992,14 @@ mod tests {
     #[tokio::test]
     async fn new_ids_on_a_route_count_once_the_history_covers_them() {
         let state = store();
-        // The launch burst right after the store began: not new, unseen.
+        // The launch burst right after the store began: first sightings,
+        // but not counted as a wave of new ids.
         for i in 0..5 {
             let f = gather(&state, &keys(&format!("d{i}"), &format!("a{i}")), at(T0))
                 .await
                 .expect("ok");
-            assert!(!f.new_on_route);
+            assert!(f.new_on_route);
+            assert_eq!(f.route_new_identities, 0);
         }
         let later = T0 + 30_000;
         for i in 0..3 {
@@ -922,14 +1007,18 @@ mod tests {
                 .await
                 .expect("ok");
             assert!(f.new_on_route);
-            assert_eq!(f.route_new_identities, i + 1);
+            // Per minute, from a 10 s window.
+            assert_eq!(f.route_new_identities, 6 * (i + 1));
         }
         // A known pair is not new; an unproven device adds nothing.
         let f = gather(&state, &keys("bot", "fresh0"), at(later))
             .await
             .expect("ok");
         assert!(!f.new_on_route);
-        assert_eq!(f.route_new_identities, 3);
+        assert_eq!(f.route_new_identities, 18);
+        // The route's own requests in the window: the four of the bot (the
+        // launch's are two windows back).
+        assert_eq!(f.route_requests, 6 * 4);
         let f = gather(
             &state,
             &FeatureKeys {
@@ -941,12 +1030,13 @@ mod tests {
         .await
         .expect("ok");
         assert!(!f.new_on_route);
+        assert_eq!(f.route_requests, 6 * 4, "nor does it dilute the wave");
         let other = FeatureKeys {
             path: "GET /api/feed",
             ..keys("bot", "fresh9")
         };
         let f = gather(&state, &other, at(later)).await.expect("ok");
-        assert_eq!(f.route_new_identities, 1, "counted per path");
+        assert_eq!(f.route_new_identities, 6, "counted per path");
         // A session from before the store's history is unseen, not new.
         let old_session = FeatureKeys {
             clearance_issued_ms: Some(T0 - 1),
@@ -954,6 +1044,60 @@ mod tests {
         };
         let f = gather(&state, &old_session, at(later)).await.expect("ok");
         assert!(!f.new_on_route);
+    }
+
+    #[tokio::test]
+    async fn never_seen_accounts_on_known_devices_count_from_the_start() {
+        let state = store();
+        gather(&state, &keys("farm-phone", "a0"), at(T0))
+            .await
+            .expect("ok");
+        for i in 1..=4 {
+            let f = gather(&state, &keys("farm-phone", &format!("a{i}")), at(T0 + 100))
+                .await
+                .expect("ok");
+            assert!(f.new_on_route);
+            assert_eq!(f.route_new_identities, 6 * i, "per minute over 10 s");
+        }
+        // Back to a known account: no switch.
+        let f = gather(&state, &keys("farm-phone", "a1"), at(T0 + 200))
+            .await
+            .expect("ok");
+        assert!(!f.new_on_route);
+    }
+
+    #[tokio::test]
+    async fn a_second_account_on_a_phone_in_use_is_counted_but_not_weighed() {
+        let state = store();
+        for _ in 0..6 {
+            gather(&state, &keys("family-phone", "mum"), at(T0))
+                .await
+                .expect("ok");
+        }
+        let f = gather(&state, &keys("family-phone", "kid"), at(T0 + 100))
+            .await
+            .expect("ok");
+        assert!(!f.new_on_route, "most of the phone's calls were mum's");
+        assert_eq!(f.route_new_identities, 6, "the switch is counted");
+    }
+
+    #[tokio::test]
+    async fn a_device_seen_before_its_clearance_is_established() {
+        let state = store();
+        let first = FeatureKeys {
+            clearance_issued_ms: Some(T0 - 1_000),
+            ..keys("phone", "a")
+        };
+        let f = gather(&state, &first, at(T0)).await.expect("ok");
+        assert!(!f.device_established, "first seen under this clearance");
+        let relaunch = FeatureKeys {
+            clearance_issued_ms: Some(T0 + 60_000),
+            ..keys("phone", "a")
+        };
+        let f = gather(&state, &relaunch, at(T0 + 61_000))
+            .await
+            .expect("ok");
+        assert!(f.device_established);
     }
 
     #[tokio::test]

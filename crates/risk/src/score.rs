@@ -195,14 +195,23 @@ pub struct RiskInput<'a, S = SignalRef<'a>> {
     /// Devices behind the client address (NAT): the address's velocity
     /// limit is per device.
     pub devices_on_ip: u32,
-    /// New ids on the request's route in the last minute, when this request
-    /// brings one of them (0 otherwise).
+    /// New ids on the request's route per minute, when this request brings
+    /// one of them (0 otherwise)...
     pub route_new_identities: u32,
+    /// ... and the route's requests per minute over the same window: a wave
+    /// of new ids weighs where they are a large share of the route's traffic.
+    pub route_requests: u32,
     /// Device ids behind the clearance's environment fingerprint at issue.
     pub fingerprint_devices: u32,
     /// First seen less than `new_entity_minutes` ago, after enough history.
     pub new_device: bool,
     pub new_account: bool,
+    /// The device was seen before its clearance was issued: a passed
+    /// challenge lowers the risk only of an identity with a history.
+    pub established: bool,
+    /// The request names a device id (the SDK's header) but proves no
+    /// clearance on a route that checks them: the SDK's id without its proof.
+    pub device_unproven: bool,
     pub challenge: ChallengeState,
     /// The layer-1 traffic class (`normal`, `trusted`, `crawler`, ...).
     pub traffic_class: &'a str,
@@ -222,9 +231,12 @@ impl<S> Default for RiskInput<'_, S> {
             networks_per_device: 0,
             devices_on_ip: 0,
             route_new_identities: 0,
+            route_requests: 0,
             fingerprint_devices: 0,
             new_device: false,
             new_account: false,
+            established: false,
+            device_unproven: false,
             challenge: ChallengeState::default(),
             traffic_class: "normal",
         }
@@ -266,11 +278,12 @@ pub enum Factor {
     ChallengePassed,
     ChallengeFailed,
     ChallengeExpired,
+    DeviceUnproven,
     ClassTrusted,
 }
 
 impl Factor {
-    pub const ALL: [Factor; 33] = [
+    pub const ALL: [Factor; 34] = [
         Factor::IpDatacenter,
         Factor::IpProxy,
         Factor::IpTor,
@@ -303,6 +316,7 @@ impl Factor {
         Factor::ChallengePassed,
         Factor::ChallengeFailed,
         Factor::ChallengeExpired,
+        Factor::DeviceUnproven,
         Factor::ClassTrusted,
     ];
 
@@ -340,6 +354,7 @@ impl Factor {
             Factor::ChallengePassed => "challenge_passed",
             Factor::ChallengeFailed => "challenge_failed",
             Factor::ChallengeExpired => "challenge_expired",
+            Factor::DeviceUnproven => "device_unproven",
             Factor::ClassTrusted => "class_trusted",
         }
     }
@@ -392,6 +407,7 @@ impl Factor {
                 | Factor::FingerprintDevices
                 | Factor::ChallengeFailed
                 | Factor::ChallengeExpired
+                | Factor::DeviceUnproven
         )
     }
 }
@@ -720,17 +736,25 @@ impl RiskEngine {
                 l.networks_per_device_1h,
             ),
             (
-                Factor::RouteNewIdentities,
-                input.route_new_identities,
-                l.route_new_identities_per_minute,
-            ),
-            (
                 Factor::FingerprintDevices,
                 input.fingerprint_devices,
                 l.fingerprint_devices,
             ),
         ] {
             self.graded(tally, factor, value, limit);
+        }
+        // New ids count where they are a large share of the route's own
+        // traffic: a coupon route flooded by never-seen accounts, not a
+        // busy route that a few new users join.
+        let share_ok = u64::from(input.route_new_identities) * 100
+            >= u64::from(l.route_new_share_percent) * u64::from(input.route_requests);
+        if share_ok {
+            self.graded(
+                tally,
+                Factor::RouteNewIdentities,
+                input.route_new_identities,
+                l.route_new_identities_per_minute,
+            );
         }
         if input.new_device && l.farm_accounts > 0 && apd.d1 >= l.farm_accounts {
             let evidence = Evidence::Count {
@@ -748,9 +772,14 @@ impl RiskEngine {
         if input.new_account {
             self.factor(tally, Factor::NewAccount, 1, Evidence::None);
         }
+        if input.device_unproven {
+            self.factor(tally, Factor::DeviceUnproven, 1, Evidence::None);
+        }
         match input.challenge {
             ChallengeState::Passed { age_s }
-                if age_s <= self.limits.challenge_fresh_s && !tally.history_risk =>
+                if age_s <= self.limits.challenge_fresh_s
+                    && input.established
+                    && !tally.history_risk =>
             {
                 self.factor(tally, Factor::ChallengePassed, 1, Evidence::AgeS(age_s));
             }
@@ -860,6 +889,7 @@ mod tests {
                 d30: 1,
             },
             challenge: ChallengeState::Passed { age_s: 120 },
+            established: true,
             ..RiskInput::default()
         }
     }
@@ -1095,6 +1125,7 @@ mod tests {
             signals: &signals,
             traffic_class: "trusted",
             challenge: ChallengeState::Passed { age_s: 10 },
+            established: true,
             ..RiskInput::default()
         };
         let a = engine().assess(&input);
@@ -1180,7 +1211,7 @@ mod tests {
         };
         let a = engine().assess(&wave);
         assert!(a.rank >= 3, "{a:?}");
-        assert_eq!(a.reasons[0].evidence.to_string(), "1500 > 60");
+        assert_eq!(a.reasons[0].evidence.to_string(), "1500 > 120");
         let trickle = RiskInput {
             route_new_identities: 30,
             ..phone()
@@ -1208,6 +1239,50 @@ mod tests {
         let a = engine().assess(&rotated);
         assert_eq!(a.score, 45, "{a:?}");
         assert!(!names(&a).contains(&"challenge_passed"));
+        // A device first seen under this clearance has no history to be clean.
+        let fresh = RiskInput {
+            signals: &signals,
+            established: false,
+            ..phone()
+        };
+        let a = engine().assess(&fresh);
+        assert_eq!(a.score, 25, "{a:?}");
+        assert!(!names(&a).contains(&"challenge_passed"));
+    }
+
+    #[test]
+    fn new_ids_weigh_where_they_are_most_of_the_routes_traffic() {
+        let flood = RiskInput {
+            route_new_identities: 600,
+            route_requests: 700,
+            ..phone()
+        };
+        let a = engine().assess(&flood);
+        assert_eq!(a.reasons[0].name, "route_new_identities");
+        assert_eq!(a.reasons[0].points, 90, "600 > 4 x 120: three steps");
+        // As many new ids on a busy route are a few new users among many.
+        let busy = RiskInput {
+            route_requests: 6_000,
+            ..flood
+        };
+        assert!(!names(&engine().assess(&busy)).contains(&"route_new_identities"));
+    }
+
+    #[test]
+    fn an_sdk_device_without_its_clearance_adds_to_the_missing_clearance() {
+        let signals = [("clearance_missing", 25, ""), ("signature_missing", 30, "")];
+        let web = RiskInput {
+            signals: &signals,
+            ..RiskInput::default()
+        };
+        assert_eq!(engine().assess(&web).rank, 2, "a browser without the SDK");
+        let app = RiskInput {
+            device_unproven: true,
+            ..web
+        };
+        let a = engine().assess(&app);
+        assert_eq!(a.rank, 3, "{a:?}");
+        assert!(names(&a).contains(&"device_unproven"));
     }
 
     #[test]

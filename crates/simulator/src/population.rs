@@ -190,6 +190,9 @@ const FARM_ACCOUNTS: usize = 50;
 const SCRIPT_ACCOUNTS: usize = 500;
 /// A client whose check was refused waits this long before trying again.
 const RECHECK_AFTER: Duration = Duration::from_secs(30);
+/// A check that got no answer (the network, a gateway restarting) is tried
+/// again this soon, as the SDK retries a failed `getClearance()`.
+const RETRY_UNANSWERED_AFTER: Duration = Duration::from_secs(2);
 
 /// What every client needs to know about the run.
 pub struct Scene {
@@ -245,7 +248,10 @@ pub async fn run_client(
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
     }
     match population {
-        Population::Ordinary => ordinary(&mut agent).await,
+        Population::Ordinary => {
+            let ip = agent.residential();
+            phone_session(&mut agent, Habits::at(Mobility::Fixed(ip))).await;
+        }
         Population::CampusNat => {
             let ip = shared_address(&mut agent);
             phone_session(&mut agent, Habits::at(Mobility::Fixed(ip))).await;
@@ -479,7 +485,7 @@ impl Agent<'_> {
                 Some(clearance)
             }
             CheckOutcome::Refused(code) => {
-                counts.refused += 1;
+                self.report.check_refused(&code);
                 tracing::debug!(population = self.population.name(), code, "check refused");
                 app.recheck_at = Some(Instant::now() + RECHECK_AFTER);
                 None
@@ -491,7 +497,7 @@ impl Agent<'_> {
                     why,
                     "check unavailable"
                 );
-                app.recheck_at = Some(Instant::now() + RECHECK_AFTER);
+                app.recheck_at = Some(Instant::now() + RETRY_UNANSWERED_AFTER);
                 None
             }
         };
@@ -564,53 +570,6 @@ impl Agent<'_> {
                 return verdict;
             }
         }
-    }
-}
-
-/// The ordinary user's session: launch (silent check), log in, then browse
-/// at a human pace, add to the cart, claim the campaign's coupon once.
-async fn ordinary(agent: &mut Agent<'_>) {
-    let phone = identity::phone(&mut agent.rng);
-    let ip = agent.residential();
-    let mut app = App::new(agent, phone, ip, &[]);
-    let account = identity::account(&mut agent.rng);
-    agent.clear(&mut app).await;
-    let login = serde_json::json!({"account": account, "password": format!("pw-{account}")});
-    agent
-        .app_request(
-            &mut app,
-            Ask::json(Method::POST, "/api/login", ip, login),
-            &account,
-        )
-        .await;
-    let mut claimed = false;
-    let mut page = 1;
-    while agent.pause(3.0, 0.8, 20.0).await {
-        let roll = agent.rng.random_range(0..100);
-        let item = agent.rng.random_range(1..5_000);
-        let target;
-        let ask = match roll {
-            0..40 => {
-                page += 1;
-                target = format!("/api/feed?page={page}");
-                Ask::get(&target, ip)
-            }
-            40..75 => {
-                target = format!("/api/items/{item}");
-                Ask::get(&target, ip)
-            }
-            75..92 => {
-                let body = serde_json::json!({"item": item, "qty": 1});
-                Ask::json(Method::POST, "/api/cart/add", ip, body)
-            }
-            _ if !claimed => {
-                claimed = true;
-                let body = serde_json::json!({"campaign": "spring", "account": account});
-                Ask::json(Method::POST, "/api/coupon/claim", ip, body)
-            }
-            _ => Ask::get("/api/coupon/mine", ip),
-        };
-        agent.app_request(&mut app, ask, &account).await;
     }
 }
 

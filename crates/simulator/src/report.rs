@@ -81,6 +81,11 @@ pub struct PopulationReport {
     pub codes: BTreeMap<String, u64>,
     /// Reasons named in `x-wx-risk-reasons` (policies with `debug = true`).
     pub reasons: BTreeMap<String, u64>,
+    /// The same, only of the requests that reached the origin against the
+    /// population's goal (abusive at rank < 3, normal at rank >= 3): what
+    /// the gateway saw of its misses.
+    #[serde(default)]
+    pub missed_reasons: BTreeMap<String, u64>,
     pub clearances: ClearanceCounts,
     /// What the origin received with this population's label.
     pub origin: OriginCount,
@@ -110,8 +115,15 @@ impl PopulationReport {
                 if let Some(d) = device_rank {
                     self.device_ranks[usize::from(*d)] += 1;
                 }
+                let missed = rank.is_some_and(|r| (r >= HIGH_RANK) != self.abusive);
                 for reason in reasons {
                     bump(&mut self.reasons, reason);
+                    if missed {
+                        bump(&mut self.missed_reasons, reason);
+                    }
+                }
+                if missed && reasons.is_empty() {
+                    bump(&mut self.missed_reasons, "(none)");
                 }
                 rank.map(|r| {
                     self.ranks[usize::from(r)] += 1;
@@ -151,6 +163,13 @@ impl PopulationReport {
             }
             None => self.unranked += 1,
         }
+    }
+
+    /// Counts a check the gateway refused, under `check:{code}` beside the
+    /// answers to requests.
+    pub fn check_refused(&mut self, code: &str) {
+        self.clearances.refused += 1;
+        bump(&mut self.codes, &format!("check:{code}"));
     }
 
     /// Share of the requests with a known rank that had rank >= 3.
@@ -210,6 +229,7 @@ impl PopulationReport {
         for (map, theirs) in [
             (&mut self.codes, &other.codes),
             (&mut self.reasons, &other.reasons),
+            (&mut self.missed_reasons, &other.missed_reasons),
         ] {
             for (key, n) in theirs {
                 bump_by(map, key, *n);
@@ -449,10 +469,11 @@ impl fmt::Display for SimReport {
             let cl = &p.clearances;
             writeln!(
                 f,
-                "  {}: gateway answers: {}; reasons: {}; clearances: {} obtained (risk at issue {:?}), {} refused, {} unavailable",
+                "  {}: gateway answers: {}; reasons: {}; of the misses: {}; clearances: {} obtained (risk at issue {:?}), {} refused, {} unavailable",
                 p.name,
                 top(&p.codes, 4),
                 top(&p.reasons, 4),
+                top(&p.missed_reasons, 4),
                 cl.obtained,
                 cl.risk_at_issue,
                 cl.refused,
@@ -524,6 +545,32 @@ mod tests {
         // 8 answered, 2 passed below rank 3 (rank 1 and unranked).
         assert_eq!(p.stopped_or_high_share(), Some(6.0 / 8.0));
         assert_eq!(p.reasons["ip_datacenter"], 3);
+        // Of the abusive requests that passed, only the one at rank 1 is a miss.
+        assert_eq!(p.missed_reasons["ip_datacenter"], 1);
+    }
+
+    #[test]
+    fn misses_are_low_ranks_of_abusers_and_high_ranks_of_the_others() {
+        let bands = Bands::default();
+        let quiet = Verdict::Passed {
+            status: 200,
+            rank: Some(0),
+            device_rank: Some(0),
+            reasons: Vec::new(),
+        };
+        let mut bot = PopulationReport::new("coupon_bot", true);
+        bot.record(&quiet, bands);
+        bot.record(&passed(Some(3)), bands);
+        assert_eq!(bot.missed_reasons.len(), 1);
+        assert_eq!(bot.missed_reasons["(none)"], 1);
+        let mut phones = PopulationReport::new("ordinary", false);
+        phones.record(&quiet, bands);
+        phones.record(&passed(Some(3)), bands);
+        assert_eq!(phones.missed_reasons.len(), 1);
+        assert_eq!(phones.missed_reasons["ip_datacenter"], 1);
+        phones.check_refused("rate_limited");
+        assert_eq!(phones.codes["check:rate_limited"], 1);
+        assert_eq!(phones.clearances.refused, 1);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! A request already refused never gets here, so it never counts in the
 //! velocity of the identities it claims.
 
+use portcullis_config::ClearanceRequirement;
+
 use super::{Exchange, Flow, Stage};
 use crate::context::Layer;
+use crate::risk::Assessing;
 
 pub struct Risk;
 
@@ -17,16 +20,19 @@ impl Stage for Risk {
         let Some(policy) = ex.policy() else {
             return Flow::Continue;
         };
-        let (verdict, headers) = crate::risk::assess(
-            &ex.rt.risk,
-            ex.shared.state.as_ref(),
-            &ex.ctx,
-            &policy.config.name,
-            std::time::Duration::from_millis(ex.rt.trust.authority.ttl_ms),
-            policy.config.debug,
-            &ex.parts,
-        )
-        .await;
+        let checks_clearance = policy.config.clearance != ClearanceRequirement::Off;
+        let how = Assessing {
+            route: &policy.config.name,
+            session: std::time::Duration::from_millis(ex.rt.trust.authority.ttl_ms),
+            debug: policy.config.debug,
+            sdk_device: checks_clearance
+                && ex
+                    .parts
+                    .headers
+                    .contains_key(ex.rt.config.identity.device_header.as_str()),
+        };
+        let (verdict, headers) =
+            crate::risk::assess(&ex.rt.risk, &ex.shared.state, &ex.ctx, how, &ex.parts).await;
         ex.ctx.risk = Some(verdict);
         if policy.config.risk_headers {
             ex.ctx.risk_headers = headers;

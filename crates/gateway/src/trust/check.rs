@@ -209,3 +209,107 @@ fn network_check(trust: &ClientTrust, ctx: &mut RequestContext, required: bool) 
 fn refuse(ctx: &mut RequestContext, status: u16, code: &'static str, evidence: String) {
     ctx.add(code, evidence, Demand::Refuse { status, code });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use portcullis_challenge::signature::{DEFAULT_COMPONENTS, SignParams, content_digest, sign};
+    use portcullis_challenge::{ClientBinding, MintedClearance, Platform};
+    use portcullis_config::ChallengeConfig;
+    use portcullis_state::{MemoryStore, MemoryStoreOptions};
+
+    use super::*;
+
+    const DEVICE: &str = "dGVzdC1kZXZpY2UtaWQtMDE";
+    const BODY: &[u8] = br#"{"campaign":"spring"}"#;
+
+    fn trust() -> ClientTrust {
+        let config = ChallengeConfig {
+            bind_network: true,
+            ..ChallengeConfig::default()
+        };
+        ClientTrust::new(&config).expect("challenge config")
+    }
+
+    /// A coupon claim signed with `minted`'s key under `nonce`.
+    fn claim(minted: &MintedClearance, nonce: &str) -> Parts {
+        let digest = content_digest(BODY);
+        let params = SignParams {
+            components: &DEFAULT_COMPONENTS,
+            created: now_ms() / 1000,
+            nonce: Some(nonce),
+            keyid: &minted.claims.cid.to_string(),
+            alg: Some("hmac-sha256"),
+        };
+        let fields = [
+            ("content-digest", digest.as_str()),
+            (CLEARANCE_HEADER, minted.token.as_str()),
+        ];
+        let target = RequestTarget::from_origin_form("POST", "http", "gateway", "/api/claim");
+        let signed = sign(&minted.signing_key, "pc", &params, &target, &fields).expect("sign");
+        let request = http::Request::post("/api/claim")
+            .header(CLEARANCE_HEADER, &minted.token)
+            .header("content-digest", digest)
+            .header("signature-input", signed.signature_input)
+            .header("signature", signed.signature)
+            .body(())
+            .expect("request");
+        request.into_parts().0
+    }
+
+    async fn checked(
+        trust: &ClientTrust,
+        state: &MemoryStore,
+        ip: IpAddr,
+        parts: &Parts,
+    ) -> RequestContext {
+        let mut ctx = RequestContext::new("rid".into(), ip, ip);
+        ctx.device = Some(DEVICE.into());
+        let need = Requirement {
+            clearance: ClearanceRequirement::Optional,
+            signature: true,
+        };
+        check(trust, state, &mut ctx, parts, "gateway", Some(BODY), need).await;
+        ctx
+    }
+
+    fn names(ctx: &RequestContext) -> Vec<&'static str> {
+        ctx.signals.iter().map(|s| s.name).collect()
+    }
+
+    #[tokio::test]
+    async fn a_replay_from_another_network_is_refused_as_a_replay() {
+        let trust = trust();
+        let state = MemoryStore::new(MemoryStoreOptions::default());
+        let phone: IpAddr = "27.10.1.5".parse().expect("ip");
+        let client = ClientBinding {
+            ip: phone,
+            device_id: DEVICE,
+        };
+        let minted = trust
+            .authority
+            .mint(&client, Platform::Ios, 0, now_ms())
+            .expect("mint");
+        let parts = claim(&minted, "bm9uY2UtMDAwMDAwMDE");
+        let ctx = checked(&trust, &state, phone, &parts).await;
+        assert!(!ctx.is_stopped(), "{:?}", names(&ctx));
+        assert!(ctx.clearance.is_some());
+
+        // The captured request, sent again from another network: its nonce
+        // is checked before its network, so it is refused as what it is.
+        let elsewhere: IpAddr = "112.5.1.1".parse().expect("ip");
+        let ctx = checked(&trust, &state, elsewhere, &parts).await;
+        assert!(ctx.is_stopped());
+        assert_eq!(names(&ctx), ["signature_replayed"]);
+
+        // A fresh signature from the other network is a network change.
+        let moved = claim(&minted, "bm9uY2UtMDAwMDAwMDI");
+        let ctx = checked(&trust, &state, elsewhere, &moved).await;
+        assert_eq!(names(&ctx), ["clearance_wrong_network"]);
+        assert!(
+            !ctx.is_stopped(),
+            "optional clearance: evidence, not a refusal"
+        );
+    }
+}
