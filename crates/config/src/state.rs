@@ -1,6 +1,8 @@
 //! `[state]`: where counters, rate-limit cells, bans, nonces and revocations
 //! are kept: in this node's memory, or in Redis / Valkey shared by every node.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::validate::Checker;
@@ -15,6 +17,12 @@ pub struct StateConfig {
     pub nodes: u32,
     /// Keys per tier in memory (with Redis: the local fallback and mirror).
     pub tiers: TierCapacities,
+    /// The memory backend is saved here on shutdown and every
+    /// `snapshot_every_s`, and loaded on start, so that a restart keeps
+    /// bans, nonces, limits and the risk history. Empty: not saved. Only
+    /// `portcullis run` saves it (not a gateway embedded in tests).
+    pub snapshot: PathBuf,
+    pub snapshot_every_s: u64,
     pub redis: RedisConfig,
 }
 
@@ -24,6 +32,8 @@ impl Default for StateConfig {
             backend: StateBackend::Memory,
             nodes: 1,
             tiers: TierCapacities::default(),
+            snapshot: PathBuf::from("portcullis-state.bin"),
+            snapshot_every_s: 60,
             redis: RedisConfig::default(),
         }
     }
@@ -137,6 +147,11 @@ pub(crate) fn check_state(state: &StateConfig, c: &mut Checker) {
         (1..=1024).contains(&state.nodes),
         "state.nodes",
         "must be between 1 and 1024",
+    );
+    c.check(
+        state.snapshot_every_s >= 1,
+        "state.snapshot_every_s",
+        "must be at least 1",
     );
     let t = &state.tiers;
     for (name, size) in [

@@ -29,6 +29,7 @@ pub mod risk;
 pub mod runtime;
 pub mod server;
 pub mod shared;
+pub mod snapshot;
 pub mod stages;
 pub mod trust;
 pub mod worker;
@@ -37,7 +38,9 @@ pub use control::{ConfigSource, Overrides};
 pub use shared::Shared;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -52,6 +55,7 @@ use crate::edge::conn::ConnLimiter;
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
+use crate::snapshot::StateSnapshot;
 
 /// What the gateway runs beside the data path: the event store and the
 /// console. [`start`] runs without them; the binary opens them from the
@@ -62,6 +66,8 @@ pub struct Services {
     pub console: Option<Arc<ConsoleDb>>,
     /// Bearer token with every right on the admin listener.
     pub admin_token: Option<String>,
+    /// Where the memory backend is kept across restarts (`[state] snapshot`).
+    pub state_snapshot: Option<PathBuf>,
 }
 
 impl Services {
@@ -85,10 +91,15 @@ impl Services {
         } else {
             None
         };
+        let state = &config.state;
+        let state_snapshot = (state.backend == portcullis_config::StateBackend::Memory
+            && !state.snapshot.as_os_str().is_empty())
+        .then(|| state.snapshot.clone());
         Ok(Services {
             store,
             console,
             admin_token: admin_token_from_env(),
+            state_snapshot,
         })
     }
 }
@@ -149,6 +160,16 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     pub tls: Option<SocketAddr>,
     pub shared: Arc<Shared>,
+    snapshot: Option<Arc<StateSnapshot>>,
+}
+
+impl Running {
+    /// What must outlive the process: the memory backend's snapshot.
+    pub async fn shutdown(&self) {
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.save().await;
+        }
+    }
 }
 
 /// Starts the listeners and the reload watcher on the current tokio runtime,
@@ -199,7 +220,8 @@ pub async fn start_with(
         .store
         .clone()
         .map(|store| portcullis_alerts::spawn(&runtime.config, store));
-    let state = state_store(&runtime.config.state).await?;
+    let (state, snapshot) =
+        state_store(&runtime.config.state, services.state_snapshot.clone()).await?;
     let bans = Arc::new(bans::Bans::new(Arc::clone(&state)));
     if let Err(e) = bans.refresh().await {
         tracing::warn!(error = %e, "cannot load bans; starting without");
@@ -254,13 +276,16 @@ pub async fn start_with(
         admin,
         tls,
         shared,
+        snapshot,
     })
 }
 
-/// The state backend `[state]` names: this node's memory, or Redis.
+/// The state backend `[state]` names: this node's memory (loaded from its
+/// snapshot, when one is kept), or Redis.
 async fn state_store(
     config: &portcullis_config::StateConfig,
-) -> anyhow::Result<Arc<dyn StateStore>> {
+    snapshot: Option<PathBuf>,
+) -> anyhow::Result<(Arc<dyn StateStore>, Option<Arc<StateSnapshot>>)> {
     use portcullis_config::{NonceFallback, RedisMode, StateBackend};
     let t = &config.tiers;
     let local = MemoryStoreOptions {
@@ -273,7 +298,13 @@ async fn state_store(
         ..MemoryStoreOptions::default()
     };
     if config.backend == StateBackend::Memory {
-        return Ok(Arc::new(MemoryStore::new(local)));
+        let store = Arc::new(MemoryStore::new(local));
+        let snapshot = snapshot.map(|path| {
+            let snapshot = Arc::new(StateSnapshot::load(Arc::clone(&store), path));
+            Arc::clone(&snapshot).keep_saving(Duration::from_secs(config.snapshot_every_s));
+            snapshot
+        });
+        return Ok((store, snapshot));
     }
     let r = &config.redis;
     let endpoint = portcullis_state::Endpoint {
@@ -306,7 +337,7 @@ async fn state_store(
         local,
         ..portcullis_state::RedisOptions::new(endpoint)
     };
-    Ok(RedisStore::start(options).await?)
+    Ok((RedisStore::start(options).await?, None))
 }
 
 /// The console when it is on, the minimal admin API otherwise.

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("hot_metrics", 1),
     ("metrics", 1),
     ("bans", 1),
+    ("snapshot", 1),
     ("events", 1),
     ("policy", 1),
     ("risk", 1),

@@ -137,12 +137,21 @@ fn run(config: Option<PathBuf>, mut overrides: Overrides) -> anyhow::Result<()> 
                 .admin
                 .map_or("off".to_string(), |a| format!("http://{a}"))
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for ctrl-c")?;
+        stop_signal().await?;
         eprintln!("shutting down");
+        running.shutdown().await;
         Ok(())
     })
+}
+
+/// Ctrl-C, or SIGTERM as service managers and deployments send it.
+async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for ctrl-c"),
+        _ = terminate.recv() => Ok(()),
+    }
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -92,7 +92,7 @@ impl Settings {
 
 /// The template with the simulator's origin as the only upstream and
 /// 127.0.0.1 as a trusted proxy (so `x-forwarded-for` names the client).
-pub fn render(template: &str, origin: SocketAddr) -> Result<String, SimError> {
+pub fn render(template: &str, origin: SocketAddr, snapshot: &Path) -> Result<String, SimError> {
     let mut table: toml::Table = template
         .parse()
         .map_err(|e: toml::de::Error| SimError::Config(e.to_string()))?;
@@ -112,25 +112,65 @@ pub fn render(template: &str, origin: SocketAddr) -> Result<String, SimError> {
         "trusted_proxies".into(),
         toml::Value::Array(vec!["127.0.0.1/32".into()]),
     );
+    // The restart in the middle of a run keeps the state, as a deployment does.
+    let state = table
+        .entry("state")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(state) = state else {
+        return Err(SimError::Config("state must be a table".into()));
+    };
+    state.insert(
+        "snapshot".into(),
+        toml::Value::String(snapshot.display().to_string()),
+    );
     toml::to_string(&table).map_err(|e| SimError::Config(e.to_string()))
 }
 
 /// A gateway started by the simulator; killed when dropped.
 pub struct Spawned {
     pub url: String,
-    _child: Child,
+    child: Child,
+}
+
+impl Spawned {
+    /// Stops the gateway as a deployment does: SIGTERM, so that it saves
+    /// its state, then a kill if it has not exited within a few seconds.
+    pub async fn stop(mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let terminated = self
+            .child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .is_some_and(|pid| kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok());
+        if terminated
+            && tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        let _ = self.child.kill().await;
+    }
 }
 
 /// The config file of the gateways a simulation starts; removed when dropped.
 pub struct TempFile(pub PathBuf);
 
 impl TempFile {
+    /// A path in the temporary directory for this process, removed when dropped.
+    pub fn named(suffix: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!(
+            "portcullis-simulate-{}{suffix}",
+            std::process::id()
+        )))
+    }
+
     pub fn write(config: &str) -> Result<TempFile, SimError> {
-        let path =
-            std::env::temp_dir().join(format!("portcullis-simulate-{}.toml", std::process::id()));
-        std::fs::write(&path, config)
-            .map_err(|e| SimError::Gateway(format!("cannot write {}: {e}", path.display())))?;
-        Ok(TempFile(path))
+        let file = TempFile::named(".toml");
+        std::fs::write(&file.0, config)
+            .map_err(|e| SimError::Gateway(format!("cannot write {}: {e}", file.0.display())))?;
+        Ok(file)
     }
 }
 
@@ -204,7 +244,7 @@ pub async fn spawn(
     };
     // Keep reading, so a chatty gateway never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Spawned { url, _child: child })
+    Ok(Spawned { url, child })
 }
 
 #[cfg(test)]
@@ -221,9 +261,10 @@ mod tests {
     #[test]
     fn rendered_template_is_a_valid_config() {
         let origin = SocketAddr::from(([127, 0, 0, 1], 4567));
-        let text = render(&template(), origin).expect("render");
+        let text = render(&template(), origin, Path::new("/tmp/state.bin")).expect("render");
         let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.upstreams[0].url, "http://127.0.0.1:4567");
+        assert_eq!(config.state.snapshot, Path::new("/tmp/state.bin"));
         assert_eq!(
             config.client_ip.trusted_proxies,
             ["127.0.0.1/32".parse::<IpNet>().expect("net")]
@@ -255,12 +296,13 @@ mod tests {
         let text = render(
             "[[upstreams]]\nurl = \"http://10.0.0.1:80\"\n[client_ip]\nheader = \"x-real-ip\"\n",
             origin,
+            Path::new("state.bin"),
         )
         .expect("render");
         let config = Config::parse(&text).expect("valid");
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams[0].url, "http://127.0.0.1:1");
         assert_eq!(config.client_ip.header, "x-real-ip");
-        assert!(render("not = [toml", origin).is_err());
+        assert!(render("not = [toml", origin, Path::new("state.bin")).is_err());
     }
 }

@@ -128,7 +128,8 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
     let (target, mut restart) = match &options.target {
         Some(url) => (url.clone(), None),
         None => {
-            let text = gateway::render(&template, origin.addr)?;
+            let snapshot = gateway::TempFile::named("-state.bin");
+            let text = gateway::render(&template, origin.addr, &snapshot.0)?;
             Config::parse(&text).map_err(|e| SimError::Config(e.to_string()))?;
             let bin = match &options.gateway_bin {
                 Some(bin) => bin.clone(),
@@ -140,6 +141,7 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
             let child = Child {
                 bin,
                 config: gateway::TempFile::write(&text)?,
+                _snapshot: snapshot,
                 listen: gateway::free_port()?,
                 env: vec![(template_config.challenge.secret_env.clone(), hex)],
             };
@@ -188,7 +190,7 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
         && at < options.duration_s
     {
         tokio::time::sleep(Duration::from_secs_f64(at)).await;
-        drop(spawned);
+        spawned.stop().await;
         let respawned = child.start().await?;
         restarts += 1;
         restart = Some((child, respawned, 0.0));
@@ -241,6 +243,9 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
 struct Child {
     bin: PathBuf,
     config: gateway::TempFile,
+    /// Where the gateway keeps its state across the restart; held so that
+    /// the file goes when the run ends.
+    _snapshot: gateway::TempFile,
     listen: SocketAddr,
     env: Vec<(String, String)>,
 }

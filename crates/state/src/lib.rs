@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use gcra::{Gcra, RateDecision};
-pub use memory::{MemoryStore, MemoryStoreOptions};
+pub use memory::{Loaded, MemoryStore, MemoryStoreOptions};
 pub use redis::{Endpoint, EvictionError, NonceFallback, RedisMode, RedisOptions, RedisStore};
 pub use tier::Tier;
 

@@ -21,6 +21,9 @@ use parking_lot::Mutex;
 
 use crate::{Gcra, RateDecision, StateError, StateResult, StateStore, StoreStats, Tier, TierStats};
 
+mod snapshot;
+pub use snapshot::Loaded;
+
 /// Sizes of the in-memory backend: keys per tier, and value bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryStoreOptions {

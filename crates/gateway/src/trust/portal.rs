@@ -347,8 +347,11 @@ async fn remember_denied(state: &dyn StateStore, trust: &ClientTrust, device: &s
 
 /// Records what the check learnt of the clearance's environment for the
 /// risk engine of later requests: its flags, and how many device ids have
-/// presented the same fingerprint within about ten minutes (this one
-/// included; a set per half-window, as the risk features count).
+/// presented the same fingerprint from the same network within about ten
+/// minutes (this one included; a set per half-window, as the risk features
+/// count). Per network, because a popular phone model shares one
+/// fingerprint across a whole app's users, while a farm rotating device ids
+/// sits in one place.
 async fn remember_env(
     state: &dyn StateStore,
     trust: &ClientTrust,
@@ -360,7 +363,7 @@ async fn remember_env(
     let half = now_ms() / (window_ms / 2);
     let adds: Vec<Op> = [half, half + 1]
         .map(|bucket| Op::SetAdd {
-            key: format!("pc:fpd:{bucket}:{fingerprint}"),
+            key: format!("pc:fpd:{bucket}:{}:{fingerprint}", minted.claims.ip_prefix),
             member: minted.claims.device_id.clone(),
             ttl: FINGERPRINT_WINDOW,
         })
