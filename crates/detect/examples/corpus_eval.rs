@@ -141,11 +141,13 @@ impl Eval {
         let findings = findings(v);
         if flagged != s.attack {
             let kind = if s.attack { "MISS" } else { "FP" };
+            let evidence: Vec<&str> = v.findings.iter().map(|f| f.evidence.as_str()).collect();
             self.misses.push(format!(
-                "{}\t{kind}\t{}\t{}\t{findings}\t{}",
+                "{}\t{kind}\t{}\t{}\t{findings}\t{}\t{}",
                 s.corpus,
                 s.category,
                 s.placement,
+                one_line(&evidence.join(" | "), 400),
                 one_line(s.payload, 1500)
             ));
         }

@@ -431,7 +431,7 @@ fn structure(t: &Text, hits: &mut Hits) {
 
 /// `O'Brien`, `it's`: a single quote between two letters, unless the word
 /// after it is SQL (`x'UNION SELECT`, `a'or'1`).
-fn is_apostrophe(b: &[u8], i: usize) -> bool {
+pub(crate) fn is_apostrophe(b: &[u8], i: usize) -> bool {
     if !(b[i] == b'\''
         && i > 0
         && b[i - 1].is_ascii_alphabetic()
@@ -445,6 +445,12 @@ fn is_apostrophe(b: &[u8], i: usize) -> bool {
         .position(|c| !c.is_ascii_alphabetic())
         .unwrap_or(rest.len());
     !QUOTE_FOLLOWER_SET.contains(&rest[..end])
+}
+
+/// Whether `w` (lowercased) is a word that, right after a quote, goes on
+/// as SQL.
+pub(crate) fn is_quote_follower(w: &[u8]) -> bool {
+    QUOTE_FOLLOWER_SET.contains(w)
 }
 
 static QUOTE_FOLLOWER_SET: std::sync::LazyLock<WordSet> =
