@@ -364,18 +364,46 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
 /// string and pasted into a query) or a subquery it opens, or MySQL's
 /// executable comment (`/*!union*/`), which no text but SQL holds.
 fn sql_in_a_json_string(t: &Text, hits: &mut Hits) {
+    let b = t.bytes();
+    let numeric_start = b.first().is_some_and(|c| c.is_ascii_digit() || *c == b'(');
+    sql_that_leaves_its_string(t, numeric_start, hits);
+}
+
+/// The SQL findings of `t` when it can leave the string it is pasted into
+/// (or when `lands` says it works where it is).
+fn sql_that_leaves_its_string(t: &Text, lands: bool, hits: &mut Hits) {
     let mut sql = Hits::default();
     sqli::check(t, &mut sql);
     if sql.v.is_empty() {
         return;
     }
     let b = t.bytes();
-    let numeric_start = b.first().is_some_and(|c| c.is_ascii_digit() || *c == b'(');
     let executable_comment = memchr::memmem::find(b, b"/*!").is_some();
-    if numeric_start || executable_comment || quoted::leaves_string_as_sql(b) {
+    if lands || executable_comment || quoted::leaves_string_as_sql(b) {
         for h in sql.v {
             hits.add(h.family, h.score, h.rule, h.at);
         }
+    }
+}
+
+/// A value that opens with a statement: the shape of a statement (its
+/// clauses, a second statement, its literals) is what a search or a post
+/// about SQL holds; what still counts is a break-out of a string, or what
+/// no such text needs (system tables and variables, time delays, file and
+/// command functions).
+fn sql_in_a_statement(t: &Text, hits: &mut Hits) {
+    let b = t.bytes();
+    if quoted::leaves_string_as_sql(b) || memchr::memmem::find(b, b"/*!").is_some() {
+        sqli::check(t, hits);
+        return;
+    }
+    let mut telling = Hits {
+        ignored: sqli::STATEMENT_SHAPE_RULES,
+        ..Hits::default()
+    };
+    sqli::check(t, &mut telling);
+    for h in telling.v {
+        hits.add(h.family, h.score, h.rule, h.at);
     }
 }
 
@@ -387,6 +415,12 @@ pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
     match ctx {
         Ctx::RefererQuery if !quoted::leaves_string_as_sql(t.bytes()) => {}
         Ctx::Json => sql_in_a_json_string(t, hits),
+        // A search or a post that opens with a statement (`select ... from
+        // t where d > '2024-01-01'`, `mysql delete from`) is not a number,
+        // an operand or a subquery: only a break-out of a string works.
+        Ctx::Query | Ctx::Form if sqli::opens_with_statement(t.bytes()) => {
+            sql_in_a_statement(t, hits);
+        }
         _ => sqli::check(t, hits),
     }
     xss::check(t, ctx != Ctx::XmlDoc, ctx == Ctx::Json, hits);

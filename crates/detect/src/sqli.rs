@@ -179,6 +179,7 @@ const SQL_FUNCS: &[&[u8]] = &[
     b"isnull",
     b"coalesce",
     b"count",
+    b"current_setting",
 ];
 
 /// Of [`SQL_FUNCS`], the ones whose call alone is telling.
@@ -206,6 +207,7 @@ const TELLING_FUNCS: &[&[u8]] = &[
     b"ctxsys.drithsx.sn",
     b"master.sys.fn_varbintohexstr",
     b"fn_varbintohexstr",
+    b"current_setting",
 ];
 
 const SYS_TABLES: &[&[u8]] = &[
@@ -220,6 +222,10 @@ const SYS_TABLES: &[&[u8]] = &[
     b"all_tables",
     b"user_tables",
     b"msysobjects",
+    b"sysibm.",
+    b"syscat.",
+    b"pg_database",
+    b"pg_user",
 ];
 
 fn is_w(t: &Tok, w: &[u8]) -> bool {
@@ -487,6 +493,78 @@ const QUOTE_FOLLOWERS: &[&[u8]] = &[
     b"is",
     b"in",
 ];
+
+/// Rules that fire on the shape of a statement, which a value that opens
+/// with one has by construction.
+pub(crate) const STATEMENT_SHAPE_RULES: &[&str] = &[
+    "sqli.libinjection",
+    "sqli.select-from",
+    "sqli.union-select",
+    "sqli.stacked-query",
+    "sqli.statement-as-value",
+    "sqli.tautology",
+];
+
+/// Statements a search or a post about SQL opens with.
+const STATEMENTS: &[&[u8]] = &[
+    b"select",
+    b"insert",
+    b"update",
+    b"delete",
+    b"with",
+    b"create",
+    b"alter",
+    b"drop",
+    b"show",
+    b"explain",
+    b"replace",
+    b"truncate",
+];
+
+/// Words that lead into a statement as SQL, not as prose.
+const SQL_LEADS: &[&[u8]] = &[
+    b"union",
+    b"all",
+    b"distinct",
+    b"or",
+    b"and",
+    b"not",
+    b"exists",
+    b"in",
+    b"end",
+    b"then",
+    b"else",
+    b"null",
+    b"into",
+    b"go",
+    b"begin",
+];
+
+/// Whether `b` (lowercased) opens with a statement, after at most three
+/// words of prose (`mysql select`, `how to delete from`).
+pub(crate) fn opens_with_statement(b: &[u8]) -> bool {
+    let mut rest = b.trim_ascii_start();
+    for _ in 0..4 {
+        let end = rest
+            .iter()
+            .position(|c| !(c.is_ascii_alphabetic() || *c >= 0x80))
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        if STATEMENTS.contains(&word) {
+            return rest.get(end).is_some_and(|c| c.is_ascii_whitespace());
+        }
+        // Words of prose, not SQL that leads into the statement
+        // (`union all select`).
+        if word.is_empty()
+            || !rest.get(end).is_some_and(|c| *c == b' ')
+            || SQL_LEADS.contains(&word)
+        {
+            return false;
+        }
+        rest = rest[end..].trim_ascii_start();
+    }
+    false
+}
 
 /// `whole`: the scan starts at the start of the value, where a statement
 /// (`select 1 from a`) is a search term: no value put in a query can start

@@ -158,12 +158,18 @@ pub(crate) struct Hit {
 #[derive(Default)]
 pub(crate) struct Hits {
     pub v: Vec<Hit>,
+    /// Rules not to record (what a place makes data, such as a statement
+    /// in a search).
+    pub ignored: &'static [&'static str],
 }
 
 const MAX_HITS: usize = 32;
 
 impl Hits {
     pub fn add(&mut self, family: Family, score: u32, rule: &'static str, at: usize) {
+        if self.ignored.contains(&rule) {
+            return;
+        }
         if let Some(h) = self.v.iter_mut().find(|h| h.family == family) {
             if score > h.score {
                 *h = Hit {
