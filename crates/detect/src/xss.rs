@@ -407,12 +407,19 @@ fn sinks(b: &[u8], hits: &mut Hits) {
                 if (prev == b'.' && !dotted_global(b, s)) || is_ident(prev) {
                     continue;
                 }
-                if is_call(b, e) {
+                if is_call(b, e) && !is_stack_frame(b, s, e) {
                     hits.add(Family::Xss, score::MEDIUM + 1, "xss.js-sink-call", s);
                 }
             }
         }
     }
+}
+
+/// `at eval (eval at <anonymous> (app.js:1:1))`: a frame of a V8 stack
+/// trace (error beacons carry them), which names a function and where it
+/// ran; `at name (` is no JS a browser runs.
+fn is_stack_frame(b: &[u8], s: usize, e: usize) -> bool {
+    s >= 3 && &b[s - 3..s] == b"at " && (s == 3 || !is_ident(b[s - 4])) && b[e..].starts_with(b" (")
 }
 
 fn dotted_global(b: &[u8], dot_plus_one: usize) -> bool {
@@ -592,6 +599,8 @@ mod tests {
             "<object/data=javascript:alert()>",
             "eval(atob(\"YWxlcnQoKQ==\"))",
             "javascript:\u{0}alert(XSS)",
+            "cat alert (1)",
+            "x;at\nalert(1)",
         ] {
             assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
         }
@@ -609,6 +618,8 @@ mod tests {
             "Please confirm your email",
             "a <b>bold</b> move, x < y > z",
             "online=true&onboarding=done",
+            "Script error. at eval (eval at <anonymous> (https://a.com/x.js:1:1), <anonymous>:1:1)",
+            "TypeError: x is undefined\n    at setTimeout (native)\n    at alert (app.js:3:9)",
         ] {
             assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
         }
