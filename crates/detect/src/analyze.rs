@@ -418,7 +418,7 @@ pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
         // A search or a post that opens with a statement (`select ... from
         // t where d > '2024-01-01'`, `mysql delete from`) is not a number,
         // an operand or a subquery: only a break-out of a string works.
-        Ctx::Query | Ctx::Form if sqli::opens_with_statement(t.bytes()) => {
+        Ctx::Query | Ctx::Form if sqli::opens_as_text(t.bytes()) => {
             sql_in_a_statement(t, hits);
         }
         _ => sqli::check(t, hits),

@@ -540,11 +540,15 @@ const SQL_LEADS: &[&[u8]] = &[
     b"begin",
 ];
 
-/// Whether `b` (lowercased) opens with a statement, after at most three
-/// words of prose (`mysql select`, `how to delete from`).
-pub(crate) fn opens_with_statement(b: &[u8]) -> bool {
-    let mut rest = b.trim_ascii_start();
-    for _ in 0..4 {
+/// Whether `b` (lowercased), after the tags of rich text (`<p>`,
+/// `<div class="ql-editor">`), opens as text rather than as an operand: a
+/// statement after at most three words of prose (`mysql select`, `how to
+/// delete from`), or two words of prose (`Uncaught SyntaxError:`). A value
+/// put in a query in place of a number or a column name cannot open so
+/// and still run; it has to leave a string.
+pub(crate) fn opens_as_text(b: &[u8]) -> bool {
+    let mut rest = skip_leading_tags(b.trim_ascii_start());
+    for n in 0..4 {
         let end = rest
             .iter()
             .position(|c| !(c.is_ascii_alphabetic() || *c >= 0x80))
@@ -554,16 +558,30 @@ pub(crate) fn opens_with_statement(b: &[u8]) -> bool {
             return rest.get(end).is_some_and(|c| c.is_ascii_whitespace());
         }
         // Words of prose, not SQL that leads into the statement
-        // (`union all select`).
-        if word.is_empty()
-            || !rest.get(end).is_some_and(|c| *c == b' ')
-            || SQL_LEADS.contains(&word)
-        {
-            return false;
+        // (`union all select`) or joins a condition (`x or 1=1`).
+        let gap = match rest.get(end..end + 2) {
+            Some([b':' | b',' | b'.', b' ']) => 2,
+            _ => usize::from(rest.get(end) == Some(&b' ')),
+        };
+        if word.is_empty() || gap == 0 || SQL_LEADS.contains(&word) || is_quote_follower(word) {
+            return n >= 2;
         }
-        rest = rest[end..].trim_ascii_start();
+        rest = rest[end + gap..].trim_ascii_start();
     }
-    false
+    true
+}
+
+/// `b` after up to four leading HTML tags.
+fn skip_leading_tags(mut b: &[u8]) -> &[u8] {
+    for _ in 0..4 {
+        let name_ok = b.first() == Some(&b'<') && b.get(1).is_some_and(u8::is_ascii_alphabetic);
+        let close = b.iter().take(256).position(|&c| c == b'>');
+        match close {
+            Some(p) if name_ok && !b[1..p].contains(&b'<') => b = b[p + 1..].trim_ascii_start(),
+            _ => break,
+        }
+    }
+    b
 }
 
 /// `whole`: the scan starts at the start of the value, where a statement

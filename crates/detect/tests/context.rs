@@ -360,12 +360,14 @@ fn markdown_code_spans_and_fences_are_not_command_substitution() {
 }
 
 #[test]
-fn a_search_or_post_that_opens_with_a_statement_passes_but_telling_sql_is_caught() {
+fn a_search_post_or_error_report_that_opens_as_text_passes_but_telling_sql_is_caught() {
     let query_blocked = |q: &str| blocked(&run("GET", &format!("/search?q={}", enc(q)), &[], b""));
     for search in [
         "SELECT COUNT(*) FROM orders WHERE created_at > '2024-01-01' GROUP BY user_id",
         "mysql select * from users where name like '%张%'",
         "how to delete from t where a = 'x'; select 1",
+        "<div class=\"ql-editor\"><p>SELECT * FROM users WHERE id = 1</p></div>",
+        "Uncaught SyntaxError: Unexpected token '<' (at index.js:1:1)",
     ] {
         assert!(!query_blocked(search), "search refused: {search}");
     }
@@ -376,6 +378,8 @@ fn a_search_or_post_that_opens_with_a_statement_passes_but_telling_sql_is_caught
         "select x' or 1=1--",
         "UNION ALL SELECT NULL#",
         "1 union select password from users",
+        "john smith' or 1=1--",
+        "<p>1 union select password from users</p>",
     ] {
         assert!(query_blocked(attack), "passed: {attack}");
     }
