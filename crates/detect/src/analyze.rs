@@ -424,11 +424,20 @@ pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
         _ => sqli::check(t, hits),
     }
     xss::check(t, ctx != Ctx::XmlDoc, ctx == Ctx::Json, hits);
-    rce::check(t, hits);
-    code::check(t, hits);
-    traversal::check(t, ctx == Ctx::Path, hits);
+    // Code a post shows in a code block (`<pre>`, `<code>`, a markdown
+    // fence) is read, not run: commands, calls, paths and URLs count
+    // outside them.
+    // Markup counts everywhere, a block ending early (`</code>`) included.
+    let shown = matches!(ctx, Ctx::Json | Ctx::Form | Ctx::Multipart | Ctx::Body)
+        .then(|| crate::text::outside_code_blocks(t))
+        .flatten();
+    let prose = shown.as_ref().map(|(s, lower)| Text::new(s, lower));
+    let prose = prose.as_ref().unwrap_or(t);
+    rce::check(prose, hits);
+    code::check(prose, hits);
+    traversal::check(prose, ctx == Ctx::Path, hits);
     if ctx != Ctx::Referrer {
-        ssrf::check(t, ctx == Ctx::Json, hits);
+        ssrf::check(prose, ctx == Ctx::Json, hits);
     }
     xxe::check(t, hits);
     ssti::check(t, hits);

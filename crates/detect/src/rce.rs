@@ -214,7 +214,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     let mut in_block = |i: usize| {
         may_have_blocks
             && blocks
-                .get_or_insert_with(|| code_blocks(b))
+                .get_or_insert_with(|| crate::text::code_blocks(b))
                 .iter()
                 .any(|r| r.contains(&i))
     };
@@ -245,43 +245,6 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     }
     // A command as the whole value: only with clearly shell-like arguments.
     command_at(t, 0, Sep::Start, hits, 0);
-}
-
-/// Most code blocks looked for in one value.
-const MAX_BLOCKS: usize = 64;
-
-/// Closed code blocks of rich text and markdown: `<pre>...</pre>`,
-/// `<code>...</code>`, and fences (a line opening with three or more
-/// backticks or tildes, up to the next such line).
-fn code_blocks(b: &[u8]) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    for (open, close) in [(&b"<pre"[..], &b"</pre>"[..]), (b"<code", b"</code>")] {
-        let mut from = 0;
-        while out.len() < MAX_BLOCKS {
-            let Some(start) = crate::text::find_bytes(&b[from..], open).map(|p| from + p) else {
-                break;
-            };
-            let Some(end) = crate::text::find_bytes(&b[start..], close).map(|p| start + p) else {
-                break;
-            };
-            out.push(start..end);
-            from = end;
-        }
-    }
-    let mut fence_open: Option<usize> = None;
-    let mut line_start = 0;
-    while line_start < b.len() && out.len() < MAX_BLOCKS {
-        let line_end = memchr::memchr(b'\n', &b[line_start..]).map_or(b.len(), |p| line_start + p);
-        let line = b[line_start..line_end].trim_ascii_start();
-        if line.starts_with(b"```") || line.starts_with(b"~~~") {
-            match fence_open.take() {
-                Some(start) => out.push(start..line_start),
-                None => fence_open = Some(line_end),
-            }
-        }
-        line_start = line_end + 1;
-    }
-    out
 }
 
 /// The backticks that open a command substitution. A shell pairs

