@@ -1,5 +1,7 @@
-//! Scores the detector offline, in seconds, on three corpora:
+//! Scores the detector offline, in seconds, on four corpora:
 //!
+//! - the project's normal-traffic corpus (`normal/requests.jsonl.gz`), each
+//!   request as recorded;
 //! - GoTestWAF (true-positive and false-positive sets), as GoTestWAF sends them;
 //! - HttpParamsDataset train (normal values vs attacks per type), each value
 //!   percent-encoded into `GET /?p=` and into a form body `p=`;
@@ -15,17 +17,18 @@
 //!
 //! ```text
 //! cargo run --release -p portcullis-detect --example corpus_eval -- \
-//!     [--corpora DIR] [--gotestwaf DIR] [--httpparams CSV] [--mgm DIR] \
+//!     [--corpora DIR] [--normal FILE] [--gotestwaf DIR] [--httpparams CSV] [--mgm DIR] \
 //!     [--misses FILE] [--verdicts FILE]
 //! ```
 //!
 //! `--corpora` (or `PORTCULLIS_CORPORA`) is the directory holding
-//! `gotestwaf/testcases` and `httpparams/payload_train.csv`; it defaults to
+//! `normal/requests.jsonl.gz`, `gotestwaf/testcases` and
+//! `httpparams/payload_train.csv`; it defaults to
 //! `bench/corpora` in this repository. The mgm collection is GPL-3.0 and is
 //! not vendored: pass its directory with `--mgm` (or `MGM_PAYLOADS`); it is
 //! skipped without one. A corpus that is not found is reported and skipped.
 
-use portcullis_corpus::{build, cases, load};
+use portcullis_corpus::{build, cases, load, load_normal};
 use portcullis_detect::{DEFAULT_THRESHOLD, Detector, Profile, RawRequest, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,6 +39,7 @@ use std::time::Instant;
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 struct Args {
+    normal: PathBuf,
     gotestwaf: PathBuf,
     httpparams: PathBuf,
     mgm: Option<PathBuf>,
@@ -48,6 +52,7 @@ fn parse_args() -> Args {
     let mut corpora = std::env::var_os("PORTCULLIS_CORPORA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("bench/corpora"));
+    let mut normal = None;
     let mut gotestwaf = None;
     let mut httpparams = None;
     let mut mgm = std::env::var_os("MGM_PAYLOADS").map(PathBuf::from);
@@ -64,6 +69,7 @@ fn parse_args() -> Args {
         };
         match a.as_str() {
             "--corpora" => corpora = value(),
+            "--normal" => normal = Some(value()),
             "--gotestwaf" => gotestwaf = Some(value()),
             "--httpparams" => httpparams = Some(value()),
             "--mgm" => mgm = Some(value()),
@@ -76,6 +82,7 @@ fn parse_args() -> Args {
         }
     }
     Args {
+        normal: normal.unwrap_or_else(|| corpora.join("normal/requests.jsonl.gz")),
         gotestwaf: gotestwaf.unwrap_or_else(|| corpora.join("gotestwaf/testcases")),
         httpparams: httpparams.unwrap_or_else(|| corpora.join("httpparams/payload_train.csv")),
         mgm,
@@ -134,12 +141,14 @@ impl Eval {
         let findings = findings(v);
         if flagged != s.attack {
             let kind = if s.attack { "MISS" } else { "FP" };
+            let evidence: Vec<&str> = v.findings.iter().map(|f| f.evidence.as_str()).collect();
             self.misses.push(format!(
-                "{}\t{kind}\t{}\t{}\t{findings}\t{}",
+                "{}\t{kind}\t{}\t{}\t{findings}\t{}\t{}",
                 s.corpus,
                 s.category,
                 s.placement,
-                one_line(s.payload, 400)
+                one_line(&evidence.join(" | "), 400),
+                one_line(s.payload, 1500)
             ));
         }
         if self.keep_verdicts {
@@ -276,6 +285,42 @@ fn gotestwaf(ev: &mut Eval, dir: &Path) -> Option<Section> {
             category: &category,
             placement: &placement,
             payload: &case.payload,
+        };
+        ev.record(&mut section, &s, &v);
+    }
+    Some(section)
+}
+
+fn normal(ev: &mut Eval, path: &Path) -> Option<Section> {
+    let samples = match load_normal(path) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("normal: skipped ({e})");
+            return None;
+        }
+    };
+    let mut section = Section::default();
+    for sample in &samples {
+        let req = &sample.request;
+        let owned: Vec<(String, &[u8])> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes()))
+            .collect();
+        let headers: Vec<(&str, &[u8])> = owned.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let v = ev.inspect(&req.method, req.target.as_bytes(), &headers, &req.body);
+        let payload = format!(
+            "{} {} {}",
+            req.method,
+            req.target,
+            String::from_utf8_lossy(&req.body)
+        );
+        let s = Sample {
+            corpus: "normal",
+            attack: false,
+            category: &sample.category,
+            placement: &sample.id,
+            payload: &payload,
         };
         ev.record(&mut section, &s, &v);
     }
@@ -436,6 +481,9 @@ fn main() {
         keep_verdicts: args.verdicts.is_some(),
     };
     let started = Instant::now();
+    if let Some(s) = normal(&mut ev, &args.normal) {
+        println!("{}", render("normal", &s));
+    }
     if let Some(s) = gotestwaf(&mut ev, &args.gotestwaf) {
         println!("{}", render("gotestwaf", &s));
     }

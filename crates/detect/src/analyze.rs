@@ -4,8 +4,8 @@
 use crate::decode::{self, Anomalies};
 use crate::text::{Hits, Text, snippet};
 use crate::{
-    Family, code, crlf, deser, jndi, ldap, nosql, rce, scanner, sqli, ssi, ssrf, ssti, traversal,
-    webshell, xss, xxe,
+    Family, code, crlf, deser, jndi, ldap, nosql, quoted, rce, scanner, sqli, ssi, ssrf, ssti,
+    traversal, webshell, xss, xxe,
 };
 use crate::{Finding, Incomplete, OnIncomplete, Profile, Verdict, score};
 
@@ -357,63 +357,87 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
     }
 }
 
-/// Whether the text holds what ends a quoted SQL string or the statement
-/// around it: a quote, a comment opener, a statement separator.
-fn breaks_out_of_a_string(t: &Text) -> bool {
-    t.has(b'\'')
-        || t.has(b'"')
-        || t.has(b'`')
-        || t.has(b';')
-        || memchr::memmem::find(t.bytes(), b"--").is_some()
-        || memchr::memmem::find(t.bytes(), b"/*").is_some()
-        || t.has(b'#')
+/// SQL inside a JSON string is data (a forum post about SQL, a query in a
+/// tool's settings, a database error in a crash report) unless it can
+/// leave the string it lands in: a quote that closes the string followed
+/// by SQL, or a number it continues (`1 union select`, an id sent as a
+/// string and pasted into a query) or a subquery it opens, or MySQL's
+/// executable comment (`/*!union*/`), which no text but SQL holds.
+fn sql_in_a_json_string(t: &Text, hits: &mut Hits) {
+    let b = t.bytes();
+    let numeric_start = b.first().is_some_and(|c| c.is_ascii_digit() || *c == b'(');
+    sql_that_leaves_its_string(t, numeric_start, hits);
 }
 
-/// SQL inside a JSON string is data (a forum post about SQL, a query in a
-/// tool's settings) unless it can leave the string it lands in: a quote or
-/// comment just before the SQL, or a number it continues (`1 union select`,
-/// an id sent as a string and pasted into a query). Findings of the whole
-/// value (offset 0) need a break-out anywhere in it.
-fn sql_in_a_json_string(t: &Text, hits: &mut Hits) {
+/// The SQL findings of `t` when it can leave the string it is pasted into
+/// (or when `lands` says it works where it is).
+fn sql_that_leaves_its_string(t: &Text, lands: bool, hits: &mut Hits) {
     let mut sql = Hits::default();
     sqli::check(t, &mut sql);
+    if sql.v.is_empty() {
+        return;
+    }
     let b = t.bytes();
-    // A number the SQL continues, or a parenthesis opening a subquery.
-    let numeric_start = b.first().is_some_and(|c| c.is_ascii_digit() || *c == b'(');
-    for h in sql.v {
-        let lands = numeric_start
-            || if h.at == 0 {
-                breaks_out_of_a_string(t)
-            } else {
-                let window = &b[h.at.saturating_sub(12)..h.at.min(b.len())];
-                window
-                    .iter()
-                    .any(|c| matches!(c, b'\'' | b'"' | b'`' | b';' | b'#'))
-                    || memchr::memmem::find(window, b"--").is_some()
-                    || memchr::memmem::find(window, b"/*").is_some()
-            };
-        if lands {
+    let executable_comment = memchr::memmem::find(b, b"/*!").is_some();
+    if lands || executable_comment || quoted::leaves_string_as_sql(b) {
+        for h in sql.v {
             hits.add(h.family, h.score, h.rule, h.at);
         }
+    }
+}
+
+/// A value that opens with a statement: the shape of a statement (its
+/// clauses, a second statement, its literals) is what a search or a post
+/// about SQL holds; what still counts is a break-out of a string, or what
+/// no such text needs (system tables and variables, time delays, file and
+/// command functions).
+fn sql_in_a_statement(t: &Text, hits: &mut Hits) {
+    let b = t.bytes();
+    if quoted::leaves_string_as_sql(b) || memchr::memmem::find(b, b"/*!").is_some() {
+        sqli::check(t, hits);
+        return;
+    }
+    let mut telling = Hits {
+        ignored: sqli::STATEMENT_SHAPE_RULES,
+        ..Hits::default()
+    };
+    sqli::check(t, &mut telling);
+    for h in telling.v {
+        hits.add(h.family, h.score, h.rule, h.at);
     }
 }
 
 /// Every family check on one view.
 pub(crate) fn run_all(t: &Text, ctx: Ctx, profile: &Profile, hits: &mut Hits) {
     // A referrer's query lands in this origin as part of a URL string (a
-    // log, a dashboard): SQL there works only if it breaks out of a quoted
-    // string or comments the rest away. SQL a person searched for does not.
+    // log, a dashboard): SQL there works only if it breaks out of that
+    // string. SQL a person searched for, literals and all, does not.
     match ctx {
-        Ctx::RefererQuery if !breaks_out_of_a_string(t) => {}
+        Ctx::RefererQuery if !quoted::leaves_string_as_sql(t.bytes()) => {}
         Ctx::Json => sql_in_a_json_string(t, hits),
+        // A search or a post that opens with a statement (`select ... from
+        // t where d > '2024-01-01'`, `mysql delete from`) is not a number,
+        // an operand or a subquery: only a break-out of a string works.
+        Ctx::Query | Ctx::Form if sqli::opens_as_text(t.bytes()) => {
+            sql_in_a_statement(t, hits);
+        }
         _ => sqli::check(t, hits),
     }
     xss::check(t, ctx != Ctx::XmlDoc, ctx == Ctx::Json, hits);
-    rce::check(t, hits);
-    code::check(t, hits);
-    traversal::check(t, ctx == Ctx::Path, hits);
+    // Code a post shows in a code block (`<pre>`, `<code>`, a markdown
+    // fence) is read, not run: commands, calls, paths and URLs count
+    // outside them.
+    // Markup counts everywhere, a block ending early (`</code>`) included.
+    let shown = matches!(ctx, Ctx::Json | Ctx::Form | Ctx::Multipart | Ctx::Body)
+        .then(|| crate::text::outside_code_blocks(t))
+        .flatten();
+    let prose = shown.as_ref().map(|(s, lower)| Text::new(s, lower));
+    let prose = prose.as_ref().unwrap_or(t);
+    rce::check(prose, hits);
+    code::check(prose, hits);
+    traversal::check(prose, ctx == Ctx::Path, hits);
     if ctx != Ctx::Referrer {
-        ssrf::check(t, ctx == Ctx::Json, hits);
+        ssrf::check(prose, ctx == Ctx::Json, hits);
     }
     xxe::check(t, hits);
     ssti::check(t, hits);

@@ -81,6 +81,7 @@ mod leak;
 mod nosql;
 mod parse;
 mod prefilter;
+mod quoted;
 mod rce;
 mod scanner;
 mod sqli;

@@ -59,6 +59,10 @@ const WORDS: &[&str] = &[
     "all_tables",
     "user_tables",
     "msysobjects",
+    "sysibm",
+    "syscat",
+    "pg_database",
+    "pg_user",
     // Serialized objects written as base64 or hex (see `deser`).
     "ro0ab",
     "aced0005",

@@ -208,11 +208,27 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     }
     let mut seen = 0;
     // Every separator below is one of these bytes (`$(` has its `(`).
-    let separators = if t.has_any(b";|&\n\r`(") { b } else { &[][..] };
+    let separators = if t.has_any(b";|&\n\r(") { b } else { &[][..] };
+    let may_have_blocks = t.has(b'<') || (t.has(b'\n') && t.has_any(b"`~"));
+    let mut blocks: Option<Vec<std::ops::Range<usize>>> = None;
+    let mut in_block = |i: usize| {
+        may_have_blocks
+            && blocks
+                .get_or_insert_with(|| crate::text::code_blocks(b))
+                .iter()
+                .any(|r| r.contains(&i))
+    };
     for (i, &c) in separators.iter().enumerate() {
         let kind = match c {
+            // Inside a code block, a line break ends a line of the code
+            // shown and an operator joins commands of that code: only an
+            // operator right after a quote breaks out of a shell string.
+            b';' | b'|' | b'&' | b'\n' | b'\r' | b'('
+                if !(i > 0 && matches!(b[i - 1], b'\'' | b'"')) && in_block(i) =>
+            {
+                continue;
+            }
             b';' | b'|' | b'&' | b'\n' | b'\r' => Sep::Plain,
-            b'`' => Sep::Subst,
             b'(' if i > 0 && b[i - 1] == b'$' => Sep::Subst,
             _ => continue,
         };
@@ -222,8 +238,159 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
         }
         command_at(t, i + 1, kind, hits, i);
     }
+    if t.has(b'`') {
+        for i in substituting_backticks(b).take(2048) {
+            command_at(t, i + 1, Sep::Subst, hits, i);
+        }
+    }
     // A command as the whole value: only with clearly shell-like arguments.
     command_at(t, 0, Sep::Start, hits, 0);
+}
+
+/// The backticks that open a command substitution. A shell pairs
+/// backticks left to right; of those pairs, markdown fences (three or more
+/// in a row), double backticks (an empty substitution in a shell, a code
+/// span in markdown), a code span inside prose (`` the `id` field ``, words
+/// on both sides and no shell operator beside it) and a backtick nothing
+/// closes (a shell refuses to run it) substitute nothing.
+fn substituting_backticks(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut singles = memchr::memchr_iter(b'`', b).filter(move |&i| {
+        let run_start = i == 0 || b[i - 1] != b'`';
+        let run_end = b.get(i + 1) != Some(&b'`');
+        run_start && run_end
+    });
+    std::iter::from_fn(move || {
+        loop {
+            let open = singles.next()?;
+            let close = singles.next()?;
+            if !is_prose_code_span(b, open, close) {
+                return Some(open);
+            }
+        }
+    })
+}
+
+/// `` `name` `` between words on one line, as markdown and chat messages
+/// quote code: a word (or an opening bracket after one) before it, and a
+/// word after it, at most after closing punctuation.
+fn is_prose_code_span(b: &[u8], open: usize, close: usize) -> bool {
+    let inner = &b[open + 1..close];
+    !inner.is_empty()
+        && !inner.contains(&b'\n')
+        && (inner.len() <= 80 && prose_before(&b[..open]) && prose_after(&b[close + 1..])
+            || inner.len() <= 256 && example_line(&b[..open], &b[close + 1..]))
+}
+
+/// A letter or digit of any script; CJK text puts no blank around code.
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c >= 0x80
+}
+
+fn prose_before(before: &[u8]) -> bool {
+    let before = before
+        .strip_suffix(b"(")
+        .or_else(|| before.strip_suffix(b"["))
+        .unwrap_or(before);
+    match before.last() {
+        Some(&c) if c >= 0x80 => true,
+        Some(b' ' | b'\t') => {
+            let line_start = memchr::memrchr(b'\n', before).map_or(0, |p| p + 1);
+            if is_list_marker(before[line_start..].trim_ascii()) {
+                return true;
+            }
+            let words = before.trim_ascii_end();
+            let words = words
+                .strip_suffix(b".")
+                .or_else(|| words.strip_suffix(b","))
+                .or_else(|| words.strip_suffix(b":"))
+                .unwrap_or(words);
+            // A word, or the span before it in a list (`` `id`, `name` ``).
+            words.last().is_some_and(|&c| is_word_byte(c) || c == b'`')
+        }
+        _ => false,
+    }
+}
+
+/// `-`, `*`, `+`, `1.`, `2)`: a markdown list item opens the line.
+fn is_list_marker(line: &[u8]) -> bool {
+    match line {
+        [b'-' | b'*' | b'+'] => true,
+        [digits @ .., b'.' | b')'] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// `` For example:\n\n`application/zip`\n ``: a span on a line (or in a
+/// paragraph) of its own, after a sentence that introduces it with a colon.
+fn example_line(before: &[u8], after: &[u8]) -> bool {
+    let intro = strip_breaks_end(before);
+    let breaks = |gap: &[u8]| gap.iter().any(|&c| matches!(c, b'\n' | b'>' | b'<'));
+    let own_line = breaks(&before[intro.len()..]);
+    let introduced =
+        intro.len() >= 2 && intro.ends_with(b":") && is_word_byte(intro[intro.len() - 2]);
+    let rest = strip_breaks_start(after);
+    let line_ends = rest.is_empty() || breaks(&after[..after.len() - rest.len()]);
+    own_line && introduced && line_ends
+}
+
+/// Whether `tag` (without its angle brackets) is a plain tag (`p`, `/p`, `br`).
+fn is_plain_tag(tag: &[u8]) -> bool {
+    !tag.is_empty() && tag.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'/')
+}
+
+/// `b` without trailing blanks and plain HTML tags (`</p><p>`, `<br>`).
+fn strip_breaks_end(mut b: &[u8]) -> &[u8] {
+    for _ in 0..8 {
+        b = b.trim_ascii_end();
+        let Some(inner) = b.strip_suffix(b">") else {
+            break;
+        };
+        match inner.iter().rposition(|&c| c == b'<') {
+            Some(p) if is_plain_tag(&inner[p + 1..]) => b = &inner[..p],
+            _ => break,
+        }
+    }
+    b
+}
+
+/// `b` without leading blanks and plain HTML tags.
+fn strip_breaks_start(mut b: &[u8]) -> &[u8] {
+    for _ in 0..8 {
+        b = b.trim_ascii_start();
+        let Some(inner) = b.strip_prefix(b"<") else {
+            break;
+        };
+        match inner.iter().position(|&c| c == b'>') {
+            Some(p) if is_plain_tag(&inner[..p]) => b = &inner[p + 1..],
+            _ => break,
+        }
+    }
+    b
+}
+
+fn prose_after(after: &[u8]) -> bool {
+    let after = after
+        .strip_prefix(b")")
+        .or_else(|| after.strip_prefix(b"]"))
+        .unwrap_or(after);
+    let (after, ended_sentence) = match after.first() {
+        Some(b'.' | b'!' | b'?') => (&after[1..], true),
+        Some(b',' | b':') => (&after[1..], false),
+        _ => (after.strip_prefix(b"'s").unwrap_or(after), false),
+    };
+    match after.first() {
+        Some(&c) if c >= 0x80 => true,
+        // A closing tag (`</p>`) ends the paragraph; the end of the text
+        // ends it right after closing punctuation.
+        Some(b'<') => after.get(1) == Some(&b'/'),
+        None => ended_sentence,
+        Some(b' ') => after
+            .trim_ascii_start()
+            .first()
+            .copied()
+            .is_some_and(|c| is_word_byte(c) || matches!(c, b'(' | b'[' | b'`')),
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -435,6 +602,9 @@ mod tests {
             "`curl -L http://google.com`",
             "x; id",
             "a|whoami",
+            "a `cat /etc/passwd`",
+            "name=`id`",
+            "`id` `",
         ] {
             assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
         }
@@ -458,6 +628,11 @@ mod tests {
             "I went home; cat was hungry",
             "Tom & Jerry",
             "fish & chips; set menu",
+            "You can use a tool such as `curl` to submit a value",
+            "Gets a project by its `id`. Returns",
+            "The `parent` and `source` objects are present",
+            "```sh\nls -la\n```",
+            "a repository. `last",
         ] {
             assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
         }

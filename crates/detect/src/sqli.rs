@@ -179,6 +179,7 @@ const SQL_FUNCS: &[&[u8]] = &[
     b"isnull",
     b"coalesce",
     b"count",
+    b"current_setting",
 ];
 
 /// Of [`SQL_FUNCS`], the ones whose call alone is telling.
@@ -206,6 +207,7 @@ const TELLING_FUNCS: &[&[u8]] = &[
     b"ctxsys.drithsx.sn",
     b"master.sys.fn_varbintohexstr",
     b"fn_varbintohexstr",
+    b"current_setting",
 ];
 
 const SYS_TABLES: &[&[u8]] = &[
@@ -220,6 +222,10 @@ const SYS_TABLES: &[&[u8]] = &[
     b"all_tables",
     b"user_tables",
     b"msysobjects",
+    b"sysibm.",
+    b"syscat.",
+    b"pg_database",
+    b"pg_user",
 ];
 
 fn is_w(t: &Tok, w: &[u8]) -> bool {
@@ -431,7 +437,7 @@ fn structure(t: &Text, hits: &mut Hits) {
 
 /// `O'Brien`, `it's`: a single quote between two letters, unless the word
 /// after it is SQL (`x'UNION SELECT`, `a'or'1`).
-fn is_apostrophe(b: &[u8], i: usize) -> bool {
+pub(crate) fn is_apostrophe(b: &[u8], i: usize) -> bool {
     if !(b[i] == b'\''
         && i > 0
         && b[i - 1].is_ascii_alphabetic()
@@ -445,6 +451,12 @@ fn is_apostrophe(b: &[u8], i: usize) -> bool {
         .position(|c| !c.is_ascii_alphabetic())
         .unwrap_or(rest.len());
     !QUOTE_FOLLOWER_SET.contains(&rest[..end])
+}
+
+/// Whether `w` (lowercased) is a word that, right after a quote, goes on
+/// as SQL.
+pub(crate) fn is_quote_follower(w: &[u8]) -> bool {
+    QUOTE_FOLLOWER_SET.contains(w)
 }
 
 static QUOTE_FOLLOWER_SET: std::sync::LazyLock<WordSet> =
@@ -481,6 +493,96 @@ const QUOTE_FOLLOWERS: &[&[u8]] = &[
     b"is",
     b"in",
 ];
+
+/// Rules that fire on the shape of a statement, which a value that opens
+/// with one has by construction.
+pub(crate) const STATEMENT_SHAPE_RULES: &[&str] = &[
+    "sqli.libinjection",
+    "sqli.select-from",
+    "sqli.union-select",
+    "sqli.stacked-query",
+    "sqli.statement-as-value",
+    "sqli.tautology",
+];
+
+/// Statements a search or a post about SQL opens with.
+const STATEMENTS: &[&[u8]] = &[
+    b"select",
+    b"insert",
+    b"update",
+    b"delete",
+    b"with",
+    b"create",
+    b"alter",
+    b"drop",
+    b"show",
+    b"explain",
+    b"replace",
+    b"truncate",
+];
+
+/// Words that lead into a statement as SQL, not as prose.
+const SQL_LEADS: &[&[u8]] = &[
+    b"union",
+    b"all",
+    b"distinct",
+    b"or",
+    b"and",
+    b"not",
+    b"exists",
+    b"in",
+    b"end",
+    b"then",
+    b"else",
+    b"null",
+    b"into",
+    b"go",
+    b"begin",
+];
+
+/// Whether `b` (lowercased), after the tags of rich text (`<p>`,
+/// `<div class="ql-editor">`), opens as text rather than as an operand: a
+/// statement after at most three words of prose (`mysql select`, `how to
+/// delete from`), or two words of prose (`Uncaught SyntaxError:`). A value
+/// put in a query in place of a number or a column name cannot open so
+/// and still run; it has to leave a string.
+pub(crate) fn opens_as_text(b: &[u8]) -> bool {
+    let mut rest = skip_leading_tags(b.trim_ascii_start());
+    for n in 0..4 {
+        let end = rest
+            .iter()
+            .position(|c| !(c.is_ascii_alphabetic() || *c >= 0x80))
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        if STATEMENTS.contains(&word) {
+            return rest.get(end).is_some_and(|c| c.is_ascii_whitespace());
+        }
+        // Words of prose, not SQL that leads into the statement
+        // (`union all select`) or joins a condition (`x or 1=1`).
+        let gap = match rest.get(end..end + 2) {
+            Some([b':' | b',' | b'.', b' ']) => 2,
+            _ => usize::from(rest.get(end) == Some(&b' ')),
+        };
+        if word.is_empty() || gap == 0 || SQL_LEADS.contains(&word) || is_quote_follower(word) {
+            return n >= 2;
+        }
+        rest = rest[end + gap..].trim_ascii_start();
+    }
+    true
+}
+
+/// `b` after up to four leading HTML tags.
+fn skip_leading_tags(mut b: &[u8]) -> &[u8] {
+    for _ in 0..4 {
+        let name_ok = b.first() == Some(&b'<') && b.get(1).is_some_and(u8::is_ascii_alphabetic);
+        let close = b.iter().take(256).position(|&c| c == b'>');
+        match close {
+            Some(p) if name_ok && !b[1..p].contains(&b'<') => b = b[p + 1..].trim_ascii_start(),
+            _ => break,
+        }
+    }
+    b
+}
 
 /// `whole`: the scan starts at the start of the value, where a statement
 /// (`select 1 from a`) is a search term: no value put in a query can start

