@@ -138,6 +138,22 @@ impl HotMetrics {
             .sum()
     }
 
+    /// Per stage: its name, how many times it ran and the nanoseconds it
+    /// took in all (the stage cost bench reads them).
+    #[cfg(test)]
+    pub fn stage_totals(&self) -> Vec<(&'static str, u64, u64)> {
+        self.stage_names
+            .iter()
+            .enumerate()
+            .map(|(s, name)| {
+                let runs = (0..=BOUNDS_NS.len())
+                    .map(|b| self.sum(|w| &w.stages[s].buckets[b]))
+                    .sum();
+                (*name, runs, self.sum(|w| &w.stages[s].sum_ns))
+            })
+            .collect()
+    }
+
     /// Appends the text exposition of these metrics.
     pub fn encode(&self, out: &mut String) {
         out.push_str(

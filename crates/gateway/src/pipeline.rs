@@ -71,3 +71,6 @@ async fn run_stage<S: Stage>(stage: &S, index: usize, ex: &mut Exchange<'_>) -> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cost;
