@@ -342,6 +342,9 @@ fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
         .with_single_cert(chain, key)
         .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless session tickets (keys random per start, rotated by rustls):
+    // a returning client resumes on any worker without a full handshake.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().context("TLS session tickets")?;
     Ok(config)
 }
 

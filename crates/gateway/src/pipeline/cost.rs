@@ -69,7 +69,7 @@ fn shapes() -> Vec<Shape> {
 
 /// An order of about 4 KB as a shop's app would send it.
 fn order_json() -> String {
-    let items: Vec<String> = (0..24)
+    let items: Vec<String> = (0..30)
         .map(|i| {
             format!(
                 r#"{{"sku":"SKU-{i:05}","name":"Cotton T-shirt, size M, colour {i}","qty":{},"price":"{}.90","note":"leave at the door if nobody answers"}}"#,
@@ -207,7 +207,13 @@ async fn measure(shape: &Shape, vary: bool) -> Vec<(String, f64)> {
     let off_path = threads_cpu(&["portcullis-even", "portcullis-stor"]).saturating_sub(off_path);
     let per = |d: Duration| d.as_secs_f64() * 1e6 / ITERATIONS as f64;
     let mut rows = vec![("setup (context, client ip, targets)".to_owned(), per(setup))];
-    for ((name, _, ns), (_, _, base)) in shared.metrics.hot.stage_totals().iter().zip(&stage_base) {
+    let stages = shared.metrics.hot.stage_totals();
+    for ((name, runs, ns), (_, base_runs, base)) in stages.iter().zip(&stage_base) {
+        // A stage that never ran (the core-URL stages here) shows as "-".
+        if runs == base_runs {
+            rows.push(((*name).to_owned(), f64::NAN));
+            continue;
+        }
         let mut us = (ns - base) as f64 / 1e3 / ITERATIONS as f64;
         if *name == "body" {
             us += per(body_check);
@@ -250,10 +256,18 @@ async fn stage_costs() {
     table.push('\n');
     let mut totals = vec![0.0; columns.len()];
     for (name, values) in &rows {
-        let cells: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        let cells: Vec<String> = values
+            .iter()
+            .map(|v| match v.is_nan() {
+                true => "-".to_owned(),
+                false => format!("{v:.2}"),
+            })
+            .collect();
         table.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
         for (total, v) in totals.iter_mut().zip(values) {
-            *total += v;
+            if !v.is_nan() {
+                *total += v;
+            }
         }
     }
     let cells: Vec<String> = totals.iter().map(|v| format!("**{v:.2}**")).collect();
