@@ -123,7 +123,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<&str> {
 /// `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay (a WebSocket
 /// handshake passes through).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
+    let listed: smallvec::SmallVec<[HeaderName; 4]> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -131,13 +131,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .filter(|name| name != header::UPGRADE)
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    // One pass over the few names present rather than a lookup for every
+    // hop-by-hop name: usually nothing is removed.
+    let doomed: smallvec::SmallVec<[HeaderName; 4]> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name)
+                || listed.contains(name)
+                || (!keep_upgrade && *name == header::UPGRADE)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
