@@ -448,7 +448,7 @@ mod tests {
     }
 
     fn sink(json: bool, record_passed: bool, store: Option<Arc<EventWriter>>) -> EventSink {
-        let metrics = Arc::new(Metrics::new(1, crate::pipeline::STAGE_NAMES));
+        let metrics = Arc::new(Metrics::new(1, &["stage"]));
         let outputs = EventOutputs {
             json: json.then(|| Box::new(std::io::sink()) as Box<dyn Write + Send>),
             store,

@@ -78,8 +78,7 @@ async fn run_stage<S: Stage>(
     flow
 }
 
+/// The pipeline without sockets; the stage cost bench (in `proxy`) drives
+/// its harness too.
 #[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod cost;
+pub(crate) mod tests;

@@ -26,7 +26,7 @@ use crate::pipeline;
 use crate::risk;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
-use crate::stages::{Exchange, InspectedBody, RequestBody, Target};
+use crate::stages::{Exchange, InspectedBody, RequestBody, Target, raw_target};
 use crate::trust::DEVICE_COOKIE;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -100,13 +100,6 @@ pub(crate) fn begin<'a>(
         tls,
         framing_conflict,
     }
-}
-
-/// The request's origin-form target as it came (shared, not copied).
-pub(crate) fn raw_target(uri: &http::Uri) -> http::uri::PathAndQuery {
-    uri.path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
 }
 
 /// The answer to the request: a stage's own, the gateway's refusal, or the
@@ -518,6 +511,9 @@ fn clip(text: &mut String, max: usize) {
     text.truncate(end);
     text.push('…');
 }
+
+#[cfg(test)]
+mod cost;
 
 #[cfg(test)]
 mod tests {

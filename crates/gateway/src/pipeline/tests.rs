@@ -19,10 +19,9 @@ use crate::edge::conn::ConnLimiter;
 use crate::events::{EventOutputs, EventSink};
 use crate::http::respond::full_body;
 use crate::metrics::Metrics;
-use crate::proxy::raw_target;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
-use crate::stages::{Exchange, InspectedBody, RequestBody, Target};
+use crate::stages::{Exchange, InspectedBody, RequestBody, Target, raw_target};
 
 const CHALLENGE: &str = r#"
 [[upstreams]]
@@ -62,7 +61,7 @@ impl Outcome {
 
 /// The shared state of a gateway over `config` without listeners, its
 /// events going to `outputs`.
-pub(super) fn shared_without_sockets(
+pub(crate) fn shared_without_sockets(
     config: &Config,
     outputs: EventOutputs,
 ) -> (Shared, Arc<Runtime>) {

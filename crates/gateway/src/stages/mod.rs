@@ -109,6 +109,13 @@ impl Target {
     }
 }
 
+/// The request's origin-form target as it came (shared, not copied).
+pub fn raw_target(uri: &http::Uri) -> http::uri::PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+}
+
 /// A request's headers as (name, value) pairs.
 pub type HeaderPairs<'a> = smallvec::SmallVec<[(&'a str, &'a [u8]); 16]>;
 

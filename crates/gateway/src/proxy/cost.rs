@@ -27,11 +27,11 @@ use http::request::Parts;
 use portcullis_config::Config;
 use portcullis_store::{EventStore, EventWriter, SqliteStore, WriterConfig};
 
-use super::tests::shared_without_sockets;
+use super::{begin, outgoing, record};
 use crate::edge::protocol::check_body;
 use crate::events::EventOutputs;
 use crate::http::respond::empty_body;
-use crate::proxy::{begin, outgoing, record};
+use crate::pipeline::tests::shared_without_sockets;
 use crate::stages::{InspectedBody, RequestBody};
 
 const WARM_UP: u64 = 2_000;
@@ -154,7 +154,7 @@ async fn one_request(
     let started = Instant::now();
     let mut ex = begin(shared, rt, peer, parts, body, false, false);
     let setup = started.elapsed();
-    super::run(&mut ex).await;
+    crate::pipeline::run(&mut ex).await;
     let t = Instant::now();
     let (inspected, complete) = ex.body.inspected();
     let checked = check_body(&ex.parts.headers, inspected, complete, &rt.config.protocol);
