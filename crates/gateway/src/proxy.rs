@@ -174,7 +174,7 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
         client_upgrade,
     } = match outgoing(ex) {
         Ok(outgoing) => outgoing,
-        Err(refused) => return refused,
+        Err(unroutable) => return unroutable.answer(&ex.ctx.request_id),
     };
     let ctx = &ex.ctx;
     // A request whose whole body is in hand can be sent again on a new
@@ -234,16 +234,28 @@ pub(crate) struct Outgoing<'a> {
     pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
+/// Why a request has no origin request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unroutable {
+    NoOrigin,
+    BadTarget,
+}
+
+impl Unroutable {
+    fn answer(self, request_id: &str) -> Response<ProxyBody> {
+        match self {
+            Unroutable::NoOrigin => json_error(502, "no origin for this host and path", request_id),
+            Unroutable::BadTarget => json_error(400, "bad request target", request_id),
+        }
+    }
+}
+
 /// The origin, target and headers the request is forwarded with (the
-/// headers are taken from `ex.parts`), or the gateway's error answer.
-pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Response<ProxyBody>> {
+/// headers are taken from `ex.parts`), or why there is none.
+pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unroutable> {
     let (rt, ctx): (&'a Runtime, _) = (ex.rt, &ex.ctx);
     let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
-        return Err(json_error(
-            502,
-            "no origin for this host and path",
-            &ctx.request_id,
-        ));
+        return Err(Unroutable::NoOrigin);
     };
     // From the parts already parsed: no text to format and parse again.
     let mut target = http::uri::Parts::default();
@@ -257,7 +269,7 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Respon
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     );
     let Ok(uri) = http::Uri::from_parts(target) else {
-        return Err(json_error(400, "bad request target", &ctx.request_id));
+        return Err(Unroutable::BadTarget);
     };
     let tunnelled = upgrade_protocol(&ex.parts.headers).is_some_and(|protocol| {
         rt.config
