@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A CPU profile of the release gateway with its defaults under wrk (the
 # request and headers of bench/proxy.sh), as text: `perf report` of the
-# hottest functions, self time and with their callees, and folded stacks
-# for a flame graph (flamegraph.pl or speedscope read them).
+# hottest functions, self time and with their callees; folded stacks for a
+# flame graph (flamegraph.pl or speedscope read them); and summary.txt, the
+# share of the gateway's CPU under each of its own functions, hyper's and
+# the kernel's entry points, by thread (bench/fold.py).
 #
 #   bench/profile.sh [SECONDS] [OUT_DIR]     (defaults: 15 s, bench/results/profile)
 #
@@ -63,7 +65,12 @@ perf record -F 999 -g --call-graph dwarf,16384 -p "$PC_PID" -o "$work/perf.data"
   >/dev/null 2>"$work/perf.err"
 wait "$WRK_PID"
 
-report() { perf report -i "$work/perf.data" --stdio --no-header --percent-limit "$1" "${@:2}" 2>/dev/null; }
+# perf pads its columns to the longest name: trailing blanks and the empty
+# IPC column are cut.
+report() {
+  perf report -i "$work/perf.data" --stdio --no-header --percent-limit "$1" "${@:2}" 2>/dev/null |
+    sed -E 's/ +- +- *$//; s/ +$//' | cut -c1-220
+}
 {
   echo "# bench/profile.sh $SECS: perf record -F 999 -g --call-graph dwarf -p <gateway> under"
   echo "# wrk -t2 -c$CONNS $URL (defaults: detection, JSON log, SQLite store)"
@@ -76,23 +83,7 @@ report() { perf report -i "$work/perf.data" --stdio --no-header --percent-limit 
   echo "# Time with callees (perf report --children --sort symbol), top entries:"
   report 2 --children --sort symbol -g none
 } >"$OUT/top-children.txt"
-perf script -i "$work/perf.data" 2>/dev/null | python3 -c '
-import sys, collections
-stacks, frames, comm = collections.Counter(), [], None
-for line in sys.stdin:
-    line = line.rstrip()
-    if not line:
-        if comm and frames:
-            stacks[";".join([comm] + frames[::-1])] += 1
-        frames, comm = [], None
-    elif not line.startswith((" ", "\t")):
-        comm = line.split()[0]
-    else:
-        parts = line.split(None, 1)
-        if len(parts) == 2:
-            frames.append(parts[1].split(" (")[0].split("+0x")[0])
-for stack, n in stacks.most_common():
-    print(stack, n)
-' >"$OUT/folded.txt"
-echo "profile in $OUT: top-self.txt, top-children.txt, folded.txt ($(wc -l <"$OUT/folded.txt") stacks)"
-head -45 "$OUT/top-self.txt"
+perf script -i "$work/perf.data" 2>/dev/null >"$work/script.txt"
+python3 bench/fold.py "$work/script.txt" "$OUT"
+echo "profile in $OUT: summary.txt, top-self.txt, top-children.txt, folded.txt"
+cat "$OUT/summary.txt"
