@@ -109,7 +109,7 @@ pub enum AlertKind {
     /// Passed requests whose origin failed (status 500 and above, including
     /// the gateway's own 502 / 504).
     OriginErrors,
-    /// Every stored request (passed requests are stored when
+    /// Every request the store counts (clean passes are counted when
     /// `store.record_passed` is on).
     Rate,
     /// The challenge solve rate collapsing: fires when, for a route (or

@@ -565,6 +565,12 @@ pub struct EventsConfig {
     pub log: bool,
     /// Also log events of requests that passed with no signal (one line per request).
     pub log_passed: bool,
+    /// The fraction (0 to 1) of requests that passed with no signal, on no
+    /// core URL, written one by one (a JSON line, and a row in the store
+    /// with `[store] record_passed`); the others are only counted (the
+    /// store's minute rollups and top lists count them all). `log_passed`
+    /// is a fraction of 1.
+    pub pass_sample: f64,
     /// Events waiting to be written; beyond it they are dropped and counted.
     pub queue: usize,
 }
@@ -574,6 +580,7 @@ impl Default for EventsConfig {
         EventsConfig {
             log: true,
             log_passed: false,
+            pass_sample: 0.01,
             queue: 65_536,
         }
     }

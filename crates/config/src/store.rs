@@ -50,8 +50,9 @@ pub struct StoreConfig {
     pub batch_size: usize,
     /// How long the first event of a batch waits for others, in milliseconds.
     pub batch_delay_ms: u64,
-    /// Also store requests that passed with no signal, so the dashboard
-    /// counts every request (one row per request).
+    /// Also count requests that passed with no signal, so the dashboard
+    /// counts every request: per minute, class and client key, with
+    /// `[events] pass_sample` of them stored as rows.
     pub record_passed: bool,
 }
 

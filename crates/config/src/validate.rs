@@ -94,6 +94,11 @@ pub(crate) fn validate(config: &Config, text: &str) -> Vec<FieldError> {
         "must be at least 1",
     );
     c.check(
+        (0.0..=1.0).contains(&config.events.pass_sample),
+        "events.pass_sample",
+        "must be between 0 and 1",
+    );
+    c.check(
         config.detect.threshold > 0,
         "detect.threshold",
         "must be at least 1",

@@ -2,13 +2,21 @@
 //! on, drained by one thread that writes each event as a JSON line and hands
 //! it to the event store's writer (which batches it into SQLite). A full
 //! queue, here or at the store, drops the event and counts it.
+//!
+//! Clean passes (no signal, no core URL, an origin answer below 500) are
+//! the bulk of the traffic and say nothing one by one: the request path
+//! hands over a small [`PassNote`] instead of an event, which the thread
+//! counts into a [`PassTally`] sent to the store about once a second (the
+//! console's totals, series and top lists count them all). A sample of
+//! them (`[events] pass_sample`) is still written one by one.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use portcullis_config::Config;
-use portcullis_store::{EventWriter, StoredEvent, WriterStats};
+use portcullis_store::{EventWriter, PassTally, StoredEvent, TopField, WriterStats, minute_of};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -17,9 +25,14 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 /// How often the event thread drains the queue: the most an event waits
 /// there, and at 10 ms a queue of 65 536 holds 6.5 M events/s.
-const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+/// How often counted passes go to the store.
+const TALLY_EVERY: Duration = Duration::from_secs(1);
+/// Client keys one tally holds; the passes of keys beyond it still count
+/// in the totals.
+const MAX_TALLY_KEYS: usize = 100_000;
 
-use crate::context::{Demand, Event, Signal};
+use crate::context::{Demand, Event, Signal, TrafficClass};
 use crate::metrics::Metrics;
 
 /// Where events go.
@@ -29,16 +42,47 @@ pub struct EventOutputs {
     pub json: Option<Box<dyn Write + Send>>,
     /// The event store's writer.
     pub store: Option<Arc<EventWriter>>,
-    /// The store also wants requests that passed with no signal.
+    /// The store also counts requests that passed with no signal.
     pub record_passed: bool,
+}
+
+/// A clean pass, as the event thread counts it.
+#[derive(Debug)]
+pub struct PassNote {
+    pub ts_ms: u64,
+    pub class: TrafficClass,
+    pub client_ip: IpAddr,
+    pub device: Option<String>,
+    pub account: Option<String>,
+}
+
+/// What the request path hands to the event thread.
+enum Note {
+    /// A decision written one by one, to the outputs it names.
+    Event {
+        event: Box<Event>,
+        log: bool,
+        store: bool,
+    },
+    Pass(PassNote),
+}
+
+/// Where the event of a passed request with nothing to say goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassRoute {
+    /// Nowhere: no output wants it.
+    Drop,
+    /// Counted by the store.
+    Count,
+    /// Written one by one: to the log, to the store, or both.
+    Write { log: bool, store: bool },
 }
 
 #[derive(Clone)]
 pub struct EventSink {
-    tx: Option<mpsc::Sender<Event>>,
+    tx: Option<mpsc::Sender<Note>>,
     metrics: Arc<Metrics>,
-    /// `[events] log_passed` of the configuration in force (it reloads).
-    log_passed: Arc<AtomicBool>,
+    log: bool,
     store: Option<Arc<EventWriter>>,
     record_passed: bool,
 }
@@ -47,11 +91,10 @@ impl EventSink {
     /// Starts the thread feeding `outputs`; with no output, a disabled sink.
     pub fn start(outputs: EventOutputs, capacity: usize, metrics: Arc<Metrics>) -> Self {
         let store = outputs.store;
-        let log_passed = Arc::new(AtomicBool::new(false));
         let mut sink = EventSink {
             tx: None,
             metrics,
-            log_passed: Arc::clone(&log_passed),
+            log: outputs.json.is_some(),
             store: store.clone(),
             record_passed: outputs.record_passed && store.is_some(),
         };
@@ -64,7 +107,8 @@ impl EventSink {
                 .json
                 .map(|out| std::io::BufWriter::with_capacity(64 * 1024, out)),
             store,
-            log_passed,
+            tally: PassTally::default(),
+            tally_due: Instant::now() + TALLY_EVERY,
         };
         let spawned = std::thread::Builder::new()
             .name("portcullis-events".into())
@@ -82,22 +126,59 @@ impl EventSink {
         self.tx.is_some()
     }
 
-    /// Whether the request path should send the events of requests that
-    /// passed with no signal: the log asks for them (`[events] log_passed`)
-    /// or the store counts every request (`[store] record_passed`).
-    pub fn wants_passed(&self, config: &Config) -> bool {
-        self.is_enabled() && (config.events.log_passed || self.record_passed)
-    }
-
-    /// Follows `[events] log_passed` of a newly applied configuration.
-    pub fn configure(&self, config: &Config) {
-        self.log_passed.store(config.events.log_passed, Relaxed);
+    /// Where a passed request with nothing to say goes under `config`:
+    /// `[events] pass_sample` of them (all with `log_passed`) are written
+    /// one by one, the others counted when the store counts passes.
+    /// `origin_failed` (an answer of 500 or more) is always written to the
+    /// store that records passes: the origin-error alerts and search want it.
+    pub fn route_pass(&self, config: &Config, origin_failed: bool) -> PassRoute {
+        if !self.is_enabled() {
+            return PassRoute::Drop;
+        }
+        let events = &config.events;
+        let rate = if events.log_passed {
+            1.0
+        } else {
+            events.pass_sample
+        };
+        let sampled = rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate);
+        let log = self.log && sampled;
+        let store = self.record_passed && (sampled || origin_failed);
+        match (log || store, self.record_passed) {
+            (true, _) => PassRoute::Write { log, store },
+            (false, true) => PassRoute::Count,
+            (false, false) => PassRoute::Drop,
+        }
     }
 
     /// Never waits: a full queue drops the event and counts it.
     pub fn send(&self, event: Event) {
+        self.push(Note::Event {
+            event: Box::new(event),
+            log: true,
+            store: true,
+        });
+    }
+
+    /// Sends the event of a pass to the outputs `route` names.
+    pub fn send_pass(&self, event: Event, route: PassRoute) {
+        if let PassRoute::Write { log, store } = route {
+            self.push(Note::Event {
+                event: Box::new(event),
+                log,
+                store,
+            });
+        }
+    }
+
+    /// Counts a clean pass; never waits.
+    pub fn count_pass(&self, pass: PassNote) {
+        self.push(Note::Pass(pass));
+    }
+
+    fn push(&self, note: Note) {
         if let Some(tx) = &self.tx
-            && tx.try_send(event).is_err()
+            && tx.try_send(note).is_err()
         {
             self.metrics.events_dropped.inc();
         }
@@ -113,7 +194,9 @@ impl EventSink {
 struct Drain {
     json: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
     store: Option<Arc<EventWriter>>,
-    log_passed: Arc<AtomicBool>,
+    /// Passes counted since the last tally went to the store.
+    tally: PassTally,
+    tally_due: Instant,
 }
 
 impl Drain {
@@ -121,11 +204,11 @@ impl Drain {
     /// waits on the channel, so a send from the request path is a plain
     /// push that wakes nobody: no system call per event (waking this thread
     /// for every event cost as much CPU as writing them into SQLite).
-    fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Note>) {
         loop {
             let open = loop {
                 match rx.try_recv() {
-                    Ok(event) => self.take(event),
+                    Ok(note) => self.take(note),
                     Err(TryRecvError::Empty) => break true,
                     Err(TryRecvError::Disconnected) => break false,
                 }
@@ -136,6 +219,9 @@ impl Drain {
                 tracing::error!("cannot write the event log; it is turned off");
                 self.json = None;
             }
+            if !open || Instant::now() >= self.tally_due {
+                self.send_tally();
+            }
             if !open {
                 return;
             }
@@ -143,26 +229,49 @@ impl Drain {
         }
     }
 
-    fn take(&mut self, event: Event) {
-        if let Some(out) = &mut self.json
-            && (!is_clean_pass(&event) || self.log_passed.load(Relaxed))
-        {
-            write_line(out, &event);
+    fn take(&mut self, note: Note) {
+        match note {
+            Note::Event { event, log, store } => {
+                if log && let Some(out) = &mut self.json {
+                    write_line(out, &event);
+                }
+                if store && let Some(writer) = &self.store {
+                    // A full store queue counts the drop in the writer's stats.
+                    writer.try_send(stored(*event));
+                }
+            }
+            Note::Pass(pass) => count(&mut self.tally, pass),
         }
-        if let Some(store) = &self.store {
-            // A full store queue counts the drop in the writer's stats.
-            store.try_send(stored(event));
+    }
+
+    fn send_tally(&mut self) {
+        self.tally_due = Instant::now() + TALLY_EVERY;
+        if self.tally.is_empty() {
+            return;
+        }
+        let tally = std::mem::take(&mut self.tally);
+        if let Some(writer) = &self.store {
+            writer.try_send_tally(tally);
         }
     }
 }
 
-/// A request that passed with nothing to say about it (on a core URL there
-/// is always its rank to say).
-fn is_clean_pass(event: &Event) -> bool {
-    event.action == "pass"
-        && event.signals.is_empty()
-        && event.would.is_none()
-        && event.route.is_none()
+/// Adds one clean pass to `tally`: its minute and class, and its client
+/// address, device and account for the top lists.
+fn count(tally: &mut PassTally, pass: PassNote) {
+    let minute = minute_of(i64::try_from(pass.ts_ms).unwrap_or(i64::MAX));
+    let class = pass.class.as_str();
+    tally.add_passes(minute, class, 1);
+    let keys = [
+        (TopField::ClientIp, Some(pass.client_ip.to_string())),
+        (TopField::Device, pass.device),
+        (TopField::Account, pass.account),
+    ];
+    for (field, key) in keys {
+        if let Some(key) = key {
+            tally.add_key(minute, field, key, class, 1, MAX_TALLY_KEYS);
+        }
+    }
 }
 
 fn write_line(out: &mut impl Write, event: &Event) {
@@ -364,14 +473,104 @@ mod tests {
         );
     }
 
+    fn sink(json: bool, record_passed: bool, store: Option<Arc<EventWriter>>) -> EventSink {
+        let metrics = Arc::new(Metrics::new(1, &["stage"]));
+        let outputs = EventOutputs {
+            json: json.then(|| Box::new(std::io::sink()) as Box<dyn Write + Send>),
+            store,
+            record_passed,
+        };
+        EventSink::start(outputs, 16, metrics)
+    }
+
+    fn config(log_passed: bool, pass_sample: f64) -> Config {
+        let mut config = Config::default();
+        config.events.log_passed = log_passed;
+        config.events.pass_sample = pass_sample;
+        config
+    }
+
     #[test]
-    fn clean_passes_are_told_apart() {
-        let mut clean = event("pass", Vec::new());
-        clean.route = None;
-        assert!(is_clean_pass(&clean));
-        assert!(!is_clean_pass(&event("pass", Vec::new())), "a core URL");
-        clean.would = Some("intercept");
-        assert!(!is_clean_pass(&clean));
-        assert!(!is_clean_pass(&event("block", Vec::new())));
+    fn clean_passes_are_counted_or_sampled() {
+        let dir = std::env::temp_dir().join(format!("pc-events-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = portcullis_store::SqliteStore::open(dir.join("e.db")).unwrap();
+        let writer = EventWriter::spawn(Arc::new(store), Default::default()).unwrap();
+        let both = sink(true, true, Some(Arc::new(writer)));
+        assert_eq!(
+            both.route_pass(&config(false, 0.0), false),
+            PassRoute::Count
+        );
+        assert_eq!(
+            both.route_pass(&config(false, 1.0), false),
+            PassRoute::Write {
+                log: true,
+                store: true
+            }
+        );
+        assert_eq!(
+            both.route_pass(&config(true, 0.0), false),
+            PassRoute::Write {
+                log: true,
+                store: true
+            },
+            "log_passed logs every pass"
+        );
+        assert_eq!(
+            both.route_pass(&config(false, 0.0), true),
+            PassRoute::Write {
+                log: false,
+                store: true
+            },
+            "an origin error is stored one by one"
+        );
+        let sampled = (0..10_000)
+            .filter(|_| both.route_pass(&config(false, 0.1), false) != PassRoute::Count)
+            .count();
+        assert!((700..1300).contains(&sampled), "{sampled} of 10 000 at 0.1");
+        let log_only = sink(true, false, None);
+        assert_eq!(
+            log_only.route_pass(&config(false, 0.0), true),
+            PassRoute::Drop
+        );
+        assert_eq!(
+            log_only.route_pass(&config(false, 1.0), false),
+            PassRoute::Write {
+                log: true,
+                store: false
+            }
+        );
+        assert_eq!(
+            sink(false, true, None).route_pass(&config(true, 1.0), false),
+            PassRoute::Drop,
+            "no output"
+        );
+        drop(both);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_counted_pass_counts_its_minute_and_keys() {
+        let mut tally = PassTally::default();
+        let note = |device: Option<&str>| PassNote {
+            ts_ms: 120_001,
+            class: TrafficClass::Crawler,
+            client_ip: IpAddr::from([192, 0, 2, 7]),
+            device: device.map(Into::into),
+            account: None,
+        };
+        count(&mut tally, note(Some("d1")));
+        count(&mut tally, note(None));
+        assert_eq!(tally.passes[&(2, "crawler".to_owned())], 2);
+        let ip = (
+            2,
+            TopField::ClientIp,
+            "192.0.2.7".to_owned(),
+            "crawler".to_owned(),
+        );
+        assert_eq!(tally.keys[&ip], 2);
+        let device = (2, TopField::Device, "d1".to_owned(), "crawler".to_owned());
+        assert_eq!(tally.keys[&device], 1);
+        assert_eq!(tally.keys.len(), 2);
     }
 }

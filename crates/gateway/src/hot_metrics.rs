@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::context::{Action, Answer, Layer, TrafficClass};
 
@@ -111,9 +111,9 @@ impl HotMetrics {
         &self.workers[crate::worker::worker_index() % self.workers.len()]
     }
 
-    /// Records the time since `started` for the stage at `stage` in the names.
-    pub fn observe(&self, stage: usize, started: Instant) {
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    /// Records `took` for the stage at `stage` in the names.
+    pub fn observe(&self, stage: usize, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let Some(cells) = self.mine().stages.get(stage) else {
             return;
         };
@@ -136,6 +136,22 @@ impl HotMetrics {
             .iter()
             .map(|w| f(w).load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Per stage: its name, how many times it ran and the nanoseconds it
+    /// took in all (the stage cost bench reads them).
+    #[cfg(test)]
+    pub fn stage_totals(&self) -> Vec<(&'static str, u64, u64)> {
+        self.stage_names
+            .iter()
+            .enumerate()
+            .map(|(s, name)| {
+                let runs = (0..=BOUNDS_NS.len())
+                    .map(|b| self.sum(|w| &w.stages[s].buckets[b]))
+                    .sum();
+                (*name, runs, self.sum(|w| &w.stages[s].sum_ns))
+            })
+            .collect()
     }
 
     /// Appends the text exposition of these metrics.
@@ -205,7 +221,7 @@ mod tests {
             Some(Layer::Edge),
             TrafficClass::Scanner,
         );
-        m.observe(0, Instant::now());
+        m.observe(0, Duration::from_micros(3));
         let mut out = String::new();
         m.encode(&mut out);
         assert!(

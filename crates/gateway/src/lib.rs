@@ -211,7 +211,6 @@ pub async fn start_with(
     }
     let metrics = Arc::new(metrics);
     let events = event_sink(&runtime.config, writer, Arc::clone(&metrics));
-    events.configure(&runtime.config);
     metrics.config_version.set(1);
     let listen_addr = runtime.config.server.listen;
     let admin_addr = runtime.config.server.admin;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,13 +18,15 @@ use crate::body::Metered;
 use crate::client_ip::client_ip;
 use crate::conn_io::ConnFlags;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
+use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
 use crate::http::headers::{self as hdr, remove_cookies, remove_matching, upgrade_protocol};
 use crate::http::respond::{ProxyBody, X_REQUEST_ID, full_body, json_error, new_request_id};
 use crate::pipeline;
 use crate::risk;
+use crate::runtime::Runtime;
 use crate::shared::Shared;
-use crate::stages::{Exchange, InspectedBody, RequestBody, Target};
+use crate::stages::{Exchange, InspectedBody, RequestBody, Target, raw_target};
 use crate::trust::DEVICE_COOKIE;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -44,28 +47,16 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rt = shared.runtime.load_full();
-    let ip = client_ip(peer.ip(), req.headers(), &rt.trusted_proxies, &rt.forwarded);
-    let mut ctx = RequestContext::new(new_request_id(), ip, peer.ip());
-    ctx.via_trusted_proxy = rt.trusted_proxies.contains(peer.ip());
     let (parts, body) = req.into_parts();
-    let raw_path = parts.uri.path().to_owned();
-    let raw_target = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let mut ex = Exchange {
-        shared: &shared,
-        rt: &rt,
-        ctx,
-        target: Target::provisional(&raw_path),
-        raw_target,
+    let mut ex = begin(
+        &shared,
+        &rt,
+        peer,
         parts,
-        body: RequestBody::Unread(body),
-        answer: None,
+        RequestBody::Unread(body),
         tls,
-        framing_conflict: conn.take_framing_conflict(),
-    };
+        conn.take_framing_conflict(),
+    );
     pipeline::run(&mut ex).await;
     let (action, layer) = ex.ctx.decide();
     let mut response = respond(&mut ex, action).await;
@@ -76,6 +67,39 @@ pub async fn handle(
     }
     record(ex, action, layer, &response, started);
     Ok(response)
+}
+
+/// The exchange of a request whose head is in hand, before any stage ran.
+pub(crate) fn begin<'a>(
+    shared: &'a Shared,
+    rt: &'a Arc<Runtime>,
+    peer: SocketAddr,
+    parts: Parts,
+    body: RequestBody,
+    tls: bool,
+    framing_conflict: bool,
+) -> Exchange<'a> {
+    let ip = client_ip(
+        peer.ip(),
+        &parts.headers,
+        &rt.trusted_proxies,
+        &rt.forwarded,
+    );
+    let mut ctx = RequestContext::new(new_request_id(), ip, peer.ip());
+    ctx.via_trusted_proxy = rt.trusted_proxies.contains(peer.ip());
+    let raw_target = raw_target(&parts.uri);
+    Exchange {
+        shared,
+        rt,
+        ctx,
+        target: Target::provisional(),
+        raw_target,
+        parts,
+        body,
+        answer: None,
+        tls,
+        framing_conflict,
+    }
 }
 
 /// The answer to the request: a stage's own, the gateway's refusal, or the
@@ -142,35 +166,17 @@ async fn mask_leaks(ex: &mut Exchange<'_>, response: Response<ProxyBody>) -> Res
 /// own forwarding and risk headers, and the body (inspected prefix, then
 /// the streamed rest).
 async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBody> {
-    let (shared, rt, ctx) = (ex.shared, ex.rt, &ex.ctx);
-    let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
-        return json_error(502, "no origin for this host and path", &ctx.request_id);
+    let (shared, rt) = (ex.shared, ex.rt);
+    let Outgoing {
+        upstream,
+        uri,
+        headers,
+        client_upgrade,
+    } = match outgoing(ex) {
+        Ok(outgoing) => outgoing,
+        Err(unroutable) => return unroutable.answer(&ex.ctx.request_id),
     };
-    let path_and_query = ex.parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let Ok(uri) = format!("{}{}", upstream.base, path_and_query).parse::<http::Uri>() else {
-        return json_error(400, "bad request target", &ctx.request_id);
-    };
-    let tunnelled = upgrade_protocol(&ex.parts.headers).is_some_and(|protocol| {
-        rt.config
-            .headers
-            .upgrades
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(protocol))
-    });
-    let client_upgrade = tunnelled
-        .then(|| ex.parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-        .flatten();
-    let mut headers = std::mem::take(&mut ex.parts.headers);
-    let forwarding = Forwarding {
-        remove: &rt.config.headers.remove,
-        clearance_cookie: &rt.trust.cookie,
-        host: &ex.target.authority,
-        tls: ex.tls,
-        tunnelled,
-    };
-    prepare_upstream_headers(&mut headers, ctx, &forwarding);
-    risk::write_headers(&rt.risk, &ctx.risk_headers, &mut headers);
-
+    let ctx = &ex.ctx;
     // A request whose whole body is in hand can be sent again on a new
     // connection when the pooled one turns out closed by the origin.
     let retry = (body.complete && client_upgrade.is_none())
@@ -218,6 +224,79 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
         incoming.map_err(Into::into).boxed()
     };
     Response::from_parts(head, body)
+}
+
+/// The request for the origin, before its body.
+pub(crate) struct Outgoing<'a> {
+    pub upstream: &'a crate::runtime::Upstream,
+    pub uri: http::Uri,
+    pub headers: HeaderMap,
+    pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// Why a request has no origin request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unroutable {
+    NoOrigin,
+    BadTarget,
+}
+
+impl Unroutable {
+    fn answer(self, request_id: &str) -> Response<ProxyBody> {
+        match self {
+            Unroutable::NoOrigin => json_error(502, "no origin for this host and path", request_id),
+            Unroutable::BadTarget => json_error(400, "bad request target", request_id),
+        }
+    }
+}
+
+/// The origin, target and headers the request is forwarded with (the
+/// headers are taken from `ex.parts`), or why there is none.
+pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unroutable> {
+    let (rt, ctx): (&'a Runtime, _) = (ex.rt, &ex.ctx);
+    let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
+        return Err(Unroutable::NoOrigin);
+    };
+    // From the parts already parsed: no text to format and parse again.
+    let mut target = http::uri::Parts::default();
+    target.scheme = Some(http::uri::Scheme::HTTP);
+    target.authority = Some(upstream.authority.clone());
+    target.path_and_query = Some(
+        ex.parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    let Ok(uri) = http::Uri::from_parts(target) else {
+        return Err(Unroutable::BadTarget);
+    };
+    let tunnelled = upgrade_protocol(&ex.parts.headers).is_some_and(|protocol| {
+        rt.config
+            .headers
+            .upgrades
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(protocol))
+    });
+    let client_upgrade = tunnelled
+        .then(|| ex.parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+    let mut headers = std::mem::take(&mut ex.parts.headers);
+    let forwarding = Forwarding {
+        remove: &rt.config.headers.remove,
+        clearance_cookie: &rt.trust.cookie,
+        host: &ex.target.authority,
+        tls: ex.tls,
+        tunnelled,
+    };
+    prepare_upstream_headers(&mut headers, ctx, &forwarding);
+    risk::write_headers(&rt.risk, &ctx.risk_headers, &mut headers);
+    Ok(Outgoing {
+        upstream,
+        uri,
+        headers,
+        client_upgrade,
+    })
 }
 
 type OriginResult = Result<
@@ -303,35 +382,46 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, f: &F
         .and_then(|v| v.to_str().ok())
         .filter(|_| ctx.via_trusted_proxy)
         .map(str::to_owned);
-    let mut forged = f.remove.to_vec();
-    forged.push(X_FORWARDED_FOR.as_str().to_owned());
-    remove_matching(headers, &forged, &RESERVED_PREFIXES);
+    let forged = f.remove.iter().map(String::as_str);
+    remove_matching(
+        headers,
+        forged.chain([X_FORWARDED_FOR.as_str()]),
+        &RESERVED_PREFIXES,
+    );
     remove_cookies(headers, &[f.clearance_cookie, DEVICE_COOKIE]);
+    // Values built once and shared (a header value is a reference-counted
+    // buffer): the peer is usually the client, the host its own forward.
+    let peer = HeaderValue::try_from(ctx.peer_ip.to_string()).ok();
     let forwarded = match prior {
-        Some(prior) => format!("{prior}, {}", ctx.peer_ip),
-        None => ctx.peer_ip.to_string(),
+        Some(prior) => HeaderValue::try_from(format!("{prior}, {}", ctx.peer_ip)).ok(),
+        None => peer.clone(),
     };
-    let set = |headers: &mut HeaderMap, name: HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+    let real_ip = if ctx.client_ip == ctx.peer_ip {
+        peer
+    } else {
+        HeaderValue::try_from(ctx.client_ip.to_string()).ok()
+    };
+    let proto = HeaderValue::from_static(if f.tls { "https" } else { "http" });
+    let host = (!f.host.is_empty())
+        .then(|| HeaderValue::from_str(f.host).ok())
+        .flatten();
+    let values = [
+        (X_FORWARDED_FOR, forwarded),
+        (X_REAL_IP, real_ip),
+        (X_FORWARDED_PROTO, Some(proto)),
+        (X_REQUEST_ID, HeaderValue::from_str(&ctx.request_id).ok()),
+        (header::HOST, host.clone()),
+        (X_FORWARDED_HOST, host),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value {
             headers.insert(name, value);
         }
-    };
-    set(headers, X_FORWARDED_FOR, &forwarded);
-    set(headers, X_REAL_IP, &ctx.client_ip.to_string());
-    set(
-        headers,
-        X_FORWARDED_PROTO,
-        if f.tls { "https" } else { "http" },
-    );
-    set(headers, X_REQUEST_ID, &ctx.request_id);
-    if !f.host.is_empty() {
-        set(headers, header::HOST, f.host);
-        set(headers, X_FORWARDED_HOST, f.host);
     }
 }
 
 /// Metrics and the decision event.
-fn record(
+pub(crate) fn record(
     ex: Exchange<'_>,
     action: Action,
     layer: Option<Layer>,
@@ -349,22 +439,43 @@ fn record(
             .get_or_create(&crate::metrics::NameLabel { name: signal.name })
             .inc();
     }
-    // Every request on a core URL is recorded: its rank is what operators watch.
-    let wanted = action != Action::Pass
-        || !ctx.signals.is_empty()
-        || ctx.policy.is_some()
-        || shared.events.wants_passed(&rt.config);
-    if !shared.events.is_enabled() || !wanted {
+    if !shared.events.is_enabled() {
         return;
+    }
+    let status = response.status().as_u16();
+    // Every request on a core URL is recorded: its rank is what operators
+    // watch. A pass with nothing to say is counted, or written as a sample.
+    let plain_pass = action == Action::Pass
+        && ctx.signals.is_empty()
+        && ctx.policy.is_none()
+        && ctx.would.is_none();
+    let pass_route = plain_pass.then(|| shared.events.route_pass(&rt.config, status >= 500));
+    match pass_route {
+        Some(PassRoute::Drop) => return,
+        Some(PassRoute::Count) => {
+            shared.events.count_pass(PassNote {
+                ts_ms: crate::context::now_ms(),
+                class: ctx.class,
+                client_ip: ctx.client_ip,
+                device: ctx.device,
+                account: ctx.account,
+            });
+            return;
+        }
+        Some(PassRoute::Write { .. }) | None => {}
     }
     let mut signals = ctx.signals;
     for signal in &mut signals {
         clip(&mut signal.evidence, MAX_EVIDENCE);
     }
-    let (mut host, mut path) = (ex.target.authority, ex.target.path.matched);
+    // Refused before the target was made canonical: the path as it came.
+    let (mut host, mut path) = match ex.target.path.matched.is_empty() {
+        true => (ex.target.authority, ex.parts.uri.path().to_owned()),
+        false => (ex.target.authority, ex.target.path.matched),
+    };
     clip(&mut host, MAX_HOST);
     clip(&mut path, MAX_PATH);
-    shared.events.send(Event {
+    let event = Event {
         ts_ms: crate::context::now_ms(),
         request_id: ctx.request_id,
         client_ip: ctx.client_ip,
@@ -373,7 +484,7 @@ fn record(
         path,
         action: action.as_str(),
         layer,
-        status: response.status().as_u16(),
+        status,
         class: ctx.class,
         signals,
         duration_us: started.elapsed().as_micros() as u64,
@@ -388,7 +499,11 @@ fn record(
         device_risk_rank: ctx.risk.as_ref().map(|r| r.device_rank),
         reasons: ctx.risk.map(|r| r.reasons).unwrap_or_default(),
         would: ctx.would,
-    });
+    };
+    match pass_route {
+        Some(route) => shared.events.send_pass(event, route),
+        None => shared.events.send(event),
+    }
 }
 
 /// What one event keeps of a field a client chose: a 30 KB target must not
@@ -409,6 +524,9 @@ fn clip(text: &mut String, max: usize) {
     text.truncate(end);
     text.push('…');
 }
+
+#[cfg(test)]
+mod cost;
 
 #[cfg(test)]
 mod tests {

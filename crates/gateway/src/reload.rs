@@ -130,7 +130,6 @@ fn install(shared: &Shared, config: Config, trigger: &str) -> Result<u64, ApplyE
             "listener addresses and TLS listener changes need a restart; other settings applied"
         );
     }
-    shared.events.configure(&runtime.config);
     if let Some(alerts) = &shared.alerts {
         alerts.reload(&runtime.config);
     }

@@ -33,8 +33,6 @@ pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 pub struct Upstream {
     pub hosts: Vec<String>,
     pub path_prefix: String,
-    /// `http://host:port`, prepended to the request's path and query.
-    pub base: String,
     pub authority: http::uri::Authority,
     /// One connection pool per worker thread, so that a connection and the
     /// requests using it stay on one core.
@@ -320,7 +318,6 @@ fn build_upstream(config: &UpstreamConfig, workers: usize) -> anyhow::Result<Ups
     Ok(Upstream {
         hosts: config.hosts.clone(),
         path_prefix: config.path_prefix.clone(),
-        base: format!("http://{authority}"),
         authority,
         clients: (0..workers.max(1)).map(|_| client()).collect(),
         response_timeout: Duration::from_millis(config.response_timeout_ms),
@@ -345,6 +342,9 @@ fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
         .with_single_cert(chain, key)
         .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless session tickets (keys random per start, rotated by rustls):
+    // a returning client resumes on any worker without a full handshake.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().context("TLS session tickets")?;
     Ok(config)
 }
 
@@ -370,15 +370,12 @@ mod tests {
             hosts = ["admin.example.com"]
             "#,
         );
-        let pick = |host, path| rt.upstream(host, path).map(|u| u.base.clone());
-        assert_eq!(pick("x.com", "/").as_deref(), Some("http://127.0.0.1:1001"));
-        assert_eq!(
-            pick("x.com", "/api/v1").as_deref(),
-            Some("http://127.0.0.1:1002")
-        );
+        let pick = |host, path| rt.upstream(host, path).map(|u| u.authority.to_string());
+        assert_eq!(pick("x.com", "/").as_deref(), Some("127.0.0.1:1001"));
+        assert_eq!(pick("x.com", "/api/v1").as_deref(), Some("127.0.0.1:1002"));
         assert_eq!(
             pick("ADMIN.example.com:8080", "/api/v1").as_deref(),
-            Some("http://127.0.0.1:1003")
+            Some("127.0.0.1:1003")
         );
     }
 

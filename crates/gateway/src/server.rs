@@ -258,6 +258,7 @@ pub fn spawn_workers(
                     }
                 };
                 runtime.block_on(async move {
+                    tokio::spawn(timer_anchor());
                     if let Some(tls) = tls.and_then(|l| TcpListener::from_std(l).ok()) {
                         tokio::spawn(serve_tls(tls, Arc::clone(&shared)));
                     }
@@ -270,6 +271,24 @@ pub fn spawn_workers(
     }
     Ok(())
 }
+
+/// Keeps a timer due within [`ANCHOR_EVERY`] on the worker's runtime. Tokio
+/// wakes its driver through an eventfd (a system call, and a spare trip
+/// through epoll) whenever a new timer is due before every armed one; each
+/// request arms two (hyper's head timeout, the origin's response timeout),
+/// seconds away, and with this earlier timer always armed neither is ever
+/// the first.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(ANCHOR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
+/// Shorter than the timeouts a request arms by default (seconds); a
+/// shorter configured timeout only costs the wake-up it cost before.
+const ANCHOR_EVERY: Duration = Duration::from_millis(250);
 
 /// Binds a listener, with the address in the error.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -17,6 +17,10 @@
 //!   device or account go through a time-bucketed key index ([`keys_of`])
 //!   instead of one random-key B-tree per column, which kept writes fast as
 //!   the database grows.
+//! - Clean passes (no signal, no core URL) need not be stored one by one:
+//!   a [`PassTally`] counts them per minute and class, and per minute and
+//!   client key, into the rollups and the `pass_keys` table, so totals,
+//!   series and top lists still count every request.
 //! - [`EventWriter`] is the request path's side: a bounded queue that never
 //!   blocks the sender (a full queue drops the event and counts it), drained
 //!   by a dedicated thread that writes batches, one transaction per batch,
@@ -32,6 +36,7 @@ pub mod pg;
 mod query;
 mod rollup;
 mod sqlite;
+mod tally;
 mod writer;
 
 pub use bound::{
@@ -50,6 +55,7 @@ pub use query::{
 };
 pub use rollup::{RollupKey, aggregate, minute_of};
 pub use sqlite::{SqliteConfig, SqliteStore};
+pub use tally::PassTally;
 pub use writer::{EventSender, EventWriter, WriterConfig, WriterStats};
 
 /// A backend for decision events and their minute rollups.
@@ -62,6 +68,10 @@ pub trait EventStore: Send + Sync {
     /// transaction. Ids are assigned by the store; returns how many events
     /// were written.
     fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError>;
+
+    /// Adds counted passes (see [`PassTally`]) to the minute rollups and the
+    /// per-minute key counts that the top lists read, in one transaction.
+    fn write_tally(&self, tally: &PassTally) -> Result<(), StoreError>;
 
     /// Events matching `filter`, newest first, at most `filter.limit()`.
     fn search(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;

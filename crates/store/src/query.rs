@@ -147,6 +147,15 @@ pub struct TopQuery {
     pub exclude_class: Option<String>,
 }
 
+impl TopQuery {
+    /// The minutes `[from, to)` that overlap the range: counted passes
+    /// (see [`crate::PassTally`]) are kept per minute.
+    pub fn minutes(&self) -> (i64, i64) {
+        let to = crate::minute_of(self.to_ms.saturating_sub(1)) + 1;
+        (crate::minute_of(self.from_ms), to)
+    }
+}
+
 /// One ranked value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopEntry {

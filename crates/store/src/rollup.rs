@@ -35,6 +35,21 @@ impl<'a> RollupKey<'a> {
     }
 }
 
+impl RollupKey<'_> {
+    /// The key of counted clean passes (see [`crate::PassTally`]): no
+    /// layer, reason or route.
+    pub fn pass(minute: i64, class: &str) -> RollupKey<'_> {
+        RollupKey {
+            minute,
+            layer: "",
+            action: "pass",
+            reason: Cow::Borrowed(""),
+            route: "",
+            class,
+        }
+    }
+}
+
 /// Counts per rollup key; `reasons[i]` is the reason of `events[i]`.
 pub fn aggregate<'a, E: Borrow<StoredEvent>>(
     events: &'a [E],

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::query::{Pruned, Retention};
-use crate::{EventStore, StoreError, StoredEvent};
+use crate::{EventStore, PassTally, StoreError, StoredEvent};
 
 /// The longest an idle writer sleeps before looking at the stop flag.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
@@ -23,6 +23,9 @@ const EVENT_OVERHEAD: u64 = 160;
 /// the budget was written since it last ran, so a flood overshoots it by
 /// little whatever `retention_every` is.
 const BUDGET_SLICES: u64 = 16;
+/// Client keys a tally waiting for the database may hold (see
+/// [`PassTally::add_key`]); the passes themselves are always counted.
+const MAX_TALLY_KEYS: usize = 200_000;
 
 /// How the writer batches, and whether it runs retention itself.
 #[derive(Debug, Clone)]
@@ -70,6 +73,12 @@ pub struct WriterStats {
     pub spooled: u64,
     /// Failed attempts to reach the database.
     pub unavailable: u64,
+    /// Clean passes counted into the rollups and key counts (a tally each
+    /// second or so) rather than written one by one.
+    pub counted: u64,
+    /// Passes whose client key did not fit in a tally: they count in the
+    /// totals, not in the top lists.
+    pub uncounted_keys: u64,
     /// Batches committed.
     pub batches: u64,
     /// Duration of the last committed batch, in microseconds.
@@ -97,6 +106,8 @@ struct Counters {
     failed: AtomicU64,
     spooled: AtomicU64,
     unavailable: AtomicU64,
+    counted: AtomicU64,
+    uncounted_keys: AtomicU64,
     batches: AtomicU64,
     last_batch_us: AtomicU64,
     max_batch_us: AtomicU64,
@@ -117,6 +128,8 @@ impl Counters {
             failed: self.failed.load(Relaxed),
             spooled: self.spooled.load(Relaxed),
             unavailable: self.unavailable.load(Relaxed),
+            counted: self.counted.load(Relaxed),
+            uncounted_keys: self.uncounted_keys.load(Relaxed),
             batches: self.batches.load(Relaxed),
             last_batch_us: self.last_batch_us.load(Relaxed),
             max_batch_us: self.max_batch_us.load(Relaxed),
@@ -145,6 +158,8 @@ impl Counters {
 #[allow(clippy::large_enum_variant)]
 enum Msg {
     Event(StoredEvent),
+    /// Counted passes, written with the next batch.
+    Tally(PassTally),
     /// Acknowledged once everything queued before it is written.
     Flush(mpsc::Sender<()>),
     /// Wakes the writer so it notices the stop flag.
@@ -166,6 +181,19 @@ impl EventSender {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Queues counted passes; false (their passes counted in `failed`) when
+    /// the queue is full or the writer has stopped.
+    pub fn try_send_tally(&self, tally: PassTally) -> bool {
+        let total = tally.total();
+        match self.tx.try_send(Msg::Tally(tally)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.failed.fetch_add(total, Relaxed);
                 false
             }
         }
@@ -213,6 +241,11 @@ impl EventWriter {
         self.sender.try_send(event)
     }
 
+    /// See [`EventSender::try_send_tally`].
+    pub fn try_send_tally(&self, tally: PassTally) -> bool {
+        self.sender.try_send_tally(tally)
+    }
+
     pub fn stats(&self) -> WriterStats {
         self.sender.stats()
     }
@@ -258,6 +291,8 @@ struct Worker {
     rx: Receiver<Msg>,
     counters: Arc<Counters>,
     batch: Vec<StoredEvent>,
+    /// Counted passes not written yet (kept while the database is away).
+    tally: PassTally,
     acks: Vec<mpsc::Sender<()>>,
     next_retention: Instant,
     retention_pending: bool,
@@ -279,6 +314,7 @@ impl Worker {
     ) -> Self {
         Worker {
             batch: Vec::with_capacity(config.batch_size.max(1)),
+            tally: PassTally::default(),
             acks: Vec::new(),
             next_retention: Instant::now(),
             retention_pending: config.retention.is_some(),
@@ -301,7 +337,10 @@ impl Worker {
                     self.fill();
                     self.commit();
                 }
-                Err(RecvTimeoutError::Timeout) => self.retry_spool(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retry_spool();
+                    self.write_tally();
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.retention_tick();
@@ -332,6 +371,10 @@ impl Worker {
     fn take(&mut self, msg: Msg) {
         match msg {
             Msg::Event(event) => self.batch.push(event),
+            Msg::Tally(tally) => {
+                let lost = self.tally.merge(tally, MAX_TALLY_KEYS);
+                self.counters.uncounted_keys.fetch_add(lost, Relaxed);
+            }
             Msg::Flush(ack) => self.acks.push(ack),
             Msg::Wake => {}
         }
@@ -377,6 +420,7 @@ impl Worker {
             self.batch.reserve(self.config.batch_size.max(1));
         }
         self.retry_spool();
+        self.write_tally();
         for ack in self.acks.drain(..) {
             let _ = ack.send(());
         }
@@ -408,6 +452,34 @@ impl Worker {
                 self.counters.failed.fetch_add(lost, Relaxed);
                 tracing::warn!(%error, lost, "event batch not written");
                 Ok(())
+            }
+        }
+    }
+
+    /// Writes the counted passes; while the database is unreachable they
+    /// wait (and the next tallies merge into them), like spooled events.
+    fn write_tally(&mut self) {
+        let waiting = self.retry_at.is_some_and(|at| Instant::now() < at);
+        if self.tally.is_empty() || !self.spool.is_empty() || waiting {
+            return;
+        }
+        match self.store.write_tally(&self.tally) {
+            Ok(()) => {
+                self.counters.counted.fetch_add(self.tally.total(), Relaxed);
+                self.tally = PassTally::default();
+            }
+            Err(error) if error.is_unavailable() => {
+                self.counters.unavailable.fetch_add(1, Relaxed);
+                if self.retry_at.is_none() {
+                    self.retry_at = Some(Instant::now() + self.retry_wait);
+                    self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+                }
+            }
+            Err(error) => {
+                let lost = self.tally.total();
+                self.counters.failed.fetch_add(lost, Relaxed);
+                tracing::warn!(%error, lost, "counted passes not written");
+                self.tally = PassTally::default();
             }
         }
     }

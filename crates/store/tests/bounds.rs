@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BeforeWrite, HookedStore, TempDir, now_ms, pass};
+use common::{BeforeWrite, HookedStore, TempDir, now_ms, pass, sample_tally};
 use portcullis_store::{
     EventFilter, EventStore, EventWriter, MARK, MAX_PATH, MAX_SIGNAL_TEXT, Retention, SqliteStore,
-    StoreError, StoredEvent, WriterConfig,
+    StoreError, StoredEvent, TopField, TopOrder, TopQuery, WriterConfig,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -193,4 +193,44 @@ fn an_unreachable_store_spools_then_catches_up_in_order() {
         format!("req-{}-1400", t0 + 1400)
     );
     assert!(stored.windows(2).all(|w| w[0].id > w[1].id));
+}
+
+#[test]
+fn counted_passes_wait_out_an_outage() {
+    let dir = TempDir::new("tally-outage");
+    let store = Arc::new(HookedStore {
+        inner: SqliteStore::open(dir.db()).unwrap(),
+        hook: Outage {
+            down: AtomicBool::new(true),
+            attempts: Mutex::new(0),
+        },
+    });
+    let writer = EventWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
+    assert!(writer.try_send_tally(sample_tally()));
+    assert!(writer.try_send_tally(sample_tally()));
+    assert!(writer.flush(WAIT));
+    assert_eq!(writer.stats().counted, 0, "the database is away");
+    store.hook.down.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    while writer.stats().counted < 90 {
+        assert!(started.elapsed() < WAIT, "{:?}", writer.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = writer.stats();
+    assert_eq!(
+        (stats.counted, stats.failed, stats.uncounted_keys),
+        (90, 0, 0)
+    );
+    let top = store
+        .inner
+        .top(&TopQuery {
+            field: TopField::ClientIp,
+            from_ms: common::T0,
+            to_ms: common::T0 + 120_000,
+            limit: 1,
+            order: TopOrder::Requests,
+            exclude_class: None,
+        })
+        .unwrap();
+    assert_eq!((top[0].key.as_str(), top[0].requests), ("192.0.2.50", 60));
 }

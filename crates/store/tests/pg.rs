@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{T0, TempDir, blocked, challenges, now_ms, pass, sample, solve_rate_of};
+use common::{T0, TempDir, blocked, challenges, now_ms, pass, sample, sample_tally, solve_rate_of};
 use portcullis_store::pg::{TempPostgres, TempPostgresError};
 use portcullis_store::{
     ActionKind, EventFilter, EventStore, EventWriter, MARK, MAX_PATH, PgConfig, PgStore, Retention,
@@ -52,6 +52,8 @@ fn answers_every_query_like_sqlite() {
     let sqlite = SqliteStore::open(dir.db()).unwrap();
     assert_eq!(store.write_batch(&sample()).unwrap(), 60);
     sqlite.write_batch(&sample()).unwrap();
+    store.write_tally(&sample_tally()).unwrap();
+    sqlite.write_tally(&sample_tally()).unwrap();
 
     let filters = [
         EventFilter::default(),
@@ -132,6 +134,7 @@ fn answers_every_query_like_sqlite() {
         (TopField::ClientIp, TopOrder::Intercepts),
         (TopField::Route, TopOrder::Intercepts),
         (TopField::Device, TopOrder::Requests),
+        (TopField::Account, TopOrder::Requests),
     ] {
         let q = TopQuery {
             field,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{T0, TempDir, challenges, pass, sample, solve_rate_of};
+use common::{T0, TempDir, challenges, pass, sample, sample_tally, solve_rate_of};
 use portcullis_store::{
     ActionKind, EventFilter, EventStore, Retention, RollupGroup, RollupQuery, SqliteStore,
     StoreError, StoredEvent, TopField, TopOrder, TopQuery, TrialQuery, minute_of,
@@ -23,7 +23,7 @@ fn migrates_once_and_refuses_newer_schema() {
     let dir = TempDir::new("migrate");
     {
         let store = SqliteStore::open(dir.db()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
         store.write_batch(&[pass(T0, 1)]).unwrap();
     }
     let store = SqliteStore::open(dir.db()).unwrap();
@@ -34,7 +34,7 @@ fn migrates_once_and_refuses_newer_schema() {
     match SqliteStore::open(dir.db()) {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 2,
+            supported: 3,
         }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a newer schema"),
@@ -541,6 +541,102 @@ fn top_ranks_by_requests_and_by_intercepts() {
         .unwrap();
     assert_eq!(devices[0].key, "dev-1");
     assert_eq!(devices[0].requests, 10);
+}
+
+#[test]
+fn counted_passes_count_in_totals_and_top_lists() {
+    let dir = TempDir::new("tally");
+    let store = open_with_sample(&dir);
+    store.write_tally(&sample_tally()).unwrap();
+    let m0 = minute_of(T0);
+    let by = |group_by, exclude: Option<&str>| {
+        let q = RollupQuery {
+            from_minute: m0,
+            to_minute: m0 + 3,
+            group_by,
+            kind: None,
+            route: None,
+            exclude_class: exclude.map(Into::into),
+        };
+        let series = store.rollups(&q).unwrap();
+        series
+            .iter()
+            .map(|s| (s.key.clone(), s.total()))
+            .collect::<Vec<_>>()
+    };
+    let totals = by(RollupGroup::Action, None);
+    assert!(totals.contains(&("pass".into(), 30 + 45)), "{totals:?}");
+    let without_crawlers = by(RollupGroup::Action, Some("crawler"));
+    assert!(
+        without_crawlers.contains(&("pass".into(), 30 + 40)),
+        "{without_crawlers:?}"
+    );
+    let q = |field, order, exclude: Option<&str>| TopQuery {
+        field,
+        from_ms: T0,
+        to_ms: T0 + 180_000,
+        limit: 3,
+        order,
+        exclude_class: exclude.map(Into::into),
+    };
+    let ips = store
+        .top(&q(TopField::ClientIp, TopOrder::Requests, None))
+        .unwrap();
+    assert_eq!(
+        (ips[0].key.as_str(), ips[0].requests, ips[0].intercepts),
+        ("192.0.2.50", 30, 0)
+    );
+    let blocked = ips.iter().find(|e| e.key == "198.51.100.1").unwrap();
+    assert_eq!((blocked.requests, blocked.intercepts), (17, 10));
+    let blockers = store
+        .top(&q(TopField::ClientIp, TopOrder::Intercepts, None))
+        .unwrap();
+    assert_eq!(
+        (blockers[0].key.as_str(), blockers[0].requests),
+        ("198.51.100.1", 17),
+        "its requests count its counted passes"
+    );
+    let accounts = store
+        .top(&q(TopField::Account, TopOrder::Requests, Some("crawler")))
+        .unwrap();
+    assert!(accounts.iter().all(|e| e.key != "acct-9"), "{accounts:?}");
+    let later = TopQuery {
+        from_ms: T0 + 120_000,
+        ..q(TopField::ClientIp, TopOrder::Requests, None)
+    };
+    let later = store.top(&later).unwrap();
+    assert!(
+        later.iter().all(|e| e.key != "192.0.2.50"),
+        "outside the window: {later:?}"
+    );
+}
+
+#[test]
+fn counted_passes_expire_with_the_events() {
+    let dir = TempDir::new("tally-retention");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.write_tally(&sample_tally()).unwrap();
+    let policy = Retention {
+        events_days: 1,
+        rollups_days: 90,
+        chunk: 2,
+        max_bytes: None,
+    };
+    let day = 86_400_000;
+    let top = TopQuery {
+        field: TopField::ClientIp,
+        from_ms: T0,
+        to_ms: T0 + 180_000,
+        limit: 3,
+        order: TopOrder::Requests,
+        exclude_class: None,
+    };
+    store.retention(&policy, T0 + day / 2).unwrap();
+    assert_eq!(store.top(&top).unwrap().len(), 2, "not expired yet");
+    let first = store.retention_step(&policy, T0 + 2 * day).unwrap();
+    assert!(first.more, "a full chunk asks for more");
+    store.retention(&policy, T0 + 2 * day).unwrap();
+    assert!(store.top(&top).unwrap().is_empty());
 }
 
 #[test]

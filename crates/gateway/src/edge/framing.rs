@@ -100,6 +100,18 @@ impl Default for FramingScanner {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// How many bytes at the start of `bytes` the state `state` only passes
+/// over (or keeps in its line): up to the next byte it acts on.
+fn plain_run(state: State, bytes: &[u8]) -> usize {
+    let end = match state {
+        State::Target => bytes
+            .iter()
+            .position(|&c| c == b' ' || c == b'\n' || needs_encoding(c)),
+        _ => memchr::memchr(b'\n', bytes),
+    };
+    end.unwrap_or(bytes.len())
+}
+
 /// Bytes of a request target the HTTP parser refuses but the web sends.
 fn needs_encoding(b: u8) -> bool {
     b >= 0x7f
@@ -145,6 +157,24 @@ impl FramingScanner {
                     ]);
                     i += 1;
                     continue;
+                }
+                state @ (State::Target | State::Version | State::Headers | State::Trailers) => {
+                    // The bytes up to the next one this state acts on, at once.
+                    let run = plain_run(state, &bytes[i..]);
+                    if run == 0 {
+                        self.step(b);
+                    } else {
+                        let plain = &bytes[i..i + run];
+                        if matches!(state, State::Headers | State::Trailers) {
+                            let room = LINE_PREFIX.saturating_sub(self.line.len());
+                            self.line.extend_from_slice(&plain[..run.min(room)]);
+                        }
+                        if let Some(out) = rewritten.as_mut() {
+                            out.extend_from_slice(plain);
+                        }
+                        i += run;
+                        continue;
+                    }
                 }
                 _ => self.step(b),
             }
@@ -234,18 +264,23 @@ impl FramingScanner {
 
     /// The end of a head or trailer line.
     fn line_end(&mut self) -> State {
-        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line).to_vec();
-        self.line.clear();
-        if line.is_empty() {
-            return match self.state {
+        // The line's buffer is lent out and given back: no copy per line.
+        let mut buffer = std::mem::take(&mut self.line);
+        let line = buffer.strip_suffix(b"\r").unwrap_or(&buffer);
+        let state = if line.is_empty() {
+            match self.state {
                 State::Trailers => State::Start,
                 _ => self.body_state(),
-            };
-        }
-        if self.state == State::Headers {
-            self.header_line(&line);
-        }
-        self.state
+            }
+        } else {
+            if self.state == State::Headers {
+                self.header_line(line);
+            }
+            self.state
+        };
+        buffer.clear();
+        self.line = buffer;
+        state
     }
 
     fn header_line(&mut self, line: &[u8]) {
@@ -263,8 +298,7 @@ impl FramingScanner {
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             head.upgrade = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            let lower = value.to_ascii_lowercase();
-            head.connection_upgrade |= lower.windows(7).any(|w| w == b"upgrade");
+            head.connection_upgrade |= value.windows(7).any(|w| w.eq_ignore_ascii_case(b"upgrade"));
         }
     }
 

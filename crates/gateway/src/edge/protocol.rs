@@ -278,20 +278,29 @@ pub fn check_body(
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+        .unwrap_or_default();
+    let form = "application/x-www-form-urlencoded";
+    if content_type
+        .get(..form.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(form))
+    {
         return check_form(body, protocol);
     }
-    if is_json(&content_type) {
+    if is_json(content_type) {
         return check_json(body, complete, protocol);
     }
     None
 }
 
+/// Case aside (media types are case-insensitive), without a lowercased copy.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence == "application/json" || essence.ends_with("+json")
+    let suffix = essence
+        .len()
+        .checked_sub(5)
+        .and_then(|at| essence.get(at..));
+    essence.eq_ignore_ascii_case("application/json")
+        || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"))
 }
 
 fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {

@@ -21,7 +21,7 @@ use crate::http::respond::full_body;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
-use crate::stages::{Exchange, InspectedBody, RequestBody, Target};
+use crate::stages::{Exchange, InspectedBody, RequestBody, Target, raw_target};
 
 const CHALLENGE: &str = r#"
 [[upstreams]]
@@ -59,34 +59,39 @@ impl Outcome {
     }
 }
 
+/// The shared state of a gateway over `config` without listeners, its
+/// events going to `outputs`.
+pub(crate) fn shared_without_sockets(
+    config: &Config,
+    outputs: EventOutputs,
+) -> (Shared, Arc<Runtime>) {
+    let rt = Arc::new(Runtime::build(config.clone(), 1).expect("runtime"));
+    let metrics = Arc::new(Metrics::new(1, STAGE_NAMES));
+    let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
+    let shared = Shared {
+        runtime: ArcSwap::new(Arc::clone(&rt)),
+        state: Arc::clone(&state),
+        events: EventSink::start(outputs, 65_536, Arc::clone(&metrics)),
+        metrics,
+        conns: Arc::new(ConnLimiter::default()),
+        bans: Arc::new(Bans::new(state)),
+        admin_token: None,
+        control: Control::new(
+            ConfigSource::Fixed(Box::new(config.clone())),
+            Overrides::default(),
+            config.clone(),
+            Overlay::default(),
+        ),
+        console_db: None,
+        alerts: None,
+    };
+    (shared, rt)
+}
+
 impl Harness {
     fn new(toml: &str) -> Harness {
         let config = Config::parse(toml).expect("valid test config");
-        let rt = Arc::new(Runtime::build(config.clone(), 1).expect("runtime"));
-        let metrics = Arc::new(Metrics::new(1, STAGE_NAMES));
-        let outputs = EventOutputs {
-            json: None,
-            store: None,
-            record_passed: false,
-        };
-        let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(MemoryStoreOptions::default()));
-        let shared = Shared {
-            runtime: ArcSwap::new(Arc::clone(&rt)),
-            state: Arc::clone(&state),
-            events: EventSink::start(outputs, 16, Arc::clone(&metrics)),
-            metrics,
-            conns: Arc::new(ConnLimiter::default()),
-            bans: Arc::new(Bans::new(state)),
-            admin_token: None,
-            control: Control::new(
-                ConfigSource::Fixed(Box::new(config.clone())),
-                Overrides::default(),
-                config,
-                Overlay::default(),
-            ),
-            console_db: None,
-            alerts: None,
-        };
+        let (shared, rt) = shared_without_sockets(&config, EventOutputs::default());
         Harness { shared, rt }
     }
 
@@ -98,13 +103,12 @@ impl Harness {
     async fn send_from(&self, ip: IpAddr, request: Request<&'static str>) -> Outcome {
         let (parts, body) = request.into_parts();
         let body = Bytes::from_static(body.as_bytes());
-        let raw_path = parts.uri.path().to_owned();
         let mut ex = Exchange {
             shared: &self.shared,
             rt: &self.rt,
             ctx: RequestContext::new("rid".into(), ip, ip),
-            target: Target::provisional(&raw_path),
-            raw_target: parts.uri.to_string(),
+            target: Target::provisional(),
+            raw_target: raw_target(&parts.uri),
             parts,
             body: RequestBody::Read(InspectedBody {
                 forward: full_body(body.clone()),

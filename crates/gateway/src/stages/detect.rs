@@ -30,6 +30,7 @@ impl Stage for Detect {
             body,
             body_truncated: !complete,
         });
+        drop(headers);
         // Signal findings (a scanner-looking path, an inspection limit under
         // `on_incomplete = "signal"`) weigh in the risk rank and never refuse.
         let attack = verdict.is_attack(detection.threshold);

@@ -80,13 +80,14 @@ pub struct Target {
 }
 
 impl Target {
-    /// The target before the protocol stage made it canonical: the raw path.
-    pub fn provisional(raw_path: &str) -> Target {
+    /// The target before the protocol stage made it canonical: empty (the
+    /// raw target is in `Exchange::parts`), so that it costs nothing.
+    pub fn provisional() -> Target {
         Target {
             authority: String::new(),
             path: CanonicalPath {
-                matched: raw_path.to_owned(),
-                forwarded: raw_path.to_owned(),
+                matched: String::new(),
+                forwarded: String::new(),
                 encoded_slash: false,
                 rewritten: false,
             },
@@ -107,6 +108,16 @@ impl Target {
         &self.path.matched
     }
 }
+
+/// The request's origin-form target as it came (shared, not copied).
+pub fn raw_target(uri: &http::Uri) -> http::uri::PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+}
+
+/// A request's headers as (name, value) pairs.
+pub type HeaderPairs<'a> = smallvec::SmallVec<[(&'a str, &'a [u8]); 16]>;
 
 /// The request body as the pipeline has it.
 pub enum RequestBody {
@@ -137,8 +148,9 @@ pub struct Exchange<'a> {
     /// canonical origin-form target (what the origin receives).
     pub parts: Parts,
     pub target: Target,
-    /// The target as the client sent it: detection reads its encodings too.
-    pub raw_target: String,
+    /// The target as the client sent it (a shared reference to the bytes
+    /// parsed): detection reads its encodings too.
+    pub raw_target: http::uri::PathAndQuery,
     pub body: RequestBody,
     /// An answer written by a stage (the gateway's own endpoints).
     pub answer: Option<Response<ProxyBody>>,
@@ -174,8 +186,9 @@ impl<'a> Exchange<'a> {
         self.ctx.policy.and_then(|i| rt.policies.get(i))
     }
 
-    /// The headers as (name, value) pairs, for detection and custom rules.
-    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+    /// The headers as (name, value) pairs, for detection and custom rules;
+    /// on the stack for the usual few headers.
+    pub fn header_pairs(&self) -> HeaderPairs<'_> {
         self.parts
             .headers
             .iter()

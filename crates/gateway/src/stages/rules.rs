@@ -47,6 +47,8 @@ impl Stage for Rules {
             };
             fired.push((rule.id.clone(), weight, demand));
         }
+        drop(req);
+        drop(headers);
         for (id, weight, demand) in fired {
             ex.ctx.add_weighted("custom_rule", weight, id, demand);
         }

@@ -212,16 +212,36 @@ fn top_where(q: &TopQuery) -> Where {
     w
 }
 
+/// Adds the conditions on the counted passes of a top query's field in the
+/// minutes its range touches to `w` (so their parameters follow its own),
+/// and returns them as a clause of their own.
+fn pass_keys_where(w: &mut Where, q: &TopQuery) -> String {
+    let first = w.terms.len();
+    let (from, to) = q.minutes();
+    w.param("p.minute >=", from);
+    w.param("p.minute <", to);
+    w.param("p.field =", q.field.column().to_owned());
+    if let Some(class) = &q.exclude_class {
+        w.param("p.class <>", class.clone());
+    }
+    let terms = w.terms.split_off(first);
+    format!("WHERE {}", terms.join(" AND "))
+}
+
 pub(super) async fn top(client: &Client, q: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
     let col = q.field.column();
     let limit = q.limit.min(crate::MAX_LIMIT);
     let intercept = ActionKind::Intercept.sql();
-    let w = top_where(q);
+    let mut w = top_where(q);
+    let passes = pass_keys_where(&mut w, q);
     let sql = match q.order {
-        // One scan of the range, counting both.
+        // One scan of the range, counting both, with the counted passes.
         TopOrder::Requests => format!(
-            "SELECT e.{col}, count(*), count(*) FILTER (WHERE e.{intercept}) \
-             FROM events AS e {} GROUP BY 1 ORDER BY 2 DESC, e.{col} COLLATE \"C\" LIMIT {limit}",
+            "SELECT key, sum(n)::bigint, sum(i)::bigint FROM ( \
+             SELECT e.{col} AS key, count(*) AS n, count(*) FILTER (WHERE e.{intercept}) AS i \
+             FROM events AS e {} GROUP BY 1 \
+             UNION ALL SELECT p.key, sum(p.count)::bigint, 0::bigint FROM pass_keys AS p {passes} \
+             GROUP BY 1) AS t GROUP BY key ORDER BY 2 DESC, key COLLATE \"C\" LIMIT {limit}",
             w.sql()
         ),
         // Ranks over the stopped requests (their partial index), then counts
@@ -230,7 +250,9 @@ pub(super) async fn top(client: &Client, q: &TopQuery) -> Result<Vec<TopEntry>, 
             "WITH ranked AS (SELECT e.{col} AS key, count(*) AS intercepts FROM events AS e \
              {} AND e.action <> 'pass' AND e.{intercept} \
              GROUP BY 1 ORDER BY 2 DESC, e.{col} COLLATE \"C\" LIMIT {limit}) \
-             SELECT r.key, (SELECT count(*) FROM events AS e {} AND e.{col} = r.key), \
+             SELECT r.key, (SELECT count(*) FROM events AS e {} AND e.{col} = r.key) \
+             + (SELECT coalesce(sum(p.count), 0)::bigint FROM pass_keys AS p {passes} \
+             AND p.key = r.key), \
              r.intercepts FROM ranked AS r ORDER BY 3 DESC, r.key COLLATE \"C\"",
             w.sql(),
             w.sql()

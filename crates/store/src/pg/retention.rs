@@ -13,6 +13,10 @@ const PARTITIONS: &str = "SELECT c.relname::text, pg_total_relation_size(c.oid) 
      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
      WHERE i.inhparent = 'events'::regclass";
 
+/// Counted passes stand in for events: they expire with them.
+const DELETE_PASS_KEYS: &str = "DELETE FROM pass_keys WHERE ctid IN \
+     (SELECT ctid FROM pass_keys WHERE minute < $1 LIMIT $2)";
+
 const DELETE_ROLLUPS: &str = "DELETE FROM rollups WHERE ctid IN \
      (SELECT ctid FROM rollups WHERE minute < $1 LIMIT $2)";
 
@@ -107,6 +111,14 @@ pub(super) async fn step(
         .map_err(pg_error)?;
     pruned.rollups = rollups;
     pruned.more |= i64::try_from(rollups).is_ok_and(|n| n >= chunk);
+    let pass_keys = client
+        .execute(
+            DELETE_PASS_KEYS,
+            &[&crate::minute_of(policy.events_cutoff_ms(now_ms)), &chunk],
+        )
+        .await
+        .map_err(pg_error)?;
+    pruned.more |= i64::try_from(pass_keys).is_ok_and(|n| n >= chunk);
 
     if let Some(max) = policy.max_bytes {
         budget_step(client, &mut parts, today, max, &mut pruned).await?;

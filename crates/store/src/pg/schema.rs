@@ -64,7 +64,20 @@ CREATE TABLE rollups (
 CREATE SEQUENCE event_writers;
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: the passes counted rather than stored one by one (see
+/// [`crate::PassTally`]), per minute, top-list field, key and class.
+const V2: &str = "
+CREATE TABLE pass_keys (
+    minute bigint NOT NULL,
+    field  text   NOT NULL,
+    key    text   NOT NULL,
+    class  text   NOT NULL,
+    count  bigint NOT NULL,
+    PRIMARY KEY (minute, field, key, class)
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Key of the advisory lock held while migrating or creating partitions.
 pub(super) const DDL_LOCK: i64 = 0x706f_7274_6375_6c01;

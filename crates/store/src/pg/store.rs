@@ -14,7 +14,7 @@ use crate::query::{
     ChallengeMinute, EventFilter, Pruned, Retention, RollupQuery, Series, SolveRateQuery, TopEntry,
     TopQuery, TrialCount, TrialQuery,
 };
-use crate::{EventStore, StoreError, StoredEvent, bound};
+use crate::{EventStore, PassTally, StoreError, StoredEvent, bound};
 
 /// Partitions remembered as existing; beyond it the memory starts over.
 const KNOWN_DAYS: usize = 64;
@@ -140,6 +140,19 @@ impl EventStore for PgStore {
         let mut guard = self.lock_writer();
         let state = &mut *guard;
         self.pool.block_on(|| self.write(state, &events))
+    }
+
+    fn write_tally(&self, tally: &PassTally) -> Result<(), StoreError> {
+        if tally.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.lock_writer();
+        let state = &mut *guard;
+        self.pool.block_on(|| async {
+            let mut client = self.pool.get().await?;
+            ready(&mut client, state).await?;
+            write::write_tally(&mut client, tally).await
+        })
     }
 
     fn search(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {

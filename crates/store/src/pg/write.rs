@@ -11,7 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use super::pg_error;
 use crate::event::reasons_text;
 use crate::rollup::{RollupKey, aggregate};
-use crate::{StoreError, StoredEvent, event_id};
+use crate::{PassTally, StoreError, StoredEvent, event_id};
 
 const COPY_EVENTS: &str = "COPY events (id, ts_ms, request_id, client_ip, method, host, path, \
      action, layer, status, class, cid, device_id, account_id, route, risk_rank, rule, signals, \
@@ -49,6 +49,11 @@ const UPSERT_ROLLUPS: &str = "INSERT INTO rollups (minute, layer, action, reason
      $6::text[], $7::bigint[]) ORDER BY 1, 2, 3, 4, 5, 6 \
      ON CONFLICT (minute, layer, action, reason, route, class) \
      DO UPDATE SET count = rollups.count + excluded.count";
+
+const UPSERT_PASS_KEYS: &str = "INSERT INTO pass_keys (minute, field, key, class, count) \
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+     ORDER BY 1, 2, 3, 4 \
+     ON CONFLICT (minute, field, key, class) DO UPDATE SET count = pass_keys.count + excluded.count";
 
 /// Bits of an id's sequence that count events; the bits above them hold
 /// the writer's tag, so that nodes writing in the same millisecond do not
@@ -102,6 +107,32 @@ pub(super) async fn write_batch(
     upsert_rollups(&tx, events, &reasons).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok(events.len())
+}
+
+/// Counted passes: their rollups and key counts, in one transaction.
+pub(super) async fn write_tally(client: &mut Client, tally: &PassTally) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let mut rollups = RollupColumns::default();
+    for ((minute, class), count) in &tally.passes {
+        rollups.push(RollupKey::pass(*minute, class), *count);
+    }
+    upsert_rollup_columns(&tx, &rollups).await?;
+    let mut minute = Vec::with_capacity(tally.keys.len());
+    let mut field = Vec::with_capacity(tally.keys.len());
+    let mut key = Vec::with_capacity(tally.keys.len());
+    let mut class = Vec::with_capacity(tally.keys.len());
+    let mut count = Vec::with_capacity(tally.keys.len());
+    for ((m, f, k, c), n) in &tally.keys {
+        minute.push(*m);
+        field.push(f.column());
+        key.push(k.as_str());
+        class.push(c.as_str());
+        count.push(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    tx.execute(UPSERT_PASS_KEYS, &[&minute, &field, &key, &class, &count])
+        .await
+        .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)
 }
 
 /// One event's column values that are not plain fields.
@@ -190,6 +221,13 @@ async fn upsert_rollups(
     for (key, count) in aggregate(events, reasons) {
         columns.push(key, count);
     }
+    upsert_rollup_columns(tx, &columns).await
+}
+
+async fn upsert_rollup_columns(
+    tx: &tokio_postgres::Transaction<'_>,
+    columns: &RollupColumns<'_>,
+) -> Result<(), StoreError> {
     tx.execute(
         UPSERT_ROLLUPS,
         &[

@@ -15,7 +15,7 @@ use crate::query::{
     ChallengeMinute, EventFilter, Pruned, Retention, RollupQuery, Series, SolveRateQuery, TopEntry,
     TopQuery, TrialCount, TrialQuery,
 };
-use crate::{EventStore, StoreError, StoredEvent};
+use crate::{EventStore, PassTally, StoreError, StoredEvent};
 
 /// How the SQLite database is opened.
 #[derive(Debug, Clone)]
@@ -168,6 +168,10 @@ fn tune(conn: &Connection, config: &SqliteConfig) -> Result<(), StoreError> {
 impl EventStore for SqliteStore {
     fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
         self.lock_writer().write_batch(events)
+    }
+
+    fn write_tally(&self, tally: &PassTally) -> Result<(), StoreError> {
+        self.lock_writer().write_tally(tally)
     }
 
     fn search(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {

@@ -501,20 +501,51 @@ fn top_where(q: &TopQuery) -> Where {
     w
 }
 
-/// Scans the time range once (cost grows with the events in the range).
+/// Scans the time range once (cost grows with the events in the range),
+/// with the counted passes of its minutes.
 fn top_by_requests(conn: &Connection, q: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
     let col = q.field.column();
     let w = top_where(q);
+    let passes = pass_keys_where(q);
     let sql = format!(
-        "SELECT e.{col}, COUNT(*), SUM(e.{}) FROM events AS e {} \
-         GROUP BY e.{col} ORDER BY 2 DESC, 1 LIMIT {}",
+        "SELECT key, SUM(n), SUM(i) FROM ( \
+         SELECT e.{col} AS key, COUNT(*) AS n, SUM(e.{}) AS i FROM events AS e {} GROUP BY e.{col} \
+         UNION ALL SELECT key, SUM(count), 0 FROM pass_keys {} GROUP BY key \
+         ) GROUP BY key ORDER BY 2 DESC, 1 LIMIT {}",
         ActionKind::Intercept.sql(),
         w.sql(),
+        passes.sql(),
         q.limit.min(crate::MAX_LIMIT)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(w.params), to_top_entry)?;
+    let params = w.params.into_iter().chain(passes.params);
+    let rows = stmt.query_map(params_from_iter(params), to_top_entry)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The counted passes of a top query's field in the minutes its range
+/// touches (a minute is the tally's grain).
+fn pass_keys_where(q: &TopQuery) -> Where {
+    let (from, to) = q.minutes();
+    let mut w = Where::default();
+    w.param("minute >= ?", Value::Integer(from));
+    w.param("minute < ?", Value::Integer(to));
+    w.param("field = ?", Value::Text(q.field.column().to_owned()));
+    if let Some(class) = &q.exclude_class {
+        w.param("class <> ?", Value::Text(class.clone()));
+    }
+    w
+}
+
+/// Counted passes of one key.
+fn counted_passes(conn: &Connection, q: &TopQuery, value: &str) -> Result<u64, StoreError> {
+    let mut w = pass_keys_where(q);
+    w.param("key = ?", Value::Text(value.to_owned()));
+    let sql = format!("SELECT coalesce(SUM(count), 0) FROM pass_keys {}", w.sql());
+    let n: i64 = conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(&w.params), |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Ranks over the stopped requests only (through their partial index),
@@ -560,7 +591,7 @@ fn count_requests(conn: &Connection, q: &TopQuery, value: &str) -> Result<u64, S
         TopField::Account => KeyKind::Account,
         TopField::Route => return count_route(conn, &w),
     };
-    keyed_count(conn, kind, value, span, &w)
+    Ok(keyed_count(conn, kind, value, span, &w)? + counted_passes(conn, q, value)?)
 }
 
 fn count_route(conn: &Connection, w: &Where) -> Result<u64, StoreError> {

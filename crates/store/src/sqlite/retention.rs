@@ -14,6 +14,11 @@ const DELETE_ROLLUPS: &str = "DELETE FROM rollups \
      (SELECT minute, layer, action, reason, route, class FROM rollups \
       WHERE minute < ?1 ORDER BY minute LIMIT ?2)";
 
+/// Counted passes stand in for events: they expire with them.
+const DELETE_PASS_KEYS: &str = "DELETE FROM pass_keys \
+     WHERE (minute, field, key, class) IN \
+     (SELECT minute, field, key, class FROM pass_keys WHERE minute < ?1 ORDER BY minute LIMIT ?2)";
+
 const DELETE_KEYS: &str = "DELETE FROM event_keys WHERE (bucket, key, id) IN \
      (SELECT bucket, key, id FROM event_keys WHERE bucket < ?1 ORDER BY bucket LIMIT ?2)";
 
@@ -31,6 +36,10 @@ pub(super) fn step(
     let keys = conn
         .prepare_cached(DELETE_KEYS)?
         .execute(params![bucket_of(policy.events_cutoff_ms(now_ms)), chunk])?;
+    let pass_keys = conn.prepare_cached(DELETE_PASS_KEYS)?.execute(params![
+        crate::minute_of(policy.events_cutoff_ms(now_ms)),
+        chunk
+    ])?;
     let rollups = delete_rollups(conn, policy.rollups_cutoff_minute(now_ms), chunk)?;
     let full = |n: usize| i64::try_from(n).is_ok_and(|n| n >= chunk);
     let budget = match policy.max_bytes {
@@ -42,7 +51,7 @@ pub(super) fn step(
         rollups: rollups as u64,
         over_budget: budget.dropped,
         used_bytes: budget.used,
-        more: full(events) || full(keys) || full(rollups) || budget.over,
+        more: full(events) || full(keys) || full(pass_keys) || full(rollups) || budget.over,
     })
 }
 

@@ -67,7 +67,22 @@ ALTER TABLE events ADD COLUMN would TEXT;
 CREATE INDEX events_would ON events(id) WHERE would IS NOT NULL;
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: the passes counted rather than stored one by one (see
+/// [`crate::PassTally`]), per minute, top-list field (`client_ip`,
+/// `device_id`, `account_id`), key and class; the minute comes first so
+/// that a window and retention are range scans.
+const V3: &str = "
+CREATE TABLE pass_keys (
+    minute INTEGER NOT NULL,
+    field  TEXT    NOT NULL,
+    key    TEXT    NOT NULL,
+    class  TEXT    NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (minute, field, key, class)
+) WITHOUT ROWID;
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub(crate) fn latest() -> i64 {

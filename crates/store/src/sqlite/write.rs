@@ -8,7 +8,7 @@ use crate::bound::bound;
 use crate::event::reasons_text;
 use crate::keys::{bucket_of, key_hash, keys_of};
 use crate::rollup::{RollupKey, aggregate};
-use crate::{StoreError, StoredEvent, event_id};
+use crate::{PassTally, StoreError, StoredEvent, event_id};
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, ts_ms, request_id, client_ip, method, host, \
      path, action, layer, status, class, cid, device_id, account_id, route, risk_rank, rule, \
@@ -20,6 +20,10 @@ const UPSERT_ROLLUP: &str = "INSERT INTO rollups (minute, layer, action, reason,
      count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
      ON CONFLICT (minute, layer, action, reason, route, class) \
      DO UPDATE SET count = count + excluded.count";
+
+const UPSERT_PASS_KEY: &str = "INSERT INTO pass_keys (minute, field, key, class, count) \
+     VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (minute, field, key, class) DO UPDATE SET count = count + excluded.count";
 
 const INSERT_KEY: &str = "INSERT OR IGNORE INTO event_keys (bucket, key, id) VALUES (?1, ?2, ?3)";
 
@@ -61,6 +65,29 @@ impl Writer {
         upsert_rollups(&tx, &events, &reasons)?;
         tx.commit()?;
         Ok(events.len())
+    }
+}
+
+impl Writer {
+    pub(super) fn write_tally(&mut self, tally: &PassTally) -> Result<(), StoreError> {
+        if tally.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_ROLLUP)?;
+            for ((minute, class), count) in &tally.passes {
+                let key = RollupKey::pass(*minute, class);
+                upsert_rollup(&mut upsert, &key, *count)?;
+            }
+            let mut upsert = tx.prepare_cached(UPSERT_PASS_KEY)?;
+            for ((minute, field, key, class), count) in &tally.keys {
+                let count = i64::try_from(*count).unwrap_or(i64::MAX);
+                upsert.execute(params![minute, field.column(), key, class, count])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

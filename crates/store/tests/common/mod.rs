@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use portcullis_store::{
-    ChallengeMinute, EventFilter, EventStore, Pruned, Retention, RollupQuery, Series,
-    SolveRateQuery, SqliteStore, StoreError, StoredEvent, TopEntry, TopQuery, TrialCount,
-    TrialQuery,
+    ChallengeMinute, EventFilter, EventStore, PassTally, Pruned, Retention, RollupQuery, Series,
+    SolveRateQuery, SqliteStore, StoreError, StoredEvent, TopEntry, TopField, TopQuery, TrialCount,
+    TrialQuery, minute_of,
 };
 
 /// A directory removed when dropped.
@@ -188,6 +188,27 @@ pub fn sample() -> Vec<StoredEvent> {
     events
 }
 
+/// Counted clean passes in the sample's first two minutes: a new address
+/// that outranks every stored one, more for an address the sample blocks,
+/// a device and a crawler's account.
+pub fn sample_tally() -> PassTally {
+    let minute = minute_of(T0);
+    let mut t = PassTally::default();
+    t.add_passes(minute, "normal", 30);
+    t.add_passes(minute + 1, "normal", 10);
+    t.add_passes(minute + 1, "crawler", 5);
+    let keys = [
+        (minute, TopField::ClientIp, "192.0.2.50", "normal", 30),
+        (minute + 1, TopField::ClientIp, "198.51.100.1", "normal", 7),
+        (minute + 1, TopField::Device, "dev-1", "normal", 3),
+        (minute + 1, TopField::Account, "acct-9", "crawler", 5),
+    ];
+    for (m, field, key, class, n) in keys {
+        assert!(t.add_key(m, field, key.into(), class, n, 100));
+    }
+    t
+}
+
 /// What a [`HookedStore`] does before each write: wait at a gate, fail as
 /// an unreachable database ...
 pub trait BeforeWrite: Send + Sync {
@@ -204,6 +225,10 @@ impl<H: BeforeWrite> EventStore for HookedStore<H> {
     fn write_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
         self.hook.before_write()?;
         self.inner.write_batch(events)
+    }
+    fn write_tally(&self, tally: &PassTally) -> Result<(), StoreError> {
+        self.hook.before_write()?;
+        self.inner.write_tally(tally)
     }
     fn search(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.search(f)
