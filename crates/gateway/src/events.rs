@@ -291,17 +291,12 @@ fn deciding(signals: &[Signal]) -> Option<&'static str> {
         .iter()
         .filter(|s| s.demand != Demand::Tag)
         .max_by_key(|s| s.demand)
-        .or_else(|| signals.iter().find(|s| is_portal_outcome(s.name)))
+        .or_else(|| {
+            signals
+                .iter()
+                .find(|s| portcullis_store::is_check_answer(s.name))
+        })
         .map(|s| s.name)
-}
-
-/// The signals of the challenge service's answers (PROTOCOL.md).
-pub fn is_portal_outcome(name: &str) -> bool {
-    use portcullis_store::{CHECK_FAILED, CHECK_ISSUED, CHECK_LIMITED, CHECK_SOLVED};
-    matches!(
-        name,
-        CHECK_ISSUED | CHECK_SOLVED | CHECK_FAILED | CHECK_LIMITED
-    )
 }
 
 /// The stored form of an event.

@@ -186,7 +186,7 @@ impl Metrics {
     pub fn count_portal(&self, signals: &[crate::context::Signal]) {
         let answers = signals
             .iter()
-            .filter(|s| crate::events::is_portal_outcome(s.name));
+            .filter(|s| portcullis_store::is_check_answer(s.name));
         for signal in answers {
             let outcome = signal.name.trim_start_matches("portal_");
             let reason = match outcome {

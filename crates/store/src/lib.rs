@@ -51,7 +51,7 @@ pub use pg::{PgConfig, PgPool, PgStore};
 pub use query::{
     CHECK_FAILED, CHECK_ISSUED, CHECK_LIMITED, CHECK_SOLVED, ChallengeMinute, EventFilter,
     MAX_LIMIT, Pruned, Retention, RollupGroup, RollupQuery, Series, SolveRateQuery, TopEntry,
-    TopField, TopOrder, TopQuery, TrialCount, TrialQuery,
+    TopField, TopOrder, TopQuery, TrialCount, TrialQuery, is_check_answer,
 };
 pub use rollup::{RollupKey, aggregate, minute_of};
 pub use sqlite::{SqliteConfig, SqliteStore};

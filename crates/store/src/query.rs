@@ -241,6 +241,14 @@ pub const CHECK_SOLVED: &str = "portal_solved";
 pub const CHECK_FAILED: &str = "portal_failed";
 pub const CHECK_LIMITED: &str = "portal_limited";
 
+/// Whether a signal is one of the challenge service's answers.
+pub fn is_check_answer(name: &str) -> bool {
+    matches!(
+        name,
+        CHECK_ISSUED | CHECK_SOLVED | CHECK_FAILED | CHECK_LIMITED
+    )
+}
+
 /// The challenges of a time range, minute by minute (the console's solve
 /// rate and the `solve_rate` alerts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
