@@ -21,7 +21,6 @@ SECS=${2:-10}
 CONNS=${CONNS:-16}                 # per node
 BASE=${BASE_PORT:-18900}
 ORIGIN_PORT=$BASE REDIS_PORT=$((BASE + 1)) PG_PORT=$((BASE + 2))
-TARGET=${CARGO_TARGET_DIR:-target}
 TOKEN=bench-cluster-admin-token-0123456789
 
 for tool in wrk nginx redis-server redis-cli; do
@@ -29,41 +28,16 @@ for tool in wrk nginx redis-server redis-cli; do
 done
 # The server's programs (Debian keeps them in a versioned directory).
 PG_BIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
-BIN=${PORTCULLIS_BIN:-}
-if [ -z "$BIN" ]; then
-  cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
-  BIN="$TARGET/release/portcullis"
-fi
-
-work=$(mktemp -d)
-chmod 755 "$work"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+source bench/lib.sh
+gateway_bin
+# PostgreSQL stops on SIGINT and needs a moment before its files go.
+more_cleanup() {
   [ -f "$work/pg/data/postmaster.pid" ] && kill -INT "$(head -1 "$work/pg/data/postmaster.pid")" 2>/dev/null || true
   sleep 0.5
-  rm -rf "$work"
 }
-trap cleanup EXIT
 
 # --- the origin
-mkdir -p "$work/logs"
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT;
-    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-  }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+start_nginx 1
 
 # --- Redis: security state must never be evicted
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \

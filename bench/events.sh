@@ -15,41 +15,12 @@ ROUNDS=${1:-5}
 SECS=${2:-10}
 CONNS=${CONNS:-64}
 ORIGIN_PORT=18681 OFF_PORT=18682 OFF_ADMIN=18683 ON_PORT=18684 ON_ADMIN=18685
-TARGET=${CARGO_TARGET_DIR:-target}
+TOKEN=bench-events-admin-token-0123456789
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || ./scripts/setup.sh
-# PORTCULLIS_BIN: a binary already built (otherwise a release build).
-BIN=${PORTCULLIS_BIN:-}
-if [ -z "$BIN" ]; then
-  cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
-  BIN="$TARGET/release/portcullis"
-fi
-
-work=$(mktemp -d)
-PIDS=()
-cleanup() {
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$work/logs"
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT;
-    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-  }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+source bench/lib.sh
+gateway_bin
+start_nginx 1
 
 # Both gateways log no JSON lines and send an event for every request
 # (log_passed); one keeps no store, the other writes every event to SQLite.
@@ -69,16 +40,15 @@ path = "$work/$1-console.db"
 [[upstreams]]
 url = "http://127.0.0.1:$ORIGIN_PORT"
 CONF
-  "$BIN" run --config "$work/$1.toml" >"$work/$1.out" 2>"$work/$1.err" &
+  PORTCULLIS_ADMIN_TOKEN=$TOKEN "$BIN" run --config "$work/$1.toml" >"$work/$1.out" 2>"$work/$1.err" &
   PIDS+=($!)
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$2/" >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "gateway $1 did not start:"; cat "$work/$1.err"; exit 1
+  wait_http "http://127.0.0.1:$2/" || { echo "gateway $1 did not start:"; cat "$work/$1.err"; exit 1; }
 }
 gateway off $OFF_PORT $OFF_ADMIN false
 gateway on $ON_PORT $ON_ADMIN true
 
 metric() { # ADMIN NAME
-  curl -fs "http://127.0.0.1:$1/metrics" | awk -v n="portcullis_$2_total" '$1==n {print $2}'
+  curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$1/metrics" | awk -v n="portcullis_$2_total" '$1==n {print $2}'
 }
 
 HDRS=(-H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50"

@@ -18,41 +18,16 @@ ORIGIN_PORT=18591 PC_PORT=18593 PC_ADMIN=18594
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || ./scripts/setup.sh
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
-if [ -z "${PORTCULLIS_BIN:-}" ]; then
-  cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
-fi
-BIN=$(realpath "${PORTCULLIS_BIN:-./target/release/portcullis}")
+source bench/lib.sh
+gateway_bin
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
-
-work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$work/logs"
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT;
-    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-  }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+start_nginx 1
 (cd "$work" && exec "$BIN" run --listen 127.0.0.1:$PC_PORT --admin 127.0.0.1:$PC_ADMIN \
   --upstream http://127.0.0.1:$ORIGIN_PORT >"$work/pc.out" 2>"$work/pc.err") &
 PC_PID=$!
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PC_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=("$PC_PID")
+wait_http "http://127.0.0.1:$PC_PORT/"
 
 HDRS=(-H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50"
       -H "Accept: application/json" -H "Accept-Language: zh-CN,zh;q=0.9")

@@ -17,53 +17,27 @@ CONNS=${CONNS:-64}
 ORIGIN_PORT=18581 NGINX_PORT=18582 PC_PORT=18583 PC_ADMIN=18584
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || ./scripts/setup.sh
-if [ -z "${PORTCULLIS_BIN:-}" ]; then
-  cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
-fi
-BIN=$(realpath "${PORTCULLIS_BIN:-./target/release/portcullis}")
-
-work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$work/logs"
-cat > "$work/nginx.conf" <<CONF
-worker_processes auto;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  # The origin: a small JSON answer.
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT;
-    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-  }
+source bench/lib.sh
+gateway_bin
+# nginx as a plain reverse proxy of the origin.
+start_nginx auto "
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
-  # nginx as a plain reverse proxy.
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
-  }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+  }"
 
 # In the scratch directory: the event store (portcullis.db) starts empty.
 (cd "$work" && exec "$BIN" run --listen 127.0.0.1:$PC_PORT --admin 127.0.0.1:$PC_ADMIN \
   --upstream http://127.0.0.1:$ORIGIN_PORT >"$work/pc.out" 2>"$work/pc.err") &
 PC_PID=$!
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PC_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=("$PC_PID")
+wait_http "http://127.0.0.1:$PC_PORT/"
 
 # A mobile client's usual headers, the same for every target.
 HDRS=(-H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50"

@@ -29,39 +29,17 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || ./scripts/setup.sh
 if [[ " $SHAPES " == *" h2 "* ]] && ! command -v h2load >/dev/null; then
   apt-get install -y nghttp2-client >/dev/null
 fi
-if [ -z "${PORTCULLIS_BIN:-}" ]; then
-  cargo build --release -p portcullis >/dev/null 2>&1 || cargo build --release -p portcullis
-fi
-BIN=$(realpath "${PORTCULLIS_BIN:-./target/release/portcullis}")
 ulimit -n 65536 2>/dev/null || true
-
-work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib.sh
+gateway_bin
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-mkdir -p "$work/logs"
-cat > "$work/nginx.conf" <<CONF
-worker_processes auto;
-worker_rlimit_nofile 65536;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
-    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-  }
+# nginx as a proxy of the origin: plain, TLS 1.3 with HTTP/2, cleartext HTTP/2.
+start_nginx auto "
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   proxy_http_version 1.1;
-  proxy_set_header Connection "";
+  proxy_set_header Connection \"\";
   proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
   ssl_certificate $work/cert.pem;
   ssl_certificate_key $work/key.pem;
@@ -69,10 +47,7 @@ http {
   ssl_session_cache shared:TLS:10m;
   server { listen 127.0.0.1:$NGINX_PORT backlog=4096; location / { proxy_pass http://origin; } }
   server { listen 127.0.0.1:$NGINX_TLS ssl http2 backlog=4096; location / { proxy_pass http://origin; } }
-  server { listen 127.0.0.1:$NGINX_H2C http2 backlog=4096; location / { proxy_pass http://origin; } }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+  server { listen 127.0.0.1:$NGINX_H2C http2 backlog=4096; location / { proxy_pass http://origin; } }"
 
 cat > "$work/portcullis.toml" <<CONF
 [server]
@@ -90,8 +65,8 @@ url = "http://127.0.0.1:$ORIGIN_PORT"
 ${PC_EXTRA:-}
 CONF
 (cd "$work" && exec "$BIN" run --config "$work/portcullis.toml" >"$work/pc.out" 2>"$work/pc.err") &
-PC_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PC_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PC_PORT/"
 
 UA="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 MicroMessenger/8.0.50"
 HDRS=(-H "User-Agent: $UA" -H "Accept: application/json" -H "Accept-Language: zh-CN,zh;q=0.9")
