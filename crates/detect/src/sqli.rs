@@ -89,10 +89,7 @@ impl<'a> Iterator for Tokens<'a> {
             }
             Kind::Word
         } else if c.is_ascii_digit() {
-            self.i += 1;
-            while self.i < b.len() && (b[self.i].is_ascii_alphanumeric() || b[self.i] == b'.') {
-                self.i += 1;
-            }
+            self.i = number_end(b, start);
             Kind::Num
         } else if c == b'\'' || c == b'"' || c == b'`' {
             self.i += 1;
@@ -125,6 +122,34 @@ impl<'a> Iterator for Tokens<'a> {
             at: start,
         })
     }
+}
+
+/// Where a number starting at `start` ends, as MySQL lexes it: `0x` / `0b`
+/// digits, or digits, a fraction and an exponent. A word glued to it starts
+/// a new token, so `1e0union` is `1e0 union` (a classic filter bypass).
+fn number_end(b: &[u8], start: usize) -> usize {
+    let digits = |mut i: usize, ok: fn(u8) -> bool| {
+        while b.get(i).copied().is_some_and(ok) {
+            i += 1;
+        }
+        i
+    };
+    match b.get(start..start + 2) {
+        Some(b"0x" | b"0X") => return digits(start + 2, |c| c.is_ascii_hexdigit()),
+        Some(b"0b" | b"0B") => return digits(start + 2, |c| matches!(c, b'0' | b'1')),
+        _ => {}
+    }
+    let mut i = digits(start, |c| c.is_ascii_digit());
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1, |c| c.is_ascii_digit());
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        if b.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            i = digits(i + 1 + sign, |c| c.is_ascii_digit());
+        }
+    }
+    i
 }
 
 /// Functions that exist in SQL dialects and hardly anywhere else.

@@ -214,3 +214,30 @@ fn json_followed_by_more_is_read_to_the_end() {
     );
     assert!(blocked(&v), "{:?}", v.findings);
 }
+
+#[test]
+fn a_bare_token_in_json_that_is_not_json_is_read_as_a_value() {
+    let json = [("content-type", "application/json")];
+    for body in [
+        r#"{"id":1e0union select password from users}"#,
+        r#"{"id":1 or 1=1}"#,
+        r#"[1, 2e0union all select @@version]"#,
+    ] {
+        let v = run("POST", "/", &json, body.as_bytes());
+        assert!(
+            v.findings.iter().any(|f| f.family == portcullis_detect::Family::Sqli),
+            "{body}: {:?}",
+            v.findings
+        );
+    }
+    // Literals, and invalid JSON without an attack, are nothing.
+    for body in [
+        r#"{"id":1e3,"ok":true,"n":null,"x":-0.5}"#,
+        r#"{"page":2,"cursor":undefined}"#,
+        r#"{"items":[NaN]}"#,
+        r#"{"a":1 "b":2}"#,
+    ] {
+        let v = run("POST", "/", &json, body.as_bytes());
+        assert!(v.findings.is_empty(), "{body}: {:?}", v.findings);
+    }
+}

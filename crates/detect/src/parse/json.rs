@@ -14,6 +14,8 @@ struct Walker<'a, 's, 'p> {
     path: String,
     sink: &'s mut Sink<'p>,
     emitted: usize,
+    /// Where the first bare token that is no JSON literal began.
+    bare_from: Option<usize>,
 }
 
 /// Walk a JSON document; false if it is not JSON at all (nothing was read).
@@ -24,6 +26,7 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
         path: String::from("json"),
         sink,
         emitted: 0,
+        bare_from: None,
     };
     w.ws();
     let ok = w.value(0).is_some();
@@ -35,7 +38,19 @@ pub(crate) fn walk(data: &[u8], sink: &mut Sink) -> bool {
         let rest = &data[w.i.min(data.len())..];
         w.sink.value("body", rest, Ctx::Body);
     }
+    if let Some(from) = w.bare_from.filter(|_| !whole) {
+        // A bare token where a value goes (`{"id":1e0union select ...}`)
+        // reaches a lenient parser as the value itself: read it and what
+        // follows as a parameter value, not as prose.
+        w.sink.value("json.bare", &data[from..], Ctx::Query);
+    }
     whole || w.emitted > 0
+}
+
+/// `true`, `false`, `null` or a number.
+fn is_literal(token: &[u8]) -> bool {
+    matches!(token, b"true" | b"false" | b"null")
+        || std::str::from_utf8(token).is_ok_and(|t| t.parse::<f64>().is_ok_and(f64::is_finite))
 }
 
 /// Appends `[idx]` without the formatting machinery, which costs more than
@@ -94,6 +109,10 @@ impl<'a> Walker<'a, '_, '_> {
                 || matches!(self.b[self.i], b'-' | b'+' | b'.'))
         {
             self.i += 1;
+        }
+        let token = &self.b[start..self.i];
+        if self.bare_from.is_none() && !is_literal(token) {
+            self.bare_from = Some(start);
         }
         (self.i > start).then_some(())
     }
