@@ -365,7 +365,13 @@ fn protocol_anomalies(a: &Anomalies, ctx: Ctx, hits: &mut Hits) {
 /// executable comment (`/*!union*/`), which no text but SQL holds.
 fn sql_in_a_json_string(t: &Text, hits: &mut Hits) {
     let b = t.bytes();
-    let numeric_start = b.first().is_some_and(|c| c.is_ascii_digit() || *c == b'(');
+    // `.1` and `\N` are values to MySQL as much as `1` is.
+    let numeric_start = match b {
+        [c, ..] if c.is_ascii_digit() || *c == b'(' => true,
+        [b'.', c, ..] => c.is_ascii_digit(),
+        [b'\\', c, ..] => c.eq_ignore_ascii_case(&b'n'),
+        _ => false,
+    };
     sql_that_leaves_its_string(t, numeric_start, hits);
 }
 

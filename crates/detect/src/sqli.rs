@@ -35,6 +35,16 @@ impl<'a> Tokens<'a> {
                 self.i += 1;
             }
             let rest = &b[self.i..];
+            // MySQL reads a no-break space (0xA0 in latin1, U+00A0) as a
+            // space; an invalid byte arrives here as U+FFFD.
+            if let Some(len) = [&b"\xc2\xa0"[..], b"\xef\xbf\xbd", b"\xa0"]
+                .iter()
+                .find(|space| rest.starts_with(space))
+                .map(|space| space.len())
+            {
+                self.i += len;
+                continue;
+            }
             if rest.starts_with(b"/*!") {
                 self.i += 3;
                 while self.i < b.len() && b[self.i].is_ascii_digit() {
@@ -90,6 +100,10 @@ impl<'a> Iterator for Tokens<'a> {
             Kind::Word
         } else if c.is_ascii_digit() {
             self.i = number_end(b, start);
+            Kind::Num
+        } else if matches!(b.get(start..start + 2), Some(b"\\N" | b"\\n")) {
+            // MySQL's NULL literal, a value like a number.
+            self.i += 2;
             Kind::Num
         } else if c == b'\'' || c == b'"' || c == b'`' {
             self.i += 1;
@@ -692,7 +706,9 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
     let w = tok.text;
     if w == b"union" {
         let mut n = rest.next();
-        while n.is_some_and(|n| is_w(&n, b"all") || is_w(&n, b"distinct") || is_p(&n, b"(")) {
+        while n.is_some_and(|n| {
+            is_w(&n, b"all") || is_w(&n, b"distinct") || is_w(&n, b"distinctrow") || is_p(&n, b"(")
+        }) {
             n = rest.next();
         }
         if n.is_some_and(|n| is_w(&n, b"select")) {
@@ -713,6 +729,15 @@ fn judge_word<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>, h
     }
     if w == b"select" {
         select_from(tok, rest, hits);
+        return;
+    }
+    if w == b"procedure" && rest.next().is_some_and(|n| is_w(&n, b"analyse")) {
+        hits.add(
+            Family::Sqli,
+            score::STRONG,
+            "sqli.procedure-analyse",
+            tok.at,
+        );
         return;
     }
     if w.len() >= SYS_TABLE_MIN_LEN && SYS_TABLES.iter().any(|s| w.starts_with(s)) {

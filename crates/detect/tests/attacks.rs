@@ -22,6 +22,15 @@ const ATTACKS: &[(&str, Family)] = &[
         "1'/**/UnIoN/**/SeLeCt/**/password/**/FrOm/**/users#",
         Family::Sqli,
     ),
+    // MySQL's lexer: a number glued to a keyword, a no-break space, the
+    // \N literal, union modifiers.
+    ("1e0union select password from users", Family::Sqli),
+    (".1union select 1,2", Family::Sqli),
+    ("1.union select 1,2", Family::Sqli),
+    ("1 union\u{a0}select 1,2", Family::Sqli),
+    ("\\N union select 1,2", Family::Sqli),
+    ("1 union distinctrow select 1,2", Family::Sqli),
+    ("1' procedure analyse()", Family::Sqli),
     ("<img src=x onerror=alert(1)>", Family::Xss),
     (
         "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",

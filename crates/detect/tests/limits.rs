@@ -225,7 +225,9 @@ fn a_bare_token_in_json_that_is_not_json_is_read_as_a_value() {
     ] {
         let v = run("POST", "/", &json, body.as_bytes());
         assert!(
-            v.findings.iter().any(|f| f.family == portcullis_detect::Family::Sqli),
+            v.findings
+                .iter()
+                .any(|f| f.family == portcullis_detect::Family::Sqli),
             "{body}: {:?}",
             v.findings
         );
