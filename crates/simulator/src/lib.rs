@@ -78,8 +78,9 @@ pub struct SimOptions {
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub duration_s: f64,
     /// Restart the gateway the simulator started this many seconds into
-    /// the run (default: half way; 0: never). Its in-memory state is lost,
-    /// its challenge secret is kept (as a deployment would configure it).
+    /// the run (default: half way; 0: never), with SIGTERM as a deployment
+    /// does: it saves its state snapshot and loads it back, and its
+    /// challenge secret is kept (as a deployment would configure it).
     #[arg(long, value_name = "SECS")]
     pub restart_at_s: Option<f64>,
     /// Seed of every random choice (identities, request mix, pacing).
@@ -226,7 +227,7 @@ pub async fn run(options: &SimOptions) -> Result<SimReport, SimError> {
     let mut notes = notes(&settings, &reports);
     if restarts > 0 {
         notes.push(format!(
-            "the gateway was restarted {restarts} time(s) during the run (its in-memory state lost)"
+            "the gateway was restarted {restarts} time(s) during the run (SIGTERM; its state kept in its snapshot, as a deployment keeps it)"
         ));
     }
     Ok(SimReport::new(
