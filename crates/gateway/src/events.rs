@@ -28,6 +28,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// How often counted passes go to the store.
 const TALLY_EVERY: Duration = Duration::from_secs(1);
+/// The longest a shutdown waits for the store to write what is queued.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// Client keys one tally holds; the passes of keys beyond it still count
 /// in the totals.
 const MAX_TALLY_KEYS: usize = 100_000;
@@ -65,6 +67,9 @@ enum Note {
         store: bool,
     },
     Pass(PassNote),
+    /// Write out everything sent before it (the log, the pending tally,
+    /// the store's queue), then answer: a clean shutdown.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// Where the event of a passed request with nothing to say goes.
@@ -184,6 +189,17 @@ impl EventSink {
         }
     }
 
+    /// Blocks until every event sent before the call is written out (log,
+    /// counted passes, store), or `timeout` passes; false then, or when
+    /// the queue is full. For shutdown: a deployment loses no events.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(tx) = &self.tx else {
+            return true;
+        };
+        let (done, written) = std::sync::mpsc::channel();
+        tx.try_send(Note::Flush(done)).is_ok() && written.recv_timeout(timeout).is_ok()
+    }
+
     /// The store writer's counters, when events are stored.
     pub fn store_stats(&self) -> Option<WriterStats> {
         self.store.as_ref().map(|w| w.stats())
@@ -241,6 +257,16 @@ impl Drain {
                 }
             }
             Note::Pass(pass) => count(&mut self.tally, pass),
+            Note::Flush(done) => {
+                if let Some(out) = &mut self.json {
+                    let _ = out.flush();
+                }
+                self.send_tally();
+                if let Some(writer) = &self.store {
+                    writer.flush(FLUSH_WAIT);
+                }
+                let _ = done.send(());
+            }
         }
     }
 
@@ -541,6 +567,26 @@ mod tests {
             "no output"
         );
         drop(both);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_flush_writes_out_what_was_sent_before_it() {
+        use portcullis_store::{EventFilter, EventStore};
+        let dir = std::env::temp_dir().join(format!("pc-flush-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(portcullis_store::SqliteStore::open(dir.join("e.db")).unwrap());
+        // A writer that would otherwise hold its batch for a minute.
+        let config = portcullis_store::WriterConfig {
+            max_delay: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let writer = EventWriter::spawn(Arc::clone(&store) as Arc<dyn EventStore>, config).unwrap();
+        let events = sink(false, true, Some(Arc::new(writer)));
+        events.send(event("block", Vec::new()));
+        assert!(events.flush(Duration::from_secs(10)));
+        let found = store.search(&EventFilter::default()).unwrap();
+        assert_eq!(found.len(), 1, "the event is in the store at once");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -164,8 +164,15 @@ pub struct Running {
 }
 
 impl Running {
-    /// What must outlive the process: the memory backend's snapshot.
+    /// What must outlive the process: the events not yet written (log,
+    /// counted passes, store) and the memory backend's snapshot.
     pub async fn shutdown(&self) {
+        let events = self.shared.events.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || events.flush(Duration::from_secs(10))).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("events queued at shutdown may be lost");
+        }
         if let Some(snapshot) = &self.snapshot {
             snapshot.save().await;
         }
