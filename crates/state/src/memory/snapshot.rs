@@ -38,27 +38,38 @@ pub struct Loaded {
 impl MemoryStore {
     /// Writes every live key to `path` (through a temporary file renamed
     /// over it, so a crash mid-write leaves the previous snapshot); returns
-    /// how many keys were written. Shards are locked one at a time.
+    /// how many keys were written. Shards are locked one at a time and only
+    /// while their entries are copied into memory: the file is written with
+    /// no lock held.
     pub fn save_snapshot(&self, path: &Path) -> io::Result<usize> {
         let partial = path.with_extension("partial");
         let mut out = BufWriter::new(File::create(&partial)?);
         out.write_all(MAGIC)?;
         let mut written = 0;
+        let mut copied = Vec::new();
         for table in self.tables.iter() {
-            written += match table {
-                Table::Lru(lru) => lru.shards.iter().try_fold(0, |n, shard| {
-                    let shard = shard.lock();
-                    // Least recently used first: loading in file order
-                    // rebuilds the same recency.
-                    let entries = shard.iter().rev().map(|(k, e)| (k.as_ref(), e));
-                    Ok::<_, io::Error>(n + self.write_entries(&mut out, entries)?)
-                })?,
-                Table::Fixed(fixed) => fixed.shards.iter().try_fold(0, |n, shard| {
-                    let shard = shard.lock();
-                    let entries = shard.iter().map(|(k, e)| (k.as_ref(), e));
-                    Ok::<_, io::Error>(n + self.write_entries(&mut out, entries)?)
-                })?,
+            let shards = match table {
+                Table::Lru(lru) => lru.shards.len(),
+                Table::Fixed(fixed) => fixed.shards.len(),
             };
+            for index in 0..shards {
+                copied.clear();
+                written += match table {
+                    Table::Lru(lru) => {
+                        let shard = lru.shards[index].lock();
+                        // Least recently used first: loading in file order
+                        // rebuilds the same recency.
+                        let entries = shard.iter().rev().map(|(k, e)| (k.as_ref(), e));
+                        self.write_entries(&mut copied, entries)?
+                    }
+                    Table::Fixed(fixed) => {
+                        let shard = fixed.shards[index].lock();
+                        let entries = shard.iter().map(|(k, e)| (k.as_ref(), e));
+                        self.write_entries(&mut copied, entries)?
+                    }
+                };
+                out.write_all(&copied)?;
+            }
         }
         out.into_inner()
             .map_err(io::IntoInnerError::into_error)?
