@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::{Origin, gateway, raw, status_of};
+use common::{Origin, Reply, gateway, raw, send, status_of};
 use portcullis_challenge::pow::{decode_nonce, solve};
 use portcullis_challenge::signature::{
     DEFAULT_COMPONENTS, LABEL, SignParams, content_digest, sign,
@@ -66,47 +66,7 @@ fn table(name: &str) -> Vec<Vec<String>> {
     rows
 }
 
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
 type Headers = Vec<(&'static str, String)>;
-
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &Headers,
-    body: &str,
-) -> Reply {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    let text = raw(addr, request.as_bytes(), Duration::from_secs(5)).await;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Reply {
-        status: status_of(&text),
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
 
 /// The headers of an app on a phone: its device id, and the address it
 /// is seen from (through the trusted proxy) when `from` is given.

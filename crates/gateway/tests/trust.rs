@@ -4,16 +4,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::{Origin, gateway, raw, status_of};
+use common::{Origin, gateway, send};
 use portcullis_challenge::pow::{decode_nonce, solve};
 use portcullis_challenge::signature::{
     DEFAULT_COMPONENTS, LABEL, SignParams, content_digest, sign,
 };
 use portcullis_challenge::{RequestTarget, SigningKey};
-use serde_json::Value;
 
 const POLICY: &str = r#"
 [challenge]
@@ -24,46 +23,6 @@ path = "/api/"
 clearance = "required"
 signature = true
 "#;
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, String)],
-    body: &str,
-) -> Reply {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    let text = raw(addr, request.as_bytes(), Duration::from_secs(5)).await;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Reply {
-        status: status_of(&text),
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
 
 /// A client that went through the check: its device, clearance and key.
 struct Cleared {

@@ -143,6 +143,48 @@ pub fn status_of(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// An answer read off the socket: status, head and body.
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One request with these headers and body, on a connection it closes.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Reply {
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let text = raw(addr, request.as_bytes(), Duration::from_secs(5)).await;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Reply {
+        status: status_of(&text),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
 /// A simple GET that closes the connection.
 pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> String {
     let request =
