@@ -6,12 +6,9 @@
 //! brings back the new global values. Bounded: the least recently used
 //! entries go, with their unflushed additions (counted).
 
-use std::hash::BuildHasher as _;
 use std::time::{Duration, Instant};
 
-use foldhash::fast::FixedState;
-use lru::LruCache;
-use parking_lot::Mutex;
+use super::sharded::ShardedLru;
 
 enum Agg {
     Counter {
@@ -56,32 +53,17 @@ pub(crate) enum Learnt {
     Set { key: String, len: u64 },
 }
 
-const SHARDS: usize = 16;
-
-type Shard = LruCache<Box<str>, Entry, FixedState>;
-
 pub(crate) struct Aggregator {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    entries: ShardedLru<Entry>,
     set_cap: usize,
-    hasher: FixedState,
 }
 
 impl Aggregator {
     pub(crate) fn new(capacity: usize, set_cap: usize) -> Self {
-        let hasher = FixedState::with_seed(0x51_7cc1_b727_220a);
         Aggregator {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::unbounded_with_hasher(hasher.clone())))
-                .collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            entries: ShardedLru::new(capacity, 0x51_7cc1_b727_220a),
             set_cap: set_cap.max(1),
-            hasher,
         }
-    }
-
-    fn shard(&self, key: &str) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     fn with_entry<T>(
@@ -92,7 +74,7 @@ impl Aggregator {
         f: impl FnOnce(&mut Agg) -> T,
     ) -> T {
         let now = Instant::now();
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.entries.shard(key);
         if let Some(entry) = shard.get_mut(key) {
             if entry.expires <= now {
                 *entry = Entry {
@@ -112,10 +94,7 @@ impl Aggregator {
             touched: true,
         };
         let out = f(&mut entry.agg);
-        shard.push(key.into(), entry);
-        if shard.len() > self.per_shard {
-            shard.pop_lru();
-        }
+        self.entries.push(&mut shard, key, entry);
         out
     }
 
@@ -171,8 +150,7 @@ impl Aggregator {
     pub(crate) fn take(&self) -> Vec<Flush> {
         let now = Instant::now();
         let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock();
+        for mut shard in self.entries.each_shard() {
             for (key, entry) in shard.iter_mut() {
                 if entry.expires <= now || !std::mem::take(&mut entry.touched) {
                     continue;
@@ -202,7 +180,7 @@ impl Aggregator {
             let key = match &flush {
                 Flush::Counter { key, .. } | Flush::Set { key, .. } => key.clone(),
             };
-            let mut shard = self.shard(&key).lock();
+            let mut shard = self.entries.shard(&key);
             let Some(entry) = shard.peek_mut(key.as_str()) else {
                 continue;
             };
@@ -226,7 +204,7 @@ impl Aggregator {
                     if let Some(Entry {
                         agg: Agg::Counter { base, .. },
                         ..
-                    }) = self.shard(&key).lock().peek_mut(key.as_str())
+                    }) = self.entries.shard(&key).peek_mut(key.as_str())
                     {
                         *base = value;
                     }
@@ -235,7 +213,7 @@ impl Aggregator {
                     if let Some(Entry {
                         agg: Agg::Set { base_len, .. },
                         ..
-                    }) = self.shard(&key).lock().peek_mut(key.as_str())
+                    }) = self.entries.shard(&key).peek_mut(key.as_str())
                     {
                         *base_len = len;
                     }
@@ -246,13 +224,14 @@ impl Aggregator {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.entries.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::sharded::SHARDS;
 
     #[test]
     fn answers_include_local_additions_and_flushes_move_them_to_the_base() {

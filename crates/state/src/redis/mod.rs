@@ -24,6 +24,7 @@ mod conn;
 mod eviction;
 mod keys;
 mod scripts;
+mod sharded;
 mod values;
 
 use std::collections::HashMap;

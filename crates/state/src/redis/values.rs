@@ -10,52 +10,35 @@
 //! here: only the features tier is cached. Bounded: least recently used
 //! copies go first.
 
-use std::hash::BuildHasher as _;
 use std::time::{Duration, Instant};
 
-use foldhash::fast::FixedState;
-use lru::LruCache;
-use parking_lot::Mutex;
+use super::sharded::ShardedLru;
 
 /// Values larger than this are not copied: features are small.
 const MAX_VALUE_BYTES: usize = 1024;
-const SHARDS: usize = 16;
 
 struct Copy {
     value: Option<Box<[u8]>>,
     fetched: Instant,
 }
 
-type Shard = LruCache<Box<str>, Copy, FixedState>;
-
 pub(crate) struct ValueCache {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    copies: ShardedLru<Copy>,
     max_age: Duration,
-    hasher: FixedState,
 }
 
 impl ValueCache {
     pub(crate) fn new(capacity: usize, max_age: Duration) -> Self {
-        let hasher = FixedState::with_seed(0x2b99_f0c1_8d3e_4a57);
         ValueCache {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::unbounded_with_hasher(hasher.clone())))
-                .collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            copies: ShardedLru::new(capacity, 0x2b99_f0c1_8d3e_4a57),
             max_age,
-            hasher,
         }
-    }
-
-    fn shard(&self, key: &str) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// The value Redis gave for `key` less than `max_age` ago (`Some(None)`:
     /// it had none), or `None` when Redis must be asked.
     pub(crate) fn get(&self, key: &str, now: Instant) -> Option<Option<Vec<u8>>> {
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.copies.shard(key);
         let copy = shard.get(key)?;
         if now.saturating_duration_since(copy.fetched) >= self.max_age {
             shard.pop(key);
@@ -69,25 +52,21 @@ impl ValueCache {
         if value.is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
             return self.forget(key);
         }
-        let mut shard = self.shard(key).lock();
         let copy = Copy {
             value: value.map(Box::from),
             fetched: now,
         };
-        shard.push(key.into(), copy);
-        if shard.len() > self.per_shard {
-            shard.pop_lru();
-        }
+        self.copies.push(&mut self.copies.shard(key), key, copy);
     }
 
     /// The value is unknown (a write whose result is not known).
     pub(crate) fn forget(&self, key: &str) {
-        self.shard(key).lock().pop(key);
+        self.copies.shard(key).pop(key);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.copies.len()
     }
 }
 
