@@ -21,6 +21,7 @@ pub mod files;
 pub mod hot_metrics;
 pub mod http;
 pub mod metrics;
+pub mod origin;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;

@@ -21,7 +21,10 @@ use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
 use crate::http::headers::{self as hdr, remove_cookies, remove_matching, upgrade_protocol};
-use crate::http::respond::{ProxyBody, X_REQUEST_ID, full_body, json_error, new_request_id};
+use crate::http::respond::{
+    ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
+};
+use crate::origin::{self, Outbound, RequestFraming};
 use crate::pipeline;
 use crate::risk;
 use crate::runtime::Runtime;
@@ -169,7 +172,6 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
     let (shared, rt) = (ex.shared, ex.rt);
     let Outgoing {
         upstream,
-        uri,
         headers,
         client_upgrade,
     } = match outgoing(ex) {
@@ -177,19 +179,17 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
         Err(unroutable) => return unroutable.answer(&ex.ctx.request_id),
     };
     let ctx = &ex.ctx;
-    // A request whose whole body is in hand can be sent again on a new
-    // connection when the pooled one turns out closed by the origin.
-    let retry = (body.complete && client_upgrade.is_none())
-        .then(|| (headers.clone(), body.inspected.clone()));
-    let method = ex.parts.method.clone();
-    let mut attempt = send(upstream, &method, uri.clone(), headers, body.forward).await;
-    if let (Some((headers, bytes)), Ok(Err(e))) = (retry, &attempt)
-        && retryable(&method, e)
-    {
-        tracing::debug!(request_id = %ctx.request_id, error = %e, "origin connection closed; retrying once");
-        attempt = send(upstream, &method, uri, headers, full_body(bytes)).await;
-    }
-    let mut response = match attempt {
+    let method = &ex.parts.method;
+    let pool = upstream.pool();
+    let (framing, outbound) = outbound(method, &headers, body);
+    let target = ex.parts.uri.path_and_query().map_or("/", |t| t.as_str());
+    let head = origin::encode_head(method, target, &headers, &pool.authority, framing);
+    let attempt = tokio::time::timeout(
+        upstream.response_timeout,
+        origin::send(pool, method, head, outbound),
+    )
+    .await;
+    let response = match attempt {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %upstream.authority, error = %e, "origin request failed");
@@ -201,35 +201,65 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
             return json_error(504, "origin timed out", &ctx.request_id);
         }
     };
-    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
-        (client_upgrade, response.status())
-    {
-        tunnel(
-            client_upgrade,
-            hyper::upgrade::on(&mut response),
-            ctx.request_id.clone(),
-        );
-    } else {
-        hdr::strip_hop_by_hop(response.headers_mut(), false);
-    }
+    let (mut head, body) = response.into_parts();
     if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
+        head.headers.insert(X_REQUEST_ID, value);
     }
-    let (head, incoming) = response.into_parts();
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        // Only a request that asked to switch is answered by a switch.
+        let Some((client, origin)) = client_upgrade.zip(body.into_switched()) else {
+            count_origin_error(shared, "error");
+            return json_error(502, "origin switched protocols unasked", &ctx.request_id);
+        };
+        tunnel(client, origin, ctx.request_id.clone());
+        return Response::from_parts(head, empty_body());
+    }
+    hdr::strip_hop_by_hop(&mut head.headers, false);
     let body = if rt.quota.meters_bandwidth() {
-        Metered::new(incoming, Arc::clone(rt))
+        Metered::new(body, Arc::clone(rt))
             .map_err(Into::into)
             .boxed()
     } else {
-        incoming.map_err(Into::into).boxed()
+        body.map_err(Into::into).boxed()
     };
     Response::from_parts(head, body)
+}
+
+/// How the request body goes to the origin: whole, with its length, or
+/// streamed under the client's length or chunked.
+fn outbound(
+    method: &http::Method,
+    headers: &HeaderMap,
+    body: InspectedBody,
+) -> (RequestFraming, Outbound) {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match body.streamed {
+        None => {
+            let length = body.inspected.len() as u64;
+            let framing = match length > 0
+                || declared.is_some()
+                || matches!(
+                    *method,
+                    http::Method::POST | http::Method::PUT | http::Method::PATCH
+                ) {
+                true => RequestFraming::Length(length),
+                false => RequestFraming::None,
+            };
+            (framing, Outbound::Whole(body.inspected))
+        }
+        Some(stream) => {
+            let framing = declared.map_or(RequestFraming::Chunked, RequestFraming::Length);
+            (framing, Outbound::Stream(stream, framing))
+        }
+    }
 }
 
 /// The request for the origin, before its body.
 pub(crate) struct Outgoing<'a> {
     pub upstream: &'a crate::runtime::Upstream,
-    pub uri: http::Uri,
     pub headers: HeaderMap,
     pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -238,14 +268,12 @@ pub(crate) struct Outgoing<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Unroutable {
     NoOrigin,
-    BadTarget,
 }
 
 impl Unroutable {
     fn answer(self, request_id: &str) -> Response<ProxyBody> {
         match self {
             Unroutable::NoOrigin => json_error(502, "no origin for this host and path", request_id),
-            Unroutable::BadTarget => json_error(400, "bad request target", request_id),
         }
     }
 }
@@ -256,20 +284,6 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
     let (rt, ctx): (&'a Runtime, _) = (ex.rt, &ex.ctx);
     let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
         return Err(Unroutable::NoOrigin);
-    };
-    // From the parts already parsed: no text to format and parse again.
-    let mut target = http::uri::Parts::default();
-    target.scheme = Some(http::uri::Scheme::HTTP);
-    target.authority = Some(upstream.authority.clone());
-    target.path_and_query = Some(
-        ex.parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    let Ok(uri) = http::Uri::from_parts(target) else {
-        return Err(Unroutable::BadTarget);
     };
     let tunnelled = upgrade_protocol(&ex.parts.headers).is_some_and(|protocol| {
         rt.config
@@ -293,47 +307,9 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
     risk::write_headers(&rt.risk, &ctx.risk_headers, &mut headers);
     Ok(Outgoing {
         upstream,
-        uri,
         headers,
         client_upgrade,
     })
-}
-
-type OriginResult = Result<
-    Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
-    tokio::time::error::Elapsed,
->;
-
-async fn send(
-    upstream: &crate::runtime::Upstream,
-    method: &http::Method,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: ProxyBody,
-) -> OriginResult {
-    let mut request = Request::new(body);
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
-    tokio::time::timeout(
-        upstream.response_timeout,
-        upstream.client().request(request),
-    )
-    .await
-}
-
-/// Whether a failed origin request may be sent again: nothing of it reached
-/// the origin (the connection could not be made), or it is idempotent and
-/// the pooled connection was closed under it.
-fn retryable(method: &http::Method, error: &hyper_util::client::legacy::Error) -> bool {
-    if error.is_connect() {
-        return true;
-    }
-    let idempotent = method.is_idempotent();
-    let closed = std::error::Error::source(error)
-        .and_then(|e| e.downcast_ref::<hyper::Error>())
-        .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed());
-    idempotent && closed
 }
 
 fn count_origin_error(shared: &Shared, outcome: &'static str) {
@@ -344,19 +320,25 @@ fn count_origin_error(shared: &Shared, outcome: &'static str) {
         .inc();
 }
 
+/// Joins the client's and the origin's connections after a switch of
+/// protocols (WebSocket), starting with what the origin sent past its head.
 fn tunnel(
     client: hyper::upgrade::OnUpgrade,
-    origin: hyper::upgrade::OnUpgrade,
+    (mut origin, early): (tokio::net::TcpStream, bytes::BytesMut),
     request_id: String,
 ) {
+    use tokio::io::AsyncWriteExt;
     tokio::spawn(async move {
-        let (Ok(client), Ok(origin)) = (client.await, origin.await) else {
+        let Ok(client) = client.await else {
             tracing::debug!(%request_id, "websocket upgrade did not complete");
             return;
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
-        let mut origin = hyper_util::rt::TokioIo::new(origin);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+        let copied = async {
+            client.write_all(&early).await?;
+            tokio::io::copy_bidirectional(&mut client, &mut origin).await
+        };
+        if let Err(e) = copied.await {
             tracing::debug!(%request_id, error = %e, "websocket tunnel closed");
         }
     });

@@ -8,9 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use portcullis_config::{
     BlockResponse, ClassAction, Config, DetectConfig, DetectMode, OnIncomplete, RuleAction,
     UpstreamConfig,
@@ -22,12 +19,10 @@ use crate::edge::classify::Classifier;
 use crate::edge::ipset::IpSet;
 use crate::edge::quota::Quota;
 use crate::files::modified;
-use crate::http::respond::ProxyBody;
+use crate::origin::OriginPool;
 use crate::policy::Policies;
 use crate::risk::Risk;
 use crate::trust::ClientTrust;
-
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
 /// One origin and the requests it serves.
 pub struct Upstream {
@@ -36,7 +31,7 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
     /// One connection pool per worker thread, so that a connection and the
     /// requests using it stay on one core.
-    clients: Box<[UpstreamClient]>,
+    pools: Box<[Arc<OriginPool>]>,
     pub response_timeout: Duration,
 }
 
@@ -291,8 +286,8 @@ fn build_detection(config: &DetectConfig) -> Vec<(String, Option<Detection>)> {
 
 impl Upstream {
     /// The connection pool of the calling worker thread.
-    pub fn client(&self) -> &UpstreamClient {
-        &self.clients[crate::worker::worker_index() % self.clients.len()]
+    pub fn pool(&self) -> &Arc<OriginPool> {
+        &self.pools[crate::worker::worker_index() % self.pools.len()]
     }
 }
 
@@ -305,21 +300,19 @@ fn build_upstream(config: &UpstreamConfig, workers: usize) -> anyhow::Result<Ups
         .authority()
         .cloned()
         .with_context(|| format!("upstream url {:?} has no host", config.url))?;
-    let client = || {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
-            .build(connector)
+    let pool = || {
+        Arc::new(OriginPool::new(
+            &authority,
+            Duration::from_millis(config.connect_timeout_ms),
+            Duration::from_millis(config.pool_idle_timeout_ms),
+            config.pool_max_idle,
+        ))
     };
     Ok(Upstream {
         hosts: config.hosts.clone(),
         path_prefix: config.path_prefix.clone(),
+        pools: (0..workers.max(1)).map(|_| pool()).collect(),
         authority,
-        clients: (0..workers.max(1)).map(|_| client()).collect(),
         response_timeout: Duration::from_millis(config.response_timeout_ms),
     })
 }

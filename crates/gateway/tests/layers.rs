@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("risk", 1),
     ("trust", 1),
     ("control", 1),
+    ("origin", 1),
     ("runtime", 2),
     ("shared", 3),
     ("body", 3),

@@ -17,7 +17,6 @@ use crate::context::{Action, Answer, RequestContext};
 use crate::control::{ConfigSource, Control, Overrides};
 use crate::edge::conn::ConnLimiter;
 use crate::events::{EventOutputs, EventSink};
-use crate::http::respond::full_body;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
@@ -110,11 +109,7 @@ impl Harness {
             target: Target::provisional(),
             raw_target: raw_target(&parts.uri),
             parts,
-            body: RequestBody::Read(InspectedBody {
-                forward: full_body(body.clone()),
-                inspected: body,
-                complete: true,
-            }),
+            body: RequestBody::Read(InspectedBody::whole(body)),
             answer: None,
             tls: false,
             framing_conflict: false,

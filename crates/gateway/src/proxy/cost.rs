@@ -146,11 +146,7 @@ async fn one_request(
     vary: Option<u64>,
 ) -> [Duration; 4] {
     let (parts, bytes) = request(shape, vary);
-    let body = RequestBody::Read(InspectedBody {
-        forward: crate::http::respond::full_body(bytes.clone()),
-        inspected: bytes,
-        complete: true,
-    });
+    let body = RequestBody::Read(InspectedBody::whole(bytes));
     let started = Instant::now();
     let mut ex = begin(shared, rt, peer, parts, body, false, false);
     let setup = started.elapsed();

@@ -11,7 +11,6 @@ use super::{Exchange, Flow, InspectedBody, RequestBody, Stage};
 use crate::body::{Prefix, PrefixedBody, read_prefix};
 use crate::context::Layer;
 use crate::edge::protocol;
-use crate::http::respond::full_body;
 
 pub struct Body;
 
@@ -25,7 +24,7 @@ impl Stage for Body {
             return Flow::Continue;
         };
         if incoming.is_end_stream() {
-            ex.body = RequestBody::Read(InspectedBody::empty());
+            ex.body = RequestBody::Read(InspectedBody::whole(bytes::Bytes::new()));
             return Flow::Continue;
         }
         let limits = &ex.rt.config.limits;
@@ -37,17 +36,14 @@ impl Stage for Body {
         )
         .await;
         let body = match prefix {
-            Prefix::Complete(bytes) => InspectedBody {
-                forward: full_body(bytes.clone()),
-                inspected: bytes,
-                complete: true,
-            },
+            Prefix::Complete(bytes) => InspectedBody::whole(bytes),
             Prefix::Partial(bytes, rest) => InspectedBody {
-                forward: PrefixedBody::new(bytes.clone(), rest, limits.max_body_bytes)
-                    .map_err(Into::into)
-                    .boxed(),
+                streamed: Some(
+                    PrefixedBody::new(bytes.clone(), rest, limits.max_body_bytes)
+                        .map_err(Into::into)
+                        .boxed(),
+                ),
                 inspected: bytes,
-                complete: false,
             },
             Prefix::TooLarge => {
                 ex.ctx.refuse("body_too_large", "", 413);
@@ -65,22 +61,12 @@ impl Stage for Body {
         if let Some(v) = protocol::check_body(
             &ex.parts.headers,
             &body.inspected,
-            body.complete,
+            body.complete(),
             &ex.rt.config.protocol,
         ) {
             super::protocol::raise(&mut ex.ctx, v);
         }
         ex.body = RequestBody::Read(body);
         Flow::after(&ex.ctx)
-    }
-}
-
-impl InspectedBody {
-    pub fn empty() -> Self {
-        InspectedBody {
-            forward: crate::http::respond::empty_body(),
-            inspected: bytes::Bytes::new(),
-            complete: true,
-        }
     }
 }

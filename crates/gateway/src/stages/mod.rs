@@ -131,12 +131,26 @@ pub enum RequestBody {
 
 /// A request body after the body stage.
 pub struct InspectedBody {
-    /// What goes to the origin.
-    pub forward: ProxyBody,
     /// The part read and inspected before forwarding.
     pub inspected: Bytes,
+    /// The whole body as it streams to the origin (`inspected`, then the
+    /// rest), when `inspected` is not all of it.
+    pub streamed: Option<ProxyBody>,
+}
+
+impl InspectedBody {
+    /// A body read whole within the inspection limit.
+    pub fn whole(inspected: Bytes) -> Self {
+        InspectedBody {
+            inspected,
+            streamed: None,
+        }
+    }
+
     /// Whether `inspected` is the whole body.
-    pub complete: bool,
+    pub fn complete(&self) -> bool {
+        self.streamed.is_none()
+    }
 }
 
 /// One request on its way through the pipeline.
@@ -164,7 +178,7 @@ impl RequestBody {
     /// The inspected bytes, and whether they are the whole body.
     pub fn inspected(&self) -> (&[u8], bool) {
         match self {
-            RequestBody::Read(body) => (&body.inspected, body.complete),
+            RequestBody::Read(body) => (&body.inspected, body.complete()),
             RequestBody::Unread(_) | RequestBody::None => (&[], true),
         }
     }

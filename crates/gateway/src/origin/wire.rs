@@ -1,0 +1,537 @@
+//! HTTP/1.1 on the origin connection, without I/O: the request head as
+//! bytes, the response head parsed in place, how the response body is
+//! framed, and the chunked decoder.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Version};
+
+use super::OriginError;
+
+/// A response head larger than this is refused (502).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Header fields read from one response head.
+const MAX_HEADERS: usize = 128;
+/// A chunk-size line (with extensions) longer than this is refused.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Trailer bytes read (and dropped) after the last chunk.
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// How the request body is framed toward the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no `content-length`.
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The request head: method, origin-form target, the headers as given
+/// (the caller removed hop-by-hop ones) except any framing header, which
+/// `framing` replaces, and `host` when the headers have none.
+pub fn encode_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    default_host: &str,
+    framing: RequestFraming,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256 + headers.len() * 48);
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        line(&mut head, b"host", default_host.as_bytes());
+    }
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            line(&mut head, b"content-length", n.to_string().as_bytes());
+        }
+        RequestFraming::Chunked => line(&mut head, b"transfer-encoding", b"chunked"),
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn line(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// Parses a response head at the start of `buf`, taking its bytes out of
+/// it (header values share them); `None` while the head is incomplete.
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, OriginError> {
+    let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut parsed);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(OriginError::Malformed("response head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(OriginError::Malformed("response head")),
+    };
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(OriginError::Malformed("status code"))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Offsets into the head, so that values can share its bytes once it
+    // is taken out of the buffer.
+    let base = buf.as_ptr() as usize;
+    let mut fields: smallvec::SmallVec<[(HeaderName, usize, usize); 24]> = Default::default();
+    for h in response.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| OriginError::Malformed("header name"))?;
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| OriginError::Malformed("header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the origin closes the connection.
+    UntilClose,
+}
+
+/// The framing of the response to `method` (RFC 9112 section 6.3) and
+/// whether the connection can carry another request after it. A
+/// `content-length` beside `transfer-encoding` is removed: the encoding
+/// wins, and the connection is not reused.
+pub fn response_framing(
+    method: &Method,
+    head: &mut ResponseHead,
+) -> Result<(BodyFraming, bool), OriginError> {
+    let reusable = keeps_alive(head);
+    let status = head.status;
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((BodyFraming::Empty, reusable));
+    }
+    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+        let had_length = head.headers.remove(header::CONTENT_LENGTH).is_some();
+        let chunked = last_coding_is_chunked(&head.headers);
+        return Ok(match chunked {
+            true => (BodyFraming::Chunked, reusable && !had_length),
+            false => (BodyFraming::UntilClose, false),
+        });
+    }
+    match content_length(&head.headers)? {
+        Some(0) => Ok((BodyFraming::Empty, reusable)),
+        Some(n) => Ok((BodyFraming::Length(n), reusable)),
+        None => Ok((BodyFraming::UntilClose, false)),
+    }
+}
+
+fn keeps_alive(head: &ResponseHead) -> bool {
+    let has = |token: &str| {
+        head.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match head.version {
+        Version::HTTP_10 => has("keep-alive"),
+        _ => !has("close"),
+    }
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Every `content-length` value (repeated headers, or a list) must agree.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, OriginError> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| OriginError::Malformed("content-length"))?;
+        for part in text.split(',') {
+            let part = part.trim();
+            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+                .ok_or(OriginError::Malformed("content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(OriginError::Malformed("content-length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// What the chunked decoder took out of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// The buffer holds no complete piece: read more.
+    NeedMore,
+    /// The last chunk and the trailers were read.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// Decodes `transfer-encoding: chunked` strictly (CRLF line ends, hex
+/// sizes, bounded lines and trailers): a reused connection must never be
+/// read out of step with the origin. Trailers are dropped.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    trailer_bytes: usize,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            trailer_bytes: 0,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, OriginError> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.state = match size {
+                        0 => ChunkState::Trailers,
+                        n => ChunkState::Data(n),
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.state = match left {
+                        0 => ChunkState::DataEnd,
+                        left => ChunkState::Data(left),
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(OriginError::Malformed("chunk end"));
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = take_line(buf, MAX_TRAILER_BYTES)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    self.trailer_bytes += line.len() + 2;
+                    if self.trailer_bytes > MAX_TRAILER_BYTES {
+                        return Err(OriginError::Malformed("trailers too large"));
+                    }
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(Decoded::Done),
+            }
+        }
+    }
+}
+
+/// Takes a CRLF-ended line (without its end) off the front of `buf`.
+fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, OriginError> {
+    match memchr::memchr(b'\n', buf) {
+        Some(end) if end > 0 && buf[end - 1] == b'\r' && end <= max => {
+            let mut line = buf.split_to(end + 1);
+            line.truncate(end - 1);
+            Ok(Some(line))
+        }
+        Some(_) => Err(OriginError::Malformed("chunk line")),
+        None if buf.len() > max => Err(OriginError::Malformed("chunk line too long")),
+        None => Ok(None),
+    }
+}
+
+/// The hex size of a chunk-size line, before any extension.
+fn chunk_size(line: &[u8]) -> Result<u64, OriginError> {
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let rest = &line[digits_end..];
+    let extension_ok = rest.is_empty()
+        || rest
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t'))
+            .is_some_and(|&b| b == b';');
+    if digits_end == 0 || digits_end > 16 || !extension_ok {
+        return Err(OriginError::Malformed("chunk size"));
+    }
+    let text = std::str::from_utf8(&line[..digits_end])
+        .map_err(|_| OriginError::Malformed("chunk size"))?;
+    u64::from_str_radix(text, 16).map_err(|_| OriginError::Malformed("chunk size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> ResponseHead {
+        let mut buf = BytesMut::from(text);
+        parse_head(&mut buf).expect("parses").expect("complete")
+    }
+
+    fn framing(method: Method, text: &str) -> Result<(BodyFraming, bool), OriginError> {
+        response_framing(&method, &mut head(text))
+    }
+
+    #[test]
+    fn the_request_head_has_its_own_framing_and_a_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let head = encode_head(
+            &Method::POST,
+            "/p?q=1",
+            &headers,
+            "origin:8080",
+            RequestFraming::Length(3),
+        );
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: origin:8080\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n"
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("shop.example"));
+        let head = encode_head(&Method::PUT, "/", &headers, "o", RequestFraming::Chunked);
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.contains("host: shop.example\r\n") && !text.contains("host: o\r\n"));
+        assert!(
+            text.ends_with("transfer-encoding: chunked\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_head_is_parsed_in_place_and_the_body_stays_in_the_buffer() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi");
+        let head = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(&buf[..], b"hi");
+        let mut partial = BytesMut::from("HTTP/1.1 200 OK\r\nContent-");
+        assert!(parse_head(&mut partial).unwrap().is_none());
+        let mut huge = BytesMut::from(
+            format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES)).as_str(),
+        );
+        assert!(parse_head(&mut huge).is_err());
+        let mut folded = BytesMut::from("HTTP/1.1 200 OK\r\nx: a\r\n b\r\n\r\n");
+        assert!(parse_head(&mut folded).is_err());
+    }
+
+    #[test]
+    fn response_bodies_are_framed_as_rfc_9112_says() {
+        use BodyFraming::*;
+        let get = || Method::GET;
+        assert_eq!(
+            framing(get(), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(),
+            (Length(5), true)
+        );
+        assert_eq!(
+            framing(Method::HEAD, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(),
+            (Empty, true)
+        );
+        assert_eq!(
+            framing(
+                get(),
+                "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            (Empty, true)
+        );
+        assert_eq!(
+            framing(get(), "HTTP/1.1 204 No Content\r\n\r\n").unwrap(),
+            (Empty, true)
+        );
+        assert_eq!(
+            framing(
+                get(),
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
+            )
+            .unwrap(),
+            (Chunked, true)
+        );
+        assert_eq!(
+            framing(
+                get(),
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            (Chunked, false)
+        );
+        assert_eq!(
+            framing(get(), "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").unwrap(),
+            (UntilClose, false)
+        );
+        assert_eq!(
+            framing(get(), "HTTP/1.1 200 OK\r\n\r\n").unwrap(),
+            (UntilClose, false)
+        );
+        assert_eq!(
+            framing(
+                get(),
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+            )
+            .unwrap(),
+            (Length(5), false)
+        );
+        assert_eq!(
+            framing(get(), "HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(),
+            (Length(5), false)
+        );
+        assert_eq!(
+            framing(
+                get(),
+                "HTTP/1.0 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n"
+            )
+            .unwrap(),
+            (Length(5), true)
+        );
+        assert_eq!(
+            framing(
+                get(),
+                "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            (Length(5), true)
+        );
+        for bad in ["5, 6", "-1", "+5", "0x5", "", "5 5"] {
+            let text = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(framing(get(), &text).is_err(), "{bad}");
+        }
+        let mut te_and_cl =
+            head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n");
+        response_framing(&get(), &mut te_and_cl).unwrap();
+        assert!(!te_and_cl.headers.contains_key(header::CONTENT_LENGTH));
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<Vec<u8>, OriginError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(data) => out.extend_from_slice(&data),
+                Decoded::Done => {
+                    assert!(buf.is_empty(), "nothing after the body: {buf:?}");
+                    return Ok(out);
+                }
+                Decoded::NeedMore if fed < input.len() => {
+                    let end = (fed + step).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+                Decoded::NeedMore => return Err(OriginError::Malformed("truncated")),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_reads_split() {
+        let body = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \t;x\r\n0123456789\r\n0\r\ntrailer: x\r\n\r\n";
+        for step in [1, 2, 3, 7, body.len()] {
+            assert_eq!(
+                decode_all(body, step).unwrap(),
+                b"hello 0123456789",
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_refused() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"z\r\n",
+            b"\r\n",
+            b"11111111111111111\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\n",
+        ] {
+            assert!(
+                decode_all(bad, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!("{}\r\n", "0".repeat(MAX_CHUNK_LINE + 1));
+        assert!(decode_all(long.as_bytes(), 64).is_err());
+        let trailers = format!("0\r\n{}", "t: x\r\n".repeat(MAX_TRAILER_BYTES / 6 + 1));
+        assert!(decode_all(trailers.as_bytes(), 512).is_err());
+    }
+}
