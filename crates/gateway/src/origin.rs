@@ -135,8 +135,11 @@ impl OriginPool {
             since: Instant::now(),
         });
         drop(idle);
-        if !self.sweeper.swap(true, Ordering::Relaxed) {
-            tokio::spawn(sweep(Arc::downgrade(self)));
+        if !self.sweeper.load(Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && !self.sweeper.swap(true, Ordering::Relaxed)
+        {
+            runtime.spawn(sweep(Arc::downgrade(self)));
         }
     }
 
