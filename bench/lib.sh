@@ -19,7 +19,9 @@ PIDS=()
 bench_cleanup() {
   if declare -F more_cleanup >/dev/null; then more_cleanup; fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  for pidfile in "$work"/nginx.pid "$work"/*/nginx.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap bench_cleanup EXIT
@@ -45,6 +47,41 @@ ${2:-}
 }
 CONF
   nginx -p "$work" -c "$work/nginx.conf" -g "user root;"
+}
+
+# start_nginx_proxy NAME WORKERS SERVER_BLOCK: a second nginx instance (in
+# $work/NAME) serving SERVER_BLOCK, so that its processes are a proxy's
+# alone and their CPU can be read apart from the origin's.
+start_nginx_proxy() {
+  mkdir -p "$work/$1/logs"
+  cat >"$work/$1/nginx.conf" <<CONF
+worker_processes $2;
+worker_rlimit_nofile 65536;
+pid $work/$1/nginx.pid;
+error_log $work/$1/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$3
+}
+CONF
+  nginx -p "$work/$1" -c "$work/$1/nginx.conf" -g "user root;"
+}
+
+# proc_cpu PID...: "USER_TICKS SYS_TICKS CONTEXT_SWITCHES" of those
+# processes, every thread.
+proc_cpu() {
+  local user=0 sys=0 switches=0 pid task u s
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      [ -r "$task/stat" ] || continue
+      read -r u s < <(awk '{print $14, $15}' "$task/stat")
+      user=$((user + u)); sys=$((sys + s))
+      switches=$((switches + $(awk '/ctxt_switches/ {n += $2} END {print n + 0}' "$task/status")))
+    done
+  done
+  echo "$user $sys $switches"
 }
 
 # wait_http URL: until URL answers, for at most 10 s; fails after that.

@@ -2,8 +2,10 @@
 # Proxy throughput in one sitting: the origin directly, nginx as a plain
 # reverse proxy, and Portcullis with its default protections, in alternating
 # rounds with wrk. Prints requests/s and p99 per target (medians over the
-# rounds) and the ratios to nginx. wrk, proxies and origin share this
-# machine's cores, so read the ratios rather than the absolute numbers.
+# rounds), the ratios to nginx, and what each proxy's own processes spent
+# per request: user and system CPU µs and context switches. wrk, proxies
+# and origin share this machine's cores, so read the ratios and the CPU
+# per request rather than the absolute numbers.
 #
 #   bench/proxy.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 10 s)
 #
@@ -19,8 +21,9 @@ ORIGIN_PORT=18581 NGINX_PORT=18582 PC_PORT=18583 PC_ADMIN=18584
 command -v wrk >/dev/null && command -v nginx >/dev/null || ./scripts/setup.sh
 source bench/lib.sh
 gateway_bin
-# nginx as a plain reverse proxy of the origin.
-start_nginx auto "
+start_nginx auto
+# nginx as a plain reverse proxy of the origin, in an instance of its own.
+start_nginx_proxy proxy auto "
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -44,40 +47,42 @@ HDRS=(-H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) App
       -H "Accept: application/json" -H "Accept-Language: zh-CN,zh;q=0.9")
 URL_PATH="/api/v1/items?page=2&sort=price&q=red+shoes"
 
-# CPU time (clock ticks) of nginx (origin and proxy) and Portcullis, every
-# thread: what a request costs whatever else the machine runs, unlike req/s.
-cpu_ticks() {
-  local total=0 pid
-  for pid in $(cat "$work/nginx.pid") $(pgrep -P "$(cat "$work/nginx.pid")") $PC_PID; do
-    [ -r "/proc/$pid/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-  done
-  echo "$total"
+# The processes whose CPU a target's round counts: the origin's for the
+# origin, each proxy's own otherwise.
+processes() {
+  local master
+  case $1 in
+    origin) master=$(cat "$work/nginx.pid") ;;
+    nginx) master=$(cat "$work/proxy/nginx.pid") ;;
+    portcullis) echo "$PC_PID"; return ;;
+  esac
+  echo "$master" $(pgrep -P "$master")
 }
 HZ=$(getconf CLK_TCK)
 
-declare -A RPS P99 CPU
+declare -A RPS P99 USER SYS SWITCHES
 for round in $(seq "$ROUNDS"); do
   for target in origin:$ORIGIN_PORT nginx:$NGINX_PORT portcullis:$PC_PORT; do
     name=${target%%:*}; port=${target##*:}
-    before=$(cpu_ticks)
+    pids=$(processes "$name")
+    read -r user0 sys0 switches0 < <(proc_cpu $pids)
     out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "${HDRS[@]}" "http://127.0.0.1:$port$URL_PATH")
-    ticks=$(($(cpu_ticks) - before))
+    read -r user1 sys1 switches1 < <(proc_cpu $pids)
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    cpu=$(python3 -c "print(f'{$ticks / $HZ * 1e6 / max($requests, 1):.1f}')")
-    CPU[$name]+="$cpu "
+    read -r user sys switches < <(python3 -c "n = max($requests, 1); t = 1e6 / $HZ / n
+print(f'{($user1 - $user0) * t:.1f} {($sys1 - $sys0) * t:.1f} {($switches1 - $switches0) / n:.2f}')")
+    USER[$name]+="$user "; SYS[$name]+="$sys "; SWITCHES[$name]+="$switches "
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     RPS[$name]+="$rps "; P99[$name]+="$p99 "
-    echo "round $round $name: $rps req/s, p99 $p99, CPU $cpu us/request${non2xx:+, non-2xx $non2xx}"
+    echo "round $round $name: $rps req/s, p99 $p99, CPU user $user + system $sys us/request, $switches switches/request${non2xx:+, non-2xx $non2xx}"
   done
 done
 
-# CPU per request is nginx's and Portcullis's together; less the origin
-# round's, it is what the proxy adds (wrk's own CPU is not counted).
 python3 - "${RPS[origin]}" "${RPS[nginx]}" "${RPS[portcullis]}" "${P99[origin]}" "${P99[nginx]}" "${P99[portcullis]}" \
-  "${CPU[origin]}" "${CPU[nginx]}" "${CPU[portcullis]}" <<'PY'
+  "${USER[origin]}" "${USER[nginx]}" "${USER[portcullis]}" "${SYS[origin]}" "${SYS[nginx]}" "${SYS[portcullis]}" \
+  "${SWITCHES[origin]}" "${SWITCHES[nginx]}" "${SWITCHES[portcullis]}" <<'PY'
 import statistics, sys
 def ms(v):
     v = v.strip()
@@ -86,14 +91,14 @@ def ms(v):
             return float(v[: -len(unit)]) * f
     return float(v)
 names = ["origin", "nginx", "portcullis"]
-rps = {n: statistics.median(map(float, a.split())) for n, a in zip(names, sys.argv[1:4])}
-p99 = {n: statistics.median(map(ms, a.split())) for n, a in zip(names, sys.argv[4:7])}
-cpu = {n: statistics.median(map(float, a.split())) for n, a in zip(names, sys.argv[7:10])}
-print(f"\n{'target':<12}{'req/s (median)':>16}{'p99 ms':>10}{'vs nginx':>10}{'CPU us/req':>12}{'proxy CPU us/req':>18}")
+def medians(args, parse=float):
+    return {n: statistics.median(map(parse, a.split())) for n, a in zip(names, args)}
+rps, p99 = medians(sys.argv[1:4]), medians(sys.argv[4:7], ms)
+user, system, switches = medians(sys.argv[7:10]), medians(sys.argv[10:13]), medians(sys.argv[13:16])
+print(f"\n{'target':<12}{'req/s (median)':>16}{'p99 ms':>9}{'vs nginx':>10}{'user us/req':>13}{'sys us/req':>12}{'switches/req':>14}")
 for n in names:
-    added = "" if n == "origin" else f"{cpu[n] - cpu['origin']:.1f}"
-    print(f"{n:<12}{rps[n]:>16.0f}{p99[n]:>10.2f}{rps[n] / rps['nginx']:>10.2f}{cpu[n]:>12.1f}{added:>18}")
-added = {n: cpu[n] - cpu["origin"] for n in ("nginx", "portcullis")}
-if added["portcullis"] > 0:
-    print(f"\nPortcullis adds {added['portcullis'] / max(added['nginx'], 0.1):.2f}x the CPU per request nginx adds as a proxy")
+    print(f"{n:<12}{rps[n]:>16.0f}{p99[n]:>9.2f}{rps[n] / rps['nginx']:>10.2f}{user[n]:>13.1f}{system[n]:>12.1f}{switches[n]:>14.2f}")
+cpu = {n: user[n] + system[n] for n in ("nginx", "portcullis")}
+print(f"\nPortcullis spends {cpu['portcullis'] / max(cpu['nginx'], 0.1):.2f}x the CPU per request of nginx as a proxy"
+      f" (user {user['portcullis'] / max(user['nginx'], 0.1):.2f}x, system {system['portcullis'] / max(system['nginx'], 0.1):.2f}x)")
 PY
