@@ -10,7 +10,7 @@
 //! CPU.
 
 mod body;
-mod wire;
+pub mod wire;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -512,6 +512,51 @@ mod tests {
         }
     }
 
+    /// Valid responses with bytes flipped, cut and repeated: parsing and
+    /// decoding never panic, and a decoded body is never longer than the
+    /// bytes it came from.
+    #[test]
+    fn mangled_responses_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let seeds: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nt: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+            b"HTTP/1.0 103 Early\r\nlink: </a>\r\n\r\nHTTP/1.1 304 Not Modified\r\n\r\n",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let mut bytes = seeds[rng.random_range(0..seeds.len())].to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..bytes.len());
+                match rng.random_range(0..3) {
+                    0 => bytes[at] = rng.random(),
+                    1 => bytes.truncate(at),
+                    _ => {
+                        let piece = bytes[at..].to_vec();
+                        bytes.extend_from_slice(&piece);
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let total = bytes.len();
+            let mut buf = BytesMut::from(&bytes[..]);
+            let Ok(Some(mut head)) = parse_head(&mut buf) else {
+                continue;
+            };
+            let Ok((BodyFraming::Chunked, _)) = response_framing(&Method::GET, &mut head) else {
+                continue;
+            };
+            let mut decoder = ChunkedDecoder::default();
+            let mut decoded = 0;
+            while let Ok(Decoded::Data(data)) = decoder.decode(&mut buf) {
+                decoded += data.len();
+            }
+            assert!(decoded <= total);
+        }
+    }
+
     #[test]
     fn malformed_chunked_bodies_are_refused() {
         for bad in [
