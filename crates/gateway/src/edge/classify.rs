@@ -1,6 +1,7 @@
 //! Traffic classes: declared crawlers, automation clients and platform review
 //! scanners, recognised from the User-Agent, marker headers and addresses.
 
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -8,6 +9,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use http::HeaderMap;
 use http::header::USER_AGENT;
 use memchr::memmem::Finder;
+use parking_lot::Mutex;
 use portcullis_config::TrafficConfig;
 
 use super::ipset::IpSet;
@@ -22,7 +24,49 @@ pub struct Classifier {
     /// in (most) is searched once instead of three times. `None` when it
     /// could not be built: every list is searched then.
     any_ua: Option<AhoCorasick>,
+    plain_agents: PlainAgents,
     scanner_ips: IpSet,
+}
+
+/// User-Agents lately found to hold no pattern of any list: a client sends
+/// the same one with every request, and a hash and a comparison cost less
+/// than the search. Direct-mapped, so bounded by construction; a collision
+/// only evicts (the bytes are compared in full).
+struct PlainAgents {
+    /// Shards by worker, so that workers seldom share a lock.
+    shards: [Mutex<[Option<Box<[u8]>>; AGENT_SLOTS]>; AGENT_SHARDS],
+    hasher: foldhash::fast::RandomState,
+}
+
+const AGENT_SHARDS: usize = 8;
+const AGENT_SLOTS: usize = 64;
+/// Longer User-Agents are searched every time: the table stays small.
+const MAX_AGENT_BYTES: usize = 512;
+
+impl PlainAgents {
+    fn new() -> Self {
+        PlainAgents {
+            shards: std::array::from_fn(|_| Mutex::new(std::array::from_fn(|_| None))),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Whether `ua` holds no pattern, by `search` when it was not seen lately.
+    fn check(&self, ua: &[u8], search: impl FnOnce() -> bool) -> bool {
+        if ua.len() > MAX_AGENT_BYTES {
+            return search();
+        }
+        let shard = &self.shards[crate::worker::worker_index() % AGENT_SHARDS];
+        let slot = self.hasher.hash_one(ua) as usize % AGENT_SLOTS;
+        if shard.lock()[slot].as_deref() == Some(ua) {
+            return true;
+        }
+        let plain = search();
+        if plain {
+            shard.lock()[slot] = Some(ua.into());
+        }
+        plain
+    }
 }
 
 /// A class and what gave it away.
@@ -70,6 +114,7 @@ impl Classifier {
                 .flatten(),
                 MatchKind::Standard,
             ),
+            plain_agents: PlainAgents::new(),
             scanner_ips: IpSet::from_nets(&config.scanner.ips),
         }
     }
@@ -84,11 +129,16 @@ impl Classifier {
         }
         let ua_value = headers.get(USER_AGENT);
         let ua = ua_value.map(|v| v.as_bytes()).unwrap_or_default();
-        let plain_ua = self.any_ua.as_ref().is_some_and(|m| !m.is_match(ua));
+        let plain_ua = self
+            .any_ua
+            .as_ref()
+            .is_some_and(|m| self.plain_agents.check(ua, || !m.is_match(ua)));
         if let Some(markers) = &self.scanner_markers {
             for (name, value) in headers {
-                // The User-Agent searched above holds no marker.
-                if plain_ua && ua_value.is_some_and(|ua| std::ptr::eq(ua, value)) {
+                // The User-Agent searched above holds no marker, and most
+                // values (hosts, media types, languages) are too short for one.
+                let searched = plain_ua && ua_value.is_some_and(|ua| std::ptr::eq(ua, value));
+                if searched || value.len() < markers.min_pattern_len() {
                     continue;
                 }
                 if let Some(m) = markers.find(value.as_bytes()) {
@@ -302,7 +352,8 @@ mod tests {
                         for (k, v) in extra {
                             map.append(*k, HeaderValue::from_static(v));
                         }
-                        for ip in ["1.2.3.4", "113.96.223.69"] {
+                        // Twice: the second answer comes from the recent plain agents.
+                        for ip in ["1.2.3.4", "113.96.223.69", "1.2.3.4"] {
                             let ip = ip.parse().unwrap();
                             assert_eq!(
                                 classifier.classify(ip, &map),
@@ -315,7 +366,25 @@ mod tests {
                 }
             }
         }
-        assert_eq!(compared, 3 * 16 * 3 * 2 * 2);
+        assert_eq!(compared, 3 * 16 * 3 * 2 * 3);
+    }
+
+    #[test]
+    fn only_plain_agents_are_remembered() {
+        let memo = PlainAgents::new();
+        assert!(memo.check(b"Mozilla/5.0", || true));
+        assert!(memo.check(b"Mozilla/5.0", || panic!("searched again")));
+        assert!(!memo.check(b"curl/8", || false));
+        assert!(
+            !memo.check(b"curl/8", || false),
+            "a match is searched again"
+        );
+        let long = vec![b'x'; MAX_AGENT_BYTES + 1];
+        assert!(memo.check(&long, || true));
+        assert!(
+            !memo.check(&long, || false),
+            "a long agent is searched again"
+        );
     }
 
     #[test]
