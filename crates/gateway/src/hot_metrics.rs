@@ -99,6 +99,9 @@ impl HotMetrics {
     /// Cells for `workers` threads and the stages named in `stage_names`
     /// (at most [`MAX_STAGES`]; later ones are not timed).
     pub fn new(workers: usize, stage_names: &'static [&'static str]) -> Self {
+        // The stages' clock calibrates itself at its first read: now rather
+        // than during the first request.
+        let _ = quanta::Instant::now();
         HotMetrics {
             workers: (0..workers.max(1))
                 .map(|_| WorkerCells::default())

@@ -20,13 +20,14 @@ use crate::conn_io::ConnFlags;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
-use crate::http::headers::{self as hdr, remove_cookies, remove_matching, upgrade_protocol};
+use crate::http::headers::{
+    self as hdr, HopByHop, is_listed, remove_cookies, remove_where, upgrade_protocol,
+};
 use crate::http::respond::{
     ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
 };
 use crate::origin::{self, Outbound, RequestFraming};
 use crate::pipeline;
-use crate::risk;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::stages::{Exchange, InspectedBody, RequestBody, Target, raw_target};
@@ -302,9 +303,12 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
         host: &ex.target.authority,
         tls: ex.tls,
         tunnelled,
+        risk_names: rt.risk.headers.names(),
     };
     prepare_upstream_headers(&mut headers, ctx, &forwarding);
-    risk::write_headers(&rt.risk, &ctx.risk_headers, &mut headers);
+    for (name, value) in &ctx.risk_headers {
+        headers.insert(name.clone(), value.clone());
+    }
     Ok(Outgoing {
         upstream,
         headers,
@@ -354,23 +358,45 @@ struct Forwarding<'a> {
     tls: bool,
     /// A WebSocket (or other allowed) upgrade passes through.
     tunnelled: bool,
+    /// The risk headers: a client must never set its own risk, and only the
+    /// risk stage's values (written after these headers) carry these names.
+    risk_names: &'a [HeaderName],
 }
 
+impl Forwarding<'_> {
+    /// A header only the gateway may set: a client's copy is removed.
+    fn owns(&self, name: &HeaderName) -> bool {
+        let forged = self.remove.iter().map(String::as_str);
+        is_listed(
+            name.as_str(),
+            forged.chain([X_FORWARDED_FOR.as_str()]),
+            &RESERVED_PREFIXES,
+        )
+    }
+
+    fn is_risk(&self, name: &HeaderName) -> bool {
+        self.risk_names.contains(name)
+    }
+}
+
+/// The client's headers as the origin gets them: hop-by-hop, forged and
+/// risk headers removed (one pass over the names present), the gateway's
+/// cookies cut out and its forwarding headers set.
 fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, f: &Forwarding<'_>) {
-    hdr::strip_hop_by_hop(headers, f.tunnelled);
-    // A client's own X-Forwarded-For is kept only when it came through a trusted proxy.
+    let hop = HopByHop::of(headers, f.tunnelled);
+    // A client's own X-Forwarded-For is kept only when it came through a
+    // trusted proxy (and its Connection header did not list it).
     let prior = headers
         .get(X_FORWARDED_FOR)
+        .filter(|_| ctx.via_trusted_proxy && !hop.covers(&X_FORWARDED_FOR))
         .and_then(|v| v.to_str().ok())
-        .filter(|_| ctx.via_trusted_proxy)
         .map(str::to_owned);
-    let forged = f.remove.iter().map(String::as_str);
-    remove_matching(
-        headers,
-        forged.chain([X_FORWARDED_FOR.as_str()]),
-        &RESERVED_PREFIXES,
-    );
+    remove_where(headers, |name| {
+        hop.covers(name) || f.owns(name) || f.is_risk(name)
+    });
     remove_cookies(headers, &[f.clearance_cookie, DEVICE_COOKIE]);
+    let upgrade =
+        (f.tunnelled && !f.owns(&header::CONNECTION)).then(|| HeaderValue::from_static("upgrade"));
     // Values built once and shared (a header value is a reference-counted
     // buffer): the peer is usually the client, the host its own forward.
     let peer = HeaderValue::try_from(ctx.peer_ip.to_string()).ok();
@@ -388,6 +414,7 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, f: &F
         .then(|| HeaderValue::from_str(f.host).ok())
         .flatten();
     let values = [
+        (header::CONNECTION, upgrade),
         (X_FORWARDED_FOR, forwarded),
         (X_REAL_IP, real_ip),
         (X_FORWARDED_PROTO, Some(proto)),
@@ -396,7 +423,7 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, f: &F
         (X_FORWARDED_HOST, host),
     ];
     for (name, value) in values {
-        if let Some(value) = value {
+        if let Some(value) = value.filter(|_| !f.is_risk(&name)) {
             headers.insert(name, value);
         }
     }
@@ -529,14 +556,21 @@ mod tests {
         assert_eq!(short, "/a");
     }
 
-    fn forwarding(remove: &[String]) -> Forwarding<'_> {
+    fn forwarding<'a>(remove: &'a [String], risk_names: &'a [HeaderName]) -> Forwarding<'a> {
         Forwarding {
             remove,
             clearance_cookie: "pc_clearance",
             host: "example.com",
             tls: false,
             tunnelled: false,
+            risk_names,
         }
+    }
+
+    fn default_risk_names() -> Vec<HeaderName> {
+        let config = portcullis_config::RiskConfig::default();
+        let headers = portcullis_risk::RiskHeaders::new(&config, None).unwrap();
+        headers.names().to_vec()
     }
 
     #[test]
@@ -569,7 +603,7 @@ mod tests {
         }
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         let ctx = RequestContext::new("rid".into(), peer, peer);
-        prepare_upstream_headers(&mut headers, &ctx, &forwarding(&remove));
+        prepare_upstream_headers(&mut headers, &ctx, &forwarding(&remove, &[]));
         let mut names: Vec<_> = headers.keys().map(|k| k.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(
@@ -592,6 +626,121 @@ mod tests {
         assert_eq!(headers[header::HOST], "example.com");
     }
 
+    /// The steps `prepare_upstream_headers` folds into one pass, one after
+    /// the other as they were written first: hop-by-hop headers, forged
+    /// names, the gateway's cookies, its own headers, then the risk names.
+    fn stepwise(headers: &mut HeaderMap, ctx: &RequestContext, f: &Forwarding<'_>) {
+        hdr::strip_hop_by_hop(headers, f.tunnelled);
+        let prior = headers
+            .get(X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| ctx.via_trusted_proxy)
+            .map(str::to_owned);
+        remove_where(headers, |n| f.owns(n));
+        remove_cookies(headers, &[f.clearance_cookie, DEVICE_COOKIE]);
+        let peer = ctx.peer_ip.to_string();
+        let forwarded = prior.map_or(peer.clone(), |p| format!("{p}, {peer}"));
+        let real_ip = ctx.client_ip.to_string();
+        let proto = if f.tls { "https" } else { "http" };
+        for (name, value) in [
+            (X_FORWARDED_FOR, forwarded.as_str()),
+            (X_REAL_IP, real_ip.as_str()),
+            (X_FORWARDED_PROTO, proto),
+            (X_REQUEST_ID, ctx.request_id.as_str()),
+            (header::HOST, f.host),
+            (X_FORWARDED_HOST, f.host),
+        ] {
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+        }
+        for name in f.risk_names {
+            headers.remove(name);
+        }
+    }
+
+    fn sorted(headers: &HeaderMap) -> Vec<(String, Vec<Vec<u8>>)> {
+        let mut all: Vec<_> = headers
+            .keys()
+            .map(|k| {
+                let values = headers.get_all(k).iter().map(|v| v.as_bytes().to_vec());
+                (k.as_str().to_owned(), values.collect())
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn one_pass_gives_the_headers_of_the_steps_one_by_one() {
+        let default_remove = portcullis_config::HeadersConfig::default().remove;
+        let odd_remove = vec!["connection".to_owned(), "cookie".to_owned()];
+        let default_risk = default_risk_names();
+        let odd_risk: Vec<HeaderName> = ["x-real-ip", "cookie", "connection", "x-risk"]
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect();
+        let requests: &[&[(&str, &str)]] = &[
+            &[
+                ("host", "example.com"),
+                ("user-agent", "Mozilla/5.0"),
+                ("accept", "*/*"),
+            ],
+            &[
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x_real_ip", "6.6.6.6"),
+                ("x-wx-risk-rank", "0"),
+                ("x_wx_device", "d"),
+                ("x-risk", "9"),
+                ("cookie", "pc_clearance=t; sid=1"),
+                ("cookie", "pc_device=d"),
+            ],
+            &[
+                ("connection", "Upgrade, x-forwarded-for, x-keep"),
+                ("upgrade", "websocket"),
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x-keep", "1"),
+                ("te", "trailers"),
+                ("transfer-encoding", "chunked"),
+                ("cookie", "a=1"),
+            ],
+        ];
+        let clients = [("203.0.113.9", "203.0.113.9"), ("1.1.1.1", "10.0.0.2")];
+        for remove in [&default_remove, &odd_remove, &Vec::new()] {
+            for risk_names in [&default_risk, &odd_risk] {
+                for request in requests {
+                    for (client, peer) in clients {
+                        for (tunnelled, trusted) in [(false, false), (true, true), (false, true)] {
+                            let mut headers = HeaderMap::new();
+                            for (name, value) in *request {
+                                headers.append(
+                                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                                    HeaderValue::from_static(value),
+                                );
+                            }
+                            let mut ctx = RequestContext::new(
+                                "rid".into(),
+                                client.parse().unwrap(),
+                                peer.parse().unwrap(),
+                            );
+                            ctx.via_trusted_proxy = trusted;
+                            let f = Forwarding {
+                                tunnelled,
+                                ..forwarding(remove, risk_names)
+                            };
+                            let mut expected = headers.clone();
+                            stepwise(&mut expected, &ctx, &f);
+                            prepare_upstream_headers(&mut headers, &ctx, &f);
+                            assert_eq!(
+                                sorted(&headers),
+                                sorted(&expected),
+                                "{request:?} {remove:?} {risk_names:?} {client} {tunnelled} {trusted}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn trusted_chain_is_appended() {
         let mut headers = HeaderMap::new();
@@ -602,7 +751,7 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
         );
         ctx.via_trusted_proxy = true;
-        prepare_upstream_headers(&mut headers, &ctx, &forwarding(&[]));
+        prepare_upstream_headers(&mut headers, &ctx, &forwarding(&[], &[]));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(headers["x-real-ip"], "1.1.1.1");
     }

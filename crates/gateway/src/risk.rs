@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use http::HeaderMap;
 use portcullis_config::RiskConfig;
 use portcullis_risk::{
     AsSignal, ChallengeState as RiskChallenge, DeviceFacts, FeatureKeys, Features, HeaderFacts,
@@ -251,14 +250,6 @@ fn apply_later(state: &Arc<dyn StateStore>, writes: Vec<Op>) {
             tracing::warn!(error = %e, "cannot record risk features");
         }
     });
-}
-
-/// Removes client copies of every risk header, then writes the gateway's.
-pub fn write_headers(risk: &Risk, list: &RiskHeaderList, headers: &mut HeaderMap) {
-    risk.headers.strip(headers);
-    for (name, value) in list {
-        headers.insert(name.clone(), value.clone());
-    }
 }
 
 #[cfg(test)]

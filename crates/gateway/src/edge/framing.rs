@@ -56,7 +56,8 @@ enum State {
 /// The framing facts of the head being read.
 #[derive(Debug, Default)]
 struct Head {
-    method: Vec<u8>,
+    /// At most 16 bytes: on the stack, no allocation per head.
+    method: smallvec::SmallVec<[u8; 16]>,
     lengths: u32,
     content_length: Option<u64>,
     transfer_encoding: bool,
@@ -201,7 +202,7 @@ impl FramingScanner {
                 State::Method
             }
             State::Method if b == b' ' => {
-                if self.head.method == b"PRI" {
+                if self.head.method.as_slice() == b"PRI" {
                     State::Passthrough
                 } else {
                     State::Target
@@ -308,7 +309,7 @@ impl FramingScanner {
         if head.transfer_encoding && head.lengths > 0 {
             self.conflict = true;
         }
-        if head.method == b"CONNECT" || (head.upgrade && head.connection_upgrade) {
+        if head.method.as_slice() == b"CONNECT" || (head.upgrade && head.connection_upgrade) {
             return State::Passthrough;
         }
         if head.transfer_encoding {

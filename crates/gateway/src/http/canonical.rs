@@ -13,6 +13,7 @@
 //! path the gateway matched or on a stricter reading of it.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// Why a target or an authority cannot be made canonical.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -275,10 +276,11 @@ fn normalise_authority(raw: &str, default_port: u16) -> Result<String, Canonical
     if !valid_name || name.contains("..") {
         return Err(CanonicalError::BadAuthority);
     }
-    let mut out = name.to_ascii_lowercase();
+    // One allocation, the port included.
+    let mut out = String::with_capacity(raw.len());
+    out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
     if let Some(port) = port.filter(|&p| p != default_port) {
-        out.push(':');
-        out.push_str(&port.to_string());
+        let _ = write!(out, ":{port}");
     }
     Ok(out)
 }

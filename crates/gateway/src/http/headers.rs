@@ -39,22 +39,22 @@ pub fn has_prefix(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
 }
 
-/// Removes every header whose name matches one of `names` or starts with
-/// one of `prefixes`, `_` and `-` alike.
-pub fn remove_matching<'a>(
-    headers: &mut HeaderMap,
-    names: impl Iterator<Item = &'a str> + Clone,
+/// Whether `name` is one of `names` or starts with one of `prefixes`, `_`
+/// and `-` alike.
+pub fn is_listed<'a>(
+    name: &str,
+    mut names: impl Iterator<Item = &'a str>,
     prefixes: &[&str],
-) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            let n = n.as_str();
-            names.clone().any(|w| same_name(n, w)) || prefixes.iter().any(|p| has_prefix(n, p))
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
+) -> bool {
+    names.any(|w| same_name(name, w)) || prefixes.iter().any(|p| has_prefix(name, p))
+}
+
+/// Removes every header whose name `doomed` picks, in one pass over the
+/// names present: usually none is, and nothing is looked up or allocated.
+pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let names: smallvec::SmallVec<[HeaderName; 4]> =
+        headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in names {
         headers.remove(name);
     }
 }
@@ -62,17 +62,18 @@ pub fn remove_matching<'a>(
 /// Removes the named cookies from every `Cookie` header, dropping headers
 /// left empty.
 pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     let ours = |pair: &str| {
         let name = pair.trim().split_once('=').map_or(pair.trim(), |(k, _)| k);
         names.contains(&name)
     };
-    let touched = values
+    let touched = headers
+        .get_all(header::COOKIE)
         .iter()
         .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(ours)));
     if !touched {
         return;
     }
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     headers.remove(header::COOKIE);
     for value in values {
         let Ok(text) = value.to_str() else {
@@ -93,7 +94,8 @@ pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+// A static, not a const: a const array would be built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -103,6 +105,38 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
+
+/// The hop-by-hop headers of one message: the standard ones and those its
+/// `Connection` header lists.
+pub struct HopByHop {
+    listed: smallvec::SmallVec<[HeaderName; 4]>,
+    keep_upgrade: bool,
+}
+
+impl HopByHop {
+    /// With `keep_upgrade`, `Upgrade` is not one of them (a WebSocket
+    /// handshake passes through).
+    pub fn of(headers: &HeaderMap, keep_upgrade: bool) -> HopByHop {
+        let listed = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| name != header::UPGRADE)
+            .collect();
+        HopByHop {
+            listed,
+            keep_upgrade,
+        }
+    }
+
+    pub fn covers(&self, name: &HeaderName) -> bool {
+        HOP_BY_HOP.contains(name)
+            || self.listed.contains(name)
+            || (!self.keep_upgrade && name == header::UPGRADE)
+    }
+}
 
 /// The protocol a request asks to switch to, when it is an upgrade request
 /// (`Connection: upgrade` with an `Upgrade` header).
@@ -123,28 +157,8 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<&str> {
 /// `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay (a WebSocket
 /// handshake passes through).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: smallvec::SmallVec<[HeaderName; 4]> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| name != header::UPGRADE)
-        .collect();
-    // One pass over the few names present rather than a lookup for every
-    // hop-by-hop name: usually nothing is removed.
-    let doomed: smallvec::SmallVec<[HeaderName; 4]> = headers
-        .keys()
-        .filter(|name| {
-            HOP_BY_HOP.contains(name)
-                || listed.contains(name)
-                || (!keep_upgrade && *name == header::UPGRADE)
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
+    let hop = HopByHop::of(headers, keep_upgrade);
+    remove_where(headers, |name| hop.covers(name));
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -175,7 +189,9 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
         }
-        remove_matching(&mut h, ["x-real-ip"].into_iter(), &["x-wx-"]);
+        remove_where(&mut h, |n| {
+            is_listed(n.as_str(), ["x-real-ip"].into_iter(), &["x-wx-"])
+        });
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept"]);
     }

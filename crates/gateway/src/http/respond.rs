@@ -50,5 +50,28 @@ pub fn json_error(status: u16, error: &str, request_id: &str) -> Response<ProxyB
 
 /// 16 hex digits, unique enough to find one request in logs.
 pub fn new_request_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    hex_id(rand::random::<u64>())
+}
+
+/// `n` as 16 lower-case hex digits, digit by digit rather than through the
+/// formatter: this runs once per request.
+fn hex_id(n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|i| char::from(HEX[(n >> (i * 4)) as usize & 15]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_16_hex_digits_with_leading_zeros() {
+        for n in [0, 1, 0xabc, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(hex_id(n), format!("{n:016x}"));
+        }
+        assert_ne!(new_request_id(), new_request_id());
+    }
 }
