@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub use body::OriginBody;
-pub use wire::RequestFraming;
+pub use wire::{HeadWriter, RequestFraming};
 
 use crate::http::respond::ProxyBody;
 
@@ -216,7 +216,7 @@ pub enum Outbound {
     Stream(ProxyBody, RequestFraming),
 }
 
-/// Sends the request (`head` from [`encode_head`]) and reads the response
+/// Sends the request (`head` from a [`HeadWriter`]) and reads the response
 /// head. A request whose body is in hand is sent once more, on a new
 /// connection, when a pooled connection was closed under it (idempotent
 /// methods) or a connection could not be made.
@@ -356,5 +356,3 @@ async fn read_head(conn: &mut Conn) -> Result<wire::ResponseHead, OriginError> {
         }
     }
 }
-
-pub use wire::encode_head;

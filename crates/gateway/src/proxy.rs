@@ -20,13 +20,11 @@ use crate::conn_io::ConnFlags;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
-use crate::http::headers::{
-    self as hdr, HopByHop, is_listed, remove_cookies, remove_where, upgrade_protocol,
-};
+use crate::http::headers::{self as hdr, HopByHop, is_listed, upgrade_protocol, without_cookies};
 use crate::http::respond::{
     ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
 };
-use crate::origin::{self, Outbound, RequestFraming};
+use crate::origin::{self, HeadWriter, Outbound, RequestFraming};
 use crate::pipeline;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
@@ -171,20 +169,14 @@ async fn mask_leaks(ex: &mut Exchange<'_>, response: Response<ProxyBody>) -> Res
 /// the streamed rest).
 async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBody> {
     let (shared, rt) = (ex.shared, ex.rt);
-    let Outgoing {
-        upstream,
-        headers,
-        client_upgrade,
-    } = match outgoing(ex) {
+    let mut out = match outgoing(ex) {
         Ok(outgoing) => outgoing,
         Err(unroutable) => return unroutable.answer(&ex.ctx.request_id),
     };
-    let ctx = &ex.ctx;
-    let method = &ex.parts.method;
-    let pool = upstream.pool();
-    let (framing, outbound) = outbound(method, &headers, body);
-    let target = ex.parts.uri.path_and_query().map_or("/", |t| t.as_str());
-    let head = origin::encode_head(method, target, &headers, &pool.authority, framing);
+    let upstream = out.upstream;
+    let (framing, outbound) = outbound(&ex.parts.method, &ex.parts.headers, body);
+    let head = upstream_head(ex, &out, framing);
+    let (ctx, method, pool) = (&ex.ctx, &ex.parts.method, upstream.pool());
     let attempt = tokio::time::timeout(
         upstream.response_timeout,
         origin::send(pool, method, head, outbound),
@@ -208,7 +200,7 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
     }
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         // Only a request that asked to switch is answered by a switch.
-        let Some((client, origin)) = client_upgrade.zip(body.into_switched()) else {
+        let Some((client, origin)) = out.client_upgrade.take().zip(body.into_switched()) else {
             count_origin_error(shared, "error");
             return json_error(502, "origin switched protocols unasked", &ctx.request_id);
         };
@@ -261,7 +253,8 @@ fn outbound(
 /// The request for the origin, before its body.
 pub(crate) struct Outgoing<'a> {
     pub upstream: &'a crate::runtime::Upstream,
-    pub headers: HeaderMap,
+    /// A WebSocket (or other allowed) upgrade passes through.
+    pub tunnelled: bool,
     pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
@@ -279,10 +272,10 @@ impl Unroutable {
     }
 }
 
-/// The origin, target and headers the request is forwarded with (the
-/// headers are taken from `ex.parts`), or why there is none.
+/// The origin the request goes to and whether it switches protocols, or
+/// why there is none.
 pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unroutable> {
-    let (rt, ctx): (&'a Runtime, _) = (ex.rt, &ex.ctx);
+    let rt: &'a Runtime = ex.rt;
     let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
         return Err(Unroutable::NoOrigin);
     };
@@ -296,24 +289,37 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
     let client_upgrade = tunnelled
         .then(|| ex.parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
-    let mut headers = std::mem::take(&mut ex.parts.headers);
+    Ok(Outgoing {
+        upstream,
+        tunnelled,
+        client_upgrade,
+    })
+}
+
+/// The origin request's head, written straight from the client's: the
+/// canonical target, the client's headers the origin may see, the
+/// gateway's forwarding and risk headers, and the body's framing.
+pub(crate) fn upstream_head(
+    ex: &Exchange<'_>,
+    out: &Outgoing<'_>,
+    framing: RequestFraming,
+) -> Vec<u8> {
+    let rt = ex.rt;
     let forwarding = Forwarding {
         remove: &rt.config.headers.remove,
         clearance_cookie: &rt.trust.cookie,
         host: &ex.target.authority,
         tls: ex.tls,
-        tunnelled,
+        tunnelled: out.tunnelled,
         risk_names: rt.risk.headers.names(),
     };
-    prepare_upstream_headers(&mut headers, ctx, &forwarding);
-    for (name, value) in &ctx.risk_headers {
-        headers.insert(name.clone(), value.clone());
+    let target = ex.parts.uri.path_and_query().map_or("/", |t| t.as_str());
+    let mut head = HeadWriter::new(&ex.parts.method, target, ex.parts.headers.len() + 8);
+    write_upstream_headers(&mut head, &ex.parts.headers, &ex.ctx, &forwarding);
+    for (name, value) in &ex.ctx.risk_headers {
+        head.header(name.as_str().as_bytes(), value.as_bytes());
     }
-    Ok(Outgoing {
-        upstream,
-        headers,
-        client_upgrade,
-    })
+    head.finish(&out.upstream.pool().authority, framing)
 }
 
 fn count_origin_error(shared: &Shared, outcome: &'static str) {
@@ -379,52 +385,61 @@ impl Forwarding<'_> {
     }
 }
 
-/// The client's headers as the origin gets them: hop-by-hop, forged and
-/// risk headers removed (one pass over the names present), the gateway's
-/// cookies cut out and its forwarding headers set.
-fn prepare_upstream_headers(headers: &mut HeaderMap, ctx: &RequestContext, f: &Forwarding<'_>) {
+/// The client's headers as the origin gets them, in one pass over them:
+/// hop-by-hop, forged and risk headers left out, the gateway's cookies cut
+/// out, and the gateway's forwarding headers in place of any client copy.
+fn write_upstream_headers(
+    head: &mut HeadWriter,
+    headers: &HeaderMap,
+    ctx: &RequestContext,
+    f: &Forwarding<'_>,
+) {
     let hop = HopByHop::of(headers, f.tunnelled);
     // A client's own X-Forwarded-For is kept only when it came through a
     // trusted proxy (and its Connection header did not list it).
     let prior = headers
         .get(X_FORWARDED_FOR)
         .filter(|_| ctx.via_trusted_proxy && !hop.covers(&X_FORWARDED_FOR))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    remove_where(headers, |name| {
-        hop.covers(name) || f.owns(name) || f.is_risk(name)
-    });
-    remove_cookies(headers, &[f.clearance_cookie, DEVICE_COOKIE]);
-    let upgrade =
-        (f.tunnelled && !f.owns(&header::CONNECTION)).then(|| HeaderValue::from_static("upgrade"));
-    // Values built once and shared (a header value is a reference-counted
-    // buffer): the peer is usually the client, the host its own forward.
-    let peer = HeaderValue::try_from(ctx.peer_ip.to_string()).ok();
+        .and_then(|v| v.to_str().ok());
+    let peer = ctx.peer_ip.to_string();
     let forwarded = match prior {
-        Some(prior) => HeaderValue::try_from(format!("{prior}, {}", ctx.peer_ip)).ok(),
+        Some(prior) => format!("{prior}, {peer}"),
         None => peer.clone(),
     };
-    let real_ip = if ctx.client_ip == ctx.peer_ip {
-        peer
-    } else {
-        HeaderValue::try_from(ctx.client_ip.to_string()).ok()
+    let real_ip = match ctx.client_ip == ctx.peer_ip {
+        true => peer,
+        false => ctx.client_ip.to_string(),
     };
-    let proto = HeaderValue::from_static(if f.tls { "https" } else { "http" });
-    let host = (!f.host.is_empty())
-        .then(|| HeaderValue::from_str(f.host).ok())
-        .flatten();
-    let values = [
+    let host = (!f.host.is_empty()).then_some(f.host);
+    let upgrade = (f.tunnelled && !f.owns(&header::CONNECTION)).then_some("upgrade");
+    let ours = [
         (header::CONNECTION, upgrade),
-        (X_FORWARDED_FOR, forwarded),
-        (X_REAL_IP, real_ip),
-        (X_FORWARDED_PROTO, Some(proto)),
-        (X_REQUEST_ID, HeaderValue::from_str(&ctx.request_id).ok()),
-        (header::HOST, host.clone()),
+        (X_FORWARDED_FOR, Some(forwarded.as_str())),
+        (X_REAL_IP, Some(real_ip.as_str())),
+        (
+            X_FORWARDED_PROTO,
+            Some(if f.tls { "https" } else { "http" }),
+        ),
+        (X_REQUEST_ID, Some(ctx.request_id.as_str())),
+        (header::HOST, host),
         (X_FORWARDED_HOST, host),
     ];
-    for (name, value) in values {
-        if let Some(value) = value.filter(|_| !f.is_risk(&name)) {
-            headers.insert(name, value);
+    let replaced = |name: &HeaderName| ours.iter().any(|(n, v)| v.is_some() && n == name);
+    for (name, value) in headers {
+        if hop.covers(name) || f.owns(name) || f.is_risk(name) || replaced(name) {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(kept) = without_cookies(value, &[f.clearance_cookie, DEVICE_COOKIE]) {
+                head.header(b"cookie", &kept);
+            }
+            continue;
+        }
+        head.header(name.as_str().as_bytes(), value.as_bytes());
+    }
+    for (name, value) in &ours {
+        if let Some(value) = value.filter(|_| !f.is_risk(name)) {
+            head.header(name.as_str().as_bytes(), value.as_bytes());
         }
     }
 }
@@ -556,6 +571,24 @@ mod tests {
         assert_eq!(short, "/a");
     }
 
+    /// The headers the origin receives from `headers`, read back from the
+    /// head written for it.
+    fn forwarded_headers(headers: &mut HeaderMap, ctx: &RequestContext, f: &Forwarding<'_>) {
+        let mut head = HeadWriter::new(&http::Method::GET, "/", headers.len());
+        write_upstream_headers(&mut head, headers, ctx, f);
+        let written = head.finish("default.example", RequestFraming::None);
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut fields);
+        assert!(request.parse(&written).unwrap().is_complete());
+        headers.clear();
+        for field in request.headers.iter() {
+            headers.append(
+                HeaderName::from_bytes(field.name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(field.value).unwrap(),
+            );
+        }
+    }
+
     fn forwarding<'a>(remove: &'a [String], risk_names: &'a [HeaderName]) -> Forwarding<'a> {
         Forwarding {
             remove,
@@ -603,7 +636,7 @@ mod tests {
         }
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         let ctx = RequestContext::new("rid".into(), peer, peer);
-        prepare_upstream_headers(&mut headers, &ctx, &forwarding(&remove, &[]));
+        forwarded_headers(&mut headers, &ctx, &forwarding(&remove, &[]));
         let mut names: Vec<_> = headers.keys().map(|k| k.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(
@@ -626,7 +659,7 @@ mod tests {
         assert_eq!(headers[header::HOST], "example.com");
     }
 
-    /// The steps `prepare_upstream_headers` folds into one pass, one after
+    /// The steps `write_upstream_headers` folds into one pass, one after
     /// the other as they were written first: hop-by-hop headers, forged
     /// names, the gateway's cookies, its own headers, then the risk names.
     fn stepwise(headers: &mut HeaderMap, ctx: &RequestContext, f: &Forwarding<'_>) {
@@ -636,8 +669,17 @@ mod tests {
             .and_then(|v| v.to_str().ok())
             .filter(|_| ctx.via_trusted_proxy)
             .map(str::to_owned);
-        remove_where(headers, |n| f.owns(n));
-        remove_cookies(headers, &[f.clearance_cookie, DEVICE_COOKIE]);
+        let forged: Vec<HeaderName> = headers.keys().filter(|n| f.owns(n)).cloned().collect();
+        for name in forged {
+            headers.remove(name);
+        }
+        let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+        headers.remove(header::COOKIE);
+        for cookie in &cookies {
+            if let Some(kept) = without_cookies(cookie, &[f.clearance_cookie, DEVICE_COOKIE]) {
+                headers.append(header::COOKIE, HeaderValue::from_bytes(&kept).unwrap());
+            }
+        }
         let peer = ctx.peer_ip.to_string();
         let forwarded = prior.map_or(peer.clone(), |p| format!("{p}, {peer}"));
         let real_ip = ctx.client_ip.to_string();
@@ -728,7 +770,7 @@ mod tests {
                             };
                             let mut expected = headers.clone();
                             stepwise(&mut expected, &ctx, &f);
-                            prepare_upstream_headers(&mut headers, &ctx, &f);
+                            forwarded_headers(&mut headers, &ctx, &f);
                             assert_eq!(
                                 sorted(&headers),
                                 sorted(&expected),
@@ -751,7 +793,7 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
         );
         ctx.via_trusted_proxy = true;
-        prepare_upstream_headers(&mut headers, &ctx, &forwarding(&[], &[]));
+        forwarded_headers(&mut headers, &ctx, &forwarding(&[], &[]));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(headers["x-real-ip"], "1.1.1.1");
     }

@@ -1,6 +1,8 @@
 //! Header helpers: cookies, the headers a client could forge about the
 //! verdict or its own address, hop-by-hop headers and upgrades.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
@@ -51,7 +53,7 @@ pub fn is_listed<'a>(
 
 /// Removes every header whose name `doomed` picks, in one pass over the
 /// names present: usually none is, and nothing is looked up or allocated.
-pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     let names: smallvec::SmallVec<[HeaderName; 4]> =
         headers.keys().filter(|n| doomed(n)).cloned().collect();
     for name in names {
@@ -59,39 +61,25 @@ pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> boo
     }
 }
 
-/// Removes the named cookies from every `Cookie` header, dropping headers
-/// left empty.
-pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
+/// A `Cookie` header's value without the named cookies: the value itself
+/// when it has none of them, `None` when nothing else is left.
+pub fn without_cookies<'a>(value: &'a HeaderValue, names: &[&str]) -> Option<Cow<'a, [u8]>> {
     let ours = |pair: &str| {
         let name = pair.trim().split_once('=').map_or(pair.trim(), |(k, _)| k);
         names.contains(&name)
     };
-    let touched = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(ours)));
-    if !touched {
-        return;
+    let Ok(text) = value.to_str() else {
+        return Some(Cow::Borrowed(value.as_bytes()));
+    };
+    if !text.split(';').any(ours) {
+        return Some(Cow::Borrowed(value.as_bytes()));
     }
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    headers.remove(header::COOKIE);
-    for value in values {
-        let Ok(text) = value.to_str() else {
-            headers.append(header::COOKIE, value);
-            continue;
-        };
-        let kept: Vec<&str> = text
-            .split(';')
-            .filter(|p| !ours(p))
-            .map(str::trim)
-            .collect();
-        if kept.is_empty() {
-            continue;
-        }
-        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.append(header::COOKIE, value);
-        }
-    }
+    let kept: Vec<&str> = text
+        .split(';')
+        .filter(|p| !ours(p))
+        .map(str::trim)
+        .collect();
+    (!kept.is_empty()).then(|| Cow::Owned(kept.join("; ").into_bytes()))
 }
 
 // A static, not a const: a const array would be built and dropped at every use.
@@ -198,17 +186,19 @@ mod tests {
 
     #[test]
     fn gateway_cookies_are_removed_and_others_kept() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; pc_clearance=x; b=2"),
+        let names = ["pc_clearance", "pc_device"];
+        let mixed = HeaderValue::from_static("a=1; pc_clearance=x;b=2");
+        assert_eq!(
+            without_cookies(&mixed, &names).as_deref(),
+            Some(&b"a=1; b=2"[..])
         );
-        h.append(header::COOKIE, HeaderValue::from_static("pc_device=d"));
-        remove_cookies(&mut h, &["pc_clearance", "pc_device"]);
-        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
-        assert_eq!(all, ["a=1; b=2"]);
-        assert_eq!(cookie(&h, "b"), Some("2"));
-        assert_eq!(cookie(&h, "pc_device"), None);
+        let only_ours = HeaderValue::from_static("pc_device=d");
+        assert_eq!(without_cookies(&only_ours, &names), None);
+        let none_of_ours = HeaderValue::from_static("pc_clearance_x=1; sid=2");
+        assert!(matches!(
+            without_cookies(&none_of_ours, &names),
+            Some(Cow::Borrowed(b"pc_clearance_x=1; sid=2"))
+        ));
     }
 
     #[test]

@@ -27,10 +27,11 @@ use http::request::Parts;
 use portcullis_config::Config;
 use portcullis_store::{EventStore, EventWriter, SqliteStore, WriterConfig};
 
-use super::{begin, outgoing, record};
+use super::{begin, outgoing, record, upstream_head};
 use crate::edge::protocol::check_body;
 use crate::events::EventOutputs;
 use crate::http::respond::empty_body;
+use crate::origin::RequestFraming;
 use crate::pipeline::tests::shared_without_sockets;
 use crate::stages::{InspectedBody, RequestBody};
 
@@ -163,7 +164,7 @@ async fn one_request(
         ex.ctx.signals
     );
     let t = Instant::now();
-    let head = outgoing(&mut ex).map(|o| o.headers.len());
+    let head = outgoing(&mut ex).map(|o| upstream_head(&ex, &o, RequestFraming::None).len());
     let origin_head = t.elapsed();
     assert!(head.is_ok(), "an origin for {}", shape.name);
     let t = Instant::now();
