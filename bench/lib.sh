@@ -19,6 +19,8 @@ PIDS=()
 bench_cleanup() {
   if declare -F more_cleanup >/dev/null; then more_cleanup; fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # A gateway writes its state and events out as it stops: let it finish.
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   for pidfile in "$work"/nginx.pid "$work"/*/nginx.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
