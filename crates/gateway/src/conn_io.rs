@@ -41,10 +41,14 @@ pub struct ScannedIo<S> {
     pending: Option<Bytes>,
     /// Request bytes the scanner rewrote, not yet read by the parser.
     rewritten: Bytes,
+    /// Bytes read off the connection before the parser started (the read
+    /// that showed the client speaks), not yet scanned.
+    early: Bytes,
 }
 
 impl<S> ScannedIo<S> {
-    pub fn new(inner: S, flags: Arc<ConnFlags>, error_page: ErrorPage) -> Self {
+    /// `early`: what was already read from `inner`; the parser reads it first.
+    pub fn new(inner: S, early: Bytes, flags: Arc<ConnFlags>, error_page: ErrorPage) -> Self {
         ScannedIo {
             inner,
             scanner: FramingScanner::default(),
@@ -52,6 +56,7 @@ impl<S> ScannedIo<S> {
             error_page,
             pending: None,
             rewritten: Bytes::new(),
+            early,
         }
     }
 }
@@ -96,7 +101,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for ScannedIo<S> {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if this.early.is_empty() {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        } else {
+            let n = this.early.len().min(buf.remaining());
+            buf.put_slice(&this.early.split_to(n));
+        }
         if let Some(rewritten) = this.scanner.feed(&buf.filled()[before..]) {
             // The parser reads the rewritten bytes instead (they may be longer).
             buf.set_filled(before);

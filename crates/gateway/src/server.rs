@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::Shared;
@@ -18,6 +19,9 @@ use crate::edge::conn::ConnGuard;
 use crate::metrics::OutcomeLabel;
 use crate::proxy;
 use crate::runtime::Runtime;
+
+/// The first read of a plain connection: a request head usually fits.
+const FIRST_READ: usize = 4096;
 
 /// Written to a plain connection refused by the caps, before closing it.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 34\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too many connections\"}\r\n";
@@ -67,7 +71,7 @@ fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<ConnGuard> {
 
 pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -86,10 +90,13 @@ pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
             // A connection that never sends a byte is closed by the header timeout.
             let timeout =
                 Duration::from_millis(shared.runtime.load().config.limits.header_timeout_ms);
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+            // The first bytes are read here, not peeked: the parser gets
+            // them without reading the socket a second time.
+            let mut first = bytes::BytesMut::with_capacity(FIRST_READ);
+            match tokio::time::timeout(timeout, stream.read_buf(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => {
-                    serve_connection(stream, peer, shared, guard, Protocol::Sniff).await
+                    let early = first.freeze();
+                    serve_connection(stream, early, peer, shared, guard, Protocol::Sniff).await
                 }
                 _ => drop(guard),
             }
@@ -123,7 +130,7 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
                         Some(b"h2") => Protocol::Http2,
                         _ => Protocol::Http1,
                     };
-                    serve_connection(tls_stream, peer, shared, guard, protocol).await
+                    serve_connection(tls_stream, Bytes::new(), peer, shared, guard, protocol).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -144,6 +151,7 @@ enum Protocol {
 
 async fn serve_connection<S>(
     stream: S,
+    early: Bytes,
     peer: SocketAddr,
     shared: Arc<Shared>,
     guard: ConnGuard,
@@ -157,6 +165,7 @@ async fn serve_connection<S>(
     let flags = Arc::new(ConnFlags::default());
     let io = TokioIo::new(ScannedIo::new(
         stream,
+        early,
         Arc::clone(&flags),
         error_page(Arc::clone(&shared), runtime),
     ));
