@@ -20,7 +20,9 @@ use crate::conn_io::ConnFlags;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
-use crate::http::headers::{self as hdr, HopByHop, is_listed, upgrade_protocol, without_cookies};
+use crate::http::headers::{
+    self as hdr, HopByHop, NameSet, X_FORWARDED_FOR, upgrade_protocol, without_cookies,
+};
 use crate::http::respond::{
     ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
 };
@@ -31,13 +33,9 @@ use crate::shared::Shared;
 use crate::stages::{Exchange, InspectedBody, RequestBody, Target, raw_target};
 use crate::trust::DEVICE_COOKIE;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-/// The gateway's own headers: the verdict (`x-wx-*`, `x-portcullis-*`) and
-/// the client protocol (`x-pc-*`). A client's copies never reach the origin.
-const RESERVED_PREFIXES: [&str; 3] = ["x-wx-", "x-portcullis-", "x-pc-"];
 
 /// Answers one request. Never fails: every problem becomes a response.
 pub async fn handle(
@@ -306,7 +304,7 @@ pub(crate) fn upstream_head(
 ) -> Vec<u8> {
     let rt = ex.rt;
     let forwarding = Forwarding {
-        remove: &rt.config.headers.remove,
+        owned: &rt.owned_headers,
         clearance_cookie: &rt.trust.cookie,
         host: &ex.target.authority,
         tls: ex.tls,
@@ -356,8 +354,8 @@ fn tunnel(
 
 /// What the gateway owns in the headers it sends to the origin.
 struct Forwarding<'a> {
-    /// Client-address and forwarding headers a client could forge.
-    remove: &'a [String],
+    /// Headers only the gateway may set (see `http::headers::owned_headers`).
+    owned: &'a NameSet,
     clearance_cookie: &'a str,
     /// The canonical authority.
     host: &'a str,
@@ -372,12 +370,7 @@ struct Forwarding<'a> {
 impl Forwarding<'_> {
     /// A header only the gateway may set: a client's copy is removed.
     fn owns(&self, name: &HeaderName) -> bool {
-        let forged = self.remove.iter().map(String::as_str);
-        is_listed(
-            name.as_str(),
-            forged.chain([X_FORWARDED_FOR.as_str()]),
-            &RESERVED_PREFIXES,
-        )
+        self.owned.matches(name.as_str())
     }
 
     fn is_risk(&self, name: &HeaderName) -> bool {
@@ -555,6 +548,7 @@ mod cost;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::headers::{RESERVED_PREFIXES, owned_headers};
     use std::net::IpAddr;
 
     #[test]
@@ -589,9 +583,9 @@ mod tests {
         }
     }
 
-    fn forwarding<'a>(remove: &'a [String], risk_names: &'a [HeaderName]) -> Forwarding<'a> {
+    fn forwarding<'a>(owned: &'a NameSet, risk_names: &'a [HeaderName]) -> Forwarding<'a> {
         Forwarding {
-            remove,
+            owned,
             clearance_cookie: "pc_clearance",
             host: "example.com",
             tls: false,
@@ -636,7 +630,8 @@ mod tests {
         }
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         let ctx = RequestContext::new("rid".into(), peer, peer);
-        forwarded_headers(&mut headers, &ctx, &forwarding(&remove, &[]));
+        let owned = owned_headers(&remove);
+        forwarded_headers(&mut headers, &ctx, &forwarding(&owned, &[]));
         let mut names: Vec<_> = headers.keys().map(|k| k.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(
@@ -662,14 +657,29 @@ mod tests {
     /// The steps `write_upstream_headers` folds into one pass, one after
     /// the other as they were written first: hop-by-hop headers, forged
     /// names, the gateway's cookies, its own headers, then the risk names.
-    fn stepwise(headers: &mut HeaderMap, ctx: &RequestContext, f: &Forwarding<'_>) {
+    fn stepwise(
+        headers: &mut HeaderMap,
+        ctx: &RequestContext,
+        f: &Forwarding<'_>,
+        remove: &[String],
+    ) {
         hdr::strip_hop_by_hop(headers, f.tunnelled);
         let prior = headers
             .get(X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
             .filter(|_| ctx.via_trusted_proxy)
             .map(str::to_owned);
-        let forged: Vec<HeaderName> = headers.keys().filter(|n| f.owns(n)).cloned().collect();
+        // The names compared one by one, as before they were compiled.
+        let listed = |n: &str| {
+            let mut forged = remove.iter().map(String::as_str).chain(["x-forwarded-for"]);
+            forged.any(|w| hdr::same_name(n, w))
+                || RESERVED_PREFIXES.iter().any(|p| hdr::has_prefix(n, p))
+        };
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| listed(n.as_str()))
+            .cloned()
+            .collect();
         for name in forged {
             headers.remove(name);
         }
@@ -747,6 +757,7 @@ mod tests {
         ];
         let clients = [("203.0.113.9", "203.0.113.9"), ("1.1.1.1", "10.0.0.2")];
         for remove in [&default_remove, &odd_remove, &Vec::new()] {
+            let owned = owned_headers(remove);
             for risk_names in [&default_risk, &odd_risk] {
                 for request in requests {
                     for (client, peer) in clients {
@@ -766,10 +777,10 @@ mod tests {
                             ctx.via_trusted_proxy = trusted;
                             let f = Forwarding {
                                 tunnelled,
-                                ..forwarding(remove, risk_names)
+                                ..forwarding(&owned, risk_names)
                             };
                             let mut expected = headers.clone();
-                            stepwise(&mut expected, &ctx, &f);
+                            stepwise(&mut expected, &ctx, &f, remove);
                             forwarded_headers(&mut headers, &ctx, &f);
                             assert_eq!(
                                 sorted(&headers),
@@ -793,7 +804,8 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
         );
         ctx.via_trusted_proxy = true;
-        forwarded_headers(&mut headers, &ctx, &forwarding(&[], &[]));
+        let owned = owned_headers(&[]);
+        forwarded_headers(&mut headers, &ctx, &forwarding(&owned, &[]));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(headers["x-real-ip"], "1.1.1.1");
     }

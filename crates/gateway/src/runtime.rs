@@ -60,6 +60,8 @@ pub struct Runtime {
     pub feeds: Vec<Feed>,
     pub trusted_proxies: IpSet,
     pub forwarded: ForwardedHeader,
+    /// The request headers only the gateway may send to the origin.
+    pub owned_headers: crate::http::headers::NameSet,
     pub classifier: Classifier,
     pub quota: Quota,
     pub rate_limits: portcullis_limits::RateLimits,
@@ -135,6 +137,7 @@ impl Runtime {
             trusted_proxies: IpSet::from_nets(&config.client_ip.trusted_proxies),
             forwarded: ForwardedHeader::parse(&config.client_ip.header)
                 .context("client_ip.header is not a header name")?,
+            owned_headers: crate::http::headers::owned_headers(&config.headers.remove),
             classifier: Classifier::new(&config.traffic),
             detection: build_detection(&config.detect),
             custom_rules: build_custom_rules(&config.detect)?,

@@ -34,9 +34,12 @@ pub struct Classifier {
 /// only evicts (the bytes are compared in full).
 struct PlainAgents {
     /// Shards by worker, so that workers seldom share a lock.
-    shards: [Mutex<[Option<Box<[u8]>>; AGENT_SLOTS]>; AGENT_SHARDS],
+    shards: [Mutex<AgentSlots>; AGENT_SHARDS],
     hasher: foldhash::fast::RandomState,
 }
+
+/// One shard: a User-Agent at most per slot.
+type AgentSlots = [Option<Box<[u8]>>; AGENT_SLOTS];
 
 const AGENT_SHARDS: usize = 8;
 const AGENT_SLOTS: usize = 64;

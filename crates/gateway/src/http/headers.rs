@@ -2,6 +2,7 @@
 //! verdict or its own address, hop-by-hop headers and upgrades.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
@@ -41,14 +42,53 @@ pub fn has_prefix(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
 }
 
-/// Whether `name` is one of `names` or starts with one of `prefixes`, `_`
-/// and `-` alike.
-pub fn is_listed<'a>(
-    name: &str,
-    mut names: impl Iterator<Item = &'a str>,
-    prefixes: &[&str],
-) -> bool {
-    names.any(|w| same_name(name, w)) || prefixes.iter().any(|p| has_prefix(name, p))
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The gateway's own headers: the verdict (`x-wx-*`, `x-portcullis-*`) and
+/// the client protocol (`x-pc-*`). A client's copies never reach the origin.
+pub const RESERVED_PREFIXES: [&str; 3] = ["x-wx-", "x-portcullis-", "x-pc-"];
+
+/// The headers only the gateway may send to the origin, `_` and `-` alike:
+/// the client-address and forwarding headers a client could forge
+/// (`remove`, from `[headers]`), X-Forwarded-For and the reserved prefixes.
+pub fn owned_headers(remove: &[String]) -> NameSet {
+    let forged = remove.iter().map(String::as_str);
+    NameSet::new(forged.chain([X_FORWARDED_FOR.as_str()]), &RESERVED_PREFIXES)
+}
+
+/// Header names and name prefixes compared as [`same_name`] compares them,
+/// compiled once: a name is folded once and looked up, not compared with
+/// every entry.
+pub struct NameSet {
+    names: HashSet<Box<[u8]>, foldhash::fast::FixedState>,
+    prefixes: Vec<Box<[u8]>>,
+}
+
+/// What [`same_name`] compares: `_` as `-`, lower case.
+fn fold(c: u8) -> u8 {
+    if c == b'_' {
+        b'-'
+    } else {
+        c.to_ascii_lowercase()
+    }
+}
+
+fn folded(name: &str) -> Box<[u8]> {
+    name.bytes().map(fold).collect()
+}
+
+impl NameSet {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>, prefixes: &[&str]) -> NameSet {
+        NameSet {
+            names: names.into_iter().map(folded).collect(),
+            prefixes: prefixes.iter().map(|p| folded(p)).collect(),
+        }
+    }
+
+    /// Whether `name` is one of the names or starts with one of the prefixes.
+    pub fn matches(&self, name: &str) -> bool {
+        let name: smallvec::SmallVec<[u8; 64]> = name.bytes().map(fold).collect();
+        self.names.contains(name.as_slice()) || self.prefixes.iter().any(|p| name.starts_with(p))
+    }
 }
 
 /// Removes every header whose name `doomed` picks, in one pass over the
@@ -166,6 +206,33 @@ mod tests {
     }
 
     #[test]
+    fn a_name_set_matches_as_names_are_compared() {
+        let names = ["x-real-ip", "X_Forwarded_Host", "forwarded"];
+        let prefixes = ["x-wx-", "X_PC-"];
+        let set = NameSet::new(names, &prefixes);
+        for name in [
+            "x-real-ip",
+            "x_real_ip",
+            "x-real-ips",
+            "x-forwarded-host",
+            "x_forwarded-host",
+            "forwarded",
+            "x-forwarded",
+            "x-wx-risk-rank",
+            "x_wx_",
+            "x-wx",
+            "x-pc-device",
+            "x_pc_device",
+            "accept",
+            "",
+        ] {
+            let listed = names.iter().any(|w| same_name(name, w))
+                || prefixes.iter().any(|p| has_prefix(name, p));
+            assert_eq!(set.matches(name), listed, "{name}");
+        }
+    }
+
+    #[test]
     fn matching_headers_are_removed() {
         let mut h = HeaderMap::new();
         for name in [
@@ -177,9 +244,8 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
         }
-        remove_where(&mut h, |n| {
-            is_listed(n.as_str(), ["x-real-ip"].into_iter(), &["x-wx-"])
-        });
+        let doomed = NameSet::new(["X_Real-IP"], &["x_WX-"]);
+        remove_where(&mut h, |n| doomed.matches(n.as_str()));
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept"]);
     }
