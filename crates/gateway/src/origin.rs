@@ -126,8 +126,11 @@ impl OriginPool {
 
     /// Takes back a connection whose exchange ended cleanly.
     pub(crate) fn release(self: &Arc<Self>, conn: Conn) {
+        if self.max_idle == 0 {
+            return; // `pool_max_idle = 0`: no connection is kept
+        }
         let mut idle = self.idle.lock();
-        while idle.len() >= self.max_idle.max(1) {
+        while idle.len() >= self.max_idle {
             idle.pop_front();
         }
         idle.push_back(Idle {

@@ -249,3 +249,13 @@ async fn idle_origin_connections_are_closed_by_the_gateway() {
     assert_eq!(fetch(&gw, "GET", "/plain", Bytes::new()).await.status, 200);
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn no_connection_is_kept_when_the_pool_holds_none() {
+    let (origin, seen) = scripted_origin().await;
+    let gw = gateway_for(origin, "pool_max_idle = 0\n").await;
+    for _ in 0..3 {
+        assert_eq!(fetch(&gw, "GET", "/plain", Bytes::new()).await.status, 200);
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
+}
