@@ -35,8 +35,10 @@ gateway_bin
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-# nginx as a proxy of the origin: plain, TLS 1.3 with HTTP/2, cleartext HTTP/2.
-start_nginx auto "
+# nginx as a proxy of the origin, in an instance of its own (as the gateway
+# is a process of its own): plain, TLS 1.3 with HTTP/2, cleartext HTTP/2.
+start_nginx auto
+start_nginx_proxy proxy auto "
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   proxy_http_version 1.1;
   proxy_set_header Connection \"\";
