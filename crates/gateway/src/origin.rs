@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Response};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use body::OriginBody;
@@ -193,14 +193,7 @@ impl Conn {
 
     /// Reads more of the response into the buffer; 0 at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.stream), cx, &mut self.buf)
-    }
-
-    async fn fill(&mut self) -> std::io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+        poll_fill(&mut self.stream, &mut self.buf, cx)
     }
 
     /// The connection itself and what was read past the response head, for
@@ -208,6 +201,18 @@ impl Conn {
     pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
         (self.stream, self.buf)
     }
+}
+
+/// Reads more from `reader` into `buf`; 0 at the end of the stream.
+fn poll_fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(std::pin::Pin::new(reader), cx, buf)
 }
 
 /// The request body as it goes to the origin.
@@ -255,15 +260,18 @@ async fn exchange(
     head: &[u8],
     body: Outbound,
 ) -> Result<Response<OriginBody>, OriginError> {
-    match body {
-        Outbound::Whole(bytes) => write_whole(&mut conn.stream, head, &bytes).await?,
+    let (mut head, cut_short) = match body {
+        Outbound::Whole(bytes) => {
+            write_whole(&mut conn.stream, head, &bytes).await?;
+            (read_head(&mut conn.stream, &mut conn.buf).await?, false)
+        }
         Outbound::Stream(body, framing) => {
             write_or_closed(conn.stream.write_all(head).await)?;
-            write_stream(&mut conn.stream, body, framing).await?;
+            stream_and_read(&mut conn, body, framing).await?
         }
-    }
-    let mut head = read_head(&mut conn).await?;
+    };
     let (framing, reusable) = wire::response_framing(method, &mut head)?;
+    let reusable = reusable && !cut_short;
     let mut response = Response::new(OriginBody::new(
         Arc::clone(pool),
         conn,
@@ -302,8 +310,32 @@ async fn write_whole(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> Result
     stream.write_all(body).await.map_err(OriginError::Io)
 }
 
-async fn write_stream(
-    stream: &mut TcpStream,
+/// Streams the body while watching for the answer: an origin may answer
+/// (413, 401) and stop reading before the body ends, and its answer is the
+/// client's. True with the head when the body was cut short (the
+/// connection is not reused).
+async fn stream_and_read(
+    conn: &mut Conn,
+    body: ProxyBody,
+    framing: RequestFraming,
+) -> Result<(wire::ResponseHead, bool), OriginError> {
+    let (mut reader, mut writer) = conn.stream.split();
+    let writing = write_stream(&mut writer, body, framing);
+    let reading = read_head(&mut reader, &mut conn.buf);
+    tokio::pin!(writing, reading);
+    tokio::select! {
+        biased;
+        head = &mut reading => Ok((head?, true)),
+        written = &mut writing => match written {
+            Ok(()) => Ok((reading.await?, false)),
+            Err(OriginError::RequestBody(e)) => Err(OriginError::RequestBody(e)),
+            Err(_) => Ok((reading.await?, true)),
+        },
+    }
+}
+
+async fn write_stream<W: AsyncWrite + Unpin>(
+    stream: &mut W,
     mut body: ProxyBody,
     framing: RequestFraming,
 ) -> Result<(), OriginError> {
@@ -334,12 +366,15 @@ async fn write_stream(
 
 /// Reads the final response head, skipping interim (1xx) answers other
 /// than `101 Switching Protocols`.
-async fn read_head(conn: &mut Conn) -> Result<wire::ResponseHead, OriginError> {
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> Result<wire::ResponseHead, OriginError> {
     let mut received = false;
     loop {
-        if !conn.buf.is_empty() {
+        if !buf.is_empty() {
             received = true;
-            if let Some(head) = wire::parse_head(&mut conn.buf)? {
+            if let Some(head) = wire::parse_head(buf)? {
                 if head.status.is_informational()
                     && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                 {
@@ -348,7 +383,7 @@ async fn read_head(conn: &mut Conn) -> Result<wire::ResponseHead, OriginError> {
                 return Ok(head);
             }
         }
-        match conn.fill().await {
+        match std::future::poll_fn(|cx| poll_fill(reader, buf, cx)).await {
             Ok(0) if !received => return Err(OriginError::Closed),
             Ok(0) => return Err(OriginError::Malformed("response ended in its head")),
             Ok(_) => {}

@@ -71,6 +71,14 @@ async fn serve(mut stream: TcpStream) -> bool {
             continue;
         };
         let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+        if head.starts_with("POST /early ") {
+            // Answers at once and stops reading, holding the connection open.
+            let refusal =
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            let _ = stream.write_all(refusal).await;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            return false;
+        }
         let body_len: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length: "))
@@ -258,4 +266,19 @@ async fn no_connection_is_kept_when_the_pool_holds_none() {
         assert_eq!(fetch(&gw, "GET", "/plain", Bytes::new()).await.status, 200);
     }
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_origin_that_answers_before_the_body_ends_is_heard() {
+    let (origin, _) = scripted_origin().await;
+    let gw = gateway_for(origin, "").await;
+    let started = std::time::Instant::now();
+    let body = Bytes::from(vec![b'a'; 12 << 20]);
+    let answer = try_fetch(&gw, "POST", "/early", body).await;
+    assert_eq!(answer.map(|f| f.status), Ok(413));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the answer came while the body was still being sent: {:?}",
+        started.elapsed()
+    );
 }
