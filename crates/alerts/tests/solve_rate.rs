@@ -29,12 +29,15 @@ fn at(minute: i64, n: usize, device: String) -> StoredEvent {
 }
 
 /// Per minute, 60 devices challenged by `coupon`; for the hour before the
-/// last five minutes 55 of them get a clearance, then 2.
+/// last seven minutes 55 of them get a clearance, then 2. Seven: the
+/// runner reads only minutes complete 5 s ago, so in the first seconds of
+/// a minute its five-minute window ends two minutes back, and it must
+/// still see only the collapse whenever the test starts.
 fn write_lockout(store: &dyn EventStore) {
     let now = now_minute();
     let mut events = Vec::new();
     for minute in now - 70..=now + 1 {
-        let solving = if minute < now - 5 { 55 } else { 2 };
+        let solving = if minute < now - 7 { 55 } else { 2 };
         for n in 0..60 {
             let device = format!("dev-{minute}-{n}");
             events.push(StoredEvent {
@@ -82,7 +85,9 @@ async fn a_route_whose_challenges_stop_being_solved_alerts_once() {
     assert_eq!(alert["kind"], "solve_rate");
     assert_eq!(alert["solve_rates"][0]["route"], "coupon");
     assert!(alert["solve_rates"][0]["rate"].as_f64().unwrap() < 0.1);
-    assert!(alert["solve_rates"][0]["baseline_rate"].as_f64().unwrap() > 0.9);
+    // 55 of 60 solved, less the collapsed minutes (up to two) that fall
+    // before the window when the runner's lag moves it back.
+    assert!(alert["solve_rates"][0]["baseline_rate"].as_f64().unwrap() > 0.85);
     let text = received[0].body["text"].as_str().unwrap();
     assert!(text.contains("Solve rate of coupon"), "{text}");
 }
