@@ -55,8 +55,6 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct OriginPool {
     /// `host:port` to connect to.
     address: String,
-    /// The `host` header sent when the request has none.
-    pub(crate) authority: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -89,7 +87,6 @@ impl OriginPool {
         };
         OriginPool {
             address,
-            authority: authority.to_string(),
             connect_timeout,
             idle_timeout,
             max_idle,
@@ -244,7 +241,7 @@ pub async fn send(
     };
     match exchange(pool, conn, method, &head, body).await {
         Err(OriginError::Closed) if reused && method.is_idempotent() && whole.is_some() => {
-            tracing::debug!(origin = %pool.authority, "pooled origin connection was closed; retrying once");
+            tracing::debug!(origin = %pool.address, "pooled origin connection was closed; retrying once");
             let conn = pool.connect().await?;
             let body = Outbound::Whole(whole.unwrap_or_default());
             exchange(pool, conn, method, &head, body).await

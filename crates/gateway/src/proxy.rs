@@ -317,7 +317,7 @@ pub(crate) fn upstream_head(
     for (name, value) in &ex.ctx.risk_headers {
         head.header(name.as_str().as_bytes(), value.as_bytes());
     }
-    head.finish(&out.upstream.pool().authority, framing)
+    head.finish(out.upstream.authority.as_str(), framing)
 }
 
 fn count_origin_error(shared: &Shared, outcome: &'static str) {
