@@ -257,6 +257,7 @@ async fn exchange(
     head: &[u8],
     body: Outbound,
 ) -> Result<Response<OriginBody>, OriginError> {
+    crate::worker::end_of_turn().await;
     let (mut head, cut_short) = match body {
         Outbound::Whole(bytes) => {
             write_whole(&mut conn.stream, head, &bytes).await?;

@@ -66,6 +66,7 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     record(ex, action, layer, &response, started);
+    crate::worker::end_of_turn().await;
     Ok(response)
 }
 
