@@ -417,6 +417,50 @@ pub fn sign(
     })
 }
 
+/// One call of the SDK to sign: its request line, its body, when it was
+/// made (Unix seconds) and its nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct SdkCall<'a> {
+    pub method: &'a str,
+    /// Origin form: path and query as sent.
+    pub target: &'a str,
+    pub body: &'a [u8],
+    pub created: u64,
+    pub nonce: &'a str,
+}
+
+/// The headers with which the SDK signs a call (PROTOCOL.md section 3): the
+/// clearance, the body's `Content-Digest`, and the `pc` signature over
+/// [`DEFAULT_COMPONENTS`] with the clearance's key, `keyid` being its cid.
+pub fn sdk_headers(
+    key: &SigningKey,
+    cid: &str,
+    clearance: &str,
+    call: &SdkCall<'_>,
+) -> Result<[(&'static str, String); 4], SignatureError> {
+    let digest = content_digest(call.body);
+    let fields = [
+        ("content-digest", digest.as_str()),
+        (CLEARANCE_HEADER, clearance),
+    ];
+    let params = SignParams {
+        components: &DEFAULT_COMPONENTS,
+        created: call.created,
+        nonce: Some(call.nonce),
+        keyid: cid,
+        alg: Some(ALG),
+    };
+    // The default components cover neither scheme nor authority.
+    let target = RequestTarget::from_origin_form(call.method, "http", "", call.target);
+    let signed = sign(key, LABEL, &params, &target, &fields)?;
+    Ok([
+        (CLEARANCE_HEADER, clearance.to_owned()),
+        ("content-digest", digest),
+        ("signature-input", signed.signature_input),
+        ("signature", signed.signature),
+    ])
+}
+
 /// A verified signature: record `replay_key()` for
 /// [`SignatureVerifier::replay_ttl_ms`] in the replay store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -370,3 +370,57 @@ fn http_headermap_fields() {
         SignatureVerifier::default().verify(&r.target(), &map, Some(&r.body), &key(), KEYID, NOW);
     assert!(v.is_ok());
 }
+
+#[test]
+fn sdk_headers_sign_what_the_verifier_checks_on_any_authority() {
+    let call = signature::SdkCall {
+        method: "POST",
+        target: "/api/order?id=7",
+        body: br#"{"sku":1}"#,
+        created: NOW,
+        nonce: "n-sdk-1",
+    };
+    let headers = signature::sdk_headers(&key(), KEYID, "TOKEN", &call).expect("signs");
+    let fields: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let target = RequestTarget::from_origin_form("POST", "https", "api.example.com", call.target);
+    let verifier = SignatureVerifier::default();
+    let verified = verifier
+        .verify(
+            &target,
+            fields.as_slice(),
+            Some(call.body),
+            &key(),
+            KEYID,
+            NOW,
+        )
+        .expect("the SDK's headers verify");
+    assert_eq!(verified.nonce, "n-sdk-1");
+    assert!(
+        verifier
+            .verify(
+                &target,
+                fields.as_slice(),
+                Some(b"{\"sku\":2}"),
+                &key(),
+                KEYID,
+                NOW
+            )
+            .is_err(),
+        "another body must not verify"
+    );
+    let elsewhere =
+        RequestTarget::from_origin_form("POST", "https", "api.example.com", "/api/order?id=8");
+    assert!(
+        verifier
+            .verify(
+                &elsewhere,
+                fields.as_slice(),
+                Some(call.body),
+                &key(),
+                KEYID,
+                NOW
+            )
+            .is_err(),
+        "another query must not verify"
+    );
+}

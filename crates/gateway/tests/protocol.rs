@@ -11,11 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use common::{Origin, Reply, gateway, raw, send, status_of};
+use portcullis_challenge::SigningKey;
 use portcullis_challenge::pow::{decode_nonce, solve};
-use portcullis_challenge::signature::{
-    DEFAULT_COMPONENTS, LABEL, SignParams, content_digest, sign,
-};
-use portcullis_challenge::{RequestTarget, SigningKey};
+use portcullis_challenge::signature::{SdkCall, sdk_headers};
 use portcullis_config::Config;
 use portcullis_gateway::{ConfigSource, Overrides, Running, Services};
 use serde_json::{Value, json};
@@ -154,28 +152,17 @@ fn now_s() -> u64 {
 
 /// The headers of `client`'s call signed over `body` with `key`, made at `created`.
 fn signed(client: &Cleared, key: &SigningKey, body: &str, created: u64, nonce: &str) -> Headers {
-    let digest = content_digest(body.as_bytes());
-    let fields = [
-        ("content-digest", digest.as_str()),
-        ("x-pc-clearance", client.clearance.as_str()),
-    ];
-    let params = SignParams {
-        components: &DEFAULT_COMPONENTS,
+    let call = SdkCall {
+        method: "POST",
+        target: "/api/order",
+        body: body.as_bytes(),
         created,
-        nonce: Some(nonce),
-        keyid: &client.cid,
-        alg: Some("hmac-sha256"),
+        nonce,
     };
-    let target = RequestTarget::from_origin_form("POST", "http", "test", "/api/order");
-    let signature = sign(key, LABEL, &params, &target, &fields).expect("signs");
+    let signature = sdk_headers(key, &client.cid, &client.clearance, &call).expect("signs");
     let mut headers = phone(&client.device, None);
-    headers.extend([
-        ("x-pc-clearance", client.clearance.clone()),
-        ("content-type", "application/json".to_owned()),
-        ("content-digest", digest),
-        ("signature-input", signature.signature_input),
-        ("signature", signature.signature),
-    ]);
+    headers.push(("content-type", "application/json".to_owned()));
+    headers.extend(signature);
     headers
 }
 

@@ -8,11 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use common::{Origin, gateway, send};
+use portcullis_challenge::SigningKey;
 use portcullis_challenge::pow::{decode_nonce, solve};
-use portcullis_challenge::signature::{
-    DEFAULT_COMPONENTS, LABEL, SignParams, content_digest, sign,
-};
-use portcullis_challenge::{RequestTarget, SigningKey};
+use portcullis_challenge::signature::{SdkCall, sdk_headers};
 
 const POLICY: &str = r#"
 [challenge]
@@ -90,30 +88,22 @@ fn signed(
     body: &str,
     nonce: &str,
 ) -> Vec<(&'static str, String)> {
-    let digest = content_digest(body.as_bytes());
-    let fields = [
-        ("content-digest", digest.as_str()),
-        ("x-pc-clearance", client.clearance.as_str()),
-    ];
-    let params = SignParams {
-        components: &DEFAULT_COMPONENTS,
+    let call = SdkCall {
+        method,
+        target,
+        body: body.as_bytes(),
         created: now_s(),
-        nonce: Some(nonce),
-        keyid: &client.cid,
-        alg: Some("hmac-sha256"),
+        nonce,
     };
-    let target = RequestTarget::from_origin_form(method, "http", "test", target);
-    let headers = sign(&client.key, LABEL, &params, &target, &fields).unwrap();
-    vec![
-        ("x-pc-device", client.device.clone()),
-        ("x-pc-clearance", client.clearance.clone()),
-        ("content-digest", digest),
-        ("signature-input", headers.signature_input),
-        ("signature", headers.signature),
+    let signature = sdk_headers(&client.key, &client.cid, &client.clearance, &call).unwrap();
+    let mut headers = vec![("x-pc-device", client.device.clone())];
+    headers.extend(signature);
+    headers.extend([
         ("user-agent", "Mozilla/5.0 (iPhone)".into()),
         ("accept", "application/json".into()),
         ("accept-language", "en".into()),
-    ]
+    ]);
+    headers
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use portcullis_challenge::signature::{self, DEFAULT_COMPONENTS, RequestTarget, SignParams};
+use portcullis_challenge::signature;
 use portcullis_challenge::{ClientReport, Platform, SigningKey, pow};
 use portcullis_store::pg::{TempPostgres, TempPostgresError};
 use serde_json::{Value, json};
@@ -535,29 +535,19 @@ impl Clearance {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
-        let digest = signature::content_digest(b"");
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let params = SignParams {
-            components: &DEFAULT_COMPONENTS,
+        let call = signature::SdkCall {
+            method: "GET",
+            target,
+            body: b"",
             created,
-            nonce: Some(&nonce),
-            keyid: &self.cid,
-            alg: Some("hmac-sha256"),
+            nonce: &nonce,
         };
-        let fields = [
-            ("content-digest", digest.as_str()),
-            ("x-pc-clearance", self.token.as_str()),
-        ];
-        let request = RequestTarget::from_origin_form("GET", "http", "gateway", target);
-        let signed = signature::sign(&self.key, "pc", &params, &request, &fields).expect("signs");
-        vec![
-            ("x-pc-clearance", self.token.clone()),
-            ("content-digest", digest),
-            ("signature-input", signed.signature_input),
-            ("signature", signed.signature),
-        ]
+        signature::sdk_headers(&self.key, &self.cid, &self.token, &call)
+            .expect("signs")
+            .into()
     }
 }
 

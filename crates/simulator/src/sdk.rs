@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, Method};
-use portcullis_challenge::signature::{self, DEFAULT_COMPONENTS, RequestTarget, SignParams};
+use portcullis_challenge::signature;
 use portcullis_challenge::{ClientReport, SigningKey, pow};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -196,36 +196,24 @@ impl Clearance {
         body: &[u8],
         rng: &mut StdRng,
     ) -> Vec<(HeaderName, String)> {
-        let digest = signature::content_digest(body);
         let nonce = nonce(rng);
-        let created = (now_ms() as i64 + self.offset_ms).max(0) as u64 / 1000;
-        let params = SignParams {
-            components: &DEFAULT_COMPONENTS,
-            created,
-            nonce: Some(&nonce),
-            keyid: &self.cid,
-            alg: Some("hmac-sha256"),
+        let call = signature::SdkCall {
+            method,
+            target,
+            body,
+            created: (now_ms() as i64 + self.offset_ms).max(0) as u64 / 1000,
+            nonce: &nonce,
         };
-        let fields = [
-            ("content-digest", digest.as_str()),
-            ("x-pc-clearance", self.token.as_str()),
-        ];
-        let request = RequestTarget::from_origin_form(method, "http", "gateway", target);
-        let mut headers = vec![
-            (CLEARANCE_HEADER, self.token.clone()),
-            (HeaderName::from_static("content-digest"), digest.clone()),
-        ];
-        match signature::sign(&self.key, "pc", &params, &request, &fields) {
-            Ok(signed) => {
-                headers.push((
-                    HeaderName::from_static("signature-input"),
-                    signed.signature_input,
-                ));
-                headers.push((HeaderName::from_static("signature"), signed.signature));
+        match signature::sdk_headers(&self.key, &self.cid, &self.token, &call) {
+            Ok(headers) => headers
+                .into_iter()
+                .map(|(name, value)| (HeaderName::from_static(name), value))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot sign; sending unsigned");
+                vec![(CLEARANCE_HEADER, self.token.clone())]
             }
-            Err(e) => tracing::debug!(error = %e, "cannot sign; sending unsigned"),
         }
-        headers
     }
 }
 

@@ -214,7 +214,7 @@ fn refuse(ctx: &mut RequestContext, status: u16, code: &'static str, evidence: S
 mod tests {
     use std::net::IpAddr;
 
-    use portcullis_challenge::signature::{DEFAULT_COMPONENTS, SignParams, content_digest, sign};
+    use portcullis_challenge::signature::{SdkCall, sdk_headers};
     use portcullis_challenge::{ClientBinding, MintedClearance, Platform};
     use portcullis_config::ChallengeConfig;
     use portcullis_state::{MemoryStore, MemoryStoreOptions};
@@ -234,27 +234,20 @@ mod tests {
 
     /// A coupon claim signed with `minted`'s key under `nonce`.
     fn claim(minted: &MintedClearance, nonce: &str) -> Parts {
-        let digest = content_digest(BODY);
-        let params = SignParams {
-            components: &DEFAULT_COMPONENTS,
+        let cid = minted.claims.cid.to_string();
+        let call = SdkCall {
+            method: "POST",
+            target: "/api/claim",
+            body: BODY,
             created: now_ms() / 1000,
-            nonce: Some(nonce),
-            keyid: &minted.claims.cid.to_string(),
-            alg: Some("hmac-sha256"),
+            nonce,
         };
-        let fields = [
-            ("content-digest", digest.as_str()),
-            (CLEARANCE_HEADER, minted.token.as_str()),
-        ];
-        let target = RequestTarget::from_origin_form("POST", "http", "gateway", "/api/claim");
-        let signed = sign(&minted.signing_key, "pc", &params, &target, &fields).expect("sign");
-        let request = http::Request::post("/api/claim")
-            .header(CLEARANCE_HEADER, &minted.token)
-            .header("content-digest", digest)
-            .header("signature-input", signed.signature_input)
-            .header("signature", signed.signature)
-            .body(())
-            .expect("request");
+        let headers = sdk_headers(&minted.signing_key, &cid, &minted.token, &call).expect("sign");
+        let mut request = http::Request::post("/api/claim");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(()).expect("request");
         request.into_parts().0
     }
 
