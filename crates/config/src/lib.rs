@@ -361,6 +361,24 @@ impl Default for HeadersConfig {
                 "x-rewrite-url",
                 "x-original-host",
                 "x-host",
+                // Other spellings of the client's address, scheme and
+                // original target that frameworks and proxies read.
+                "client-ip",
+                "x-originating-ip",
+                "x-remote-ip",
+                "x-remote-addr",
+                "x-forwarded",
+                "forwarded-for",
+                "x-proxyuser-ip",
+                "x-forwarded-scheme",
+                "x-forwarded-ssl",
+                "front-end-https",
+                "x-url-scheme",
+                "x-scheme",
+                "x-forwarded-prefix",
+                "x-original-uri",
+                "x-envoy-original-path",
+                "x-envoy-external-address",
             ]
             .map(String::from)
             .to_vec(),
@@ -622,7 +640,8 @@ pub struct RateLimitRule {
     /// Path pattern: a prefix (`/api/`), or a pattern where `*` matches any
     /// run of characters (`/api/*/vote`). An exact path ends with `$`.
     pub path: String,
-    /// Methods; empty means any.
+    /// Methods; empty means any. GET covers HEAD (origins answer HEAD
+    /// with their GET handler).
     #[serde(default)]
     pub methods: Vec<String>,
     /// How the path pattern compares with the canonical path.

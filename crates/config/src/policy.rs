@@ -18,7 +18,8 @@ pub struct PolicyConfig {
     /// Path pattern, as in `[[rate_limits]]`: a prefix (`/api/`), `*` for any
     /// run of characters, `$` at the end for an exact path.
     pub path: String,
-    /// Methods; empty means any.
+    /// Methods; empty means any. GET covers HEAD (origins answer HEAD
+    /// with their GET handler).
     #[serde(default)]
     pub methods: Vec<String>,
     /// How the path pattern compares with the canonical path: `insensitive`

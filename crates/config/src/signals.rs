@@ -57,6 +57,7 @@ pub const SIGNALS: &[SignalSpec] = &[
     spec("bad_authority", Edge, 100),
     spec("host_mismatch", Edge, 100),
     spec("host_repeated", Edge, 100),
+    spec("host_missing", Edge, 100),
     spec("connect_method", Edge, 100),
     spec("encoded_slash", Edge, 100),
     spec("route_confusion", Edge, 100),

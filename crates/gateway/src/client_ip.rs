@@ -30,6 +30,8 @@ impl ForwardedHeader {
 /// The client address of a request from `peer`. Forwarded headers count only
 /// when the peer is a trusted proxy; then the right-most address that is not
 /// itself a trusted proxy is the client (left-most entries are client-written).
+/// A hop that names no address (`for=unknown`, an obfuscated `_id`, junk)
+/// ends the walk at the peer: what lies left of it is the client's own word.
 pub fn client_ip(
     peer: IpAddr,
     headers: &HeaderMap,
@@ -40,14 +42,14 @@ pub fn client_ip(
     if trusted.is_empty() || !trusted.contains(peer) {
         return peer;
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
     match source {
         ForwardedHeader::XForwardedFor => {
             for value in headers.get_all("x-forwarded-for") {
                 let Ok(text) = value.to_str() else {
                     return peer;
                 };
-                hops.extend(text.split(',').filter_map(|s| parse_addr(s.trim())));
+                hops.extend(text.split(',').map(|s| parse_addr(s.trim())));
             }
         }
         ForwardedHeader::Forwarded => {
@@ -55,7 +57,7 @@ pub fn client_ip(
                 let Ok(text) = value.to_str() else {
                     return peer;
                 };
-                hops.extend(text.split(',').filter_map(forwarded_for));
+                hops.extend(text.split(',').map(forwarded_for));
             }
         }
         ForwardedHeader::Single(name) => {
@@ -70,8 +72,9 @@ pub fn client_ip(
     }
     hops.into_iter()
         .rev()
-        .map(canonical)
-        .find(|hop| !trusted.contains(*hop))
+        .map(|hop| hop.map(canonical))
+        .find(|hop| hop.is_none_or(|ip| !trusted.contains(ip)))
+        .flatten()
         .unwrap_or(peer)
 }
 
@@ -153,5 +156,21 @@ mod tests {
         let source = ForwardedHeader::parse("X-Real-IP").unwrap();
         let ip = client_ip("10.0.0.1".parse().unwrap(), &h, &trusted(), &source);
         assert_eq!(ip, "3.3.3.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_hop_without_an_address_leaves_the_client_unknown() {
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        for (name, value) in [
+            ("forwarded", "for=1.2.3.4, for=unknown"),
+            ("forwarded", "for=1.2.3.4, for=\"_hidden\""),
+            ("forwarded", "for=1.2.3.4, for=unknown, for=10.3.3.3"),
+            ("x-forwarded-for", "1.2.3.4, unknown"),
+            ("x-forwarded-for", "1.2.3.4, junk, 10.3.3.3"),
+        ] {
+            let source = ForwardedHeader::parse(name).unwrap();
+            let ip = client_ip(peer, &headers(name, value), &trusted(), &source);
+            assert_eq!(ip, peer, "{name}: {value}");
+        }
     }
 }

@@ -19,6 +19,9 @@ use crate::edge::framing::{FramingScanner, parser_error_status};
 pub struct ConnFlags {
     /// A request head on this connection carried both framing headers.
     framing_conflict: AtomicBool,
+    /// A request head asked to switch protocols; the framing scanner no
+    /// longer reads the connection.
+    switch_asked: AtomicBool,
 }
 
 impl ConnFlags {
@@ -26,6 +29,13 @@ impl ConnFlags {
     /// that reads it is refused and the connection closed after its answer.
     pub fn take_framing_conflict(&self) -> bool {
         self.framing_conflict.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the request being answered asked to switch protocols (the
+    /// connection is no longer scanned): unless it is answered by a switch,
+    /// the connection closes after its answer.
+    pub fn take_switch_asked(&self) -> bool {
+        self.switch_asked.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -115,6 +125,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ScannedIo<S> {
         }
         if this.scanner.take_conflict() {
             this.flags.framing_conflict.store(true, Ordering::Relaxed);
+        }
+        if this.scanner.take_switch_asked() {
+            this.flags.switch_asked.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
     }

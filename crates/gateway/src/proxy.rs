@@ -47,6 +47,7 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rt = shared.runtime.load_full();
+    let unscanned = conn.take_switch_asked();
     let (parts, body) = req.into_parts();
     let mut ex = begin(
         &shared,
@@ -60,7 +61,8 @@ pub async fn handle(
     pipeline::run(&mut ex).await;
     let (action, layer) = ex.ctx.decide();
     let mut response = respond(&mut ex, action).await;
-    if ex.framing_conflict {
+    let declined_switch = unscanned && response.status() != StatusCode::SWITCHING_PROTOCOLS;
+    if ex.framing_conflict || declined_switch {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -418,7 +420,11 @@ fn write_upstream_headers(
         (header::HOST, host),
         (X_FORWARDED_HOST, host),
     ];
-    let replaced = |name: &HeaderName| ours.iter().any(|(n, v)| v.is_some() && n == name);
+    // `_` for `-` too: CGI-style stacks read both spellings as one name.
+    let replaced = |name: &HeaderName| {
+        ours.iter()
+            .any(|(n, v)| v.is_some() && hdr::same_name(name.as_str(), n.as_str()))
+    };
     for (name, value) in headers {
         if hop.covers(name) || f.owns(name) || f.is_risk(name) || replaced(name) {
             continue;
@@ -695,14 +701,27 @@ mod tests {
         let forwarded = prior.map_or(peer.clone(), |p| format!("{p}, {peer}"));
         let real_ip = ctx.client_ip.to_string();
         let proto = if f.tls { "https" } else { "http" };
-        for (name, value) in [
+        let ours = [
             (X_FORWARDED_FOR, forwarded.as_str()),
             (X_REAL_IP, real_ip.as_str()),
             (X_FORWARDED_PROTO, proto),
             (X_REQUEST_ID, ctx.request_id.as_str()),
             (header::HOST, f.host),
             (X_FORWARDED_HOST, f.host),
-        ] {
+        ];
+        // Any spelling of the gateway's own names (`x_real_ip`) goes too.
+        let spelled: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                ours.iter()
+                    .any(|(o, _)| hdr::same_name(n.as_str(), o.as_str()))
+            })
+            .cloned()
+            .collect();
+        for name in spelled {
+            headers.remove(name);
+        }
+        for (name, value) in ours {
             headers.insert(name, HeaderValue::from_str(value).unwrap());
         }
         for name in f.risk_names {

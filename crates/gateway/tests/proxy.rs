@@ -107,6 +107,27 @@ async fn websocket_upgrade_is_tunnelled() {
 }
 
 #[tokio::test]
+async fn a_declined_switch_closes_the_connection_it_stopped_scanning() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+    // `foo` is not an allowed upgrade: the request goes on as a plain one
+    // and is answered 200, while the framing scanner stopped at its head.
+    // What follows on the connection must not be read unscanned.
+    let request = format!(
+        "GET /a HTTP/1.1\r\nHost: t\r\n{BROWSER}Connection: Upgrade\r\nUpgrade: foo\r\n\r\n\
+         POST /x HTTP/1.1\r\nHost: t\r\n{BROWSER}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let answer = raw(gw.listen, request.as_bytes(), Duration::from_secs(3)).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
 async fn origin_down_gives_502_with_request_id() {
     let mut origin = Origin::start().await;
     // A port nobody listens on.

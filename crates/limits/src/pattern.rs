@@ -33,7 +33,7 @@ impl RouteMatcher {
                 .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
             path: PathPattern::parse(&pattern),
-            methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            methods: with_head(methods),
             ignore_case,
         }
     }
@@ -54,6 +54,16 @@ impl RouteMatcher {
             self.path.matches(path)
         }
     }
+}
+
+/// Uppercase methods; a route on GET covers HEAD, which origins answer
+/// with their GET handler (its side effects, headers and timing included).
+fn with_head(methods: &[String]) -> Vec<String> {
+    let mut upper: Vec<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    if upper.iter().any(|m| m == "GET") && !upper.iter().any(|m| m == "HEAD") {
+        upper.push("HEAD".to_owned());
+    }
+    upper
 }
 
 /// The name of an authority, without its port (`[v6]:port` included).
@@ -170,6 +180,16 @@ mod tests {
         assert!(!route.matches("other.local", "GET", "/"));
         let v6 = RouteMatcher::new(&["[::1]".into()], "/", &[], PathCase::Sensitive);
         assert!(v6.matches("[::1]:8080", "GET", "/"));
+    }
+
+    #[test]
+    fn a_get_route_covers_head_and_nothing_else_is_added() {
+        let get = RouteMatcher::new(&[], "/g/", &["get".into()], PathCase::Sensitive);
+        assert!(get.matches("a", "HEAD", "/g/x"));
+        assert!(get.matches("a", "GET", "/g/x"));
+        assert!(!get.matches("a", "POST", "/g/x"));
+        let delete = RouteMatcher::new(&[], "/m/", &["DELETE".into()], PathCase::Sensitive);
+        assert!(!delete.matches("a", "HEAD", "/m/x"));
     }
 
     fn m(pattern: &str, path: &str) -> bool {

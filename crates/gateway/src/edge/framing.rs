@@ -86,6 +86,9 @@ pub struct FramingScanner {
     /// A head framed by both `Content-Length` and `Transfer-Encoding` was
     /// seen and not yet taken.
     conflict: bool,
+    /// A head asked to switch protocols (an upgrade, `CONNECT`) and the
+    /// scanner stopped reading the connection; not yet taken.
+    switch_asked: bool,
 }
 
 impl Default for FramingScanner {
@@ -95,6 +98,7 @@ impl Default for FramingScanner {
             head: Head::default(),
             line: Vec::with_capacity(LINE_PREFIX),
             conflict: false,
+            switch_asked: false,
         }
     }
 }
@@ -190,6 +194,13 @@ impl FramingScanner {
     /// Whether a head framed ambiguously was seen since the last call.
     pub fn take_conflict(&mut self) -> bool {
         std::mem::take(&mut self.conflict)
+    }
+
+    /// Whether a head asked to switch protocols since the last call: the
+    /// scanner no longer reads this connection, so unless the switch
+    /// happens, the connection must close after the answer.
+    pub fn take_switch_asked(&mut self) -> bool {
+        std::mem::take(&mut self.switch_asked)
     }
 
     /// One byte of a head or of chunk framing.
@@ -310,6 +321,7 @@ impl FramingScanner {
             self.conflict = true;
         }
         if head.method.as_slice() == b"CONNECT" || (head.upgrade && head.connection_upgrade) {
+            self.switch_asked = true;
             return State::Passthrough;
         }
         if head.transfer_encoding {
@@ -452,6 +464,7 @@ mod tests {
         assert!(s.feed("GET /你 HTTP/1.1\r\n".as_bytes()).is_none());
         let mut s = FramingScanner::default();
         s.feed(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        assert!(s.take_switch_asked());
         assert!(
             s.feed("\u{81}\u{fe}binary frame \"<>\"".as_bytes())
                 .is_none()

@@ -28,6 +28,8 @@ pub enum CanonicalError {
     HostMismatch,
     #[error("a malformed authority")]
     BadAuthority,
+    #[error("no Host header")]
+    HostMissing,
 }
 
 impl CanonicalError {
@@ -38,6 +40,7 @@ impl CanonicalError {
             CanonicalError::HostRepeated => "host_repeated",
             CanonicalError::HostMismatch => "host_mismatch",
             CanonicalError::BadAuthority => "bad_authority",
+            CanonicalError::HostMissing => "host_missing",
         }
     }
 }
@@ -91,8 +94,10 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, CanonicalError> {
                     output.push(Segment::default());
                 }
             }
-            // Repeated slashes are merged; a trailing slash is kept.
-            b"" if segment.params.is_none() && !is_last => {}
+            // Repeated slashes are merged, a segment of parameters alone
+            // (`/;x/`) too, as Tomcat and Spring read it after cutting the
+            // parameters; a trailing slash is kept.
+            b"" if !is_last => {}
             _ => output.push(segment),
         }
     }
@@ -237,7 +242,7 @@ fn encode_into(out: &mut String, bytes: &[u8], in_params: bool) {
 /// The one authority of a request: the target's (absolute form, or HTTP/2's
 /// `:authority`) and the Host header must agree. Lower case, without a
 /// trailing dot on the name and without the scheme's default port. `None`
-/// when the request names no authority (HTTP/1.0).
+/// when the request names no authority.
 pub fn canonical_authority<'a>(
     target_authority: Option<&str>,
     mut host_headers: impl Iterator<Item = &'a [u8]>,
@@ -268,8 +273,12 @@ fn normalise_authority(raw: &str, default_port: u16) -> Result<String, Canonical
         return Err(CanonicalError::BadAuthority);
     }
     let (name, port) = split_port(raw)?;
+    // One trailing dot names the same host (a fully qualified name); more,
+    // or a leading dot, is no host name, though some origins trim them all.
     let name = name.strip_suffix('.').unwrap_or(name);
     let valid_name = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
         && name.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
         });
@@ -346,6 +355,13 @@ mod tests {
             "/%2fapi/x",
             "/api;/x",
             "/api;jsessionid=1/x",
+            "/;/api/x",
+            "/;jsessionid=1/api/x",
+            "//;/api/x",
+            "/;//api/x",
+            "/%3b/api/x",
+            "/;%2fapi/x",
+            "/x/;/../api/x",
             "/x/..;/api/x",
             "/x/%2e%2e;/api/x",
             "/api\\x",
@@ -469,6 +485,9 @@ mod tests {
             "api.local:x",
             "a..b",
             "[::1",
+            "api.local..",
+            "api.local..:80",
+            ".api.local",
         ] {
             assert_eq!(
                 authority(None, &[bad]),

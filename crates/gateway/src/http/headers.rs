@@ -102,24 +102,27 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
 }
 
 /// A `Cookie` header's value without the named cookies: the value itself
-/// when it has none of them, `None` when nothing else is left.
+/// when it has none of them, `None` when nothing else is left. Read as
+/// bytes: a value that is not UTF-8 loses the named cookies all the same.
 pub fn without_cookies<'a>(value: &'a HeaderValue, names: &[&str]) -> Option<Cow<'a, [u8]>> {
-    let ours = |pair: &str| {
-        let name = pair.trim().split_once('=').map_or(pair.trim(), |(k, _)| k);
-        names.contains(&name)
+    let bytes = value.as_bytes();
+    let ours = |pair: &[u8]| {
+        let pair = pair.trim_ascii();
+        let name = pair
+            .iter()
+            .position(|&b| b == b'=')
+            .map_or(pair, |eq| pair[..eq].trim_ascii());
+        names.iter().any(|n| n.as_bytes() == name)
     };
-    let Ok(text) = value.to_str() else {
-        return Some(Cow::Borrowed(value.as_bytes()));
-    };
-    if !text.split(';').any(ours) {
-        return Some(Cow::Borrowed(value.as_bytes()));
+    if !bytes.split(|&b| b == b';').any(ours) {
+        return Some(Cow::Borrowed(bytes));
     }
-    let kept: Vec<&str> = text
-        .split(';')
+    let kept: Vec<&[u8]> = bytes
+        .split(|&b| b == b';')
         .filter(|p| !ours(p))
-        .map(str::trim)
+        .map(<[u8]>::trim_ascii)
         .collect();
-    (!kept.is_empty()).then(|| Cow::Owned(kept.join("; ").into_bytes()))
+    (!kept.is_empty()).then(|| Cow::Owned(kept.join(&b"; "[..])))
 }
 
 // A static, not a const: a const array would be built and dropped at every use.
@@ -265,6 +268,12 @@ mod tests {
             without_cookies(&none_of_ours, &names),
             Some(Cow::Borrowed(b"pc_clearance_x=1; sid=2"))
         ));
+        // A byte that is not UTF-8 elsewhere in the header hides nothing.
+        let forged = HeaderValue::from_bytes(b"pc_clearance=forged\xff; a=b").expect("opaque");
+        assert_eq!(
+            without_cookies(&forged, &names).as_deref(),
+            Some(&b"a=b"[..])
+        );
     }
 
     #[test]

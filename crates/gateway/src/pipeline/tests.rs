@@ -152,6 +152,9 @@ async fn every_spelling_of_a_core_url_meets_its_policy() {
         "/api;jsessionid=1/x",
         "/x/..;/api/x",
         "/api%5cx",
+        "/;/api/x",
+        "/;jsessionid=1/api/x",
+        "/%3b/api/x",
     ] {
         let out = h.send(get(target, "api.local")).await;
         // Challenged by the policy, or refused first as a traversal trick:
@@ -226,6 +229,113 @@ clearance = "required"
         .body("")
         .unwrap();
     assert_eq!(h.send(harmless).await.action, Action::Pass);
+    // Every other place a framework reads an override from.
+    let post = |target: &str, headers: &[(&str, &str)], media: &str, body: &'static str| {
+        let mut request = Request::post(target)
+            .header("host", "shop.local")
+            .header("content-type", media);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(body).unwrap()
+    };
+    let form = "application/x-www-form-urlencoded";
+    for (what, request) in [
+        (
+            "underscores",
+            post(
+                "/orders/7",
+                &[("x_http_method_override", "DELETE")],
+                form,
+                "",
+            ),
+        ),
+        (
+            "mixed",
+            post(
+                "/orders/7",
+                &[("x-http-method_override", "DELETE")],
+                form,
+                "",
+            ),
+        ),
+        (
+            "a list",
+            post(
+                "/orders/7",
+                &[("x-http-method-override", "GET, DELETE")],
+                form,
+                "",
+            ),
+        ),
+        ("the query", post("/orders/7?_method=DELETE", &[], form, "")),
+        (
+            "an encoded query",
+            post("/orders/7?%5Fmethod=delete", &[], form, ""),
+        ),
+        (
+            "a form body",
+            post("/orders/7", &[], form, "a=1&_method=DELETE"),
+        ),
+        (
+            "a JSON body",
+            post(
+                "/orders/7",
+                &[],
+                "application/json",
+                r#"{"_method":"DELETE"}"#,
+            ),
+        ),
+        (
+            "a JSON body, escaped",
+            post(
+                "/orders/7",
+                &[],
+                "application/json",
+                r#"{"\u005fmethod":"delete"}"#,
+            ),
+        ),
+        (
+            "a multipart field",
+            post(
+                "/orders/7",
+                &[],
+                "multipart/form-data; boundary=b",
+                "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
+            ),
+        ),
+    ] {
+        let out = h.send(request).await;
+        assert_eq!(
+            out.action,
+            Action::Intercept(Answer::Blocked),
+            "{what}: {:?}",
+            out.signals()
+        );
+    }
+    let plain = post("/orders/7", &[], form, "a=1&method_of_payment=card");
+    assert_eq!(h.send(plain).await.action, Action::Pass);
+}
+
+#[tokio::test]
+async fn a_get_policy_covers_head() {
+    let h = Harness::new(
+        r#"
+[[upstreams]]
+url = "http://127.0.0.1:9"
+[[policies]]
+name = "reads"
+path = "/g/"
+methods = ["GET"]
+clearance = "required"
+"#,
+    );
+    let head = Request::head("/g/x")
+        .header("host", "shop.local")
+        .body("")
+        .unwrap();
+    let out = h.send(head).await;
+    assert!(out.challenged(), "{:?}", out.signals());
 }
 
 #[tokio::test]
@@ -306,6 +416,13 @@ async fn one_authority_or_a_refusal() {
         )
         .await;
     assert_eq!(out.signals(), ["host_repeated"]);
+    // No host at all, or a name a host-bound policy would not recognise.
+    let out = h.send(Request::get("/api/x").body("").unwrap()).await;
+    assert_eq!(out.signals(), ["host_missing"]);
+    for host in ["api.local..", ".api.local", "api.local..:80"] {
+        let out = h.send(get("/api/x", host)).await;
+        assert_eq!(out.signals(), ["bad_authority"], "{host}");
+    }
 }
 
 #[tokio::test]

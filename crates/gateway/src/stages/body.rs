@@ -19,9 +19,14 @@ impl Stage for Body {
     const LAYER: Layer = Layer::Edge;
 
     async fn run(&self, ex: &mut Exchange<'_>) -> Flow {
-        let RequestBody::Unread(incoming) = std::mem::replace(&mut ex.body, RequestBody::None)
-        else {
-            return Flow::Continue;
+        let incoming = match std::mem::replace(&mut ex.body, RequestBody::None) {
+            RequestBody::Unread(incoming) => incoming,
+            RequestBody::Read(body) => {
+                super::route::check_body_method(ex, &body.inspected);
+                ex.body = RequestBody::Read(body);
+                return Flow::after(&ex.ctx);
+            }
+            RequestBody::None => return Flow::Continue,
         };
         if incoming.is_end_stream() {
             ex.body = RequestBody::Read(InspectedBody::whole(bytes::Bytes::new()));
@@ -66,6 +71,7 @@ impl Stage for Body {
         ) {
             super::protocol::raise(&mut ex.ctx, v);
         }
+        super::route::check_body_method(ex, &body.inspected);
         ex.body = RequestBody::Read(body);
         Flow::after(&ex.ctx)
     }

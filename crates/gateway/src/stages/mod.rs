@@ -72,7 +72,8 @@ pub trait Stage {
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The one authority (lower case, no trailing dot, no default port);
-    /// empty when the request named none.
+    /// empty only before the protocol stage (a request naming none is
+    /// refused there).
     pub authority: String,
     pub path: CanonicalPath,
     /// The query as the client sent it (without `?`).

@@ -64,9 +64,13 @@ fn canonical_target(ex: &Exchange<'_>) -> Result<Target, crate::http::canonical:
             .map(HeaderValue::as_bytes),
         default_port,
     )?;
+    // A request that names no host is refused (RFC 9112 3.2 for HTTP/1.1;
+    // for HTTP/1.0 too): a policy or a rate limit bound to a host could not
+    // be held to it, and the origin would route it to a default host.
+    let authority = authority.ok_or(crate::http::canonical::CanonicalError::HostMissing)?;
     let path = canonical_path(ex.parts.uri.path())?;
     Ok(Target {
-        authority: authority.unwrap_or_default(),
+        authority,
         path,
         query: ex.parts.uri.query().map(str::to_owned),
     })

@@ -1,14 +1,17 @@
 //! Which core URL (policy) the canonical request is on, if any. A route
 //! that refuses encoded separators refuses them here, and so is a request
 //! that origins would route elsewhere: its other readings (a path decoded
-//! twice, folded to ASCII or trimmed; a method named by an override header)
-//! must fall under the same policy and rate limits.
+//! twice, folded to ASCII or trimmed; a method named by an override header,
+//! a `_method` field of the query or, once the body stage read it, of the
+//! body) must fall under the same policy and rate limits.
 
 use http::HeaderMap;
 use portcullis_config::EncodedSlash;
+use portcullis_detect::decode::percent_decode;
 
 use super::{Exchange, Flow, Stage};
 use crate::context::{Demand, Layer};
+use crate::http::headers::same_name;
 use crate::http::readings::other_readings;
 
 pub struct Route;
@@ -19,6 +22,10 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+
+/// The form, query or JSON field by which frameworks (Rails, Laravel,
+/// Symfony) let a POST act as another method.
+const METHOD_FIELD: &str = "_method";
 
 impl Stage for Route {
     const NAME: &'static str = "route";
@@ -56,7 +63,7 @@ impl Stage for Route {
 /// other rate limits than the request as read here.
 fn confusion(ex: &Exchange<'_>, host: &str, method: &str, path: &str) -> Option<String> {
     let mut paths = other_readings(path);
-    let methods = overridden_methods(&ex.parts.headers);
+    let methods = overridden_methods(&ex.parts.headers, ex.target.query.as_deref());
     if paths.is_empty() && methods.is_empty() {
         return None;
     }
@@ -75,13 +82,114 @@ fn confusion(ex: &Exchange<'_>, host: &str, method: &str, path: &str) -> Option<
     None
 }
 
-fn overridden_methods(headers: &HeaderMap) -> Vec<String> {
-    METHOD_OVERRIDES
+/// The methods a framework may read instead of the request line's: an
+/// override header under any spelling (case, `_` for `-`) and each member
+/// of a list in it, and a `_method` query parameter.
+fn overridden_methods(headers: &HeaderMap, query: Option<&str>) -> Vec<String> {
+    let mut methods = Vec::new();
+    let override_header = |name: &str| METHOD_OVERRIDES.iter().any(|o| same_name(name, o));
+    for (name, value) in headers {
+        if override_header(name.as_str()) {
+            add_methods(&mut methods, &String::from_utf8_lossy(value.as_bytes()));
+        }
+    }
+    if let Some(method) = query.and_then(|q| form_field(q.as_bytes(), METHOD_FIELD)) {
+        add_methods(&mut methods, &method);
+    }
+    methods
+}
+
+fn add_methods(methods: &mut Vec<String>, value: &str) {
+    methods.extend(
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_ascii_uppercase),
+    );
+}
+
+/// The decoded value of the field `name` of a form-encoded string.
+fn form_field(form: &[u8], name: &str) -> Option<String> {
+    form.split(|&b| b == b'&').find_map(|pair| {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let mut decoded = Vec::with_capacity(key.len());
+        percent_decode(key, true, &mut decoded);
+        if !decoded.trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
+            return None;
+        }
+        decoded.clear();
+        percent_decode(value, true, &mut decoded);
+        Some(String::from_utf8_lossy(&decoded).into_owned())
+    })
+}
+
+/// The `_method` a form, multipart or JSON body carries, for the body
+/// stage to check once the body is read (see [`check_body_method`]).
+fn body_method(content_type: &[u8], body: &[u8]) -> Option<String> {
+    // Cheap first: most bodies never mention it (a JSON key may escape
+    // the underscore, so `method` is what is looked for).
+    memchr::memmem::find(body, b"method")?;
+    let media = content_type.to_ascii_lowercase();
+    if media.starts_with(b"application/x-www-form-urlencoded") {
+        return form_field(body, METHOD_FIELD);
+    }
+    if media.starts_with(b"multipart/form-data") {
+        return multipart_field(body, METHOD_FIELD);
+    }
+    if media.starts_with(b"application/json") || media.ends_with(b"+json") {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).ok()?;
+        return object.get(METHOD_FIELD)?.as_str().map(str::to_owned);
+    }
+    None
+}
+
+/// The value of the multipart part named `name`: the line after the blank
+/// line that ends its headers.
+fn multipart_field(body: &[u8], name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\"");
+    let at = memchr::memmem::find(&body.to_ascii_lowercase(), marker.as_bytes())?;
+    let rest = &body[at..];
+    let start = memchr::memmem::find(rest, b"\r\n\r\n")? + 4;
+    let value = &rest[start..];
+    let end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
+    Some(String::from_utf8_lossy(&value[..end]).into_owned())
+}
+
+/// Once the body is read: a `_method` in it that meets another policy or
+/// other rate limits than the request line's method is a route confusion.
+pub(super) fn check_body_method(ex: &mut Exchange<'_>, body: &[u8]) {
+    let rt = ex.rt;
+    if rt.policies.is_empty() && rt.rate_limits.is_empty() {
+        return;
+    }
+    let content_type = ex
+        .parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .map_or(&b""[..], |v| v.as_bytes());
+    let Some(value) = body_method(content_type, body) else {
+        return;
+    };
+    let mut methods = Vec::new();
+    add_methods(&mut methods, &value);
+    let (host, method, path) = (
+        ex.target.authority.as_str(),
+        ex.parts.method.as_str(),
+        ex.target.path(),
+    );
+    let stepped = methods
         .iter()
-        .flat_map(|name| headers.get_all(*name))
-        .filter_map(|value| value.to_str().ok())
-        .map(|value| value.trim().to_ascii_uppercase())
-        .collect()
+        .find(|other| !routed_alike(ex, host, (method, path), (other.as_str(), path)));
+    if let Some(other) = stepped {
+        let evidence =
+            format!("{method} {path} also reads as {other} {path} (body {METHOD_FIELD})");
+        ex.ctx.add("route_confusion", evidence, Demand::Block);
+    }
 }
 
 /// Whether two readings meet the same policy and the same rate limits.
