@@ -61,12 +61,24 @@ fn is_trimmed(b: u8) -> bool {
 }
 
 /// Compatibility folding (NFKC): fullwidth letters, solidus and full stop
-/// become ASCII, so `／ａｐｉ／．．／` is re-read as a path.
+/// become ASCII, so `／ａｐｉ／．．／` is re-read as a path. Then the letters
+/// whose case mapping is ASCII (`ı` and `İ` to `i`/`I`, `ſ` to `s`): Java's
+/// `equalsIgnoreCase` and Python's `re.IGNORECASE` match them with `i`
+/// and `s`.
 fn fold(path: &str) -> String {
     if path.is_ascii() {
         return path.to_owned();
     }
-    resegment(&path.nfkc().collect::<String>())
+    let folded: String = path
+        .nfkc()
+        .map(|c| match c {
+            'ı' => 'i',
+            'İ' => 'I',
+            'ſ' => 's',
+            c => c,
+        })
+        .collect();
+    resegment(&folded)
 }
 
 /// Each segment without leading whitespace and without trailing dots and
@@ -77,11 +89,20 @@ fn trim(path: &str) -> String {
         .split('/')
         .map(|segment| {
             segment
-                .trim_start_matches(|c: char| c.is_ascii() && is_trimmed(c as u8))
-                .trim_end_matches(|c: char| c == '.' || (c.is_ascii() && is_trimmed(c as u8)))
+                .trim_start_matches(is_trimmed_char)
+                .trim_end_matches(|c: char| c == '.' || is_trimmed_char(c))
         })
         .collect();
     resegment(&trimmed.join("/"))
+}
+
+/// What some origin trims off a token's edges: ASCII controls and space,
+/// Unicode whitespace (.NET `Trim`, Python `strip`: U+0085, U+00A0, U+1680,
+/// U+2028, U+3000...) and the invisible zero-width characters.
+fn is_trimmed_char(c: char) -> bool {
+    (c.is_ascii() && is_trimmed(c as u8))
+        || c.is_whitespace()
+        || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }
 
 /// Dot segments, separators and repeated slashes of an already decoded
@@ -132,6 +153,23 @@ mod tests {
         reads_as("/ａｐｉ/x", "/api/x");
         reads_as("/ＡＰＩ/x", "/API/x");
         reads_as("/x／．．／api/y", "/api/y");
+    }
+
+    #[test]
+    fn letters_whose_case_is_ascii_fold_to_it() {
+        reads_as("/ap\u{131}/x", "/api/x");
+        reads_as("/AP\u{130}/x", "/API/x");
+        reads_as("/\u{17F}ecure/x", "/secure/x");
+    }
+
+    #[test]
+    fn unicode_whitespace_and_invisible_characters_are_trimmed() {
+        for space in [
+            "\u{85}", "\u{A0}", "\u{1680}", "\u{2028}", "\u{3000}", "\u{200B}", "\u{FEFF}",
+        ] {
+            reads_as(&format!("/api{space}/x"), "/api/x");
+            reads_as(&format!("/{space}api/x"), "/api/x");
+        }
     }
 
     #[test]

@@ -180,6 +180,9 @@ async fn a_path_that_origins_would_route_to_a_core_url_never_passes_unchallenged
         "/api%09/x",
         "/api%23/x",
         "/x%EF%BC%8F%EF%BC%8E%EF%BC%8E%EF%BC%8Fapi/x",
+        "/ap%C4%B1/x",
+        "/api%C2%85/x",
+        "/api%E2%80%8B/x",
     ] {
         let out = h.send(get(target, "api.local")).await;
         let blocked = out.action == Action::Intercept(Answer::Blocked);
