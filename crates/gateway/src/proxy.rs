@@ -201,7 +201,13 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
     }
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         // Only a request that asked to switch is answered by a switch.
-        let Some((client, origin)) = out.client_upgrade.take().zip(body.into_switched()) else {
+        let answered = out.websocket_accept.as_deref().is_none_or(|accept| {
+            head.headers
+                .get("sec-websocket-accept")
+                .is_some_and(|v| v.as_bytes() == accept.as_bytes())
+        });
+        let switched = out.client_upgrade.take().zip(body.into_switched());
+        let Some((client, origin)) = switched.filter(|_| answered) else {
             count_origin_error(shared, "error");
             return json_error(502, "origin switched protocols unasked", &ctx.request_id);
         };
@@ -257,6 +263,9 @@ pub(crate) struct Outgoing<'a> {
     /// A WebSocket (or other allowed) upgrade passes through.
     pub tunnelled: bool,
     pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// For a WebSocket handshake, the `Sec-WebSocket-Accept` the origin's
+    /// switch must carry: a switch without it is no handshake answered.
+    pub websocket_accept: Option<String>,
 }
 
 /// Why a request has no origin request.
@@ -280,13 +289,19 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
     let Some(upstream) = rt.upstream(&ex.target.authority, ex.target.path()) else {
         return Err(Unroutable::NoOrigin);
     };
-    let tunnelled = upgrade_protocol(&ex.parts.headers).is_some_and(|protocol| {
+    let allowed = upgrade_protocol(&ex.parts.headers).filter(|protocol| {
         rt.config
             .headers
             .upgrades
             .iter()
             .any(|allowed| allowed.eq_ignore_ascii_case(protocol))
     });
+    let websocket = allowed.is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+    let websocket_accept = websocket
+        .then(|| hdr::websocket_accept(&ex.parts.headers))
+        .flatten();
+    // A WebSocket upgrade without a valid handshake goes on as a plain request.
+    let tunnelled = allowed.is_some() && (!websocket || websocket_accept.is_some());
     let client_upgrade = tunnelled
         .then(|| ex.parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
@@ -294,6 +309,7 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
         upstream,
         tunnelled,
         client_upgrade,
+        websocket_accept,
     })
 }
 

@@ -107,6 +107,30 @@ async fn websocket_upgrade_is_tunnelled() {
 }
 
 #[tokio::test]
+async fn only_a_websocket_handshake_answered_by_the_origin_is_tunnelled() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (target, handshake, status) in [
+        // The origin switches without the accept value: no tunnel.
+        (
+            "/ws-unanswered",
+            format!("Sec-WebSocket-Version: 13\r\n{key}"),
+            502,
+        ),
+        // No key, or another version: a plain request, never switched.
+        ("/ws", "Sec-WebSocket-Version: 13\r\n".to_owned(), 200),
+        ("/ws", format!("Sec-WebSocket-Version: 8\r\n{key}"), 200),
+    ] {
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\n{BROWSER}Connection: Upgrade\r\nUpgrade: websocket\r\n{handshake}\r\n"
+        );
+        let answer = raw(gw.listen, request.as_bytes(), Duration::from_secs(2)).await;
+        assert_eq!(status_of(&answer), status, "{target} {handshake}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn a_declined_switch_closes_the_connection_it_stopped_scanning() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "").await;

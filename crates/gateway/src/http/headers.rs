@@ -184,6 +184,26 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::UPGRADE).and_then(|v| v.to_str().ok())
 }
 
+/// The `Sec-WebSocket-Accept` an origin must answer a WebSocket handshake
+/// with; `None` when the request is no valid handshake (RFC 6455 4.1:
+/// version 13 and a key of 16 bytes in base64), which is then not tunnelled.
+pub fn websocket_accept(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let version = headers.get("sec-websocket-version")?.as_bytes();
+    let key = headers.get("sec-websocket-key")?.as_bytes().trim_ascii();
+    let engine = base64::engine::general_purpose::STANDARD;
+    if version.trim_ascii() != b"13" || engine.decode(key).ok()?.len() != 16 {
+        return None;
+    }
+    let digest = sha1::Sha1::new()
+        .chain_update(key)
+        .chain_update(GUID)
+        .finalize();
+    Some(engine.encode(digest))
+}
+
 /// Removes hop-by-hop headers and those the `Connection` header lists. With
 /// `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay (a WebSocket
 /// handshake passes through).
@@ -251,6 +271,25 @@ mod tests {
         remove_where(&mut h, |n| doomed.matches(n.as_str()));
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn a_websocket_handshake_has_one_accept_value() {
+        let mut h = HeaderMap::new();
+        h.insert("sec-websocket-version", HeaderValue::from_static("13"));
+        h.insert(
+            "sec-websocket-key",
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        // The example of RFC 6455 section 1.3.
+        assert_eq!(
+            websocket_accept(&h).as_deref(),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        h.insert("sec-websocket-key", HeaderValue::from_static("c2hvcnQ="));
+        assert_eq!(websocket_accept(&h), None, "a key of 5 bytes");
+        h.remove("sec-websocket-key");
+        assert_eq!(websocket_accept(&h), None, "no key");
     }
 
     #[test]

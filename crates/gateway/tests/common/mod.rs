@@ -89,6 +89,20 @@ async fn handle(
         response
             .headers_mut()
             .insert(http::header::CONNECTION, "upgrade".parse().unwrap());
+        // `/ws-unanswered` switches without answering the handshake.
+        let key = req.headers().get("sec-websocket-key");
+        if let Some(key) = key.filter(|_| req.uri().path() != "/ws-unanswered") {
+            use base64::Engine as _;
+            use sha1::Digest as _;
+            let digest = sha1::Sha1::new()
+                .chain_update(key.as_bytes())
+                .chain_update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                .finalize();
+            let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+            response
+                .headers_mut()
+                .insert("sec-websocket-accept", accept.parse().unwrap());
+        }
         return Ok(response);
     }
     if req.uri().path() == "/leak" {
