@@ -3,7 +3,7 @@
 //! tags and `${@...}`, OGNL/SpEL, prototype pollution, and GraphQL
 //! introspection queries.
 
-use crate::text::{Hits, Text, is_ident, skip_ws};
+use crate::text::{Hits, Text, empty_call_in_prose, is_ident, skip_ws};
 use crate::{Family, score};
 use aho_corasick::AhoCorasick;
 use std::sync::LazyLock;
@@ -74,7 +74,8 @@ const PATTERNS: &[(&str, u32, bool)] = &[
     ("createobject", score::MEDIUM + 1, true),
     ("execute", score::MEDIUM, true),
     ("executeglobal", score::STRONG, true),
-    ("on error resume next", score::MEDIUM + 1, false),
+    // A VBScript statement people also say: telling with other constructs.
+    ("on error resume next", score::WEAK, false),
     ("server.scripttimeout", score::STRONG, false),
     ("wscript.shell", score::STRONG, false),
 ];
@@ -134,6 +135,10 @@ fn scan(b: &[u8], hits: &mut Hits) {
             }
             // `system (as designed)` is prose; `system ('id')` is code.
             if k > e && !matches!(b.get(k + 1), Some(b'"' | b'\'' | b'$' | b'@' | b'`')) {
+                continue;
+            }
+            // `eval() is evil` too; `phpinfo()` alone still tells.
+            if sc < score::STRONG && empty_call_in_prose(b, e) {
                 continue;
             }
         }

@@ -808,7 +808,13 @@ fn function_call<'a>(prev: Option<Tok<'a>>, tok: &Tok<'a>, rest: &mut Tokens<'a>
     let telling = TELLING_FUNCS.contains(&w);
     let time_based = matches!(w, b"sleep" | b"pg_sleep" | b"benchmark");
     if time_based {
-        if arg.is_some_and(|a| a.kind == Kind::Num || is_p(&a, b"(")) {
+        // `sleep(5)`, `sleep(5*2)`, `sleep((select ...))`; not
+        // `sleep(8 hours)`: a plain word after the number is no SQL.
+        let then = rest.clone().next();
+        let prose = then.is_some_and(|t| {
+            t.kind == Kind::Word && !matches!(t.text, b"and" | b"or" | b"xor" | b"div" | b"mod")
+        });
+        if !prose && arg.is_some_and(|a| a.kind == Kind::Num || is_p(&a, b"(")) {
             hits.add(
                 Family::Sqli,
                 score::MEDIUM + 1,

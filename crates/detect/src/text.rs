@@ -218,6 +218,25 @@ pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Whether the name ending at `e` is followed by an empty call and then a
+/// plain word (`eval() is evil`): prose naming a function. No JavaScript
+/// or PHP parses a word right after a call on the same line, except the
+/// operators spelled as words.
+pub(crate) fn empty_call_in_prose(b: &[u8], e: usize) -> bool {
+    let Some(rest) = b.get(e..).and_then(|r| r.strip_prefix(b"()")) else {
+        return false;
+    };
+    let word_at = skip_ws(rest, 0);
+    if word_at == 0 || !rest.get(word_at).is_some_and(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let word = &rest[word_at..ident_end(rest, word_at)];
+    !matches!(
+        word.to_ascii_lowercase().as_slice(),
+        b"in" | b"instanceof" | b"and" | b"or" | b"xor"
+    )
+}
+
 /// End of the identifier starting at `i`.
 pub(crate) fn ident_end(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && is_ident(b[i]) {

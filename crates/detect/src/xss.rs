@@ -4,7 +4,7 @@
 //! `prompt\``, `confirm.call(`, `(alert)(1)`), also after removing string
 //! concatenation and dummy tags used to split keywords.
 
-use crate::text::{Hits, Text, ident_end, is_ident, skip_ws};
+use crate::text::{Hits, Text, empty_call_in_prose, ident_end, is_ident, skip_ws};
 use crate::{Family, score};
 use aho_corasick::AhoCorasick;
 use std::sync::LazyLock;
@@ -427,7 +427,7 @@ fn sinks(b: &[u8], hits: &mut Hits) {
                 if (prev == b'.' && !dotted_global(b, s)) || is_ident(prev) {
                     continue;
                 }
-                if is_call(b, e) && !is_stack_frame(b, s, e) {
+                if is_call(b, e) && !is_stack_frame(b, s, e) && !empty_call_in_prose(b, e) {
                     hits.add(Family::Xss, score::MEDIUM + 1, "xss.js-sink-call", s);
                 }
             }

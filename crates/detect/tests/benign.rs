@@ -106,6 +106,11 @@ const TEXTS: &[&str] = &[
     "<p>Hello <a href=\"https://example.com\">world</a></p>",
     "<img src=\"/static/cat.png\" alt=\"cat\">",
     "SELECT: choose any two from: red, blue, green",
+    // Found refused from outside: sayings and prose about code.
+    "on error resume next",
+    "eval() is evil",
+    "use print() to debug, never eval() on user input",
+    "sleep(8 hours) is good",
 ];
 
 #[test]
