@@ -5,7 +5,8 @@
 # rounds), the ratios to nginx, and what each proxy's own processes spent
 # per request: user and system CPU µs and context switches. wrk, proxies
 # and origin share this machine's cores, so read the ratios and the CPU
-# per request rather than the absolute numbers.
+# per request rather than the absolute numbers. The last column is the
+# origin's own CPU per request behind each target.
 #
 #   bench/proxy.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 10 s)
 #
@@ -60,29 +61,35 @@ processes() {
 }
 HZ=$(getconf CLK_TCK)
 
-declare -A RPS P99 USER SYS SWITCHES
+# The origin's CPU is read in every round too: how a proxy batches the
+# origin's wake-ups changes what the origin spends per request.
+declare -A RPS P99 USER SYS SWITCHES BEHIND
+origin_pids=$(processes origin)
 for round in $(seq "$ROUNDS"); do
   for target in origin:$ORIGIN_PORT nginx:$NGINX_PORT portcullis:$PC_PORT; do
     name=${target%%:*}; port=${target##*:}
     pids=$(processes "$name")
     read -r user0 sys0 switches0 < <(proc_cpu $pids)
+    read -r ouser0 osys0 _ < <(proc_cpu $origin_pids)
     out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "${HDRS[@]}" "http://127.0.0.1:$port$URL_PATH")
     read -r user1 sys1 switches1 < <(proc_cpu $pids)
+    read -r ouser1 osys1 _ < <(proc_cpu $origin_pids)
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    read -r user sys switches < <(python3 -c "n = max($requests, 1); t = 1e6 / $HZ / n
-print(f'{($user1 - $user0) * t:.1f} {($sys1 - $sys0) * t:.1f} {($switches1 - $switches0) / n:.2f}')")
-    USER[$name]+="$user "; SYS[$name]+="$sys "; SWITCHES[$name]+="$switches "
+    read -r user sys switches behind < <(python3 -c "n = max($requests, 1); t = 1e6 / $HZ / n
+print(f'{($user1 - $user0) * t:.1f} {($sys1 - $sys0) * t:.1f} {($switches1 - $switches0) / n:.2f} {($ouser1 - $ouser0 + $osys1 - $osys0) * t:.1f}')")
+    USER[$name]+="$user "; SYS[$name]+="$sys "; SWITCHES[$name]+="$switches "; BEHIND[$name]+="$behind "
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     RPS[$name]+="$rps "; P99[$name]+="$p99 "
-    echo "round $round $name: $rps req/s, p99 $p99, CPU user $user + system $sys us/request, $switches switches/request${non2xx:+, non-2xx $non2xx}"
+    echo "round $round $name: $rps req/s, p99 $p99, CPU user $user + system $sys us/request, $switches switches/request, origin $behind us/request${non2xx:+, non-2xx $non2xx}"
   done
 done
 
 python3 - "${RPS[origin]}" "${RPS[nginx]}" "${RPS[portcullis]}" "${P99[origin]}" "${P99[nginx]}" "${P99[portcullis]}" \
   "${USER[origin]}" "${USER[nginx]}" "${USER[portcullis]}" "${SYS[origin]}" "${SYS[nginx]}" "${SYS[portcullis]}" \
-  "${SWITCHES[origin]}" "${SWITCHES[nginx]}" "${SWITCHES[portcullis]}" <<'PY'
+  "${SWITCHES[origin]}" "${SWITCHES[nginx]}" "${SWITCHES[portcullis]}" \
+  "${BEHIND[origin]}" "${BEHIND[nginx]}" "${BEHIND[portcullis]}" <<'PY'
 import statistics, sys
 def ms(v):
     v = v.strip()
@@ -95,9 +102,10 @@ def medians(args, parse=float):
     return {n: statistics.median(map(parse, a.split())) for n, a in zip(names, args)}
 rps, p99 = medians(sys.argv[1:4]), medians(sys.argv[4:7], ms)
 user, system, switches = medians(sys.argv[7:10]), medians(sys.argv[10:13]), medians(sys.argv[13:16])
-print(f"\n{'target':<12}{'req/s (median)':>16}{'p99 ms':>9}{'vs nginx':>10}{'user us/req':>13}{'sys us/req':>12}{'switches/req':>14}")
+behind = medians(sys.argv[16:19])
+print(f"\n{'target':<12}{'req/s (median)':>16}{'p99 ms':>9}{'vs nginx':>10}{'user us/req':>13}{'sys us/req':>12}{'switches/req':>14}{'origin us/req':>15}")
 for n in names:
-    print(f"{n:<12}{rps[n]:>16.0f}{p99[n]:>9.2f}{rps[n] / rps['nginx']:>10.2f}{user[n]:>13.1f}{system[n]:>12.1f}{switches[n]:>14.2f}")
+    print(f"{n:<12}{rps[n]:>16.0f}{p99[n]:>9.2f}{rps[n] / rps['nginx']:>10.2f}{user[n]:>13.1f}{system[n]:>12.1f}{switches[n]:>14.2f}{behind[n]:>15.1f}")
 cpu = {n: user[n] + system[n] for n in ("nginx", "portcullis")}
 print(f"\nPortcullis spends {cpu['portcullis'] / max(cpu['nginx'], 0.1):.2f}x the CPU per request of nginx as a proxy"
       f" (user {user['portcullis'] / max(user['nginx'], 0.1):.2f}x, system {system['portcullis'] / max(system['nginx'], 0.1):.2f}x)")
