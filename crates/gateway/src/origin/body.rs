@@ -137,8 +137,11 @@ impl OriginBody {
         }
     }
 
-    /// The connection is out of step with the origin: it is closed.
+    /// The connection is out of step with the origin: it is closed. The
+    /// client's connection closes too (its answer's head may be out), so
+    /// the log says why.
     fn fail(&mut self, error: OriginError) -> OriginError {
+        tracing::warn!(origin = %self.pool.address, error = %error, "origin response body failed; closing the client connection");
         self.state = State::Done;
         self.conn = None;
         error
