@@ -71,6 +71,45 @@ pub fn views(raw: &[u8], plus: bool) -> Views {
     out
 }
 
+/// Quoted-printable (`=3C` for `<`, `=` at a line end joins two lines),
+/// as mail and multipart parsers decode a part declaring it; an `=` that
+/// starts neither is kept.
+pub fn quoted_printable(input: &[u8]) -> Vec<u8> {
+    let input = &input[..input.len().min(MAX_DECODED)];
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] != b'=' {
+            out.push(input[i]);
+            i += 1;
+            continue;
+        }
+        let rest = &input[i + 1..];
+        // Trailing spaces before a soft line break are padding.
+        let pad = rest
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t'))
+            .count();
+        let byte = match rest {
+            [h, l, ..] => hex(*h).zip(hex(*l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (&rest[pad..], byte) {
+            ([b'\r', b'\n', ..], _) => i += 1 + pad + 2,
+            ([b'\n', ..], _) => i += 1 + pad + 1,
+            (_, Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            _ => {
+                out.push(b'=');
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Percent, `%u`, HTML entity and JS escape decoding repeated until nothing
 /// changes (at most [`MAX_ROUNDS`]), then UTF-8 normalisation.
 pub fn full_decode(raw: &[u8], plus: bool, anomalies: &mut Anomalies) -> String {

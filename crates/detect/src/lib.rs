@@ -70,6 +70,7 @@
 //! the corpora, to diff two builds).
 
 mod analyze;
+pub mod charset;
 mod code;
 mod crlf;
 pub mod decode;

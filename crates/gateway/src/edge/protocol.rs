@@ -8,6 +8,7 @@
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use portcullis_config::{LimitsConfig, ProtocolConfig};
+use portcullis_detect::charset;
 
 /// Why a request is refused, with the status it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +280,9 @@ pub fn check_body(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    if let Some(label) = charset::param(content_type.as_bytes()).filter(|l| !charset::readable(l)) {
+        return violation(UNREADABLE_CHARSET, printable(label), 400);
+    }
     let form = "application/x-www-form-urlencoded";
     if content_type
         .get(..form.len())
@@ -310,10 +314,28 @@ fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
             .then_some(())
             .and_then(|()| violation("bad_utf8", "form: raw bytes", 400));
     };
+    if let Some(label) = form_charset(body).filter(|l| !charset::readable(l)) {
+        return violation(UNREADABLE_CHARSET, printable(&label), 400);
+    }
     check_encoded(text, protocol).map(|(name, evidence)| Violation {
         name,
         evidence: format!("form: {evidence}"),
         status: status_of(name),
+    })
+}
+
+/// A charset the detection cannot read text in (EBCDIC, UTF-16, UTF-7,
+/// ...), declared by `Content-Type` or a form's `_charset_` field.
+pub const UNREADABLE_CHARSET: &str = "unreadable_charset";
+
+/// The value of a form's `_charset_` field (HTML5, ASP.NET: the charset
+/// the rest of the form is decoded in), percent-decoded.
+fn form_charset(body: &[u8]) -> Option<Vec<u8>> {
+    body.split(|&c| c == b'&').find_map(|pair| {
+        let (k, v) = pair.split_at(memchr::memchr(b'=', pair)?);
+        let k = percent_decode(k).ok()?;
+        k.eq_ignore_ascii_case(b"_charset_")
+            .then(|| percent_decode(&v[1..]).unwrap_or_else(|_| v[1..].to_vec()))
     })
 }
 
@@ -496,6 +518,48 @@ mod tests {
         assert_eq!(name(head("GET", &long, &[])), "uri_too_long");
     }
 
+    #[test]
+    fn charsets_that_move_ascii_are_refused() {
+        let p = ProtocolConfig::default();
+        // `<script>` in EBCDIC code page 037, which reads as GBK bytes.
+        let body = b"q=%4C%A2%83%99%89%97%A3%6E";
+        let mut h = HeaderMap::new();
+        for cs in [
+            "ibm037", "IBM500", "cp1026", "ibm273", "cp875", "utf-16", "utf-7",
+        ] {
+            for mime in [
+                "application/x-www-form-urlencoded",
+                "application/json",
+                "multipart/form-data; boundary=b",
+                "text/xml",
+            ] {
+                let ct = format!("{mime}; charset={cs}");
+                h.insert(CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap());
+                let v = check_body(&h, body, true, &p);
+                assert_eq!(
+                    v.as_ref().map(|v| (v.name, v.status)),
+                    Some((UNREADABLE_CHARSET, 400)),
+                    "{ct}"
+                );
+            }
+        }
+        for cs in [
+            "utf-8",
+            "\"UTF-8\"",
+            "iso-8859-1",
+            "windows-1252",
+            "gbk",
+            "big5",
+            "shift_jis",
+            "euc-jp",
+            "koi8-r",
+        ] {
+            let ct = format!("application/x-www-form-urlencoded; charset={cs}");
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap());
+            assert_eq!(name(check_body(&h, b"q=hello", true, &p)), "ok", "{ct}");
+        }
+    }
+
     fn strict_percent() -> ProtocolConfig {
         ProtocolConfig {
             reject_bad_percent: true,
@@ -540,6 +604,18 @@ mod tests {
         assert_eq!(name(check_body(&h, b"a=1&b=%E4%BD%A0", true, &p)), "ok");
         assert_eq!(name(check_body(&h, b"a=%bf", true, &p)), "bad_utf8");
         assert_eq!(name(check_body(&h, b"a=%g1", true, &p)), "ok");
+        assert_eq!(
+            name(check_body(&h, b"_charset_=utf-8&q=caf%C3%A9", true, &p)),
+            "ok"
+        );
+        assert_eq!(
+            name(check_body(&h, b"_charset_=ibm037&q=%4C%A2%83", true, &p)),
+            UNREADABLE_CHARSET
+        );
+        assert_eq!(
+            name(check_body(&h, b"q=1&%5Fcharset%5F=cp1026", true, &p)),
+            UNREADABLE_CHARSET
+        );
         assert_eq!(
             name(check_body(&h, b"a=%g1", true, &strict_percent())),
             "bad_percent_encoding"

@@ -1,0 +1,200 @@
+//! Evasion classes: payloads hidden by a charset that moves ASCII, by a
+//! transfer encoding, by cookie quoting, or by another spelling of an
+//! address. Each is caught in the reading the origin makes of it.
+
+mod common;
+use common::*;
+use portcullis_detect::{DEFAULT_THRESHOLD, Family, Verdict};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `s` encoded as EBCDIC code page 037 (the letters, digits and the
+/// punctuation of the payloads below).
+fn cp037(s: &str) -> Vec<u8> {
+    const TABLE: &[(char, u8)] = &[
+        (' ', 0x40),
+        ('<', 0x4c),
+        ('(', 0x4d),
+        ('>', 0x6e),
+        (')', 0x5d),
+        ('/', 0x61),
+        ('\'', 0x7d),
+        ('-', 0x60),
+        ('=', 0x7e),
+    ];
+    s.chars()
+        .map(|c| match c {
+            'a'..='i' => 0x81 + (c as u8 - b'a'),
+            'j'..='r' => 0x91 + (c as u8 - b'j'),
+            's'..='z' => 0xa2 + (c as u8 - b's'),
+            'A'..='I' => 0xc1 + (c as u8 - b'A'),
+            'J'..='R' => 0xd1 + (c as u8 - b'J'),
+            'S'..='Z' => 0xe2 + (c as u8 - b'S'),
+            '0'..='9' => 0xf0 + (c as u8 - b'0'),
+            _ => TABLE
+                .iter()
+                .find(|(k, _)| *k == c)
+                .map_or(0x6f, |&(_, b)| b),
+        })
+        .collect()
+}
+
+fn pct(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+fn refused(v: &Verdict) -> bool {
+    v.is_attack(DEFAULT_THRESHOLD)
+}
+
+fn multipart(part_headers: &str, body: &[u8]) -> Verdict {
+    let mut b = format!("--BB\r\nContent-Disposition: form-data; name=\"q\"\r\n{part_headers}\r\n")
+        .into_bytes();
+    b.extend_from_slice(body);
+    b.extend_from_slice(b"\r\n--BB--\r\n");
+    run(
+        "POST",
+        "/s",
+        &[("content-type", "multipart/form-data; boundary=BB")],
+        &b,
+    )
+}
+
+const XSS: &str = "<script>alert(1)</script>";
+
+#[test]
+fn a_form_in_a_charset_that_moves_ascii_is_refused() {
+    let body = format!("q={}", pct(&cp037(XSS)));
+    for cs in [
+        "ibm037", "IBM037", "cp037", "ibm500", "cp1026", "ibm273", "cp875", "utf-16be",
+    ] {
+        let ct = format!("{FORM}; charset={cs}");
+        let v = run("POST", "/s", &[("content-type", &ct)], body.as_bytes());
+        assert!(refused(&v), "{cs}: {v:?}");
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.rule_id == "protocol.unreadable-charset")
+        );
+    }
+}
+
+#[test]
+fn a_multipart_part_in_a_charset_that_moves_ascii_is_refused() {
+    for cs in ["ibm037", "cp500", "x-unknown"] {
+        let v = multipart(
+            &format!("Content-Type: text/plain; charset={cs}\r\n"),
+            &cp037(XSS),
+        );
+        assert!(refused(&v), "{cs}: {v:?}");
+    }
+}
+
+#[test]
+fn a_charset_field_that_moves_ascii_is_refused() {
+    let body = format!("_charset_=ibm037&q={}", pct(&cp037(XSS)));
+    let v = run("POST", "/s", &[("content-type", FORM)], body.as_bytes());
+    assert!(refused(&v), "{v:?}");
+    let mut b =
+        b"--BB\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nibm037\r\n".to_vec();
+    b.extend_from_slice(b"--BB\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n");
+    b.extend_from_slice(&cp037(XSS));
+    b.extend_from_slice(b"\r\n--BB--\r\n");
+    let v = run(
+        "POST",
+        "/s",
+        &[("content-type", "multipart/form-data; boundary=BB")],
+        &b,
+    );
+    assert!(refused(&v), "{v:?}");
+}
+
+#[test]
+fn forms_in_ascii_compatible_charsets_are_read() {
+    for cs in [
+        "utf-8",
+        "UTF-8",
+        "iso-8859-1",
+        "windows-1252",
+        "gbk",
+        "shift_jis",
+        "euc-kr",
+        "koi8-r",
+    ] {
+        let ct = format!("{FORM}; charset={cs}");
+        let v = run(
+            "POST",
+            "/s",
+            &[("content-type", &ct)],
+            b"q=hello+world&_charset_=utf-8",
+        );
+        assert!(!refused(&v), "{cs}: {v:?}");
+        let v = run(
+            "POST",
+            "/s",
+            &[("content-type", &ct)],
+            format!("q={}", enc(XSS)).as_bytes(),
+        );
+        assert!(v.findings.iter().any(|f| f.family == Family::Xss), "{cs}");
+        let v = multipart(
+            &format!("Content-Type: text/plain; charset={cs}\r\n"),
+            b"hello",
+        );
+        assert!(!refused(&v), "{cs}: {v:?}");
+    }
+}
+
+/// `s` as quoted-printable with every byte escaped.
+fn qp(s: &str) -> String {
+    s.bytes().map(|b| format!("={b:02X}")).collect()
+}
+
+#[test]
+fn quoted_printable_parts_are_decoded() {
+    for (payload, family) in [
+        ("1' UNION SELECT password FROM users--", Family::Sqli),
+        (XSS, Family::Xss),
+        ("../../../../etc/passwd", Family::PathTraversal),
+        (";cat /etc/passwd", Family::Rce),
+    ] {
+        let v = multipart(
+            "Content-Transfer-Encoding: quoted-printable\r\n",
+            qp(payload).as_bytes(),
+        );
+        assert!(
+            v.findings.iter().any(|f| f.family == family),
+            "{payload}: {v:?}"
+        );
+        assert!(refused(&v));
+    }
+    // Soft line breaks join lines, as in mail.
+    let v = multipart(
+        "Content-Transfer-Encoding: quoted-printable\r\n",
+        b"<scr=\r\nipt>alert(1)</sc=\r\nript>",
+    );
+    assert!(v.findings.iter().any(|f| f.family == Family::Xss), "{v:?}");
+}
+
+#[test]
+fn ordinary_quoted_printable_text_is_clean() {
+    let v = multipart(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n",
+        b"Caf=C3=A9 au lait, 2 =3D 1+1, a long line that wraps here=\r\n and goes on.",
+    );
+    assert!(!refused(&v), "{v:?}");
+}
+
+#[test]
+fn an_unknown_transfer_encoding_is_refused() {
+    for cte in ["x-uuencode", "uuencode", "base32", "rot13"] {
+        let v = multipart(&format!("Content-Transfer-Encoding: {cte}\r\n"), b"hello");
+        assert!(refused(&v), "{cte}: {v:?}");
+    }
+    for cte in ["7bit", "8bit", "binary", "BASE64"] {
+        let v = multipart(
+            &format!("Content-Transfer-Encoding: {cte}\r\n"),
+            b"aGVsbG8=",
+        );
+        assert!(!refused(&v), "{cte}: {v:?}");
+    }
+}
