@@ -257,3 +257,77 @@ fn ordinary_quoted_cookies_are_clean() {
         assert!(!refused(&v), "{cookie}: {v:?}");
     }
 }
+
+const SSRF_SPELLINGS: &[&str] = &[
+    "http://2852039166/",
+    "http://0xa9fea9fe/",
+    "http://[::ffff:a9fe:a9fe]/",
+    "http://0251.0376.0251.0376/",
+    "http://169.254.43518/",
+    "http://169.16689662/",
+    "http://00000177.0.0.1/",
+    "http://0000/",
+    "http://[0000::1]/",
+    "http://[fe80::1]/",
+    "http://[fd00::1]/",
+    "http://127\u{3002}0\u{3002}0\u{3002}1/",
+    "http://127\u{ff0e}0\u{ff0e}0\u{ff0e}1/",
+    "http://\u{2460}\u{2461}\u{2466}.\u{24ea}.\u{24ea}.\u{2460}/",
+    "http://evil.com\\@127.0.0.1/",
+    "http:/\\127.0.0.1/",
+    "//127.0.0.1/admin",
+    "http://169.254.170.2/v2/credentials/x",
+    "http://instance-data/",
+    "http://100.64.0.1/",
+    "http://198.18.0.1/",
+];
+
+#[test]
+fn other_spellings_of_internal_addresses_are_ssrf() {
+    for url in SSRF_SPELLINGS {
+        let v = run("GET", &format!("/fetch?url={}", enc(url)), &[], b"");
+        assert!(
+            v.findings.iter().any(|f| f.family == Family::Ssrf),
+            "{url}: {v:?}"
+        );
+        assert!(refused(&v), "{url}");
+        let form = format!("url={}", enc(url));
+        let v = run("POST", "/fetch", &[("content-type", FORM)], form.as_bytes());
+        assert!(refused(&v), "form {url}");
+    }
+}
+
+#[test]
+fn metadata_addresses_count_in_json_in_every_spelling() {
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://2852039166/latest/meta-data/",
+        "http://0xa9fea9fe/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.43518/",
+        "http://169.254.170.2/v2/credentials/x",
+        "http://[fd00:ec2::254]/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://instance-data/latest/",
+        "http://100.100.100.200/latest/meta-data/",
+    ] {
+        let body = format!("{{\"webhook\":{}}}", json_str(url));
+        let v = run(
+            "POST",
+            "/api",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert!(refused(&v), "{url}: {v:?}");
+    }
+    // Loopback and private URLs in JSON are configuration, as documented.
+    let body = br#"{"redis":"http://127.0.0.1:6379","api":"http://10.0.0.5/v1","cdn":"//cdn.example.com/a.js"}"#;
+    let v = run(
+        "POST",
+        "/api",
+        &[("content-type", "application/json")],
+        body,
+    );
+    assert!(!refused(&v), "{v:?}");
+}
