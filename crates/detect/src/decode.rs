@@ -60,7 +60,9 @@ pub fn views(raw: &[u8], plus: bool) -> Views {
             }
         }
     }
+    let unescaped = unescaped_quotes(&first);
     out.texts.push(first);
+    out.texts.extend(unescaped);
     for c in candidates {
         let mut a = Anomalies::default();
         let t = full_decode(c.as_bytes(), false, &mut a);
@@ -69,6 +71,14 @@ pub fn views(raw: &[u8], plus: bool) -> Views {
         }
     }
     out
+}
+
+/// The text with `\'` and `\"` read as the quote alone: an application
+/// that escapes quotes with a backslash but leaves backslashes alone
+/// turns `\'` into `\\'`, an escaped backslash, then a quote that ends
+/// the string.
+fn unescaped_quotes(s: &str) -> Option<String> {
+    (s.contains("\\'") || s.contains("\\\"")).then(|| s.replace("\\'", "'").replace("\\\"", "\""))
 }
 
 /// Quoted-printable (`=3C` for `<`, `=` at a line end joins two lines),

@@ -331,3 +331,70 @@ fn metadata_addresses_count_in_json_in_every_spelling() {
     );
     assert!(!refused(&v), "{v:?}");
 }
+
+#[test]
+fn backslash_quote_breakouts_are_sqli() {
+    for p in [
+        "\\' or 1=1--",
+        "\\' or '1'='1",
+        "a\\' OR 1=1#",
+        "\\'/**/or/**/1=1#",
+        "\\\" or 1=1--",
+        "1\\' and sleep(5)#",
+    ] {
+        for (place, v) in placements(p) {
+            assert!(
+                v.findings.iter().any(|f| f.family == Family::Sqli),
+                "{place} {p}: {v:?}"
+            );
+            assert!(refused(&v), "{place} {p}");
+        }
+    }
+}
+
+#[test]
+fn globbed_and_emptily_expanded_commands_are_rce() {
+    for p in [
+        ";/???/??t /???/p??s??",
+        ";/bin/c?t /etc/pa??wd",
+        "|/usr/bin/wh?ami",
+        ";/usr/bin/[w]hoami",
+        ";who$()ami",
+        ";wh${x}oami",
+        ";who$@ami",
+        ";who$1ami",
+        "`wh``oami`",
+        ";$'\\x69\\x64'",
+        ";$'\\151\\144'",
+        ";{id,}",
+        ";{,id}",
+        "/e*c/p*sswd",
+    ] {
+        for (place, v) in placements(p) {
+            assert!(
+                v.findings.iter().any(|f| f.family == Family::Rce),
+                "{place} {p}: {v:?}"
+            );
+            assert!(refused(&v), "{place} {p}");
+        }
+    }
+}
+
+#[test]
+fn quotes_wildcards_and_dollars_in_ordinary_text_are_clean() {
+    for p in [
+        "it\\'s a \\\"quoted\\\" word",
+        "O\\'Brien",
+        "GET /api/*/users?id=1",
+        "what? who? where?",
+        "price: $5 or $10, save 20%",
+        "files: *.jpg, *.png",
+        "/usr/share/*/README",
+        "{a,b}",
+        "${name} and ${user}",
+    ] {
+        for (place, v) in placements(p) {
+            assert!(!refused(&v), "{place} {p}: {v:?}");
+        }
+    }
+}
