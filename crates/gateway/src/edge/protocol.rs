@@ -293,8 +293,89 @@ pub fn check_body(
     if is_json(content_type) {
         return check_json(body, complete, protocol);
     }
+    if content_type
+        .get(..10)
+        .is_some_and(|start| start.eq_ignore_ascii_case("multipart/"))
+    {
+        return check_multipart(content_type, body);
+    }
     None
 }
+
+/// Most multipart parts whose headers are checked.
+const MAX_PARTS: usize = 64;
+
+/// A multipart part the detection cannot read as its server will: text
+/// in a charset that moves ASCII (its `Content-Type`, or a `_charset_`
+/// field naming the form's), or a transfer encoding it does not decode.
+fn check_multipart(content_type: &str, body: &[u8]) -> Option<Violation> {
+    let lower = content_type.to_ascii_lowercase();
+    let at = lower.find("boundary=")? + "boundary=".len();
+    let boundary = content_type[at..]
+        .split(';')
+        .next()?
+        .trim()
+        .trim_matches('"');
+    if boundary.is_empty() {
+        return None;
+    }
+    let delim = format!("--{boundary}");
+    for start in memchr::memmem::find_iter(body, delim.as_bytes()).take(MAX_PARTS) {
+        let part = &body[start + delim.len()..];
+        if part.starts_with(b"--") {
+            break;
+        }
+        let (head, content) = match memchr::memmem::find(part, b"\r\n\r\n") {
+            Some(p) => (&part[..p], &part[p + 4..]),
+            None => match memchr::memmem::find(part, b"\n\n") {
+                Some(p) => (&part[..p], &part[p + 2..]),
+                None => (part, &b""[..]),
+            },
+        };
+        if let Some(v) = check_part_head(head, content, &delim) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn check_part_head(head: &[u8], content: &[u8], delim: &str) -> Option<Violation> {
+    for line in head.split(|&c| c == b'\n') {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let (name, value) = (line[..colon].trim_ascii(), &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-type")
+            && let Some(label) = charset::param(value).filter(|l| !charset::readable(l))
+        {
+            return violation(UNREADABLE_CHARSET, printable(label), 400);
+        }
+        if name.eq_ignore_ascii_case(b"content-transfer-encoding")
+            && !charset::known_transfer_encoding(value)
+        {
+            return violation(
+                UNKNOWN_TRANSFER_ENCODING,
+                printable(value.trim_ascii()),
+                400,
+            );
+        }
+        let names_charset_field = name.eq_ignore_ascii_case(b"content-disposition")
+            && value.to_ascii_lowercase().split(|&c| c == b';').any(|p| {
+                p.trim_ascii() == b"name=\"_charset_\"" || p.trim_ascii() == b"name=_charset_"
+            });
+        if names_charset_field {
+            let end = memchr::memmem::find(content, delim.as_bytes()).unwrap_or(content.len());
+            let label = content[..end].trim_ascii();
+            if !charset::readable(label) {
+                return violation(UNREADABLE_CHARSET, printable(label), 400);
+            }
+        }
+    }
+    None
+}
+
+/// A multipart part in a transfer encoding the detection does not decode.
+pub const UNKNOWN_TRANSFER_ENCODING: &str = "unknown_transfer_encoding";
 
 /// Case aside (media types are case-insensitive), without a lowercased copy.
 fn is_json(content_type: &str) -> bool {
@@ -557,6 +638,53 @@ mod tests {
             let ct = format!("application/x-www-form-urlencoded; charset={cs}");
             h.insert(CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap());
             assert_eq!(name(check_body(&h, b"q=hello", true, &p)), "ok", "{ct}");
+        }
+    }
+
+    #[test]
+    fn multipart_parts_the_detection_cannot_read_are_refused() {
+        let p = ProtocolConfig::default();
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=\"BB\""),
+        );
+        let part = |headers: &str, body: &str| {
+            format!(
+                "--BB\r\nContent-Disposition: form-data; name=\"q\"\r\n{headers}\r\n{body}\r\n--BB--\r\n"
+            )
+        };
+        let refused =
+            |body: String| check_body(&h, body.as_bytes(), true, &p).map(|v| (v.name, v.status));
+        for cs in ["ibm037", "cp500", "utf-16le", "x-unknown"] {
+            let body = part(&format!("Content-Type: text/plain; charset={cs}\r\n"), "x");
+            assert_eq!(refused(body), Some((UNREADABLE_CHARSET, 400)), "{cs}");
+        }
+        for cte in ["x-uuencode", "rot13"] {
+            let body = part(&format!("Content-Transfer-Encoding: {cte}\r\n"), "x");
+            assert_eq!(
+                refused(body),
+                Some((UNKNOWN_TRANSFER_ENCODING, 400)),
+                "{cte}"
+            );
+        }
+        let field = "--BB\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nibm037\r\n--BB--\r\n";
+        assert_eq!(refused(field.to_string()), Some((UNREADABLE_CHARSET, 400)));
+        for ok in [
+            part("Content-Type: text/plain; charset=utf-8\r\n", "hello"),
+            part(
+                "Content-Transfer-Encoding: quoted-printable\r\n",
+                "caf=C3=A9",
+            ),
+            part("Content-Transfer-Encoding: base64\r\n", "aGVsbG8="),
+            part(
+                "",
+                "Content-Type: text/plain; charset=ibm037 (text of the field, not a header)",
+            ),
+            "--BB\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nutf-8\r\n--BB--\r\n"
+                .to_string(),
+        ] {
+            assert_eq!(refused(ok.clone()), None, "{ok}");
         }
     }
 
