@@ -60,12 +60,61 @@ pub fn views(raw: &[u8], plus: bool) -> Views {
             }
         }
     }
+    let unescaped = unescaped_quotes(&first);
     out.texts.push(first);
+    out.texts.extend(unescaped);
     for c in candidates {
         let mut a = Anomalies::default();
         let t = full_decode(c.as_bytes(), false, &mut a);
         if !out.texts.contains(&t) && out.texts.len() < MAX_VIEWS {
             out.texts.push(t);
+        }
+    }
+    out
+}
+
+/// The text with `\'` and `\"` read as the quote alone: an application
+/// that escapes quotes with a backslash but leaves backslashes alone
+/// turns `\'` into `\\'`, an escaped backslash, then a quote that ends
+/// the string.
+fn unescaped_quotes(s: &str) -> Option<String> {
+    (s.contains("\\'") || s.contains("\\\"")).then(|| s.replace("\\'", "'").replace("\\\"", "\""))
+}
+
+/// Quoted-printable (`=3C` for `<`, `=` at a line end joins two lines),
+/// as mail and multipart parsers decode a part declaring it; an `=` that
+/// starts neither is kept.
+pub fn quoted_printable(input: &[u8]) -> Vec<u8> {
+    let input = &input[..input.len().min(MAX_DECODED)];
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] != b'=' {
+            out.push(input[i]);
+            i += 1;
+            continue;
+        }
+        let rest = &input[i + 1..];
+        // Trailing spaces before a soft line break are padding.
+        let pad = rest
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t'))
+            .count();
+        let byte = match rest {
+            [h, l, ..] => hex(*h).zip(hex(*l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (&rest[pad..], byte) {
+            ([b'\r', b'\n', ..], _) => i += 1 + pad + 2,
+            ([b'\n', ..], _) => i += 1 + pad + 1,
+            (_, Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            _ => {
+                out.push(b'=');
+                i += 1;
+            }
         }
     }
     out

@@ -2,9 +2,11 @@
 //!
 //! This crate owns the analysis of one HTTP request for injection attacks:
 //! it parses the request target, headers, cookies and body (url-encoded
-//! forms, JSON, XML/SOAP, multipart, GraphQL, gzip/deflate bodies), decodes
-//! every value recursively within fixed bounds (percent, `%u`, `+`, HTML
-//! entities, JS escapes, base64, overlong UTF-8), and judges each decoded
+//! forms, JSON, XML/SOAP, multipart with quoted-printable parts, GraphQL,
+//! gzip/deflate bodies, quoted cookies unescaped as Python reads them),
+//! decodes every value recursively within fixed bounds (percent, `%u`, `+`,
+//! HTML entities, JS escapes, base64, overlong UTF-8), refuses text in a
+//! charset it cannot read ([`charset`]), and judges each decoded
 //! value per attack family, by structure wherever the family has a grammar
 //! (SQL, HTML/JS, shell, LDAP filters, template syntax, ...).
 //!
@@ -50,7 +52,8 @@
 //! A value is judged where it lands: a statement that opens a search term
 //! (`select 1 from a`), CR LF or rich-text HTML inside a JSON string, a
 //! GraphQL document (only its string arguments are values) and loopback URLs
-//! in JSON configuration are data. `Referer` and `Origin` query parameters
+//! in JSON configuration are data; a cloud metadata address, in any spelling
+//! a URL parser accepts, counts everywhere. `Referer` and `Origin` query parameters
 //! are inspected like the request's own, at `header.referer.<key>`.
 //!
 //! Signals: some findings are risk signals, never a refusal on their own
@@ -70,6 +73,7 @@
 //! the corpora, to diff two builds).
 
 mod analyze;
+pub mod charset;
 mod code;
 mod crlf;
 pub mod decode;

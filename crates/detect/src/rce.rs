@@ -245,6 +245,7 @@ pub(crate) fn check(t: &Text, hits: &mut Hits) {
     }
     // A command as the whole value: only with clearly shell-like arguments.
     command_at(t, 0, Sep::Start, hits, 0);
+    globbed_sensitive_file(t, hits);
 }
 
 /// The backticks that open a command substitution. A shell pairs
@@ -443,6 +444,16 @@ fn read_word(b: &[u8], mut i: usize) -> (Word, usize) {
     };
     while i < b.len() {
         let c = b[i];
+        // What expands to nothing (`$()`, `${x}`, `$@`, ``` `` ```) or to
+        // its decoded text (`$'\x69d'`) is no break in the word.
+        if let Some((expansion, next)) = expansion(b, i) {
+            for &e in expansion.iter().take(w.buf.len() - w.len) {
+                w.buf[w.len] = e;
+                w.len += 1;
+            }
+            i = next;
+            continue;
+        }
         if c.is_ascii_whitespace()
             || matches!(
                 c,
@@ -463,6 +474,189 @@ fn read_word(b: &[u8], mut i: usize) -> (Word, usize) {
     (w, i)
 }
 
+/// The expansion at `i` that a shell replaces inside a word: an empty
+/// substitution, an unset or positional parameter, or ANSI-C quoting;
+/// with the bytes it stands for and the index after it.
+fn expansion(b: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
+    let rest = &b[i..];
+    match rest {
+        [b'`', b'`', ..] => Some((Vec::new(), i + 2)),
+        [b'$', b'(', b')', ..] => Some((Vec::new(), i + 3)),
+        [b'$', b'@' | b'*' | b'0'..=b'9', ..] => Some((Vec::new(), i + 2)),
+        [b'$', b'{', ..] if !rest.starts_with(b"${ifs}") => {
+            let close = rest.iter().take(34).position(|&c| c == b'}')?;
+            let name = &rest[2..close];
+            name.iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                .then_some((Vec::new(), i + close + 1))
+        }
+        [b'$', b'\'', ..] => {
+            let close = rest[2..].iter().take(128).position(|&c| c == b'\'')?;
+            Some((ansi_c(&rest[2..2 + close]), i + 2 + close + 1))
+        }
+        _ => None,
+    }
+}
+
+/// The text of ANSI-C quoting (`$'...'`): `\xHH`, `\NNN` and `\c`.
+fn ansi_c(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] != b'\\' || i + 1 == s.len() {
+            out.push(s[i]);
+            i += 1;
+            continue;
+        }
+        let digits = |from: usize, radix: u32, max: usize| {
+            s[from..]
+                .iter()
+                .take(max)
+                .take_while(|c| (**c as char).is_digit(radix))
+                .count()
+        };
+        let (value, len) = match s[i + 1] {
+            b'x' => {
+                let n = digits(i + 2, 16, 2);
+                let v = std::str::from_utf8(&s[i + 2..i + 2 + n]).ok();
+                (v.and_then(|v| u8::from_str_radix(v, 16).ok()), 2 + n)
+            }
+            b'0'..=b'7' => {
+                let n = digits(i + 1, 8, 3);
+                let v = std::str::from_utf8(&s[i + 1..i + 1 + n]).ok();
+                (v.and_then(|v| u8::from_str_radix(v, 8).ok()), 1 + n)
+            }
+            c => (Some(c), 2),
+        };
+        match value {
+            Some(v) => out.push(v),
+            None => out.extend_from_slice(&s[i..i + len]),
+        }
+        i += len;
+    }
+    out
+}
+
+/// Where a shell looks for commands named by a path.
+const BIN_DIRS: &[&str] = &[
+    "/bin/",
+    "/usr/bin/",
+    "/sbin/",
+    "/usr/sbin/",
+    "/usr/local/bin/",
+];
+
+/// The command a path with glob characters (`/???/c?t`, `/usr/bin/wh*`)
+/// names: the first known command in a system directory it matches.
+fn globbed_command(word: &[u8]) -> Option<Vec<u8>> {
+    if !word.iter().any(|c| matches!(c, b'?' | b'*' | b'[')) || !word.starts_with(b"/") {
+        return None;
+    }
+    BIN_DIRS.iter().find_map(|dir| {
+        UNAMBIGUOUS.iter().chain(AMBIGUOUS).find_map(|cmd| {
+            let path = [dir.as_bytes(), cmd].concat();
+            glob_matches(word, &path).then_some(path)
+        })
+    })
+}
+
+/// Files a command injection reads, for globbed spellings of their paths.
+const SENSITIVE_FILES: &[&[u8]] = &[
+    b"/etc/passwd",
+    b"/etc/shadow",
+    b"/etc/group",
+    b"/etc/hosts",
+    b"/etc/issue",
+    b"/proc/self/environ",
+    b"/root/.ssh/id_rsa",
+    b"/root/.bash_history",
+];
+
+/// A path spelled with glob characters that a shell expands to a
+/// sensitive file (`/e*c/p*sswd`, `/???/p??s??`). A pattern needs two
+/// letters of its own: `/*/*` names every file.
+fn globbed_sensitive_file(t: &Text, hits: &mut Hits) {
+    if !t.has(b'/') || !t.has_any(b"?*[") {
+        return;
+    }
+    let b = t.bytes();
+    let is_break = |c: &u8| {
+        c.is_ascii_whitespace()
+            || matches!(
+                c,
+                b';' | b'|' | b'&' | b'`' | b'(' | b')' | b'<' | b'>' | b'\'' | b'"'
+            )
+    };
+    let starts = (0..b.len()).filter(|&i| b[i] == b'/' && (i == 0 || is_break(&b[i - 1])));
+    for at in starts.take(256) {
+        let len = b[at..].iter().position(is_break).unwrap_or(b.len() - at);
+        let word = &b[at..at + len.min(64)];
+        let letters = word.iter().filter(|c| c.is_ascii_alphanumeric()).count();
+        let glob = word.iter().any(|c| matches!(c, b'?' | b'*' | b'['));
+        if glob && letters >= 2 && SENSITIVE_FILES.iter().any(|f| glob_matches(word, f)) {
+            hits.add(Family::Rce, score::MEDIUM + 1, "rce.globbed-path", at);
+            return;
+        }
+    }
+}
+
+/// Whether `pattern` (`?`, `*`, `[...]`, as a shell globs one path)
+/// matches `name`; `?`, `*` and classes never match `/`.
+pub(crate) fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        let c = name[n];
+        let step = match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+                continue;
+            }
+            Some(b'?') if c != b'/' => Some(1),
+            Some(b'[') => class_len(&pattern[p..], c),
+            Some(&pc) if pc == c => Some(1),
+            _ => None,
+        };
+        match (step, star) {
+            (Some(len), _) => {
+                p += len;
+                n += 1;
+            }
+            (None, Some((sp, sn))) if name[sn] != b'/' => {
+                p = sp + 1;
+                n = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            _ => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The length of the class `[...]` at the start of `p` when it matches
+/// `c`, `None` when it does not (or is not a class).
+fn class_len(p: &[u8], c: u8) -> Option<usize> {
+    let close = p.iter().skip(2).position(|&x| x == b']')? + 2;
+    let body = &p[1..close];
+    let (negated, body) = match body.first() {
+        Some(b'!' | b'^') => (true, &body[1..]),
+        _ => (false, body),
+    };
+    let mut hit = false;
+    let mut k = 0;
+    while k < body.len() {
+        if k + 2 < body.len() && body[k + 1] == b'-' {
+            hit |= (body[k]..=body[k + 2]).contains(&c);
+            k += 3;
+        } else {
+            hit |= body[k] == c;
+            k += 1;
+        }
+    }
+    (hit != negated && c != b'/').then_some(close + 1)
+}
+
 /// A word read from the input, unquoted, at most 32 bytes.
 struct Word {
     buf: [u8; 32],
@@ -473,6 +667,16 @@ fn command_at(t: &Text, i: usize, sep: Sep, hits: &mut Hits, at: usize) {
     let b = t.bytes();
     let (w, end) = read_word(b, i);
     let word = &w.buf[..w.len];
+    // Brace expansion (`{id,}`): the first word it gives is the command.
+    let word = match word.strip_suffix(b"}") {
+        Some(inner) if inner.contains(&b',') => inner
+            .split(|&c| c == b',')
+            .find(|alt| !alt.is_empty())
+            .unwrap_or_default(),
+        _ => word,
+    };
+    let globbed = globbed_command(word);
+    let word = globbed.as_deref().unwrap_or(word);
     if word.is_empty() {
         return;
     }
@@ -608,6 +812,26 @@ mod tests {
         ] {
             assert!(score_of(a) >= score::MEDIUM, "missed: {a}");
         }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches(b"/???/??t", b"/bin/cat"));
+        assert!(glob_matches(b"/e*c/p*sswd", b"/etc/passwd"));
+        assert!(glob_matches(b"/usr/bin/wh[a-z]ami", b"/usr/bin/whoami"));
+        assert!(glob_matches(b"/bin/c[!u]t", b"/bin/cat"));
+        assert!(!glob_matches(b"/bin/c[!a]t", b"/bin/cat"));
+        assert!(!glob_matches(b"/*", b"/etc/passwd"), "* stops at /");
+        assert!(!glob_matches(b"/???/??t", b"/usr/bin/cat"));
+        assert!(glob_matches(b"/*/*", b"/etc/passwd"));
+    }
+
+    #[test]
+    fn ansi_c_quoting() {
+        assert_eq!(ansi_c(b"\\x69\\x64"), b"id");
+        assert_eq!(ansi_c(b"\\151\\144"), b"id");
+        assert_eq!(ansi_c(b"w\\hoami"), b"whoami");
+        assert_eq!(ansi_c(b"\\xzz"), b"\\xzz");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::{form, json, multipart, xml};
 use crate::analyze::{Ctx, Sink};
+use crate::{Family, charset, score};
 use std::io::Read;
 
 /// Ratio cap for decompression on top of `Profile::max_body`.
@@ -20,6 +21,9 @@ pub(crate) fn inspect(raw: &[u8], content_type: &[u8], content_encoding: &[u8], 
     };
     if cut {
         sink.overflow(|i| i.body = true);
+    }
+    if let Some(label) = charset::param(content_type).filter(|l| !charset::readable(l)) {
+        unreadable_charset("body", label, sink);
     }
     let ct = String::from_utf8_lossy(&content_type[..content_type.len().min(256)]).into_owned();
     let mime = ct
@@ -43,6 +47,18 @@ pub(crate) fn inspect(raw: &[u8], content_type: &[u8], content_encoding: &[u8], 
     } else {
         sniff(data, sink);
     }
+}
+
+/// Text declared in a charset the checks cannot read (EBCDIC, UTF-16,
+/// UTF-7, ...): what the origin decodes is not what was inspected.
+pub(crate) fn unreadable_charset(location: &str, label: &[u8], sink: &mut Sink) {
+    sink.direct(
+        location,
+        Family::Protocol,
+        score::STRONG,
+        "protocol.unreadable-charset",
+        &String::from_utf8_lossy(&label[..label.len().min(64)]),
+    );
 }
 
 /// Bodies without a usable content type.

@@ -35,6 +35,14 @@ pub(crate) fn pairs(s: &[u8], prefix: &str, ctx: Ctx, sink: &mut Sink) {
         {
             sink.value(&loc, k, ctx);
         }
+        // `_charset_` names the charset of the whole form (HTML5, ASP.NET).
+        if key == b"_charset_" {
+            let mut label = Vec::with_capacity(v.len());
+            decode::percent_decode(v, true, &mut label);
+            if !crate::charset::readable(&label) {
+                super::body::unreadable_charset(&loc, &label, sink);
+            }
+        }
         sink.value(&loc, v, ctx);
     }
 }

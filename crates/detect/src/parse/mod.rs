@@ -149,5 +149,39 @@ fn cookies(v: &[u8], sink: &mut Sink) {
         };
         let loc = location("cookie", k.trim_ascii());
         sink.value(&loc, val, Ctx::Cookie);
+        if let Some(unquoted) = unquote_cookie(val.trim_ascii()) {
+            sink.value(&loc, &unquoted, Ctx::Cookie);
+        }
     }
+}
+
+/// A quoted cookie value as Python's `http.cookies` reads it (Django,
+/// Werkzeug, Flask): inside the quotes `\ooo` is the byte with that octal
+/// code and `\c` is `c`. `None` when the value is not quoted or holds no
+/// escape (the value as sent is then what the origin reads).
+fn unquote_cookie(v: &[u8]) -> Option<Vec<u8>> {
+    let inner = v.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    memchr::memchr(b'\\', inner)?;
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let octal = inner.get(i + 1..i + 4).filter(|d| {
+            matches!(d[0], b'0'..=b'3') && d[1..].iter().all(|c| matches!(c, b'0'..=b'7'))
+        });
+        match (inner[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            (b'\\', None) if i + 1 < inner.len() => {
+                out.push(inner[i + 1]);
+                i += 2;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }

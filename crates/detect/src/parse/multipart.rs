@@ -3,7 +3,7 @@
 
 use super::location;
 use crate::analyze::{Ctx, Sink};
-use crate::{Family, score, webshell};
+use crate::{Family, charset, decode, score, webshell};
 
 /// Most parts read.
 const MAX_PARTS: usize = 64;
@@ -88,6 +88,7 @@ fn one_part(part: &[u8], sink: &mut Sink) {
     let mut name = String::new();
     let mut filename: Option<String> = None;
     let mut ctype = String::new();
+    let mut transfer = String::new();
     for line in head_s.lines() {
         let lower = line.to_ascii_lowercase();
         if lower.starts_with("content-disposition:") {
@@ -112,9 +113,20 @@ fn one_part(part: &[u8], sink: &mut Sink) {
             }
         } else if let Some(v) = lower.strip_prefix("content-type:") {
             ctype = v.trim().to_string();
+        } else if let Some(v) = lower.strip_prefix("content-transfer-encoding:") {
+            transfer = v.trim().to_string();
         }
     }
     let loc = location("multipart", name.as_bytes());
+    let qp;
+    let body = match transfer.as_str() {
+        "quoted-printable" => {
+            qp = decode::quoted_printable(body);
+            &qp[..]
+        }
+        _ => body,
+    };
+    readable_part(&loc, &name, &ctype, &transfer, body, sink);
     if !name
         .bytes()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'[' | b']'))
@@ -151,6 +163,27 @@ fn one_part(part: &[u8], sink: &mut Sink) {
         );
     }
     sink.value(&loc, body, Ctx::Multipart);
+}
+
+/// A part the checks cannot read as its server will: an unknown transfer
+/// encoding, or text (or a `_charset_` field naming the form's charset) in
+/// a charset that moves ASCII.
+fn readable_part(loc: &str, name: &str, ctype: &str, transfer: &str, body: &[u8], sink: &mut Sink) {
+    if !transfer.is_empty() && !charset::known_transfer_encoding(transfer.as_bytes()) {
+        sink.direct(
+            loc,
+            Family::Protocol,
+            score::STRONG,
+            "protocol.unknown-transfer-encoding",
+            transfer,
+        );
+    }
+    if let Some(label) = charset::param(ctype.as_bytes()).filter(|l| !charset::readable(l)) {
+        super::body::unreadable_charset(loc, label, sink);
+    }
+    if name.eq_ignore_ascii_case("_charset_") && !charset::readable(body) {
+        super::body::unreadable_charset(loc, body, sink);
+    }
 }
 
 /// How many times `key=` occurs as a parameter of the line.

@@ -8,6 +8,7 @@
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use portcullis_config::{LimitsConfig, ProtocolConfig};
+use portcullis_detect::charset;
 
 /// Why a request is refused, with the status it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +280,9 @@ pub fn check_body(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    if let Some(label) = charset::param(content_type.as_bytes()).filter(|l| !charset::readable(l)) {
+        return violation(UNREADABLE_CHARSET, printable(label), 400);
+    }
     let form = "application/x-www-form-urlencoded";
     if content_type
         .get(..form.len())
@@ -289,8 +293,89 @@ pub fn check_body(
     if is_json(content_type) {
         return check_json(body, complete, protocol);
     }
+    if content_type
+        .get(..10)
+        .is_some_and(|start| start.eq_ignore_ascii_case("multipart/"))
+    {
+        return check_multipart(content_type, body);
+    }
     None
 }
+
+/// Most multipart parts whose headers are checked.
+const MAX_PARTS: usize = 64;
+
+/// A multipart part the detection cannot read as its server will: text
+/// in a charset that moves ASCII (its `Content-Type`, or a `_charset_`
+/// field naming the form's), or a transfer encoding it does not decode.
+fn check_multipart(content_type: &str, body: &[u8]) -> Option<Violation> {
+    let lower = content_type.to_ascii_lowercase();
+    let at = lower.find("boundary=")? + "boundary=".len();
+    let boundary = content_type[at..]
+        .split(';')
+        .next()?
+        .trim()
+        .trim_matches('"');
+    if boundary.is_empty() {
+        return None;
+    }
+    let delim = format!("--{boundary}");
+    for start in memchr::memmem::find_iter(body, delim.as_bytes()).take(MAX_PARTS) {
+        let part = &body[start + delim.len()..];
+        if part.starts_with(b"--") {
+            break;
+        }
+        let (head, content) = match memchr::memmem::find(part, b"\r\n\r\n") {
+            Some(p) => (&part[..p], &part[p + 4..]),
+            None => match memchr::memmem::find(part, b"\n\n") {
+                Some(p) => (&part[..p], &part[p + 2..]),
+                None => (part, &b""[..]),
+            },
+        };
+        if let Some(v) = check_part_head(head, content, &delim) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn check_part_head(head: &[u8], content: &[u8], delim: &str) -> Option<Violation> {
+    for line in head.split(|&c| c == b'\n') {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let (name, value) = (line[..colon].trim_ascii(), &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-type")
+            && let Some(label) = charset::param(value).filter(|l| !charset::readable(l))
+        {
+            return violation(UNREADABLE_CHARSET, printable(label), 400);
+        }
+        if name.eq_ignore_ascii_case(b"content-transfer-encoding")
+            && !charset::known_transfer_encoding(value)
+        {
+            return violation(
+                UNKNOWN_TRANSFER_ENCODING,
+                printable(value.trim_ascii()),
+                400,
+            );
+        }
+        let names_charset_field = name.eq_ignore_ascii_case(b"content-disposition")
+            && value.to_ascii_lowercase().split(|&c| c == b';').any(|p| {
+                p.trim_ascii() == b"name=\"_charset_\"" || p.trim_ascii() == b"name=_charset_"
+            });
+        if names_charset_field {
+            let end = memchr::memmem::find(content, delim.as_bytes()).unwrap_or(content.len());
+            let label = content[..end].trim_ascii();
+            if !charset::readable(label) {
+                return violation(UNREADABLE_CHARSET, printable(label), 400);
+            }
+        }
+    }
+    None
+}
+
+/// A multipart part in a transfer encoding the detection does not decode.
+pub const UNKNOWN_TRANSFER_ENCODING: &str = "unknown_transfer_encoding";
 
 /// Case aside (media types are case-insensitive), without a lowercased copy.
 fn is_json(content_type: &str) -> bool {
@@ -310,10 +395,28 @@ fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
             .then_some(())
             .and_then(|()| violation("bad_utf8", "form: raw bytes", 400));
     };
+    if let Some(label) = form_charset(body).filter(|l| !charset::readable(l)) {
+        return violation(UNREADABLE_CHARSET, printable(&label), 400);
+    }
     check_encoded(text, protocol).map(|(name, evidence)| Violation {
         name,
         evidence: format!("form: {evidence}"),
         status: status_of(name),
+    })
+}
+
+/// A charset the detection cannot read text in (EBCDIC, UTF-16, UTF-7,
+/// ...), declared by `Content-Type` or a form's `_charset_` field.
+pub const UNREADABLE_CHARSET: &str = "unreadable_charset";
+
+/// The value of a form's `_charset_` field (HTML5, ASP.NET: the charset
+/// the rest of the form is decoded in), percent-decoded.
+fn form_charset(body: &[u8]) -> Option<Vec<u8>> {
+    body.split(|&c| c == b'&').find_map(|pair| {
+        let (k, v) = pair.split_at(memchr::memchr(b'=', pair)?);
+        let k = percent_decode(k).ok()?;
+        k.eq_ignore_ascii_case(b"_charset_")
+            .then(|| percent_decode(&v[1..]).unwrap_or_else(|_| v[1..].to_vec()))
     })
 }
 
@@ -496,6 +599,95 @@ mod tests {
         assert_eq!(name(head("GET", &long, &[])), "uri_too_long");
     }
 
+    #[test]
+    fn charsets_that_move_ascii_are_refused() {
+        let p = ProtocolConfig::default();
+        // `<script>` in EBCDIC code page 037, which reads as GBK bytes.
+        let body = b"q=%4C%A2%83%99%89%97%A3%6E";
+        let mut h = HeaderMap::new();
+        for cs in [
+            "ibm037", "IBM500", "cp1026", "ibm273", "cp875", "utf-16", "utf-7",
+        ] {
+            for mime in [
+                "application/x-www-form-urlencoded",
+                "application/json",
+                "multipart/form-data; boundary=b",
+                "text/xml",
+            ] {
+                let ct = format!("{mime}; charset={cs}");
+                h.insert(CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap());
+                let v = check_body(&h, body, true, &p);
+                assert_eq!(
+                    v.as_ref().map(|v| (v.name, v.status)),
+                    Some((UNREADABLE_CHARSET, 400)),
+                    "{ct}"
+                );
+            }
+        }
+        for cs in [
+            "utf-8",
+            "\"UTF-8\"",
+            "iso-8859-1",
+            "windows-1252",
+            "gbk",
+            "big5",
+            "shift_jis",
+            "euc-jp",
+            "koi8-r",
+        ] {
+            let ct = format!("application/x-www-form-urlencoded; charset={cs}");
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap());
+            assert_eq!(name(check_body(&h, b"q=hello", true, &p)), "ok", "{ct}");
+        }
+    }
+
+    #[test]
+    fn multipart_parts_the_detection_cannot_read_are_refused() {
+        let p = ProtocolConfig::default();
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=\"BB\""),
+        );
+        let part = |headers: &str, body: &str| {
+            format!(
+                "--BB\r\nContent-Disposition: form-data; name=\"q\"\r\n{headers}\r\n{body}\r\n--BB--\r\n"
+            )
+        };
+        let refused =
+            |body: String| check_body(&h, body.as_bytes(), true, &p).map(|v| (v.name, v.status));
+        for cs in ["ibm037", "cp500", "utf-16le", "x-unknown"] {
+            let body = part(&format!("Content-Type: text/plain; charset={cs}\r\n"), "x");
+            assert_eq!(refused(body), Some((UNREADABLE_CHARSET, 400)), "{cs}");
+        }
+        for cte in ["x-uuencode", "rot13"] {
+            let body = part(&format!("Content-Transfer-Encoding: {cte}\r\n"), "x");
+            assert_eq!(
+                refused(body),
+                Some((UNKNOWN_TRANSFER_ENCODING, 400)),
+                "{cte}"
+            );
+        }
+        let field = "--BB\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nibm037\r\n--BB--\r\n";
+        assert_eq!(refused(field.to_string()), Some((UNREADABLE_CHARSET, 400)));
+        for ok in [
+            part("Content-Type: text/plain; charset=utf-8\r\n", "hello"),
+            part(
+                "Content-Transfer-Encoding: quoted-printable\r\n",
+                "caf=C3=A9",
+            ),
+            part("Content-Transfer-Encoding: base64\r\n", "aGVsbG8="),
+            part(
+                "",
+                "Content-Type: text/plain; charset=ibm037 (text of the field, not a header)",
+            ),
+            "--BB\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nutf-8\r\n--BB--\r\n"
+                .to_string(),
+        ] {
+            assert_eq!(refused(ok.clone()), None, "{ok}");
+        }
+    }
+
     fn strict_percent() -> ProtocolConfig {
         ProtocolConfig {
             reject_bad_percent: true,
@@ -540,6 +732,18 @@ mod tests {
         assert_eq!(name(check_body(&h, b"a=1&b=%E4%BD%A0", true, &p)), "ok");
         assert_eq!(name(check_body(&h, b"a=%bf", true, &p)), "bad_utf8");
         assert_eq!(name(check_body(&h, b"a=%g1", true, &p)), "ok");
+        assert_eq!(
+            name(check_body(&h, b"_charset_=utf-8&q=caf%C3%A9", true, &p)),
+            "ok"
+        );
+        assert_eq!(
+            name(check_body(&h, b"_charset_=ibm037&q=%4C%A2%83", true, &p)),
+            UNREADABLE_CHARSET
+        );
+        assert_eq!(
+            name(check_body(&h, b"q=1&%5Fcharset%5F=cp1026", true, &p)),
+            UNREADABLE_CHARSET
+        );
         assert_eq!(
             name(check_body(&h, b"a=%g1", true, &strict_percent())),
             "bad_percent_encoding"
