@@ -317,24 +317,46 @@ async fn stream_and_read(
     body: ProxyBody,
     framing: RequestFraming,
 ) -> Result<(wire::ResponseHead, bool), OriginError> {
-    let (mut reader, mut writer) = conn.stream.split();
-    let writing = write_stream(&mut writer, body, framing);
-    let reading = read_head(&mut reader, &mut conn.buf);
-    tokio::pin!(writing, reading);
-    tokio::select! {
-        biased;
-        head = &mut reading => Ok((head?, true)),
-        written = &mut writing => match written {
-            Ok(()) => Ok((reading.await?, false)),
-            Err(OriginError::RequestBody(e)) => Err(OriginError::RequestBody(e)),
-            Err(_) => Ok((reading.await?, true)),
-        },
+    let mut body = body;
+    let answered = {
+        let (mut reader, mut writer) = conn.stream.split();
+        let writing = write_stream(&mut writer, &mut body, framing);
+        let reading = read_head(&mut reader, &mut conn.buf);
+        tokio::pin!(writing, reading);
+        tokio::select! {
+            biased;
+            head = &mut reading => head.map(|head| (head, true)),
+            written = &mut writing => match written {
+                Ok(()) => reading.await.map(|head| (head, false)),
+                Err(OriginError::RequestBody(e)) => Err(OriginError::RequestBody(e)),
+                Err(_) => reading.await.map(|head| (head, true)),
+            },
+        }
+    };
+    if matches!(answered, Ok((_, true))) {
+        tokio::spawn(linger(body));
     }
+    answered
+}
+
+/// How long the rest of a request body the origin did not wait for is
+/// still read (nginx's `lingering_time`).
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Reads and drops what the client still sends of a body the origin
+/// answered before its end, for at most [`LINGER`] (and never past the body
+/// limit, which ends the body): closing with unread bytes would reset the
+/// connection, and the client would lose the answer it is being sent.
+async fn linger(mut body: ProxyBody) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
 }
 
 async fn write_stream<W: AsyncWrite + Unpin>(
     stream: &mut W,
-    mut body: ProxyBody,
+    body: &mut ProxyBody,
     framing: RequestFraming,
 ) -> Result<(), OriginError> {
     let chunked = framing == RequestFraming::Chunked;
