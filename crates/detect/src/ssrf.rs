@@ -43,6 +43,9 @@ const MAX_URLS: usize = 64;
 /// `in_json`: the value sits in a JSON document, where a loopback or private
 /// URL is configuration far more often than a fetch target (cloud metadata
 /// hosts, in any spelling, and odd schemes count everywhere).
+/// `in_json`, or a browser's redirect target (`redirect_uri`): a loopback
+/// or private host there is configuration or where the browser goes, not a
+/// fetch by the server, and weighs little; metadata hosts count everywhere.
 pub(crate) fn check(t: &Text, in_json: bool, hits: &mut Hits) {
     let b = t.bytes();
     if !t.has_any(b".@:/\\") {
@@ -102,7 +105,11 @@ fn odd_scheme_at(b: &[u8], sep: usize, hits: &mut Hits) {
     match &b[s..sep] {
         b"gopher" | b"dict" | b"ldap" | b"ldaps" | b"rmi" | b"expect" | b"tftp" | b"netdoc"
         | b"jar" | b"smb" => hits.add(Family::Ssrf, score::STRONG, "ssrf.scheme", s),
-        b"file" => hits.add(Family::Ssrf, score::MEDIUM + 1, "ssrf.file-scheme", s),
+        // `file:// URLs` names the scheme; a file URL has a path (or a
+        // host) after the slashes.
+        b"file" if b.get(sep + 3).is_some_and(|c| !c.is_ascii_whitespace()) => {
+            hits.add(Family::Ssrf, score::MEDIUM + 1, "ssrf.file-scheme", s)
+        }
         _ => {}
     }
 }

@@ -413,3 +413,33 @@ fn code_shown_in_a_code_block_passes_but_the_same_outside_it_is_caught() {
         assert_blocked(attack, &post(attack));
     }
 }
+
+/// An OAuth native app's redirect to its own loopback listener (RFC 8252
+/// 7.3) is where the browser goes, not a fetch by the server; a URL the
+/// server fetches, or a metadata address anywhere, still counts.
+#[test]
+fn a_browser_redirect_to_loopback_is_not_a_fetch() {
+    for target in [
+        "/oauth/authorize?client_id=cli&redirect_uri=http%3A%2F%2F127.0.0.1%3A53682%2F",
+        "/oauth/authorize?client_id=cli&redirect_uri=http%3A%2F%2Flocalhost%3A8080%2Foauth%2Fcallback",
+        "/logout?post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A3000%2F",
+        "/login?returnTo=http%3A%2F%2F192.168.1.20%3A8080%2Fhome",
+    ] {
+        assert_passes(target, &run("GET", target, &[], b""));
+    }
+    for target in [
+        "/fetch?url=http%3A%2F%2F127.0.0.1%2Fadmin",
+        "/oauth/authorize?request_uri=http%3A%2F%2F127.0.0.1%2Fadmin",
+        "/oauth/authorize?redirect_uri=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
+    ] {
+        assert_blocked(target, &run("GET", target, &[], b""));
+    }
+    assert_passes(
+        "prose naming the file scheme",
+        &run("GET", "/s?q=file%3A%2F%2F%20URLs", &[], b""),
+    );
+    assert_blocked(
+        "a file URL",
+        &run("GET", "/s?q=file%3A%2F%2F%2Fetc%2Fpasswd", &[], b""),
+    );
+}
