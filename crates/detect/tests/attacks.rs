@@ -154,6 +154,40 @@ fn multipart_upload_of_a_webshell() {
 }
 
 #[test]
+fn markup_uploaded_as_binary_is_read_as_markup() {
+    let upload = |filename: &str, ctype: &str, content: &str| {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {ctype}\r\n\r\n{content}\r\n--b--\r\n"
+        );
+        run(
+            "POST",
+            "/upload",
+            &[("content-type", "multipart/form-data; boundary=b")],
+            body.as_bytes(),
+        )
+    };
+    for (filename, ctype, content) in [
+        (
+            "a.html",
+            "application/octet-stream",
+            "<html><script>alert(document.cookie)</script>",
+        ),
+        ("a.svg", "image/png", "<svg onload=alert(1)>"),
+        (
+            "avatar.png",
+            "image/png",
+            " <svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
+        ),
+    ] {
+        let v = upload(filename, ctype, content);
+        assert!(blocked(&v), "{filename} as {ctype}: {:?}", v.findings);
+    }
+    // A real image's bytes are not read as text.
+    let png = upload("a.png", "image/png", "\u{89}PNG\r\n\u{1a}\n<svg onload=x>");
+    assert!(!blocked(&png), "{:?}", png.findings);
+}
+
+#[test]
 fn xml_external_entity() {
     let body = b"<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>";
     let v = run("POST", "/xml", &[("content-type", "application/xml")], body);

@@ -147,7 +147,8 @@ fn one_part(part: &[u8], sink: &mut Sink) {
         let texty = ctype.is_empty()
             || ctype.starts_with("text/")
             || ctype.contains("json")
-            || ctype.contains("xml");
+            || ctype.contains("xml")
+            || served_as_markup(f, body);
         if !texty {
             return;
         }
@@ -163,6 +164,23 @@ fn one_part(part: &[u8], sink: &mut Sink) {
         );
     }
     sink.value(&loc, body, Ctx::Multipart);
+}
+
+/// A file whose declared type says binary but that a web server or a
+/// browser would serve or read as markup or script: by its extension
+/// (servers pick the type from it) or by content that opens with `<`
+/// (browsers sniff it; no image or archive format starts so).
+fn served_as_markup(filename: &str, body: &[u8]) -> bool {
+    const MARKUP: [&str; 10] = [
+        "html", "htm", "xhtml", "shtml", "svg", "xml", "xsl", "xslt", "js", "mjs",
+    ];
+    let extension = filename.rsplit_once('.').map_or("", |(_, e)| e.trim_end());
+    let opens_as_markup = body
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(body)
+        .trim_ascii_start()
+        .starts_with(b"<");
+    MARKUP.iter().any(|m| m.eq_ignore_ascii_case(extension)) || opens_as_markup
 }
 
 /// A part the checks cannot read as its server will: an unknown transfer
