@@ -49,7 +49,9 @@ pub fn client_ip(
                 let Ok(text) = value.to_str() else {
                     return peer;
                 };
-                hops.extend(text.split(',').map(|s| parse_addr(s.trim())));
+                // Empty elements (`a,,b`) name no hop.
+                let elements = text.split(',').map(str::trim).filter(|s| !s.is_empty());
+                hops.extend(elements.map(parse_addr));
             }
         }
         ForwardedHeader::Forwarded => {
@@ -57,7 +59,7 @@ pub fn client_ip(
                 let Ok(text) = value.to_str() else {
                     return peer;
                 };
-                hops.extend(text.split(',').map(forwarded_for));
+                hops.extend(text.split(',').filter_map(forwarded_for));
             }
         }
         ForwardedHeader::Single(name) => {
@@ -78,12 +80,15 @@ pub fn client_ip(
         .unwrap_or(peer)
 }
 
-/// `for=` of one `Forwarded` element.
-fn forwarded_for(element: &str) -> Option<IpAddr> {
+/// `for=` of one `Forwarded` element: `None` when the element has none (it
+/// claims no hop), `Some(None)` when it names no address (`unknown`, an
+/// obfuscated `_id`).
+fn forwarded_for(element: &str) -> Option<Option<IpAddr>> {
     element.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
-        key.eq_ignore_ascii_case("for")
-            .then(|| parse_addr(value.trim().trim_matches('"')))?
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| parse_addr(value.trim().trim_matches('"')))
     })
 }
 
@@ -171,6 +176,16 @@ mod tests {
             let source = ForwardedHeader::parse(name).unwrap();
             let ip = client_ip(peer, &headers(name, value), &trusted(), &source);
             assert_eq!(ip, peer, "{name}: {value}");
+        }
+        // An element without `for`, or an empty one, claims no hop.
+        let client: IpAddr = "2.2.2.2".parse().unwrap();
+        for (name, value) in [
+            ("forwarded", "for=2.2.2.2, proto=https"),
+            ("x-forwarded-for", "2.2.2.2, , 10.3.3.3,"),
+        ] {
+            let source = ForwardedHeader::parse(name).unwrap();
+            let ip = client_ip(peer, &headers(name, value), &trusted(), &source);
+            assert_eq!(ip, client, "{name}: {value}");
         }
     }
 }
