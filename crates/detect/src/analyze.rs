@@ -191,13 +191,7 @@ impl<'p> Sink<'p> {
             self.lower.make_ascii_lowercase();
             let view = Text::new(text, &self.lower);
             if crate::prefilter::may_fire(&view, ctx) {
-                run_all(
-                    &view,
-                    ctx,
-                    redirect_target(location),
-                    self.profile,
-                    &mut hits,
-                );
+                run_all(&view, ctx, location, self.profile, &mut hits);
             }
             for h in &hits.v {
                 let is_new = !before
@@ -419,18 +413,19 @@ fn sql_in_a_statement(t: &Text, hits: &mut Hits) {
     }
 }
 
-/// Every family check on one view.
 /// Whether the value at `location` is where a browser is sent
 /// (`redirect_uri`, `return_to`, ...), by its last key, case, `_` and `-`
 /// aside: the server redirects to it and fetches nothing (an OAuth native
 /// app's `http://127.0.0.1:port/` redirect, RFC 8252).
 fn redirect_target(location: &str) -> bool {
     let key = location.rsplit('.').next().unwrap_or(location);
-    let folded: String = key
-        .chars()
-        .filter(|c| !matches!(c, '_' | '-'))
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    // Compared from the end, without a folded copy of the key.
+    let folded_from_end = || {
+        key.bytes()
+            .rev()
+            .filter(|b| !matches!(b, b'_' | b'-'))
+            .map(|b| b.to_ascii_lowercase())
+    };
     [
         "redirecturi",
         "redirecturl",
@@ -441,10 +436,14 @@ fn redirect_target(location: &str) -> bool {
         "returnuri",
     ]
     .iter()
-    .any(|name| folded.ends_with(name))
+    .any(|name| {
+        let mut folded = folded_from_end();
+        name.bytes().rev().all(|c| folded.next() == Some(c))
+    })
 }
 
-pub(crate) fn run_all(t: &Text, ctx: Ctx, redirect: bool, profile: &Profile, hits: &mut Hits) {
+/// Every family check on one view of the value at `location`.
+pub(crate) fn run_all(t: &Text, ctx: Ctx, location: &str, profile: &Profile, hits: &mut Hits) {
     // A referrer's query lands in this origin as part of a URL string (a
     // log, a dashboard): SQL there works only if it breaks out of that
     // string. SQL a person searched for, literals and all, does not.
@@ -473,7 +472,8 @@ pub(crate) fn run_all(t: &Text, ctx: Ctx, redirect: bool, profile: &Profile, hit
     code::check(prose, hits);
     traversal::check(prose, ctx == Ctx::Path, hits);
     if ctx != Ctx::Referrer {
-        ssrf::check(prose, ctx == Ctx::Json || redirect, hits);
+        // Only values outside JSON need their key read.
+        ssrf::check(prose, ctx == Ctx::Json || redirect_target(location), hits);
     }
     xxe::check(t, hits);
     ssti::check(t, hits);
