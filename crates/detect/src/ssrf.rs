@@ -380,12 +380,16 @@ fn ipv4(host: &str) -> Option<(std::net::Ipv4Addr, Spelling)> {
 mod tests {
     use super::*;
 
-    fn score_of(s: &str) -> u32 {
+    fn score_in(s: &str, in_json: bool) -> u32 {
         let lower = s.to_ascii_lowercase();
         let t = Text::new(s, &lower);
         let mut h = Hits::default();
-        check(&t, false, &mut h);
+        check(&t, in_json, &mut h);
         h.best(Family::Ssrf)
+    }
+
+    fn score_of(s: &str) -> u32 {
+        score_in(s, false)
     }
 
     #[test]
@@ -405,11 +409,7 @@ mod tests {
     }
 
     fn json_score_of(s: &str) -> u32 {
-        let lower = s.to_ascii_lowercase();
-        let t = Text::new(s, &lower);
-        let mut h = Hits::default();
-        check(&t, true, &mut h);
-        h.best(Family::Ssrf)
+        score_in(s, true)
     }
 
     /// Other spellings of internal addresses: WHATWG / `inet_aton` number
