@@ -47,12 +47,22 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 /// the client protocol (`x-pc-*`). A client's copies never reach the origin.
 pub const RESERVED_PREFIXES: [&str; 3] = ["x-wx-", "x-portcullis-", "x-pc-"];
 
-/// The headers only the gateway may send to the origin, `_` and `-` alike:
-/// the client-address and forwarding headers a client could forge
-/// (`remove`, from `[headers]`), X-Forwarded-For and the reserved prefixes.
+/// The forwarding headers the gateway sets on every origin request.
+pub const FORWARDING: [&str; 5] = [
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+/// The headers only the gateway may send to the origin, `_` and `-` alike
+/// (`x_request_id` is `x-request-id`): the client-address and forwarding
+/// headers a client could forge (`remove`, from `[headers]`), the
+/// gateway's own [`FORWARDING`] headers and the reserved prefixes.
 pub fn owned_headers(remove: &[String]) -> NameSet {
     let forged = remove.iter().map(String::as_str);
-    NameSet::new(forged.chain([X_FORWARDED_FOR.as_str()]), &RESERVED_PREFIXES)
+    NameSet::new(forged.chain(FORWARDING), &RESERVED_PREFIXES)
 }
 
 /// Header names and name prefixes compared as [`same_name`] compares them,
