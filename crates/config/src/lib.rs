@@ -139,6 +139,12 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// Run the worker threads under Linux's `SCHED_BATCH` policy: a worker
+    /// woken by a readable socket does not preempt the task running on its
+    /// core, so it wakes less often and finds more ready requests each time
+    /// (see `docs/PERFORMANCE.md`). Turn it off when the gateway shares its
+    /// cores with latency-sensitive work of higher priority.
+    pub batch_scheduling: bool,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +154,7 @@ impl Default for ServerConfig {
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
             tls: None,
             workers: 0,
+            batch_scheduling: true,
         }
     }
 }

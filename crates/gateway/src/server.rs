@@ -249,6 +249,7 @@ pub fn spawn_workers(
     shared: &Arc<Shared>,
 ) -> anyhow::Result<()> {
     let mut tls = tls.into_iter();
+    let batch = shared.runtime.load().config.server.batch_scheduling;
     for (index, plain) in plain.into_iter().enumerate() {
         let tls = tls.next();
         let shared = Arc::clone(shared);
@@ -256,6 +257,9 @@ pub fn spawn_workers(
             .name(format!("portcullis-worker-{index}"))
             .spawn(move || {
                 crate::worker::set_worker_index(index);
+                if batch {
+                    crate::worker::schedule_as_batch();
+                }
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
