@@ -219,6 +219,27 @@ fn push_char(out: &mut Vec<u8>, cp: u32) {
     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
 }
 
+/// Every value of the field `name` in a form-encoded string, decoded
+/// (`+` as a space, invalid escapes kept as they are). A field's name
+/// matches once decoded and trimmed, in any ASCII case, as lenient form
+/// readers (PHP, ASP.NET) match it; a field with no `=` has an empty value.
+pub fn form_values<'a>(form: &'a [u8], name: &'a str) -> impl Iterator<Item = Vec<u8>> + 'a {
+    form.split(|&b| b == b'&').filter_map(move |pair| {
+        let (key, value) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let mut decoded = Vec::with_capacity(key.len());
+        percent_decode(key, true, &mut decoded);
+        if !decoded.trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
+            return None;
+        }
+        decoded.clear();
+        percent_decode(value, true, &mut decoded);
+        Some(decoded)
+    })
+}
+
 /// `%XX`, `%uXXXX` and optionally `+`. Returns whether anything changed.
 pub fn percent_decode(input: &[u8], plus: bool, out: &mut Vec<u8>) -> bool {
     let mut changed = false;
@@ -604,6 +625,17 @@ mod tests {
     fn dec(s: &str) -> String {
         let mut a = Anomalies::default();
         full_decode(s.as_bytes(), true, &mut a)
+    }
+
+    #[test]
+    fn form_values_match_the_decoded_trimmed_name_in_any_case() {
+        let form = b"a=1&%5Fmethod=PUT&+_METHOD+=del%65te&_method&x_method=GET&_method=a+b%zz";
+        let values: Vec<Vec<u8>> = form_values(form, "_method").collect();
+        assert_eq!(
+            values,
+            [&b"PUT"[..], b"delete", b"", b"a b%zz"].map(<[u8]>::to_vec)
+        );
+        assert_eq!(form_values(b"", "_method").count(), 0);
     }
 
     #[test]

@@ -395,7 +395,7 @@ fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
             .then_some(())
             .and_then(|()| violation("bad_utf8", "form: raw bytes", 400));
     };
-    if let Some(label) = form_charset(body).filter(|l| !charset::readable(l)) {
+    if let Some(label) = unreadable_form_charset(body) {
         return violation(UNREADABLE_CHARSET, printable(&label), 400);
     }
     check_encoded(text, protocol).map(|(name, evidence)| Violation {
@@ -409,15 +409,11 @@ fn check_form(body: &[u8], protocol: &ProtocolConfig) -> Option<Violation> {
 /// ...), declared by `Content-Type` or a form's `_charset_` field.
 pub const UNREADABLE_CHARSET: &str = "unreadable_charset";
 
-/// The value of a form's `_charset_` field (HTML5, ASP.NET: the charset
-/// the rest of the form is decoded in), percent-decoded.
-fn form_charset(body: &[u8]) -> Option<Vec<u8>> {
-    body.split(|&c| c == b'&').find_map(|pair| {
-        let (k, v) = pair.split_at(memchr::memchr(b'=', pair)?);
-        let k = percent_decode(k).ok()?;
-        k.eq_ignore_ascii_case(b"_charset_")
-            .then(|| percent_decode(&v[1..]).unwrap_or_else(|_| v[1..].to_vec()))
-    })
+/// A value of a form's `_charset_` field (HTML5, ASP.NET: the charset the
+/// rest of the form is decoded in) that names a charset the detection
+/// cannot read; every such field counts, whichever one a server takes.
+fn unreadable_form_charset(body: &[u8]) -> Option<Vec<u8>> {
+    portcullis_detect::decode::form_values(body, "_charset_").find(|l| !charset::readable(l))
 }
 
 fn check_json(body: &[u8], complete: bool, protocol: &ProtocolConfig) -> Option<Violation> {
@@ -744,6 +740,13 @@ mod tests {
             name(check_body(&h, b"q=1&%5Fcharset%5F=cp1026", true, &p)),
             UNREADABLE_CHARSET
         );
+        // Every `_charset_` field counts, whichever one a server reads.
+        for form in [
+            &b"_charset_=utf-8&_charset_=utf-7"[..],
+            b"_charset_&+_CHARSET_+=utf%2D16",
+        ] {
+            assert_eq!(name(check_body(&h, form, true, &p)), UNREADABLE_CHARSET);
+        }
         assert_eq!(
             name(check_body(&h, b"a=%g1", true, &strict_percent())),
             "bad_percent_encoding"

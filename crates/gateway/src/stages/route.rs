@@ -7,7 +7,7 @@
 
 use http::HeaderMap;
 use portcullis_config::EncodedSlash;
-use portcullis_detect::decode::percent_decode;
+use portcullis_detect::decode::form_values;
 
 use super::{Exchange, Flow, Stage};
 use crate::context::{Demand, Layer};
@@ -109,22 +109,10 @@ fn add_methods(methods: &mut Vec<String>, value: &str) {
     );
 }
 
-/// The decoded value of the field `name` of a form-encoded string.
+/// The decoded value of the first field `name` of a form-encoded string.
 fn form_field(form: &[u8], name: &str) -> Option<String> {
-    form.split(|&b| b == b'&').find_map(|pair| {
-        let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &b""[..]),
-        };
-        let mut decoded = Vec::with_capacity(key.len());
-        percent_decode(key, true, &mut decoded);
-        if !decoded.trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
-            return None;
-        }
-        decoded.clear();
-        percent_decode(value, true, &mut decoded);
-        Some(String::from_utf8_lossy(&decoded).into_owned())
-    })
+    let value = form_values(form, name).next()?;
+    Some(String::from_utf8_lossy(&value).into_owned())
 }
 
 /// The `_method` a form, multipart or JSON body carries, for the body
