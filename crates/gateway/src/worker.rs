@@ -20,12 +20,12 @@ pub fn set_worker_index(index: usize) {
 /// is an event loop that runs whatever is ready and then sleeps in
 /// `epoll_wait`; under the default policy every readable socket (a client's
 /// request, its origin's answer) woke it at once, preempting the task on its
-/// core, and under load it ran one request per wake-up and two system calls
-/// of scheduling each. As a batch task it is not run ahead of the running
-/// task when woken, so it finds several requests ready at each wake-up:
-/// `bench/proxy.sh` went from 0.56-0.65x to 0.83-0.86x nginx, with the same
-/// system calls per request. Its nice value and its share of the CPU are
-/// unchanged, and an idle core still runs it at once.
+/// core, and under load it often ran one request per wake-up. As a batch
+/// task it is not run ahead of the running task when woken, so it finds
+/// several requests ready at each wake-up: `bench/proxy.sh` went from
+/// 0.56-0.72x to 0.86-0.98x nginx, with the same socket calls per request
+/// and a tenth as many `epoll_wait` calls. Its nice value and its share of
+/// the CPU are unchanged, and an idle core still runs it at once.
 pub fn schedule_as_batch() {
     #[cfg(target_os = "linux")]
     {
