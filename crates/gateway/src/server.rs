@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::Shared;
 use crate::conn_io::{ConnFlags, ErrorPage, ScannedIo};
@@ -26,18 +26,22 @@ const FIRST_READ: usize = 4096;
 /// Written to a plain connection refused by the caps, before closing it.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 34\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too many connections\"}\r\n";
 
-fn builder(rt: &Runtime) -> auto::Builder<TokioExecutor> {
+fn http1_builder(rt: &Runtime) -> http1::Builder {
     let limits = &rt.config.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_timeout_ms))
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
     builder
-        .http2()
+}
+
+fn http2_builder(rt: &Runtime) -> http2::Builder<TokioExecutor> {
+    let limits = &rt.config.limits;
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -92,15 +96,35 @@ pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
                 Duration::from_millis(shared.runtime.load().config.limits.header_timeout_ms);
             // The first bytes are read here, not peeked: the parser gets
             // them without reading the socket a second time.
-            let mut first = bytes::BytesMut::with_capacity(FIRST_READ);
-            match tokio::time::timeout(timeout, stream.read_buf(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {
+            let mut first = BytesMut::with_capacity(FIRST_READ);
+            match tokio::time::timeout(timeout, first_bytes(&mut stream, &mut first)).await {
+                Ok(Ok(protocol)) => {
                     let early = first.freeze();
-                    serve_connection(stream, early, peer, shared, guard, Protocol::Sniff).await
+                    serve_connection(stream, early, peer, shared, guard, protocol, false).await
                 }
                 _ => drop(guard),
             }
         });
+    }
+}
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads a plain connection's first bytes into `buf` until they show the
+/// protocol: the HTTP/2 preface, or anything else (HTTP/1).
+async fn first_bytes(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<Protocol> {
+    loop {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let seen = buf.len().min(H2_PREFACE.len());
+        if buf[..seen] != H2_PREFACE[..seen] {
+            return Ok(Protocol::Http1);
+        }
+        if seen == H2_PREFACE.len() {
+            return Ok(Protocol::Http2);
+        }
     }
 }
 
@@ -130,7 +154,16 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
                         Some(b"h2") => Protocol::Http2,
                         _ => Protocol::Http1,
                     };
-                    serve_connection(tls_stream, Bytes::new(), peer, shared, guard, protocol).await
+                    serve_connection(
+                        tls_stream,
+                        Bytes::new(),
+                        peer,
+                        shared,
+                        guard,
+                        protocol,
+                        true,
+                    )
+                    .await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -139,12 +172,10 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// How the HTTP version of a connection is chosen.
+/// The HTTP version of a connection: by its first bytes (plain text), or
+/// as negotiated by ALPN.
 #[derive(Clone, Copy)]
 enum Protocol {
-    /// By the client's first bytes (plain text: HTTP/1.1 or h2 prior knowledge).
-    Sniff,
-    /// Negotiated by ALPN.
     Http1,
     Http2,
 }
@@ -156,30 +187,33 @@ async fn serve_connection<S>(
     shared: Arc<Shared>,
     guard: ConnGuard,
     protocol: Protocol,
+    tls: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shared.metrics.connections_open.inc();
     let runtime = shared.runtime.load_full();
-    let builder = builder(&runtime);
     let flags = Arc::new(ConnFlags::default());
     let io = TokioIo::new(ScannedIo::new(
         stream,
         early,
         Arc::clone(&flags),
-        error_page(Arc::clone(&shared), runtime),
+        error_page(Arc::clone(&shared), Arc::clone(&runtime)),
     ));
     let metrics = Arc::clone(&shared.metrics);
-    let tls = !matches!(protocol, Protocol::Sniff);
     let service = service_fn(move |req| {
         proxy::handle(Arc::clone(&shared), peer, Arc::clone(&flags), tls, req)
     });
-    let builder = match protocol {
-        Protocol::Sniff => builder,
-        Protocol::Http1 => builder.http1_only(),
-        Protocol::Http2 => builder.http2_only(),
+    let served = match protocol {
+        Protocol::Http1 => {
+            http1_builder(&runtime)
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await
+        }
+        Protocol::Http2 => http2_builder(&runtime).serve_connection(io, service).await,
     };
-    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+    if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
     metrics.connections_open.dec();

@@ -30,6 +30,50 @@ async fn h2c_prior_knowledge() {
     assert!(response.headers().contains_key("x-request-id"));
 }
 
+/// The protocol of a plain connection is told by its first bytes however
+/// they are split: a preface in pieces is HTTP/2, and an HTTP/1 request
+/// whose first read looks like the preface's start is still HTTP/1.
+#[tokio::test]
+async fn the_protocol_is_told_from_first_bytes_in_pieces() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+    let mut h2 = tokio::net::TcpStream::connect(gw.listen).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The rest of the preface, then an empty SETTINGS frame.
+    h2.write_all(b"\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), h2.read_exact(&mut frame))
+        .await
+        .expect("an answer in time")
+        .expect("a frame header");
+    assert_eq!(
+        frame[3], 0x04,
+        "the server's first frame is SETTINGS: {frame:?}"
+    );
+
+    let mut h1 = tokio::net::TcpStream::connect(gw.listen).await.unwrap();
+    h1.write_all(b"PR").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h1.write_all(
+        format!("OPFIND /h1 HTTP/1.1\r\nHost: t\r\n{BROWSER}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), h1.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("a response");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 #[tokio::test]
 async fn large_bodies_stream_through_beyond_the_inspected_part() {
     let origin = Origin::start().await;
