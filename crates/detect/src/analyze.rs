@@ -121,6 +121,9 @@ pub(crate) struct Sink<'p> {
     /// (direct-mapped; 0 is empty, keys are odd).
     clean: [u64; CACHE_SLOTS as usize],
     incomplete: Incomplete,
+    /// A location buffer to write the next value's location into (see
+    /// `parse::at_location`): one allocation a request, not one a value.
+    spare_location: String,
 }
 
 const CACHE_SLOTS: u64 = 64;
@@ -143,7 +146,20 @@ impl<'p> Sink<'p> {
             lower: String::new(),
             clean: [0; CACHE_SLOTS as usize],
             incomplete: Incomplete::default(),
+            spare_location: String::new(),
         }
+    }
+
+    /// An empty buffer for a location, the spare one when it is free.
+    pub(crate) fn take_location_buffer(&mut self) -> String {
+        let mut buffer = std::mem::take(&mut self.spare_location);
+        buffer.clear();
+        buffer
+    }
+
+    /// Keeps `buffer` as the spare for the next location.
+    pub(crate) fn give_location_buffer(&mut self, buffer: String) {
+        self.spare_location = buffer;
     }
 
     /// Note that part of the request was not read (see [`Incomplete`]).

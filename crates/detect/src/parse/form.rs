@@ -1,6 +1,6 @@
 //! `application/x-www-form-urlencoded` and query strings.
 
-use super::location;
+use super::at_location;
 use crate::analyze::{Ctx, Sink};
 use crate::decode;
 
@@ -17,6 +17,7 @@ pub(crate) fn pairs(s: &[u8], prefix: &str, ctx: Ctx, sink: &mut Sink) {
     {
         sink.overflow(|i| i.pairs = true);
     }
+    let mut key = Vec::new();
     for pair in s
         .split(|&c| c == b'&')
         .filter(|p| !p.is_empty())
@@ -26,23 +27,24 @@ pub(crate) fn pairs(s: &[u8], prefix: &str, ctx: Ctx, sink: &mut Sink) {
             Some(p) => (&pair[..p], &pair[p + 1..]),
             None => (&b""[..], pair),
         };
-        let mut key = Vec::with_capacity(k.len());
+        key.clear();
         decode::percent_decode(k, true, &mut key);
-        let loc = location(prefix, &key);
-        if !key
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-        {
-            sink.value(&loc, k, ctx);
-        }
-        // `_charset_` names the charset of the whole form (HTML5, ASP.NET).
-        if key == b"_charset_" {
-            let mut label = Vec::with_capacity(v.len());
-            decode::percent_decode(v, true, &mut label);
-            if !crate::charset::readable(&label) {
-                super::body::unreadable_charset(&loc, &label, sink);
+        at_location(sink, prefix, &key, |sink, loc| {
+            if !key
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+            {
+                sink.value(loc, k, ctx);
             }
-        }
-        sink.value(&loc, v, ctx);
+            // `_charset_` names the charset of the whole form (HTML5, ASP.NET).
+            if key == b"_charset_" {
+                let mut label = Vec::with_capacity(v.len());
+                decode::percent_decode(v, true, &mut label);
+                if !crate::charset::readable(&label) {
+                    super::body::unreadable_charset(loc, &label, sink);
+                }
+            }
+            sink.value(loc, v, ctx);
+        });
     }
 }

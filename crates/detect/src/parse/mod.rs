@@ -59,10 +59,9 @@ pub(crate) fn request(req: &RawRequest, sink: &mut Sink) {
             "user-agent" => sink.value("header.user-agent", value, Ctx::UserAgent),
             "referer" | "origin" => referrer(name, value, sink),
             _ if SKIP_HEADERS.contains(&name) => {}
-            _ => {
-                let loc = location("header", name.as_bytes());
-                sink.value(&loc, value, Ctx::Header);
-            }
+            _ => at_location(sink, "header", name.as_bytes(), |sink, loc| {
+                sink.value(loc, value, Ctx::Header)
+            }),
         }
     }
     if !req.body.is_empty() {
@@ -92,15 +91,35 @@ fn referrer(name: &str, value: &[u8], sink: &mut Sink) {
 /// `prefix.key`, with the key decoded, sanitised and bounded.
 pub(crate) fn location(prefix: &str, key: &[u8]) -> String {
     let mut out = String::with_capacity(prefix.len() + 1 + key.len().min(MAX_KEY));
+    write_location(&mut out, prefix, key);
+    out
+}
+
+/// Calls `f` with the location `prefix.key` (see [`location`]) written
+/// into a buffer the sink reuses: most values are found clean at once, and
+/// a location allocated for each of them was most of their cost.
+pub(crate) fn at_location<R>(
+    sink: &mut Sink,
+    prefix: &str,
+    key: &[u8],
+    f: impl FnOnce(&mut Sink, &str) -> R,
+) -> R {
+    let mut buffer = sink.take_location_buffer();
+    write_location(&mut buffer, prefix, key);
+    let result = f(sink, &buffer);
+    sink.give_location_buffer(buffer);
+    result
+}
+
+fn write_location(out: &mut String, prefix: &str, key: &[u8]) {
     out.push_str(prefix);
     if key.is_empty() {
-        return out;
+        return;
     }
     out.push('.');
     for c in String::from_utf8_lossy(&key[..key.len().min(MAX_KEY)]).chars() {
         out.push(if c.is_control() { '?' } else { c });
     }
-    out
 }
 
 fn target(t: &[u8], sink: &mut Sink) {
@@ -147,11 +166,12 @@ fn cookies(v: &[u8], sink: &mut Sink) {
             Some(p) => (&part[..p], &part[p + 1..]),
             None => (&b""[..], part),
         };
-        let loc = location("cookie", k.trim_ascii());
-        sink.value(&loc, val, Ctx::Cookie);
-        if let Some(unquoted) = unquote_cookie(val.trim_ascii()) {
-            sink.value(&loc, &unquoted, Ctx::Cookie);
-        }
+        at_location(sink, "cookie", k.trim_ascii(), |sink, loc| {
+            sink.value(loc, val, Ctx::Cookie);
+            if let Some(unquoted) = unquote_cookie(val.trim_ascii()) {
+                sink.value(loc, &unquoted, Ctx::Cookie);
+            }
+        });
     }
 }
 
