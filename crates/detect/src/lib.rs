@@ -100,6 +100,12 @@ mod xxe;
 
 pub use leak::{LeakKind, leaks_internals};
 
+/// Multipart bodies read as the detection reads them, for checks that
+/// must split them the same way.
+pub mod multipart {
+    pub use crate::parse::multipart::{boundary, split_part};
+}
+
 use serde::{Deserialize, Serialize};
 
 /// One request as received, before any decoding.

@@ -4,7 +4,7 @@
 mod body;
 mod form;
 mod json;
-mod multipart;
+pub(crate) mod multipart;
 mod xml;
 
 use crate::RawRequest;

@@ -10,7 +10,7 @@ const MAX_PARTS: usize = 64;
 
 /// Returns false when no boundary or no part could be found.
 pub(crate) fn parse(data: &[u8], content_type: &str, sink: &mut Sink) -> bool {
-    let Some(boundary) = boundary(content_type) else {
+    let Some(boundary) = boundary(content_type).filter(|b| b.len() <= 200) else {
         return false;
     };
     // Parsers disagree on which of two boundaries counts.
@@ -62,24 +62,36 @@ fn outside_parts(text: &[u8], name: &str, sink: &mut Sink) {
     }
 }
 
-fn boundary(ct: &str) -> Option<String> {
-    let p = ct.to_ascii_lowercase().find("boundary=")?;
-    let v = ct[p + 9..].split(';').next()?.trim().trim_matches('"');
-    (!v.is_empty() && v.len() <= 200).then(|| v.to_string())
+/// The boundary a multipart `Content-Type` names, quotes removed; `None`
+/// when it names none.
+pub fn boundary(content_type: &str) -> Option<&str> {
+    let at = content_type.to_ascii_lowercase().find("boundary=")? + "boundary=".len();
+    let value = content_type[at..]
+        .split(';')
+        .next()?
+        .trim()
+        .trim_matches('"');
+    (!value.is_empty()).then_some(value)
 }
 
-fn one_part(part: &[u8], sink: &mut Sink) {
+/// The header block and the content of one part, from the bytes between
+/// two delimiters; the content keeps the line break before the next one.
+pub fn split_part(part: &[u8]) -> (&[u8], &[u8]) {
     let part = part
         .strip_prefix(b"\r\n")
         .or_else(|| part.strip_prefix(b"\n"))
         .unwrap_or(part);
-    let (head, body) = match memchr::memmem::find(part, b"\r\n\r\n") {
+    match memchr::memmem::find(part, b"\r\n\r\n") {
         Some(p) => (&part[..p], &part[p + 4..]),
         None => match memchr::memmem::find(part, b"\n\n") {
             Some(p) => (&part[..p], &part[p + 2..]),
             None => (part, &b""[..]),
         },
-    };
+    }
+}
+
+fn one_part(part: &[u8], sink: &mut Sink) {
+    let (head, body) = split_part(part);
     let body = body
         .strip_suffix(b"\r\n")
         .or_else(|| body.strip_suffix(b"\n"))

@@ -8,7 +8,7 @@
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use portcullis_config::{LimitsConfig, ProtocolConfig};
-use portcullis_detect::charset;
+use portcullis_detect::{charset, multipart};
 
 /// Why a request is refused, with the status it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,37 +309,22 @@ const MAX_PARTS: usize = 64;
 /// in a charset that moves ASCII (its `Content-Type`, or a `_charset_`
 /// field naming the form's), or a transfer encoding it does not decode.
 fn check_multipart(content_type: &str, body: &[u8]) -> Option<Violation> {
-    let lower = content_type.to_ascii_lowercase();
-    let at = lower.find("boundary=")? + "boundary=".len();
-    let boundary = content_type[at..]
-        .split(';')
-        .next()?
-        .trim()
-        .trim_matches('"');
-    if boundary.is_empty() {
-        return None;
-    }
-    let delim = format!("--{boundary}");
+    let delim = format!("--{}", multipart::boundary(content_type)?);
     for start in memchr::memmem::find_iter(body, delim.as_bytes()).take(MAX_PARTS) {
-        let part = &body[start + delim.len()..];
-        if part.starts_with(b"--") {
+        let rest = &body[start + delim.len()..];
+        if rest.starts_with(b"--") {
             break;
         }
-        let (head, content) = match memchr::memmem::find(part, b"\r\n\r\n") {
-            Some(p) => (&part[..p], &part[p + 4..]),
-            None => match memchr::memmem::find(part, b"\n\n") {
-                Some(p) => (&part[..p], &part[p + 2..]),
-                None => (part, &b""[..]),
-            },
-        };
-        if let Some(v) = check_part_head(head, content, &delim) {
+        let end = memchr::memmem::find(rest, delim.as_bytes()).unwrap_or(rest.len());
+        let (head, content) = multipart::split_part(&rest[..end]);
+        if let Some(v) = check_part_head(head, content) {
             return Some(v);
         }
     }
     None
 }
 
-fn check_part_head(head: &[u8], content: &[u8], delim: &str) -> Option<Violation> {
+fn check_part_head(head: &[u8], content: &[u8]) -> Option<Violation> {
     for line in head.split(|&c| c == b'\n') {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
@@ -363,12 +348,8 @@ fn check_part_head(head: &[u8], content: &[u8], delim: &str) -> Option<Violation
             && value.to_ascii_lowercase().split(|&c| c == b';').any(|p| {
                 p.trim_ascii() == b"name=\"_charset_\"" || p.trim_ascii() == b"name=_charset_"
             });
-        if names_charset_field {
-            let end = memchr::memmem::find(content, delim.as_bytes()).unwrap_or(content.len());
-            let label = content[..end].trim_ascii();
-            if !charset::readable(label) {
-                return violation(UNREADABLE_CHARSET, printable(label), 400);
-            }
+        if names_charset_field && !charset::readable(content.trim_ascii()) {
+            return violation(UNREADABLE_CHARSET, printable(content.trim_ascii()), 400);
         }
     }
     None
