@@ -280,6 +280,15 @@ clearance = "required"
             "a form body",
             post("/orders/7", &[], form, "a=1&_method=DELETE"),
         ),
+        // PHP and Rack read the last of several fields.
+        (
+            "the last of two query fields",
+            post("/orders/7?_method=POST&_method=DELETE", &[], form, ""),
+        ),
+        (
+            "the last of two form fields",
+            post("/orders/7", &[], form, "_method=POST&_method=DELETE"),
+        ),
         (
             "a JSON body",
             post(

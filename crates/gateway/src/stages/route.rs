@@ -93,10 +93,18 @@ fn overridden_methods(headers: &HeaderMap, query: Option<&str>) -> Vec<String> {
             add_methods(&mut methods, &String::from_utf8_lossy(value.as_bytes()));
         }
     }
-    if let Some(method) = query.and_then(|q| form_field(q.as_bytes(), METHOD_FIELD)) {
-        add_methods(&mut methods, &method);
+    if let Some(query) = query {
+        add_form_methods(&mut methods, query.as_bytes());
     }
     methods
+}
+
+/// Every `_method` field of a form or query: frameworks differ on which of
+/// several they read (PHP and Rack take the last), so each counts.
+fn add_form_methods(methods: &mut Vec<String>, form: &[u8]) {
+    for value in form_values(form, METHOD_FIELD) {
+        add_methods(methods, &String::from_utf8_lossy(&value));
+    }
 }
 
 fn add_methods(methods: &mut Vec<String>, value: &str) {
@@ -109,31 +117,30 @@ fn add_methods(methods: &mut Vec<String>, value: &str) {
     );
 }
 
-/// The decoded value of the first field `name` of a form-encoded string.
-fn form_field(form: &[u8], name: &str) -> Option<String> {
-    let value = form_values(form, name).next()?;
-    Some(String::from_utf8_lossy(&value).into_owned())
-}
-
-/// The `_method` a form, multipart or JSON body carries, for the body
-/// stage to check once the body is read (see [`check_body_method`]).
-fn body_method(content_type: &[u8], body: &[u8]) -> Option<String> {
+/// The methods a form, multipart or JSON body names in `_method`, for the
+/// body stage to check once the body is read (see [`check_body_method`]).
+fn body_methods(content_type: &[u8], body: &[u8]) -> Vec<String> {
+    let mut methods = Vec::new();
     // Cheap first: most bodies never mention it (a JSON key may escape
     // the underscore, so `method` is what is looked for).
-    memchr::memmem::find(body, b"method")?;
+    if memchr::memmem::find(body, b"method").is_none() {
+        return methods;
+    }
     let media = content_type.to_ascii_lowercase();
     if media.starts_with(b"application/x-www-form-urlencoded") {
-        return form_field(body, METHOD_FIELD);
+        add_form_methods(&mut methods, body);
+    } else if media.starts_with(b"multipart/form-data") {
+        if let Some(value) = multipart_field(body, METHOD_FIELD) {
+            add_methods(&mut methods, &value);
+        }
+    } else if media.starts_with(b"application/json") || media.ends_with(b"+json") {
+        let object: Option<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(body).ok();
+        if let Some(value) = object.as_ref().and_then(|o| o.get(METHOD_FIELD)?.as_str()) {
+            add_methods(&mut methods, value);
+        }
     }
-    if media.starts_with(b"multipart/form-data") {
-        return multipart_field(body, METHOD_FIELD);
-    }
-    if media.starts_with(b"application/json") || media.ends_with(b"+json") {
-        let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(body).ok()?;
-        return object.get(METHOD_FIELD)?.as_str().map(str::to_owned);
-    }
-    None
+    methods
 }
 
 /// The value of the multipart part named `name`: the line after the blank
@@ -160,11 +167,7 @@ pub(super) fn check_body_method(ex: &mut Exchange<'_>, body: &[u8]) {
         .headers
         .get(http::header::CONTENT_TYPE)
         .map_or(&b""[..], |v| v.as_bytes());
-    let Some(value) = body_method(content_type, body) else {
-        return;
-    };
-    let mut methods = Vec::new();
-    add_methods(&mut methods, &value);
+    let methods = body_methods(content_type, body);
     let (host, method, path) = (
         ex.target.authority.as_str(),
         ex.parts.method.as_str(),
