@@ -316,6 +316,15 @@ clearance = "required"
                 "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
             ),
         ),
+        (
+            "the last of two multipart fields",
+            post(
+                "/orders/7",
+                &[],
+                "multipart/form-data; boundary=b",
+                "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nPOST\r\n--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
+            ),
+        ),
     ] {
         let out = h.send(request).await;
         assert_eq!(

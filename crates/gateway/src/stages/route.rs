@@ -130,7 +130,7 @@ fn body_methods(content_type: &[u8], body: &[u8]) -> Vec<String> {
     if media.starts_with(b"application/x-www-form-urlencoded") {
         add_form_methods(&mut methods, body);
     } else if media.starts_with(b"multipart/form-data") {
-        if let Some(value) = multipart_field(body, METHOD_FIELD) {
+        for value in multipart_fields(body, METHOD_FIELD) {
             add_methods(&mut methods, &value);
         }
     } else if media.starts_with(b"application/json") || media.ends_with(b"+json") {
@@ -143,16 +143,20 @@ fn body_methods(content_type: &[u8], body: &[u8]) -> Vec<String> {
     methods
 }
 
-/// The value of the multipart part named `name`: the line after the blank
-/// line that ends its headers.
-fn multipart_field(body: &[u8], name: &str) -> Option<String> {
+/// The value of every multipart part named `name`: the line after the
+/// blank line that ends its headers.
+fn multipart_fields(body: &[u8], name: &str) -> Vec<String> {
     let marker = format!("name=\"{name}\"");
-    let at = memchr::memmem::find(&body.to_ascii_lowercase(), marker.as_bytes())?;
-    let rest = &body[at..];
-    let start = memchr::memmem::find(rest, b"\r\n\r\n")? + 4;
-    let value = &rest[start..];
-    let end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
-    Some(String::from_utf8_lossy(&value[..end]).into_owned())
+    let lower = body.to_ascii_lowercase();
+    memchr::memmem::find_iter(&lower, marker.as_bytes())
+        .filter_map(|at| {
+            let rest = &body[at..];
+            let start = memchr::memmem::find(rest, b"\r\n\r\n")? + 4;
+            let value = &rest[start..];
+            let end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
+            Some(String::from_utf8_lossy(&value[..end]).into_owned())
+        })
+        .collect()
 }
 
 /// Once the body is read: a `_method` in it that meets another policy or
