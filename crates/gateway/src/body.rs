@@ -13,12 +13,61 @@ use hyper::body::Incoming;
 
 use crate::runtime::Runtime;
 
+/// A request body as the client sends it: over HTTP/1 (the gateway's own
+/// server) or HTTP/2 (hyper's).
+pub enum ClientBody {
+    Empty,
+    H1(crate::h1::BodyReader),
+    H2(Incoming),
+}
+
+/// Why a client's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error(transparent)]
+    H1(#[from] crate::h1::BodyError),
+    #[error(transparent)]
+    H2(#[from] hyper::Error),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::H1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::H1(body) => body.is_end_stream(),
+            ClientBody::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::H1(body) => body.size_hint(),
+            ClientBody::H2(body) => body.size_hint(),
+        }
+    }
+}
+
 /// How reading the inspected prefix of a request body ended.
 pub enum Prefix {
     /// The whole body, within the inspection limit.
     Complete(Bytes),
     /// The first bytes; the rest is still in the stream.
-    Partial(Bytes, Incoming),
+    Partial(Bytes, ClientBody),
     TooLarge,
     TimedOut,
     /// The client broke the framing or the connection.
@@ -27,7 +76,7 @@ pub enum Prefix {
 
 /// Reads up to `inspect` bytes of `body` within `timeout`, refusing more than `max` in all.
 pub async fn read_prefix(
-    mut body: Incoming,
+    mut body: ClientBody,
     inspect: usize,
     max: u64,
     timeout: Duration,
@@ -60,12 +109,12 @@ pub async fn read_prefix(
 /// (an error toward the origin) past `remaining` more bytes.
 pub struct PrefixedBody {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: ClientBody,
     remaining: u64,
 }
 
 impl PrefixedBody {
-    pub fn new(prefix: Bytes, rest: Incoming, max: u64) -> Self {
+    pub fn new(prefix: Bytes, rest: ClientBody, max: u64) -> Self {
         let remaining = max.saturating_sub(prefix.len() as u64);
         PrefixedBody {
             prefix: Some(prefix).filter(|p| !p.is_empty()),
@@ -81,7 +130,7 @@ pub enum StreamError {
     #[error("request body exceeds the configured maximum")]
     TooLarge,
     #[error(transparent)]
-    Hyper(#[from] hyper::Error),
+    Client(#[from] ClientBodyError),
 }
 
 impl Body for PrefixedBody {

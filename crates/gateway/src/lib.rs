@@ -18,6 +18,7 @@ pub mod demo;
 pub mod edge;
 pub mod events;
 pub mod files;
+pub mod h1;
 pub mod hot_metrics;
 pub mod http;
 pub mod metrics;

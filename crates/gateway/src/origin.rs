@@ -48,6 +48,12 @@ pub enum OriginError {
     RequestBody(crate::http::respond::BoxError),
 }
 
+impl From<crate::http::chunked::ChunkError> for OriginError {
+    fn from(e: crate::http::chunked::ChunkError) -> Self {
+        OriginError::Malformed(e.0)
+    }
+}
+
 /// Response body reads are at least this large.
 const READ_CHUNK: usize = 16 * 1024;
 

@@ -11,12 +11,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::answers::intercept;
 use crate::body::Metered;
 use crate::client_ip::client_ip;
-use crate::conn_io::ConnFlags;
+use crate::body::ClientBody;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
@@ -37,17 +36,27 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// What an HTTP/1 request head said about its connection (nothing, over HTTP/2).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadFacts {
+    /// Framed by both `Content-Length` and `Transfer-Encoding`: refused,
+    /// and the connection closes after the answer.
+    pub framing_conflict: bool,
+    /// Asked to switch protocols: unless the answer switches, the
+    /// connection closes after it.
+    pub switch_asked: bool,
+}
+
 /// Answers one request. Never fails: every problem becomes a response.
 pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
-    conn: Arc<ConnFlags>,
     tls: bool,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
+    head: HeadFacts,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rt = shared.runtime.load_full();
-    let unscanned = conn.take_switch_asked();
     let (parts, body) = req.into_parts();
     let mut ex = begin(
         &shared,
@@ -56,12 +65,12 @@ pub async fn handle(
         parts,
         RequestBody::Unread(body),
         tls,
-        conn.take_framing_conflict(),
+        head.framing_conflict,
     );
     pipeline::run(&mut ex).await;
     let (action, layer) = ex.ctx.decide();
     let mut response = respond(&mut ex, action).await;
-    let declined_switch = unscanned && response.status() != StatusCode::SWITCHING_PROTOCOLS;
+    let declined_switch = head.switch_asked && response.status() != StatusCode::SWITCHING_PROTOCOLS;
     if ex.framing_conflict || declined_switch {
         response
             .headers_mut()
@@ -262,7 +271,7 @@ pub(crate) struct Outgoing<'a> {
     pub upstream: &'a crate::runtime::Upstream,
     /// A WebSocket (or other allowed) upgrade passes through.
     pub tunnelled: bool,
-    pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub client_upgrade: Option<crate::h1::ClientUpgrade>,
     /// For a WebSocket handshake, the `Sec-WebSocket-Accept` the origin's
     /// switch must carry: a switch without it is no handshake answered.
     pub websocket_accept: Option<String>,
@@ -303,7 +312,7 @@ pub(crate) fn outgoing<'a>(ex: &mut Exchange<'a>) -> Result<Outgoing<'a>, Unrout
     // A WebSocket upgrade without a valid handshake goes on as a plain request.
     let tunnelled = allowed.is_some() && (!websocket || websocket_accept.is_some());
     let client_upgrade = tunnelled
-        .then(|| ex.parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .then(|| ex.parts.extensions.remove::<crate::h1::ClientUpgrade>())
         .flatten();
     Ok(Outgoing {
         upstream,
@@ -348,22 +357,22 @@ fn count_origin_error(shared: &Shared, outcome: &'static str) {
 }
 
 /// Joins the client's and the origin's connections after a switch of
-/// protocols (WebSocket), starting with what the origin sent past its head.
+/// protocols (WebSocket), starting with what each sent past its head.
 fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
+    client: crate::h1::ClientUpgrade,
     (mut origin, early): (tokio::net::TcpStream, bytes::BytesMut),
     request_id: String,
 ) {
     use tokio::io::AsyncWriteExt;
     tokio::spawn(async move {
-        let Ok(client) = client.await else {
+        let Some(mut client) = client.connection().await else {
             tracing::debug!(%request_id, "websocket upgrade did not complete");
             return;
         };
-        let mut client = hyper_util::rt::TokioIo::new(client);
         let copied = async {
-            client.write_all(&early).await?;
-            tokio::io::copy_bidirectional(&mut client, &mut origin).await
+            origin.write_all(&client.early).await?;
+            client.io.write_all(&early).await?;
+            tokio::io::copy_bidirectional(&mut client.io, &mut origin).await
         };
         if let Err(e) = copied.await {
             tracing::debug!(%request_id, error = %e, "websocket tunnel closed");

@@ -3,7 +3,6 @@
 
 pub mod classify;
 pub mod conn;
-pub mod framing;
 pub mod ipset;
 pub mod protocol;
 pub mod quota;

@@ -3,6 +3,7 @@
 //! configuration or the pipeline.
 
 pub mod canonical;
+pub mod chunked;
 pub mod cors;
 pub mod headers;
 pub mod readings;

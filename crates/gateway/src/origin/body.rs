@@ -9,7 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::wire::{BodyFraming, ChunkedDecoder, Decoded};
+use super::wire::BodyFraming;
+use crate::http::chunked::{ChunkedDecoder, Decoded};
 use super::{Conn, OriginError, OriginPool};
 
 enum State {
@@ -108,7 +109,7 @@ impl OriginBody {
                         return Poll::Ready(None);
                     }
                     Ok(Decoded::NeedMore) => {}
-                    Err(e) => return Poll::Ready(Some(Err(self.fail(e)))),
+                    Err(e) => return Poll::Ready(Some(Err(self.fail(e.into())))),
                 },
                 State::UntilClose => {
                     if !conn.buf.is_empty() {

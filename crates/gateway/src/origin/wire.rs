@@ -1,8 +1,8 @@
 //! HTTP/1.1 on the origin connection, without I/O: the request head as
-//! bytes, the response head parsed in place, how the response body is
-//! framed, and the chunked decoder.
+//! bytes, the response head parsed in place, and how the response body is
+//! framed.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
@@ -12,10 +12,6 @@ use super::OriginError;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Header fields read from one response head.
 const MAX_HEADERS: usize = 128;
-/// A chunk-size line (with extensions) longer than this is refused.
-const MAX_CHUNK_LINE: usize = 4096;
-/// Trailer bytes read (and dropped) after the last chunk.
-const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// How the request body is framed toward the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,135 +217,10 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, OriginError> {
     Ok(length)
 }
 
-/// What the chunked decoder took out of the buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decoded {
-    Data(Bytes),
-    /// The buffer holds no complete piece: read more.
-    NeedMore,
-    /// The last chunk and the trailers were read.
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-    Done,
-}
-
-/// Decodes `transfer-encoding: chunked` strictly (CRLF line ends, hex
-/// sizes, bounded lines and trailers): a reused connection must never be
-/// read out of step with the origin. Trailers are dropped.
-#[derive(Debug)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-    trailer_bytes: usize,
-}
-
-impl Default for ChunkedDecoder {
-    fn default() -> Self {
-        ChunkedDecoder {
-            state: ChunkState::Size,
-            trailer_bytes: 0,
-        }
-    }
-}
-
-impl ChunkedDecoder {
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, OriginError> {
-        loop {
-            match self.state {
-                ChunkState::Size => {
-                    let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
-                        return Ok(Decoded::NeedMore);
-                    };
-                    let size = chunk_size(&line)?;
-                    self.state = match size {
-                        0 => ChunkState::Trailers,
-                        n => ChunkState::Data(n),
-                    };
-                }
-                ChunkState::Data(left) => {
-                    if buf.is_empty() {
-                        return Ok(Decoded::NeedMore);
-                    }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let data = buf.split_to(n).freeze();
-                    let left = left - n as u64;
-                    self.state = match left {
-                        0 => ChunkState::DataEnd,
-                        left => ChunkState::Data(left),
-                    };
-                    return Ok(Decoded::Data(data));
-                }
-                ChunkState::DataEnd => {
-                    if buf.len() < 2 {
-                        return Ok(Decoded::NeedMore);
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(OriginError::Malformed("chunk end"));
-                    }
-                    buf.advance(2);
-                    self.state = ChunkState::Size;
-                }
-                ChunkState::Trailers => {
-                    let Some(line) = take_line(buf, MAX_TRAILER_BYTES)? else {
-                        return Ok(Decoded::NeedMore);
-                    };
-                    self.trailer_bytes += line.len() + 2;
-                    if self.trailer_bytes > MAX_TRAILER_BYTES {
-                        return Err(OriginError::Malformed("trailers too large"));
-                    }
-                    if line.is_empty() {
-                        self.state = ChunkState::Done;
-                    }
-                }
-                ChunkState::Done => return Ok(Decoded::Done),
-            }
-        }
-    }
-}
-
-/// Takes a CRLF-ended line (without its end) off the front of `buf`.
-fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, OriginError> {
-    match memchr::memchr(b'\n', buf) {
-        Some(end) if end > 0 && buf[end - 1] == b'\r' && end <= max => {
-            let mut line = buf.split_to(end + 1);
-            line.truncate(end - 1);
-            Ok(Some(line))
-        }
-        Some(_) => Err(OriginError::Malformed("chunk line")),
-        None if buf.len() > max => Err(OriginError::Malformed("chunk line too long")),
-        None => Ok(None),
-    }
-}
-
-/// The hex size of a chunk-size line, before any extension.
-fn chunk_size(line: &[u8]) -> Result<u64, OriginError> {
-    let digits_end = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
-    let rest = &line[digits_end..];
-    let extension_ok = rest.is_empty()
-        || rest
-            .iter()
-            .find(|b| !matches!(b, b' ' | b'\t'))
-            .is_some_and(|&b| b == b';');
-    if digits_end == 0 || digits_end > 16 || !extension_ok {
-        return Err(OriginError::Malformed("chunk size"));
-    }
-    let text = std::str::from_utf8(&line[..digits_end])
-        .map_err(|_| OriginError::Malformed("chunk size"))?;
-    u64::from_str_radix(text, 16).map_err(|_| OriginError::Malformed("chunk size"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::chunked::{ChunkedDecoder, Decoded};
 
     fn head(text: &str) -> ResponseHead {
         let mut buf = BytesMut::from(text);
@@ -482,40 +353,6 @@ mod tests {
         assert!(!te_and_cl.headers.contains_key(header::CONTENT_LENGTH));
     }
 
-    fn decode_all(input: &[u8], step: usize) -> Result<Vec<u8>, OriginError> {
-        let mut decoder = ChunkedDecoder::default();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut fed = 0;
-        loop {
-            match decoder.decode(&mut buf)? {
-                Decoded::Data(data) => out.extend_from_slice(&data),
-                Decoded::Done => {
-                    assert!(buf.is_empty(), "nothing after the body: {buf:?}");
-                    return Ok(out);
-                }
-                Decoded::NeedMore if fed < input.len() => {
-                    let end = (fed + step).min(input.len());
-                    buf.extend_from_slice(&input[fed..end]);
-                    fed = end;
-                }
-                Decoded::NeedMore => return Err(OriginError::Malformed("truncated")),
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_bodies_decode_whatever_the_reads_split() {
-        let body = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \t;x\r\n0123456789\r\n0\r\ntrailer: x\r\n\r\n";
-        for step in [1, 2, 3, 7, body.len()] {
-            assert_eq!(
-                decode_all(body, step).unwrap(),
-                b"hello 0123456789",
-                "step {step}"
-            );
-        }
-    }
-
     /// Valid responses with bytes flipped, cut and repeated: parsing and
     /// decoding never panic, and a decoded body is never longer than the
     /// bytes it came from.
@@ -559,28 +396,5 @@ mod tests {
             }
             assert!(decoded <= total);
         }
-    }
-
-    #[test]
-    fn malformed_chunked_bodies_are_refused() {
-        for bad in [
-            &b"5\nhello\r\n0\r\n\r\n"[..],
-            b"5\r\nhelloXX0\r\n\r\n",
-            b"z\r\n",
-            b"\r\n",
-            b"11111111111111111\r\n",
-            b"5 x\r\nhello\r\n0\r\n\r\n",
-            b"-5\r\n",
-        ] {
-            assert!(
-                decode_all(bad, 64).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        let long = format!("{}\r\n", "0".repeat(MAX_CHUNK_LINE + 1));
-        assert!(decode_all(long.as_bytes(), 64).is_err());
-        let trailers = format!("0\r\n{}", "t: x\r\n".repeat(MAX_TRAILER_BYTES / 6 + 1));
-        assert!(decode_all(trailers.as_bytes(), 512).is_err());
     }
 }

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Response;
 use http::request::Parts;
-use hyper::body::Incoming;
 
 use crate::context::{Layer, RequestContext};
 use crate::http::canonical::CanonicalPath;
@@ -123,7 +122,7 @@ pub type HeaderPairs<'a> = smallvec::SmallVec<[(&'a str, &'a [u8]); 16]>;
 /// The request body as the pipeline has it.
 pub enum RequestBody {
     /// Not read yet.
-    Unread(Incoming),
+    Unread(crate::body::ClientBody),
     /// The inspected prefix was read.
     Read(InspectedBody),
     /// No body to forward (the request was refused before it was read).

@@ -6,37 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::StatusCode;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use crate::Shared;
-use crate::conn_io::{ConnFlags, ErrorPage, ScannedIo};
+use crate::body::ClientBody;
+use crate::conn_io::Rewind;
 use crate::edge::conn::ConnGuard;
 use crate::metrics::OutcomeLabel;
-use crate::proxy;
 use crate::runtime::Runtime;
+
+mod http1;
 
 /// The first read of a plain connection: a request head usually fits.
 const FIRST_READ: usize = 4096;
 
 /// Written to a plain connection refused by the caps, before closing it.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 34\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too many connections\"}\r\n";
-
-fn http1_builder(rt: &Runtime) -> http1::Builder {
-    let limits = &rt.config.limits;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.header_timeout_ms))
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    builder
-}
 
 fn http2_builder(rt: &Runtime) -> http2::Builder<TokioExecutor> {
     let limits = &rt.config.limits;
@@ -92,15 +82,15 @@ pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             // A connection that never sends a byte is closed by the header timeout.
-            let timeout =
-                Duration::from_millis(shared.runtime.load().config.limits.header_timeout_ms);
+            let deadline = head_deadline(&shared);
             // The first bytes are read here, not peeked: the parser gets
             // them without reading the socket a second time.
             let mut first = BytesMut::with_capacity(FIRST_READ);
-            match tokio::time::timeout(timeout, first_bytes(&mut stream, &mut first)).await {
+            match tokio::time::timeout_at(deadline, first_bytes(&mut stream, &mut first)).await {
                 Ok(Ok(protocol)) => {
                     let early = first.freeze();
-                    serve_connection(stream, early, peer, shared, guard, protocol, false).await
+                    let conn = Conn { peer, tls: false, deadline };
+                    serve_connection(stream, early, conn, shared, guard, protocol).await
                 }
                 _ => drop(guard),
             }
@@ -146,24 +136,16 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
             let rt = shared.runtime.load_full();
             let Some(tls) = rt.tls.clone() else { return };
             let _ = stream.set_nodelay(true);
-            let timeout = Duration::from_millis(rt.config.limits.header_timeout_ms);
+            let deadline = head_deadline(&shared);
             let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
-            match tokio::time::timeout(timeout, accept).await {
+            match tokio::time::timeout_at(deadline, accept).await {
                 Ok(Ok(tls_stream)) => {
                     let protocol = match tls_stream.get_ref().1.alpn_protocol() {
                         Some(b"h2") => Protocol::Http2,
                         _ => Protocol::Http1,
                     };
-                    serve_connection(
-                        tls_stream,
-                        Bytes::new(),
-                        peer,
-                        shared,
-                        guard,
-                        protocol,
-                        true,
-                    )
-                    .await
+                    let conn = Conn { peer, tls: true, deadline };
+                    serve_connection(tls_stream, Bytes::new(), conn, shared, guard, protocol).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -180,71 +162,48 @@ enum Protocol {
     Http2,
 }
 
-async fn serve_connection<S>(
+/// By when a new connection's first request head must be in.
+fn head_deadline(shared: &Shared) -> Instant {
+    Instant::now() + Duration::from_millis(shared.runtime.load().config.limits.header_timeout_ms)
+}
+
+/// A client connection, accepted.
+struct Conn {
+    peer: SocketAddr,
+    tls: bool,
+    /// By when the first request head must be in.
+    deadline: Instant,
+}
+
+async fn serve_connection<S: crate::h1::Stream + 'static>(
     stream: S,
     early: Bytes,
-    peer: SocketAddr,
+    conn: Conn,
     shared: Arc<Shared>,
     guard: ConnGuard,
     protocol: Protocol,
-    tls: bool,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    shared.metrics.connections_open.inc();
-    let runtime = shared.runtime.load_full();
-    let flags = Arc::new(ConnFlags::default());
-    let io = TokioIo::new(ScannedIo::new(
-        stream,
-        early,
-        Arc::clone(&flags),
-        error_page(Arc::clone(&shared), Arc::clone(&runtime)),
-    ));
+) {
     let metrics = Arc::clone(&shared.metrics);
-    let service = service_fn(move |req| {
-        proxy::handle(Arc::clone(&shared), peer, Arc::clone(&flags), tls, req)
-    });
-    let served = match protocol {
+    metrics.connections_open.inc();
+    match protocol {
         Protocol::Http1 => {
-            http1_builder(&runtime)
-                .serve_connection(io, service)
-                .with_upgrades()
-                .await
+            http1::serve(stream, early, conn.deadline, shared, conn.peer, conn.tls).await
         }
-        Protocol::Http2 => http2_builder(&runtime).serve_connection(io, service).await,
-    };
-    if let Err(e) = served {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        Protocol::Http2 => {
+            let runtime = shared.runtime.load_full();
+            let Conn { peer, tls, .. } = conn;
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let req = req.map(ClientBody::H2);
+                crate::proxy::handle(Arc::clone(&shared), peer, tls, req, Default::default())
+            });
+            let io = TokioIo::new(Rewind::new(stream, early));
+            if let Err(e) = http2_builder(&runtime).serve_connection(io, service).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
     }
     metrics.connections_open.dec();
     drop(guard);
-}
-
-/// The gateway's answer for a request head the HTTP parser refused by itself.
-fn error_page(shared: Arc<Shared>, runtime: Arc<Runtime>) -> ErrorPage {
-    Box::new(move |status| {
-        let request_id = crate::http::respond::new_request_id();
-        let template = &runtime.config.block.bad_request;
-        let body = runtime.render(template, status, &request_id);
-        let reason = StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Bad Request");
-        shared.metrics.hot.count_request(
-            crate::context::Action::Intercept(crate::context::Answer::BadRequest { status }),
-            Some(crate::context::Layer::Edge),
-            crate::context::TrafficClass::Normal,
-        );
-        tracing::debug!(%request_id, status, "request head refused by the HTTP parser");
-        let head = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
-            template.content_type,
-            body.len()
-        );
-        let mut page = bytes::BytesMut::from(head.as_bytes());
-        page.extend_from_slice(&body);
-        page.freeze()
-    })
 }
 
 /// Binds one listening socket per worker on the same address (SO_REUSEPORT,
