@@ -13,9 +13,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::answers::intercept;
+use crate::body::ClientBody;
 use crate::body::Metered;
 use crate::client_ip::client_ip;
-use crate::body::ClientBody;
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
@@ -159,7 +159,8 @@ async fn mask_leaks(ex: &mut Exchange<'_>, response: Response<ProxyBody>) -> Res
         return response;
     }
     let (head, body) = response.into_parts();
-    // The size hint's upper bound is the origin's Content-Length, which hyper enforces.
+    // The size hint's upper bound is the origin's Content-Length, which the
+    // origin body enforces.
     let Ok(collected) = body.collect().await else {
         return json_error(502, "origin response failed", &ex.ctx.request_id);
     };

@@ -47,7 +47,11 @@ impl<S> Inbound<S> {
 
     /// Sets up the body of a new request.
     pub fn start_body(&mut self, body: Decoder, expect_continue: bool) {
-        self.continue_owed = if expect_continue && !body.is_done() { CONTINUE } else { &[] };
+        self.continue_owed = if expect_continue && !body.is_done() {
+            CONTINUE
+        } else {
+            &[]
+        };
         self.body = body;
         self.body_failed = false;
     }
@@ -85,7 +89,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ReadBody for Inbound<S> {
         while !self.continue_owed.is_empty() {
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.continue_owed))?;
             if n == 0 {
-                return Poll::Ready(Some(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into())));
+                return Poll::Ready(Some(Err(std::io::Error::from(
+                    std::io::ErrorKind::WriteZero,
+                )
+                .into())));
             }
             self.continue_owed = &self.continue_owed[n..];
         }
@@ -93,7 +100,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ReadBody for Inbound<S> {
             return Poll::Ready(Some(Err(BodyError::Truncated)));
         }
         loop {
-            let decoded = self.body.decode(&mut self.buf).inspect_err(|_| self.body_failed = true)?;
+            let decoded = self
+                .body
+                .decode(&mut self.buf)
+                .inspect_err(|_| self.body_failed = true)?;
             match decoded {
                 Decoded::Data(data) => return Poll::Ready(Some(Ok(data))),
                 Decoded::Done => return Poll::Ready(None),
@@ -102,7 +112,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ReadBody for Inbound<S> {
             let read = ready!(self.poll_fill(cx));
             if !matches!(read, Ok(n) if n > 0) {
                 self.body_failed = true;
-                return Poll::Ready(Some(Err(read.err().map_or(BodyError::Truncated, BodyError::Io))));
+                return Poll::Ready(Some(Err(read
+                    .err()
+                    .map_or(BodyError::Truncated, BodyError::Io))));
             }
         }
     }

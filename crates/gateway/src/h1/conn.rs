@@ -9,8 +9,8 @@ use std::task::{Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::HeaderMap;
 use http::Response;
+use http::header::HeaderMap;
 use http_body::Body as _;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -104,8 +104,13 @@ impl<S: Stream + 'static> Connection<S> {
     pub async fn send(&mut self, response: Response<ProxyBody>, asked: Asked) -> io::Result<Sent> {
         let (parts, mut body) = response.into_parts();
         self.out.clear();
-        let encoded =
-            write::encode_head(&mut self.out, parts.status, &parts.headers, &body.size_hint(), asked);
+        let encoded = write::encode_head(
+            &mut self.out,
+            parts.status,
+            &parts.headers,
+            &body.size_hint(),
+            asked,
+        );
         let mut headers = parts.headers;
         headers.clear();
         let complete = match encoded.framing {
@@ -121,7 +126,11 @@ impl<S: Stream + 'static> Connection<S> {
 
     /// Writes the body after the head, coalescing what is ready; whether the
     /// body was written whole (as framed).
-    async fn send_body(&mut self, body: &mut ProxyBody, framing: ResponseFraming) -> io::Result<bool> {
+    async fn send_body(
+        &mut self,
+        body: &mut ProxyBody,
+        framing: ResponseFraming,
+    ) -> io::Result<bool> {
         let mut left = match framing {
             ResponseFraming::Length(n) => n,
             _ => u64::MAX,
@@ -218,7 +227,9 @@ impl<S: Stream + 'static> Connection<S> {
                 }
             }
         });
-        tokio::time::timeout(timeout, drained).await.unwrap_or(false)
+        tokio::time::timeout(timeout, drained)
+            .await
+            .unwrap_or(false)
     }
 
     /// Gives the connection to the request that switched protocols.

@@ -76,7 +76,10 @@ pub fn parse(
     headers: HeaderMap,
 ) -> Result<Option<Head>, HeadError> {
     // Blank lines before a request line are skipped (RFC 9112 2.2).
-    let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let blank = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     if blank > 0 {
         let _ = buf.split_to(blank);
     }
@@ -143,11 +146,8 @@ fn locate(buf: &[u8], limits: HeadLimits) -> Result<Option<Located>, HeadError> 
     let mut slots: SmallVec<[MaybeUninit<httparse::Header<'_>>; INLINE_HEADERS]> =
         SmallVec::from_elem(MaybeUninit::uninit(), limits.max_headers.max(1));
     let mut req = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut req,
-        buf,
-        &mut slots,
-    );
+    let parsed = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => {
             return Err(HeadError::TooLarge);
@@ -172,8 +172,8 @@ fn locate(buf: &[u8], limits: HeadLimits) -> Result<Option<Located>, HeadError> 
     let target = offset(target)..offset(target) + target.len();
     let mut fields = SmallVec::new();
     for h in req.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed("header name"))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("header name"))?;
         fields.push((name, offset(h.value)..offset(h.value) + h.value.len()));
     }
     Ok(Some(Located {
@@ -194,7 +194,11 @@ fn request_target(head: &Bytes, range: Range<usize>) -> Result<Uri, HeadError> {
         let mut encoded = Vec::with_capacity(raw.len() + 16);
         for &b in raw {
             if needs_encoding(b) {
-                encoded.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+                encoded.extend_from_slice(&[
+                    b'%',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
             } else {
                 encoded.push(b);
             }
@@ -286,7 +290,9 @@ impl Facts {
 
     fn finish(self, parts: http::request::Parts) -> Result<Option<Head>, HeadError> {
         if self.transfer_encoding && !self.chunked_last {
-            return Err(HeadError::Malformed("transfer-encoding not ending in chunked"));
+            return Err(HeadError::Malformed(
+                "transfer-encoding not ending in chunked",
+            ));
         }
         let framing_conflict = self.transfer_encoding && self.content_length.is_some();
         let framing = match (self.transfer_encoding, self.content_length) {
@@ -294,9 +300,7 @@ impl Facts {
             (false, Some(0) | None) => BodyFraming::None,
             (false, Some(n)) => BodyFraming::Length(n),
         };
-        let keep_alive = !self.close
-            && (self.http11 || self.keep_alive_token)
-            && !framing_conflict;
+        let keep_alive = !self.close && (self.http11 || self.keep_alive_token) && !framing_conflict;
         Ok(Some(Head {
             parts,
             framing,
@@ -348,7 +352,11 @@ mod tests {
         assert_eq!(head.parts.headers["host"], "x");
         assert_eq!(head.framing, BodyFraming::None);
         assert!(head.keep_alive && !head.switch_asked && !head.framing_conflict);
-        assert_eq!(&buf[..], b"GET /next", "the next request stays in the buffer");
+        assert_eq!(
+            &buf[..],
+            b"GET /next",
+            "the next request stays in the buffer"
+        );
         assert!(parse(&mut buf, LIMITS, HeaderMap::new()).unwrap().is_none());
     }
 
@@ -359,7 +367,10 @@ mod tests {
             assert!(!may_end(&head[..split], 0, LIMITS), "{split}");
         }
         assert!(may_end(head, 0, LIMITS));
-        assert!(may_end(head, head.len() - 1, LIMITS), "an end across the last check");
+        assert!(
+            may_end(head, head.len() - 1, LIMITS),
+            "an end across the last check"
+        );
         assert!(may_end(b"GET / HTTP/1.0\n\n", 0, LIMITS));
         assert!(may_end(&[b'a'; 8192], 8000, LIMITS));
     }
@@ -443,15 +454,24 @@ mod tests {
         assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
         assert!(!complete(b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
-        assert!(!complete(b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n")
+                .keep_alive
+        );
     }
 
     #[test]
     fn switches_and_expectations() {
-        assert!(complete(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").switch_asked);
+        assert!(
+            complete(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .switch_asked
+        );
         assert!(!complete(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").switch_asked);
         assert!(complete(b"CONNECT x:443 HTTP/1.1\r\n\r\n").switch_asked);
-        assert!(complete(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n").expect_continue);
+        assert!(
+            complete(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
+                .expect_continue
+        );
         assert!(!complete(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue);
     }
 }

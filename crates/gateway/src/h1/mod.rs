@@ -55,4 +55,3 @@ impl ClientUpgrade {
         receiver.await.ok()
     }
 }
-

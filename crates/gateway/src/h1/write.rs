@@ -56,7 +56,11 @@ pub fn encode_head(
     body: &SizeHint,
     asked: Asked,
 ) -> Encoded {
-    out.extend_from_slice(if asked.http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(if asked.http10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
@@ -84,7 +88,12 @@ pub fn encode_head(
             continue;
         }
         if name == header::CONTENT_LENGTH {
-            length = length.or_else(|| value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
+            length = length.or_else(|| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            });
             continue;
         }
         if name == header::TRANSFER_ENCODING {
@@ -100,8 +109,16 @@ pub fn encode_head(
     let framing = match length {
         _ if bodiless => ResponseFraming::NoBody,
         Some(n) => {
-            field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes());
-            if asked.head { ResponseFraming::NoBody } else { ResponseFraming::Length(n) }
+            field(
+                out,
+                b"content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+            if asked.head {
+                ResponseFraming::NoBody
+            } else {
+                ResponseFraming::Length(n)
+            }
         }
         None if asked.head => ResponseFraming::NoBody,
         None if asked.http10 => {
@@ -189,7 +206,12 @@ mod tests {
         keep_alive: true,
     };
 
-    fn encode(status: u16, headers: &[(&str, &str)], body: SizeHint, asked: Asked) -> (String, Encoded) {
+    fn encode(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: SizeHint,
+        asked: Asked,
+    ) -> (String, Encoded) {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -205,32 +227,77 @@ mod tests {
 
     #[test]
     fn a_sized_body_gets_its_length_and_a_date() {
-        let (head, encoded) = encode(200, &[("content-type", "text/plain")], SizeHint::with_exact(5), GET11);
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\ndate: "), "{head}");
+        let (head, encoded) = encode(
+            200,
+            &[("content-type", "text/plain")],
+            SizeHint::with_exact(5),
+            GET11,
+        );
+        assert!(
+            head.starts_with(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\ndate: "
+            ),
+            "{head}"
+        );
         assert!(head.ends_with(" GMT\r\n\r\n"), "{head}");
-        assert_eq!(encoded, Encoded { framing: ResponseFraming::Length(5), keep_alive: true });
+        assert_eq!(
+            encoded,
+            Encoded {
+                framing: ResponseFraming::Length(5),
+                keep_alive: true
+            }
+        );
     }
 
     #[test]
     fn framing_headers_are_the_gateways_own() {
         let (head, encoded) = encode(
             200,
-            &[("transfer-encoding", "gzip"), ("date", "x"), ("connection", "keep-alive, close")],
+            &[
+                ("transfer-encoding", "gzip"),
+                ("date", "x"),
+                ("connection", "keep-alive, close"),
+            ],
             SizeHint::default(),
             GET11,
         );
-        assert_eq!(head, "HTTP/1.1 200 OK\r\ndate: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
-        assert_eq!(encoded, Encoded { framing: ResponseFraming::Chunked, keep_alive: false });
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\ndate: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            encoded,
+            Encoded {
+                framing: ResponseFraming::Chunked,
+                keep_alive: false
+            }
+        );
     }
 
     #[test]
     fn heads_and_bodiless_statuses_have_no_body() {
-        let head_request = Asked { head: true, ..GET11 };
-        let (head, encoded) = encode(200, &[("content-length", "42"), ("date", "x")], SizeHint::with_exact(0), head_request);
-        assert_eq!(head, "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 42\r\n\r\n");
+        let head_request = Asked {
+            head: true,
+            ..GET11
+        };
+        let (head, encoded) = encode(
+            200,
+            &[("content-length", "42"), ("date", "x")],
+            SizeHint::with_exact(0),
+            head_request,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 42\r\n\r\n"
+        );
         assert_eq!(encoded.framing, ResponseFraming::NoBody);
         for status in [204, 304] {
-            let (head, encoded) = encode(status, &[("content-length", "3"), ("date", "x")], SizeHint::with_exact(3), GET11);
+            let (head, encoded) = encode(
+                status,
+                &[("content-length", "3"), ("date", "x")],
+                SizeHint::with_exact(3),
+                GET11,
+            );
             assert!(!head.contains("content-length"), "{head}");
             assert_eq!(encoded.framing, ResponseFraming::NoBody);
         }
@@ -238,18 +305,39 @@ mod tests {
 
     #[test]
     fn http10_clients_get_their_version_and_close_delimited_bodies() {
-        let asked = Asked { head: false, http10: true, keep_alive: true };
+        let asked = Asked {
+            head: false,
+            http10: true,
+            keep_alive: true,
+        };
         let (head, encoded) = encode(200, &[("date", "x")], SizeHint::default(), asked);
-        assert_eq!(head, "HTTP/1.0 200 OK\r\ndate: x\r\nconnection: close\r\n\r\n");
-        assert_eq!(encoded, Encoded { framing: ResponseFraming::UntilClose, keep_alive: false });
+        assert_eq!(
+            head,
+            "HTTP/1.0 200 OK\r\ndate: x\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            encoded,
+            Encoded {
+                framing: ResponseFraming::UntilClose,
+                keep_alive: false
+            }
+        );
         let (head, _) = encode(200, &[("date", "x")], SizeHint::with_exact(2), asked);
         assert!(head.ends_with("connection: keep-alive\r\n\r\n"), "{head}");
     }
 
     #[test]
     fn a_switch_keeps_its_headers() {
-        let (head, encoded) = encode(101, &[("connection", "upgrade"), ("upgrade", "websocket")], SizeHint::default(), GET11);
-        assert_eq!(head, "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n");
+        let (head, encoded) = encode(
+            101,
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+            SizeHint::default(),
+            GET11,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        );
         assert_eq!(encoded.framing, ResponseFraming::NoBody);
     }
 

@@ -134,8 +134,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
     if digits_end == 0 || digits_end > 16 || !extension_ok {
         return Err(ChunkError("chunk size"));
     }
-    let text = std::str::from_utf8(&line[..digits_end])
-        .map_err(|_| ChunkError("chunk size"))?;
+    let text = std::str::from_utf8(&line[..digits_end]).map_err(|_| ChunkError("chunk size"))?;
     u64::from_str_radix(text, 16).map_err(|_| ChunkError("chunk size"))
 }
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::wire::BodyFraming;
-use crate::http::chunked::{ChunkedDecoder, Decoded};
 use super::{Conn, OriginError, OriginPool};
+use crate::http::chunked::{ChunkedDecoder, Decoded};
 
 enum State {
     Length(u64),

@@ -121,12 +121,8 @@ fn refused_head(shared: &Shared, rt: &Runtime, refused: HeadError) -> Response<P
         crate::context::TrafficClass::Normal,
     );
     tracing::debug!(%request_id, status, error = %refused, "request head refused");
-    let mut answer = crate::http::respond::gateway_response(
-        status,
-        &template.content_type,
-        body,
-        &request_id,
-    );
+    let mut answer =
+        crate::http::respond::gateway_response(status, &template.content_type, body, &request_id);
     answer
         .headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));

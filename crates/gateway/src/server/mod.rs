@@ -1,5 +1,6 @@
 //! Listeners: the plain and TLS data listeners with their connection caps
-//! and timeouts, and the admin listener.
+//! and timeouts, the worker threads, and each connection by its protocol
+//! (HTTP/1 in [`http1`], HTTP/2 on hyper).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,7 +90,11 @@ pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
             match tokio::time::timeout_at(deadline, first_bytes(&mut stream, &mut first)).await {
                 Ok(Ok(protocol)) => {
                     let early = first.freeze();
-                    let conn = Conn { peer, tls: false, deadline };
+                    let conn = Conn {
+                        peer,
+                        tls: false,
+                        deadline,
+                    };
                     serve_connection(stream, early, conn, shared, guard, protocol).await
                 }
                 _ => drop(guard),
@@ -144,7 +149,11 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
                         Some(b"h2") => Protocol::Http2,
                         _ => Protocol::Http1,
                     };
-                    let conn = Conn { peer, tls: true, deadline };
+                    let conn = Conn {
+                        peer,
+                        tls: true,
+                        deadline,
+                    };
                     serve_connection(tls_stream, Bytes::new(), conn, shared, guard, protocol).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -281,7 +290,7 @@ pub fn spawn_workers(
 /// Keeps a timer due within [`ANCHOR_EVERY`] on the worker's runtime. Tokio
 /// wakes its driver through an eventfd (a system call, and a spare trip
 /// through epoll) whenever a new timer is due before every armed one; each
-/// request arms two (hyper's head timeout, the origin's response timeout),
+/// request arms two (the head timeout, the origin's response timeout),
 /// seconds away, and with this earlier timer always armed neither is ever
 /// the first.
 async fn timer_anchor() {

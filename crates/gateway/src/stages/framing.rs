@@ -1,4 +1,4 @@
-//! A head that the framing scanner saw carry both `Content-Length` and
+//! A head that carried both `Content-Length` and
 //! `Transfer-Encoding`: a smuggling probe, refused (the connection closes
 //! after the answer).
 

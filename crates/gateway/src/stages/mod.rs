@@ -170,7 +170,8 @@ pub struct Exchange<'a> {
     pub answer: Option<Response<ProxyBody>>,
     /// The request arrived over TLS.
     pub tls: bool,
-    /// A head on this connection was framed ambiguously (see `edge::framing`).
+    /// The head was framed by both `Content-Length` and `Transfer-Encoding`
+    /// (see `h1::head`).
     pub framing_conflict: bool,
 }
 
