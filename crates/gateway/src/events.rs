@@ -34,6 +34,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// in the totals.
 const MAX_TALLY_KEYS: usize = 100_000;
 
+use crate::client_ip::ip_text;
 use crate::context::{Demand, Event, Signal, TrafficClass};
 use crate::metrics::Metrics;
 
@@ -289,7 +290,10 @@ fn count(tally: &mut PassTally, pass: PassNote) {
     let class = pass.class.as_str();
     tally.add_passes(minute, class, 1);
     let keys = [
-        (TopField::ClientIp, Some(pass.client_ip.to_string())),
+        (
+            TopField::ClientIp,
+            Some(ip_text(pass.client_ip).as_str().to_owned()),
+        ),
         (TopField::Device, pass.device),
         (TopField::Account, pass.account),
     ];

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use crate::answers::intercept;
 use crate::body::ClientBody;
 use crate::body::Metered;
-use crate::client_ip::client_ip;
+use crate::client_ip::{client_ip, ip_text};
 use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
@@ -423,20 +423,15 @@ fn write_upstream_headers(
         .get(X_FORWARDED_FOR)
         .filter(|_| ctx.via_trusted_proxy && !hop.covers(&X_FORWARDED_FOR))
         .and_then(|v| v.to_str().ok());
-    let peer = ctx.peer_ip.to_string();
-    let forwarded = match prior {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer.clone(),
-    };
-    let real_ip = match ctx.client_ip == ctx.peer_ip {
-        true => peer,
-        false => ctx.client_ip.to_string(),
-    };
+    let peer = ip_text(ctx.peer_ip);
+    let chain = prior.map(|prior| format!("{prior}, {}", peer.as_str()));
+    let forwarded = chain.as_deref().unwrap_or(peer.as_str());
+    let real_ip = ip_text(ctx.client_ip);
     let host = (!f.host.is_empty()).then_some(f.host);
     let upgrade = (f.tunnelled && !f.owns(&header::CONNECTION)).then_some("upgrade");
     let ours = [
         (header::CONNECTION, upgrade),
-        (X_FORWARDED_FOR, Some(forwarded.as_str())),
+        (X_FORWARDED_FOR, Some(forwarded)),
         (X_REAL_IP, Some(real_ip.as_str())),
         (
             X_FORWARDED_PROTO,

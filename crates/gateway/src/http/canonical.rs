@@ -13,7 +13,6 @@
 //! path the gateway matched or on a stricter reading of it.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// Why a target or an authority cannot be made canonical.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -289,7 +288,8 @@ fn normalise_authority(raw: &str, default_port: u16) -> Result<String, Canonical
     let mut out = String::with_capacity(raw.len());
     out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
     if let Some(port) = port.filter(|&p| p != default_port) {
-        let _ = write!(out, ":{port}");
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(port));
     }
     Ok(out)
 }
