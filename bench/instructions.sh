@@ -32,10 +32,11 @@ HDRS=(-H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) App
 URL="http://127.0.0.1:$PC_PORT/api/v1/items?page=2&sort=price&q=red+shoes"
 
 for bin in "$@"; do
+  bin=$(realpath "$bin")
   run="$work/run-$(basename "$bin")-$RANDOM"
   mkdir -p "$run"
   (cd "$run" && exec valgrind --tool=callgrind --callgrind-out-file="$run/callgrind.out" \
-    "$(realpath "$bin")" run --listen 127.0.0.1:$PC_PORT --admin 127.0.0.1:$PC_ADMIN \
+    "$bin" run --listen 127.0.0.1:$PC_PORT --admin 127.0.0.1:$PC_ADMIN \
     --upstream http://127.0.0.1:$ORIGIN_PORT >"$run/pc.out" 2>"$run/pc.err") &
   pid=$!
   PIDS+=("$pid")
