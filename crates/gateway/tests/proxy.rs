@@ -361,3 +361,74 @@ async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
         assert_eq!(status_of(&response), 200, "request {n}: {response}");
     }
 }
+
+/// The statuses of every answer in what a connection received.
+fn statuses(received: &str) -> Vec<u16> {
+    received
+        .match_indices("HTTP/1.")
+        .filter_map(|(at, _)| received[at + 9..].get(..3)?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn http1_bodies_expectations_and_versions_on_the_wire() {
+    use std::sync::atomic::Ordering;
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "").await;
+
+    // `Expect: 100-continue`: the go-ahead comes when the body is read.
+    let mut stream = tokio::net::TcpStream::connect(gw.listen)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .expect("head");
+    let go_ahead = common::read_for(&mut stream, Duration::from_millis(500)).await;
+    assert!(
+        go_ahead.starts_with("HTTP/1.1 100 Continue\r\n"),
+        "{go_ahead}"
+    );
+    stream.write_all(b"hello").await.expect("body");
+    let answer = common::read_for(&mut stream, Duration::from_millis(500)).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(origin.last_body_len.load(Ordering::SeqCst), 5);
+
+    // A chunked body reaches the origin whole, extensions and trailers dropped.
+    let chunked = b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4;x=1\r\nabcd\r\n3\r\nefg\r\n0\r\nX-T: 1\r\n\r\n";
+    let answer = raw(gw.listen, chunked, Duration::from_secs(3)).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(origin.last_body_len.load(Ordering::SeqCst), 7);
+
+    // HTTP/1.0: answered in its version, and the connection closes.
+    let answer = raw(
+        gw.listen,
+        b"GET /old HTTP/1.0\r\nHost: t\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+
+    // A head written a byte at a time is one request.
+    let mut stream = tokio::net::TcpStream::connect(gw.listen)
+        .await
+        .expect("connect");
+    for b in b"GET /slowly?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" {
+        stream.write_all(&[*b]).await.expect("byte");
+    }
+    let answer = common::read_for(&mut stream, Duration::from_secs(3)).await;
+    assert_eq!(statuses(&answer), [200], "{answer}");
+
+    // A refused request's small body is read past: the request after it on
+    // the same connection is answered too.
+    let pipelined = b"POST /a?id=1%27%20OR%201=1-- HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbodyGET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let answer = raw(gw.listen, pipelined, Duration::from_secs(3)).await;
+    assert_eq!(statuses(&answer), [403, 200], "{answer}");
+    // A body that breaks its framing ends the connection after the answer.
+    let broken = b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n";
+    let answer = raw(gw.listen, broken, Duration::from_secs(3)).await;
+    let answered = statuses(&answer);
+    assert_eq!(answered.len(), 1, "{answer}");
+    assert!((400..500).contains(&answered[0]), "{answer}");
+}

@@ -64,17 +64,23 @@ fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<ConnGuard> {
     }
 }
 
-pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
+/// The next connection on `listener`.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
-        let (mut stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (mut stream, peer) = accept(&listener).await;
         let Some(guard) = admit(&shared, peer) else {
             let _ = stream.try_write(REFUSED);
             continue;
@@ -125,14 +131,7 @@ async fn first_bytes(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Res
 
 pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&listener).await;
         let Some(guard) = admit(&shared, peer) else {
             continue;
         };
