@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 pub use body::{BodyError, BodyReader};
 pub use conn::{Connection, Sent};
 
-/// A stream a switched connection continues on.
+/// A client connection's byte stream: TCP, or TLS over it.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
