@@ -35,10 +35,10 @@ pub(super) struct Inbound<S> {
 }
 
 impl<S> Inbound<S> {
-    pub fn new(io: S, early: Bytes) -> Self {
+    pub fn new(io: S, early: BytesMut) -> Self {
         Inbound {
             io,
-            buf: BytesMut::from(&early[..]),
+            buf: early,
             body: Decoder::Done,
             continue_owed: &[],
             body_failed: false,

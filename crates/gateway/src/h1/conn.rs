@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use http::Response;
 use http::header::HeaderMap;
 use http_body::Body as _;
@@ -46,8 +46,9 @@ pub struct Sent {
 }
 
 impl<S: Stream + 'static> Connection<S> {
-    /// `early`: bytes already read from `io`.
-    pub fn new(io: S, early: Bytes) -> Self {
+    /// `early`: bytes already read from `io` (the connection's buffer from
+    /// then on: not copied).
+    pub fn new(io: S, early: BytesMut) -> Self {
         Connection {
             inbound: Arc::new(Mutex::new(Inbound::new(io, early))),
             out: Vec::with_capacity(1024),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ use crate::runtime::Runtime;
 /// already read from it; `deadline`: by when the first head must be in.
 pub async fn serve<S: Stream + 'static>(
     io: S,
-    early: Bytes,
+    early: BytesMut,
     mut deadline: Instant,
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -64,7 +64,9 @@ pub async fn serve<S: Stream + 'static>(
             return;
         }
         let body_timeout = Duration::from_millis(limits.body_timeout_ms);
-        if !sent.keep_alive || facts.switch_asked || !conn.body_finished(body_timeout).await {
+        // A declined switch was answered `connection: close` (see
+        // `proxy::handle`), so `keep_alive` is false for it.
+        if !sent.keep_alive || !conn.body_finished(body_timeout).await {
             break;
         }
         deadline = Instant::now() + Duration::from_millis(limits.header_timeout_ms);

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -95,13 +95,12 @@ pub async fn serve_plain(listener: TcpListener, shared: Arc<Shared>) {
             let mut first = BytesMut::with_capacity(FIRST_READ);
             match tokio::time::timeout_at(deadline, first_bytes(&mut stream, &mut first)).await {
                 Ok(Ok(protocol)) => {
-                    let early = first.freeze();
                     let conn = Conn {
                         peer,
                         tls: false,
                         deadline,
                     };
-                    serve_connection(stream, early, conn, shared, guard, protocol).await
+                    serve_connection(stream, first, conn, shared, guard, protocol).await
                 }
                 _ => drop(guard),
             }
@@ -153,7 +152,8 @@ pub async fn serve_tls(listener: TcpListener, shared: Arc<Shared>) {
                         tls: true,
                         deadline,
                     };
-                    serve_connection(tls_stream, Bytes::new(), conn, shared, guard, protocol).await
+                    serve_connection(tls_stream, BytesMut::new(), conn, shared, guard, protocol)
+                        .await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -185,7 +185,7 @@ struct Conn {
 
 async fn serve_connection<S: crate::h1::Stream + 'static>(
     stream: S,
-    early: Bytes,
+    early: BytesMut,
     conn: Conn,
     shared: Arc<Shared>,
     guard: ConnGuard,
@@ -204,7 +204,7 @@ async fn serve_connection<S: crate::h1::Stream + 'static>(
                 let req = req.map(ClientBody::H2);
                 crate::proxy::handle(Arc::clone(&shared), peer, tls, req, Default::default())
             });
-            let io = TokioIo::new(Rewind::new(stream, early));
+            let io = TokioIo::new(Rewind::new(stream, early.freeze()));
             if let Err(e) = http2_builder(&runtime).serve_connection(io, service).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
