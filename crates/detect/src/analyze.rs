@@ -117,22 +117,10 @@ pub(crate) struct Sink<'p> {
     values: usize,
     bytes: usize,
     lower: String,
-    /// Hashes of values already found clean in this request
-    /// (direct-mapped; 0 is empty, keys are odd).
-    clean: [u64; CACHE_SLOTS as usize],
     incomplete: Incomplete,
     /// A location buffer to write the next value's location into (see
     /// `parse::at_location`): one allocation a request, not one a value.
     spare_location: String,
-}
-
-const CACHE_SLOTS: u64 = 64;
-const MAX_CACHED_LEN: usize = 256;
-
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
-        (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 impl<'p> Sink<'p> {
@@ -144,7 +132,6 @@ impl<'p> Sink<'p> {
             values: 0,
             bytes: 0,
             lower: String::new(),
-            clean: [0; CACHE_SLOTS as usize],
             incomplete: Incomplete::default(),
             spare_location: String::new(),
         }
@@ -185,11 +172,8 @@ impl<'p> Sink<'p> {
         }
         self.values += 1;
         self.bytes += raw.len();
-        // Repeated values (enum-like fields in arrays) are analysed once.
-        let key = (raw.len() <= MAX_CACHED_LEN).then(|| (fnv1a(raw) ^ ctx as u64) | 1);
-        if key.is_some_and(|k| self.clean[(k % CACHE_SLOTS) as usize] == k) {
-            return;
-        }
+        // Values found clean before, in this request (enum-like fields in
+        // arrays) or an earlier one, are not analysed again.
         let seen_key = self.seen_clean.key(raw, ctx);
         if seen_key.is_some_and(|k| self.seen_clean.contains(k)) {
             return;
@@ -224,9 +208,6 @@ impl<'p> Sink<'p> {
             self.incomplete.encodings = true;
         }
         if hits.v.is_empty() {
-            if let Some(k) = key {
-                self.clean[(k % CACHE_SLOTS) as usize] = k;
-            }
             // A value whose decoding stopped early is not clean, only unread.
             if let Some(k) = seen_key.filter(|_| !views.anomalies.undecoded) {
                 self.seen_clean.insert(k);

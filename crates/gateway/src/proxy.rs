@@ -224,7 +224,6 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
         tunnel(client, origin, ctx.request_id.clone());
         return Response::from_parts(head, empty_body());
     }
-    hdr::strip_hop_by_hop(&mut head.headers, false);
     let body = if rt.quota.meters_bandwidth() {
         Metered::new(body, Arc::clone(rt))
             .map_err(Into::into)
@@ -689,7 +688,14 @@ mod tests {
         f: &Forwarding<'_>,
         remove: &[String],
     ) {
-        hdr::strip_hop_by_hop(headers, f.tunnelled);
+        let hop = HopByHop::of(headers, f.tunnelled);
+        let hops: Vec<HeaderName> = headers.keys().filter(|n| hop.covers(n)).cloned().collect();
+        for name in hops {
+            headers.remove(name);
+        }
+        if f.tunnelled {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
         let prior = headers
             .get(X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())

@@ -117,7 +117,15 @@ fn write_location(out: &mut String, prefix: &str, key: &[u8]) {
         return;
     }
     out.push('.');
-    for c in String::from_utf8_lossy(&key[..key.len().min(MAX_KEY)]).chars() {
+    let key = &key[..key.len().min(MAX_KEY)];
+    // Most keys are printable ASCII and go in as they are.
+    if key.iter().all(|&b| (0x20..0x7f).contains(&b))
+        && let Ok(key) = std::str::from_utf8(key)
+    {
+        out.push_str(key);
+        return;
+    }
+    for c in String::from_utf8_lossy(key).chars() {
         out.push(if c.is_control() { '?' } else { c });
     }
 }
@@ -204,4 +212,23 @@ fn unquote_cookie(v: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::location;
+
+    #[test]
+    fn a_location_key_is_bounded_and_printable() {
+        assert_eq!(location("query", b"page"), "query.page");
+        assert_eq!(location("header", b""), "header");
+        assert_eq!(location("query", b"a\x01b\x7f"), "query.a?b?");
+        assert_eq!(location("query", "名前".as_bytes()), "query.名前");
+        assert_eq!(location("query", b"a\xffb"), "query.a\u{fffd}b");
+        let long = "k".repeat(100);
+        assert_eq!(
+            location("form", long.as_bytes()),
+            format!("form.{}", &long[..64])
+        );
+    }
 }

@@ -71,6 +71,14 @@ pub fn owned_headers(remove: &[String]) -> NameSet {
 pub struct NameSet {
     names: HashSet<Box<[u8]>, foldhash::fast::FixedState>,
     prefixes: Vec<Box<[u8]>>,
+    /// By folded first byte, the lengths (bit `min(len, 63)`) a name of the
+    /// set can have: most names are ruled out by this alone.
+    shapes: Box<[u64; 256]>,
+}
+
+/// The bit of a name's length in [`NameSet::shapes`].
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// What [`same_name`] compares: `_` as `-`, lower case.
@@ -88,26 +96,38 @@ fn folded(name: &str) -> Box<[u8]> {
 
 impl NameSet {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>, prefixes: &[&str]) -> NameSet {
+        let names: HashSet<_, _> = names.into_iter().map(folded).collect();
+        let prefixes: Vec<_> = prefixes.iter().map(|p| folded(p)).collect();
+        let mut shapes = Box::new([0u64; 256]);
+        for name in names.iter().filter(|n| !n.is_empty()) {
+            shapes[usize::from(name[0])] |= length_bit(name.len());
+        }
+        for prefix in &prefixes {
+            // A prefix allows its own length and every longer one.
+            let longer = !(length_bit(prefix.len()) - 1);
+            match prefix.first() {
+                Some(&first) => shapes[usize::from(first)] |= longer,
+                None => shapes.iter_mut().for_each(|s| *s = u64::MAX),
+            }
+        }
         NameSet {
-            names: names.into_iter().map(folded).collect(),
-            prefixes: prefixes.iter().map(|p| folded(p)).collect(),
+            names,
+            prefixes,
+            shapes,
         }
     }
 
     /// Whether `name` is one of the names or starts with one of the prefixes.
     pub fn matches(&self, name: &str) -> bool {
+        let shape = name
+            .as_bytes()
+            .first()
+            .map_or(u64::MAX, |&first| self.shapes[usize::from(fold(first))]);
+        if shape & length_bit(name.len()) == 0 {
+            return false;
+        }
         let name: smallvec::SmallVec<[u8; 64]> = name.bytes().map(fold).collect();
         self.names.contains(name.as_slice()) || self.prefixes.iter().any(|p| name.starts_with(p))
-    }
-}
-
-/// Removes every header whose name `doomed` picks, in one pass over the
-/// names present: usually none is, and nothing is looked up or allocated.
-fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let names: smallvec::SmallVec<[HeaderName; 4]> =
-        headers.keys().filter(|n| doomed(n)).cloned().collect();
-    for name in names {
-        headers.remove(name);
     }
 }
 
@@ -135,17 +155,25 @@ pub fn without_cookies<'a>(value: &'a HeaderValue, names: &[&str]) -> Option<Cow
     (!kept.is_empty()).then(|| Cow::Owned(kept.join(&b"; "[..])))
 }
 
-// A static, not a const: a const array would be built and dropped at every use.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
+/// The hop-by-hop headers besides `upgrade` (RFC 9110 7.6.1, and the
+/// `keep-alive` and `proxy-connection` of older clients).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
 ];
+
+/// Whether a header name, in any case, is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| hop.len() == name.len() && hop.as_bytes().eq_ignore_ascii_case(name))
+}
 
 /// The hop-by-hop headers of one message: the standard ones and those its
 /// `Connection` header lists.
@@ -173,7 +201,7 @@ impl HopByHop {
     }
 
     pub fn covers(&self, name: &HeaderName) -> bool {
-        HOP_BY_HOP.contains(name)
+        is_hop_by_hop(name.as_str().as_bytes())
             || self.listed.contains(name)
             || (!self.keep_upgrade && name == header::UPGRADE)
     }
@@ -214,17 +242,6 @@ pub fn websocket_accept(headers: &HeaderMap) -> Option<String> {
     Some(engine.encode(digest))
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header lists. With
-/// `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay (a WebSocket
-/// handshake passes through).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let hop = HopByHop::of(headers, keep_upgrade);
-    remove_where(headers, |name| hop.covers(name));
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,24 +280,14 @@ mod tests {
                 || prefixes.iter().any(|p| has_prefix(name, p));
             assert_eq!(set.matches(name), listed, "{name}");
         }
-    }
-
-    #[test]
-    fn matching_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        for name in [
-            "x_wx_risk_rank",
-            "x-wx-device",
-            "x-real-ip",
-            "x_real_ip",
-            "accept",
-        ] {
-            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
-        }
-        let doomed = NameSet::new(["X_Real-IP"], &["x_WX-"]);
-        remove_where(&mut h, |n| doomed.matches(n.as_str()));
-        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["accept"]);
+        let long = "x-a".repeat(30);
+        let set = NameSet::new([long.as_str()], &["Y".repeat(70).as_str()]);
+        assert!(set.matches(&long.to_uppercase()));
+        assert!(!set.matches(&long[..89]));
+        assert!(set.matches(&"y".repeat(90)));
+        assert!(!set.matches(&"y".repeat(69)));
+        assert!(NameSet::new([], &[""]).matches("anything"));
+        assert!(NameSet::new([""], &[]).matches(""));
     }
 
     #[test]
@@ -332,10 +339,22 @@ mod tests {
             header::CONNECTION,
             HeaderValue::from_static("close, x-secret"),
         );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        strip_hop_by_hop(&mut h, false);
-        assert!(h.is_empty(), "{h:?}");
+        let hop = HopByHop::of(&h, false);
+        for name in [
+            "connection",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "x-secret",
+            "upgrade",
+        ] {
+            assert!(hop.covers(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["content-length", "x-secrets", "cookie"] {
+            assert!(!hop.covers(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(!HopByHop::of(&h, true).covers(&header::UPGRADE));
+        assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"trailers"));
     }
 
     #[test]

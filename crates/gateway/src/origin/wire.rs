@@ -7,6 +7,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::OriginError;
+use crate::http::headers::is_hop_by_hop;
 
 /// A response head larger than this is refused (502).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -75,12 +76,97 @@ fn line(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     head.extend_from_slice(b"\r\n");
 }
 
-/// A parsed response head.
+/// A parsed response head. Its headers are the end-to-end ones: the
+/// hop-by-hop headers, and those its `Connection` header lists, are read
+/// for the framing and left out, except in a `101`, whose own `connection`
+/// and `upgrade` headers go to the client with the switch.
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
+    framing: FramingFields,
+}
+
+/// What the head's framing headers said, read as the head is parsed.
+#[derive(Debug, Default)]
+struct FramingFields {
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// With a `transfer-encoding`: whether its last coding is `chunked`.
+    chunked: Option<bool>,
+    length: Length,
+}
+
+/// The `content-length` of a head: every value (repeated headers, or a
+/// list) must agree.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    #[default]
+    Absent,
+    Is(u64),
+    Invalid,
+}
+
+impl FramingFields {
+    /// Reads a hop-by-hop header; the names its `Connection` lists go to
+    /// `listed`. A value that is not visible ASCII says nothing.
+    fn read_hop(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        listed: &mut smallvec::SmallVec<[HeaderName; 2]>,
+    ) {
+        let Some(value) = visible(value) else {
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                self.chunked = Some(false);
+            }
+            return;
+        };
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    self.keep_alive = true;
+                } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    listed.push(name);
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or_default();
+            self.chunked = Some(last.trim().eq_ignore_ascii_case("chunked"));
+        }
+    }
+
+    fn read_length(&mut self, value: &[u8]) {
+        let Some(value) = visible(value) else {
+            self.length = Length::Invalid;
+            return;
+        };
+        for part in value.split(',').map(str::trim) {
+            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u64>().ok())
+                .flatten();
+            self.length = match (self.length, n) {
+                (Length::Absent, Some(n)) => Length::Is(n),
+                (Length::Is(l), Some(n)) if l == n => Length::Is(n),
+                _ => Length::Invalid,
+            };
+        }
+    }
+}
+
+/// A header value as text when it is visible ASCII (as `HeaderValue::to_str`
+/// reads it).
+fn visible(value: &[u8]) -> Option<&str> {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// Parses a response head at the start of `buf`, taking its bytes out of
@@ -104,19 +190,35 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, OriginErro
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut framing = FramingFields::default();
+    let mut listed = smallvec::SmallVec::new();
     // Offsets into the head, so that values can share its bytes once it
     // is taken out of the buffer.
     let base = buf.as_ptr() as usize;
     let mut fields: smallvec::SmallVec<[(HeaderName, usize, usize); 24]> = Default::default();
     for h in response.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| OriginError::Malformed("header name"))?;
+        let name = h.name.as_bytes();
+        let hop = is_hop_by_hop(name) || name.eq_ignore_ascii_case(b"upgrade");
+        if hop {
+            framing.read_hop(name, h.value, &mut listed);
+            if !switching {
+                continue;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            framing.read_length(h.value);
+        }
+        let name =
+            HeaderName::from_bytes(name).map_err(|_| OriginError::Malformed("header name"))?;
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start, start + h.value.len()));
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(fields.len());
     for (name, start, end) in fields {
+        if !switching && listed.contains(&name) {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| OriginError::Malformed("header value"))?;
         headers.append(name, value);
@@ -125,6 +227,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, OriginErro
         status,
         version,
         headers,
+        framing,
     }))
 }
 
@@ -146,7 +249,11 @@ pub fn response_framing(
     method: &Method,
     head: &mut ResponseHead,
 ) -> Result<(BodyFraming, bool), OriginError> {
-    let reusable = keeps_alive(head);
+    let fields = &head.framing;
+    let reusable = match head.version {
+        Version::HTTP_10 => fields.keep_alive,
+        _ => !fields.close,
+    };
     let status = head.status;
     if *method == Method::HEAD
         || status.is_informational()
@@ -155,66 +262,19 @@ pub fn response_framing(
     {
         return Ok((BodyFraming::Empty, reusable));
     }
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(chunked) = fields.chunked {
         let had_length = head.headers.remove(header::CONTENT_LENGTH).is_some();
-        let chunked = last_coding_is_chunked(&head.headers);
         return Ok(match chunked {
             true => (BodyFraming::Chunked, reusable && !had_length),
             false => (BodyFraming::UntilClose, false),
         });
     }
-    match content_length(&head.headers)? {
-        Some(0) => Ok((BodyFraming::Empty, reusable)),
-        Some(n) => Ok((BodyFraming::Length(n), reusable)),
-        None => Ok((BodyFraming::UntilClose, false)),
+    match fields.length {
+        Length::Invalid => Err(OriginError::Malformed("content-length")),
+        Length::Is(0) => Ok((BodyFraming::Empty, reusable)),
+        Length::Is(n) => Ok((BodyFraming::Length(n), reusable)),
+        Length::Absent => Ok((BodyFraming::UntilClose, false)),
     }
-}
-
-fn keeps_alive(head: &ResponseHead) -> bool {
-    let has = |token: &str| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    match head.version {
-        Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
-    }
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
-/// Every `content-length` value (repeated headers, or a list) must agree.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, OriginError> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value
-            .to_str()
-            .map_err(|_| OriginError::Malformed("content-length"))?;
-        for part in text.split(',') {
-            let part = part.trim();
-            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| part.parse::<u64>().ok())
-                .flatten()
-                .ok_or(OriginError::Malformed("content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(OriginError::Malformed("content-length"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length)
 }
 
 #[cfg(test)]
@@ -265,6 +325,20 @@ mod tests {
         assert!(parse_head(&mut huge).is_err());
         let mut folded = BytesMut::from("HTTP/1.1 200 OK\r\nx: a\r\n b\r\n\r\n");
         assert!(parse_head(&mut folded).is_err());
+    }
+
+    #[test]
+    fn a_head_keeps_only_its_end_to_end_headers() {
+        let text = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+                    X-Hop: 1\r\nUpgrade: h2c\r\nTrailer: x\r\nContent-Length: 2\r\nX-Kept: 2\r\n\r\n";
+        let kept = head(text);
+        let names: Vec<&str> = kept.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-length", "x-kept"]);
+        let switch = head(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(switch.headers["upgrade"], "websocket");
+        assert_eq!(switch.headers["connection"], "upgrade");
     }
 
     #[test]
