@@ -92,8 +92,16 @@ impl CleanCache {
 
     /// The key of `raw` in `ctx`, never 0 (an empty slot).
     fn key(&self, raw: &[u8], ctx: Ctx) -> Option<u64> {
-        use std::hash::BuildHasher;
-        (raw.len() <= MAX_SEEN_LEN).then(|| self.hasher.hash_one((raw, ctx as u8)) | 1)
+        use std::hash::{BuildHasher, Hasher};
+        if raw.len() > MAX_SEEN_LEN {
+            return None;
+        }
+        // The value, then the place's one byte: no length prefix is needed
+        // for the input to name one (value, place) pair.
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(raw);
+        hasher.write_u8(ctx as u8);
+        Some(hasher.finish() | 1)
     }
 
     fn slot(&self, key: u64) -> &std::sync::atomic::AtomicU64 {

@@ -20,7 +20,7 @@ use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
 use crate::http::headers::{
-    self as hdr, HopByHop, NameSet, X_FORWARDED_FOR, upgrade_protocol, without_cookies,
+    self as hdr, HopByHop, NameSet, NameShapes, X_FORWARDED_FOR, upgrade_protocol, without_cookies,
 };
 use crate::http::respond::{
     ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
@@ -333,6 +333,7 @@ pub(crate) fn upstream_head(
     let rt = ex.rt;
     let forwarding = Forwarding {
         owned: &rt.owned_headers,
+        screen: &rt.forwarding_screen,
         clearance_cookie: &rt.trust.cookie,
         host: &ex.target.authority,
         tls: ex.tls,
@@ -384,6 +385,8 @@ fn tunnel(
 struct Forwarding<'a> {
     /// Headers only the gateway may set (see `http::headers::owned_headers`).
     owned: &'a NameSet,
+    /// The shapes of every name this treats apart (see [`forwarding_screen`]).
+    screen: &'a NameShapes,
     clearance_cookie: &'a str,
     /// The canonical authority.
     host: &'a str,
@@ -404,6 +407,26 @@ impl Forwarding<'_> {
     fn is_risk(&self, name: &HeaderName) -> bool {
         self.risk_names.contains(name)
     }
+}
+
+/// Every name [`write_upstream_headers`] treats apart from a plain header:
+/// owned and risk names, hop-by-hop headers, the gateway's own forwarding
+/// headers and cookies. A name outside their shapes passes as it is.
+pub(crate) fn forwarding_screen(owned: &NameSet, risk_names: &[HeaderName]) -> NameShapes {
+    let mut screen = owned.shapes().clone();
+    let apart = [
+        header::HOST,
+        header::COOKIE,
+        header::UPGRADE,
+        header::CONNECTION,
+    ];
+    for name in risk_names.iter().chain(&apart) {
+        screen.add_name(name.as_str());
+    }
+    for name in hdr::HOP_BY_HOP {
+        screen.add_name(name);
+    }
+    screen
 }
 
 /// The client's headers as the origin gets them, in one pass over them:
@@ -441,7 +464,12 @@ fn write_upstream_headers(
         (X_FORWARDED_HOST, host),
     ];
     let replaced = |name: &HeaderName| ours.iter().any(|(n, v)| v.is_some() && n == name);
+    let listed_none = !hop.lists_names();
     for (name, value) in headers {
+        if listed_none && !f.screen.may_match(name.as_str()) {
+            head.header(name.as_str().as_bytes(), value.as_bytes());
+            continue;
+        }
         if hop.covers(name) || f.owns(name) || f.is_risk(name) || replaced(name) {
             continue;
         }
@@ -609,6 +637,8 @@ mod tests {
     fn forwarding<'a>(owned: &'a NameSet, risk_names: &'a [HeaderName]) -> Forwarding<'a> {
         Forwarding {
             owned,
+            // Leaked: a test's few bytes, so that the screen lives as long as the names.
+            screen: Box::leak(Box::new(forwarding_screen(owned, risk_names))),
             clearance_cookie: "pc_clearance",
             host: "example.com",
             tls: false,

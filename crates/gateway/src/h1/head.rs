@@ -86,13 +86,13 @@ pub fn parse(
     if buf.is_empty() {
         return Ok(None);
     }
+    let mut fields = SmallVec::new();
     let Some(Located {
         len,
         method,
         version,
         target,
-        fields,
-    }) = locate(buf, limits)?
+    }) = locate(buf, limits, &mut fields)?
     else {
         return Ok(None);
     };
@@ -136,18 +136,31 @@ struct Located {
     version: Version,
     /// Where the request target is.
     target: Range<usize>,
-    /// The field names, and where their values are.
-    fields: SmallVec<[(HeaderName, Range<usize>); 32]>,
 }
 
-/// Parses the head at the start of `buf` without taking it out.
+/// The field names of a head, and where their values are.
+type Fields = SmallVec<[(HeaderName, Range<usize>); 32]>;
+
+/// Parses the head at the start of `buf` without taking it out, its
+/// fields into `fields` (filled in place: they are too large to move).
 /// `Ok(None)`: not complete yet.
-fn locate(buf: &[u8], limits: HeadLimits) -> Result<Option<Located>, HeadError> {
-    let mut slots: SmallVec<[MaybeUninit<httparse::Header<'_>>; INLINE_HEADERS]> =
-        SmallVec::from_elem(MaybeUninit::uninit(), limits.max_headers.max(1));
+fn locate(
+    buf: &[u8],
+    limits: HeadLimits,
+    fields: &mut Fields,
+) -> Result<Option<Located>, HeadError> {
+    let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
+    let mut heap = Vec::new();
+    let slots = match limits.max_headers.max(1) {
+        n if n <= INLINE_HEADERS => &mut inline[..n],
+        n => {
+            heap.resize_with(n, MaybeUninit::uninit);
+            &mut heap[..]
+        }
+    };
     let mut req = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+    let parsed =
+        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => {
             return Err(HeadError::TooLarge);
@@ -170,7 +183,6 @@ fn locate(buf: &[u8], limits: HeadLimits) -> Result<Option<Located>, HeadError> 
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let target = req.path.unwrap_or_default().as_bytes();
     let target = offset(target)..offset(target) + target.len();
-    let mut fields = SmallVec::new();
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Malformed("header name"))?;
@@ -181,7 +193,6 @@ fn locate(buf: &[u8], limits: HeadLimits) -> Result<Option<Located>, HeadError> 
         method,
         version,
         target,
-        fields,
     }))
 }
 

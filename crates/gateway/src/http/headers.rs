@@ -71,14 +71,55 @@ pub fn owned_headers(remove: &[String]) -> NameSet {
 pub struct NameSet {
     names: HashSet<Box<[u8]>, foldhash::fast::FixedState>,
     prefixes: Vec<Box<[u8]>>,
-    /// By folded first byte, the lengths (bit `min(len, 63)`) a name of the
-    /// set can have: most names are ruled out by this alone.
-    shapes: Box<[u64; 256]>,
+    shapes: NameShapes,
 }
 
-/// The bit of a name's length in [`NameSet::shapes`].
+/// By folded first byte, the lengths (bit `min(len, 63)`) that names of a
+/// set can have: a name outside them is in no set of these names, which
+/// rules most names out at the cost of one table read.
+#[derive(Clone)]
+pub struct NameShapes(Box<[u64; 256]>);
+
+/// The bit of a name's length in [`NameShapes`].
 fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
+}
+
+impl NameShapes {
+    pub fn new() -> Self {
+        NameShapes(Box::new([0; 256]))
+    }
+
+    pub fn add_name(&mut self, name: &str) {
+        match name.as_bytes().first() {
+            Some(&first) => self.0[usize::from(fold(first))] |= length_bit(name.len()),
+            None => self.0.iter_mut().for_each(|s| *s |= length_bit(0)),
+        }
+    }
+
+    /// A prefix allows its own length and every longer one.
+    pub fn add_prefix(&mut self, prefix: &str) {
+        let longer = !(length_bit(prefix.len()) - 1);
+        match prefix.as_bytes().first() {
+            Some(&first) => self.0[usize::from(fold(first))] |= longer,
+            None => self.0.iter_mut().for_each(|s| *s = u64::MAX),
+        }
+    }
+
+    /// False when `name` is none of the names and has none of the prefixes.
+    pub fn may_match(&self, name: &str) -> bool {
+        let shape = name
+            .as_bytes()
+            .first()
+            .map_or(u64::MAX, |&first| self.0[usize::from(fold(first))]);
+        shape & length_bit(name.len()) != 0
+    }
+}
+
+impl Default for NameShapes {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What [`same_name`] compares: `_` as `-`, lower case.
@@ -96,34 +137,28 @@ fn folded(name: &str) -> Box<[u8]> {
 
 impl NameSet {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>, prefixes: &[&str]) -> NameSet {
-        let names: HashSet<_, _> = names.into_iter().map(folded).collect();
-        let prefixes: Vec<_> = prefixes.iter().map(|p| folded(p)).collect();
-        let mut shapes = Box::new([0u64; 256]);
-        for name in names.iter().filter(|n| !n.is_empty()) {
-            shapes[usize::from(name[0])] |= length_bit(name.len());
-        }
-        for prefix in &prefixes {
-            // A prefix allows its own length and every longer one.
-            let longer = !(length_bit(prefix.len()) - 1);
-            match prefix.first() {
-                Some(&first) => shapes[usize::from(first)] |= longer,
-                None => shapes.iter_mut().for_each(|s| *s = u64::MAX),
-            }
-        }
+        let mut shapes = NameShapes::new();
+        let names = names
+            .into_iter()
+            .inspect(|name| shapes.add_name(name))
+            .map(folded)
+            .collect();
+        prefixes.iter().for_each(|prefix| shapes.add_prefix(prefix));
         NameSet {
             names,
-            prefixes,
+            prefixes: prefixes.iter().map(|p| folded(p)).collect(),
             shapes,
         }
     }
 
+    /// The shapes of the set's names and prefixes.
+    pub fn shapes(&self) -> &NameShapes {
+        &self.shapes
+    }
+
     /// Whether `name` is one of the names or starts with one of the prefixes.
     pub fn matches(&self, name: &str) -> bool {
-        let shape = name
-            .as_bytes()
-            .first()
-            .map_or(u64::MAX, |&first| self.shapes[usize::from(fold(first))]);
-        if shape & length_bit(name.len()) == 0 {
+        if !self.shapes.may_match(name) {
             return false;
         }
         let name: smallvec::SmallVec<[u8; 64]> = name.bytes().map(fold).collect();
@@ -157,7 +192,7 @@ pub fn without_cookies<'a>(value: &'a HeaderValue, names: &[&str]) -> Option<Cow
 
 /// The hop-by-hop headers besides `upgrade` (RFC 9110 7.6.1, and the
 /// `keep-alive` and `proxy-connection` of older clients).
-const HOP_BY_HOP: [&str; 8] = [
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -198,6 +233,11 @@ impl HopByHop {
             listed,
             keep_upgrade,
         }
+    }
+
+    /// Whether the `Connection` header listed names of its own.
+    pub fn lists_names(&self) -> bool {
+        !self.listed.is_empty()
     }
 
     pub fn covers(&self, name: &HeaderName) -> bool {

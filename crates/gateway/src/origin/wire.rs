@@ -172,9 +172,10 @@ fn visible(value: &[u8]) -> Option<&str> {
 /// Parses a response head at the start of `buf`, taking its bytes out of
 /// it (header values share them); `None` while the head is incomplete.
 pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, OriginError> {
-    let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut parsed);
-    let len = match response.parse(buf) {
+    let mut parsed = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut response, buf, &mut parsed) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
             return Err(OriginError::Malformed("response head too large"));
