@@ -141,7 +141,7 @@ impl<'p> Sink<'p> {
             bytes: 0,
             lower: String::new(),
             incomplete: Incomplete::default(),
-            spare_location: String::new(),
+            spare_location: String::with_capacity(128),
         }
     }
 

@@ -62,7 +62,7 @@ pub struct Signal {
 }
 
 /// Traffic class of a client (layer 1 classification).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TrafficClass {
     #[default]

@@ -10,6 +10,8 @@
 //! console's totals, series and top lists count them all). A sample of
 //! them (`[events] pass_sample`) is still written one by one.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -113,7 +115,7 @@ impl EventSink {
                 .json
                 .map(|out| std::io::BufWriter::with_capacity(64 * 1024, out)),
             store,
-            tally: PassTally::default(),
+            counts: PassCounts::default(),
             tally_due: Instant::now() + TALLY_EVERY,
         };
         let spawned = std::thread::Builder::new()
@@ -212,7 +214,7 @@ struct Drain {
     json: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
     store: Option<Arc<EventWriter>>,
     /// Passes counted since the last tally went to the store.
-    tally: PassTally,
+    counts: PassCounts,
     tally_due: Instant,
 }
 
@@ -257,7 +259,7 @@ impl Drain {
                     writer.try_send(stored(*event));
                 }
             }
-            Note::Pass(pass) => count(&mut self.tally, pass),
+            Note::Pass(pass) => self.counts.count(pass),
             Note::Flush(done) => {
                 if let Some(out) = &mut self.json {
                     let _ = out.flush();
@@ -273,34 +275,77 @@ impl Drain {
 
     fn send_tally(&mut self) {
         self.tally_due = Instant::now() + TALLY_EVERY;
-        if self.tally.is_empty() {
+        if self.counts.is_empty() {
             return;
         }
-        let tally = std::mem::take(&mut self.tally);
+        let counts = std::mem::take(&mut self.counts);
         if let Some(writer) = &self.store {
-            writer.try_send_tally(tally);
+            writer.try_send_tally(counts.into_tally());
         }
     }
 }
 
-/// Adds one clean pass to `tally`: its minute and class, and its client
-/// address, device and account for the top lists.
-fn count(tally: &mut PassTally, pass: PassNote) {
-    let minute = minute_of(i64::try_from(pass.ts_ms).unwrap_or(i64::MAX));
-    let class = pass.class.as_str();
-    tally.add_passes(minute, class, 1);
-    let keys = [
-        (
-            TopField::ClientIp,
-            Some(ip_text(pass.client_ip).as_str().to_owned()),
-        ),
-        (TopField::Device, pass.device),
-        (TopField::Account, pass.account),
-    ];
-    for (field, key) in keys {
-        if let Some(key) = key {
-            tally.add_key(minute, field, key, class, 1, MAX_TALLY_KEYS);
+/// Passes counted since the last tally went to the store, under keys that
+/// cost no allocation per pass (the class as itself, the client address as
+/// an address); made a [`PassTally`] as the tally is sent.
+#[derive(Default)]
+struct PassCounts {
+    /// `(minute, class)` to passes.
+    passes: HashMap<(i64, TrafficClass), u64>,
+    /// `(minute, class, key)` to passes; at most [`MAX_TALLY_KEYS`] keys,
+    /// the passes of the others counting in `passes` only.
+    keys: HashMap<(i64, TrafficClass, PassKey), u64>,
+}
+
+/// A client key of the top lists.
+#[derive(PartialEq, Eq, Hash)]
+enum PassKey {
+    ClientIp(IpAddr),
+    Device(String),
+    Account(String),
+}
+
+impl PassCounts {
+    /// Adds one clean pass: its minute and class, and its client address,
+    /// device and account for the top lists.
+    fn count(&mut self, pass: PassNote) {
+        let minute = minute_of(i64::try_from(pass.ts_ms).unwrap_or(i64::MAX));
+        *self.passes.entry((minute, pass.class)).or_insert(0) += 1;
+        let keys = [
+            Some(PassKey::ClientIp(pass.client_ip)),
+            pass.device.map(PassKey::Device),
+            pass.account.map(PassKey::Account),
+        ];
+        for key in keys.into_iter().flatten() {
+            let full = self.keys.len() >= MAX_TALLY_KEYS;
+            match self.keys.entry((minute, pass.class, key)) {
+                Entry::Occupied(mut counted) => *counted.get_mut() += 1,
+                Entry::Vacant(new) if !full => {
+                    new.insert(1);
+                }
+                Entry::Vacant(_) => {}
+            }
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.passes.is_empty()
+    }
+
+    fn into_tally(self) -> PassTally {
+        let mut tally = PassTally::default();
+        for ((minute, class), n) in self.passes {
+            tally.add_passes(minute, class.as_str(), n);
+        }
+        for ((minute, class, key), n) in self.keys {
+            let (field, key) = match key {
+                PassKey::ClientIp(ip) => (TopField::ClientIp, ip_text(ip).as_str().to_owned()),
+                PassKey::Device(device) => (TopField::Device, device),
+                PassKey::Account(account) => (TopField::Account, account),
+            };
+            tally.add_key(minute, field, key, class.as_str(), n, MAX_TALLY_KEYS);
+        }
+        tally
     }
 }
 
@@ -596,7 +641,7 @@ mod tests {
 
     #[test]
     fn a_counted_pass_counts_its_minute_and_keys() {
-        let mut tally = PassTally::default();
+        let mut counts = PassCounts::default();
         let note = |device: Option<&str>| PassNote {
             ts_ms: 120_001,
             class: TrafficClass::Crawler,
@@ -604,8 +649,9 @@ mod tests {
             device: device.map(Into::into),
             account: None,
         };
-        count(&mut tally, note(Some("d1")));
-        count(&mut tally, note(None));
+        counts.count(note(Some("d1")));
+        counts.count(note(None));
+        let tally = counts.into_tally();
         assert_eq!(tally.passes[&(2, "crawler".to_owned())], 2);
         let ip = (
             2,
