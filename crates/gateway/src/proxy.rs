@@ -429,6 +429,18 @@ pub(crate) fn forwarding_screen(owned: &NameSet, risk_names: &[HeaderName]) -> N
     screen
 }
 
+/// The headers the gateway sets on the origin request, in this order (a
+/// static: these names are built once, not at every request).
+static OURS: [HeaderName; 7] = [
+    header::CONNECTION,
+    X_FORWARDED_FOR,
+    X_REAL_IP,
+    X_FORWARDED_PROTO,
+    X_REQUEST_ID,
+    header::HOST,
+    X_FORWARDED_HOST,
+];
+
 /// The client's headers as the origin gets them, in one pass over them:
 /// hop-by-hop, forged and risk headers left out, the gateway's cookies cut
 /// out, and the gateway's forwarding headers in place of any client copy.
@@ -441,9 +453,9 @@ fn write_upstream_headers(
     let hop = HopByHop::of(headers, f.tunnelled);
     // A client's own X-Forwarded-For is kept only when it came through a
     // trusted proxy (and its Connection header did not list it).
-    let prior = headers
-        .get(X_FORWARDED_FOR)
-        .filter(|_| ctx.via_trusted_proxy && !hop.covers(&X_FORWARDED_FOR))
+    let prior = (ctx.via_trusted_proxy && !hop.covers(&X_FORWARDED_FOR))
+        .then(|| headers.get(X_FORWARDED_FOR))
+        .flatten()
         .and_then(|v| v.to_str().ok());
     let peer = ip_text(ctx.peer_ip);
     let chain = prior.map(|prior| format!("{prior}, {}", peer.as_str()));
@@ -451,19 +463,17 @@ fn write_upstream_headers(
     let real_ip = ip_text(ctx.client_ip);
     let host = (!f.host.is_empty()).then_some(f.host);
     let upgrade = (f.tunnelled && !f.owns(&header::CONNECTION)).then_some("upgrade");
-    let ours = [
-        (header::CONNECTION, upgrade),
-        (X_FORWARDED_FOR, Some(forwarded)),
-        (X_REAL_IP, Some(real_ip.as_str())),
-        (
-            X_FORWARDED_PROTO,
-            Some(if f.tls { "https" } else { "http" }),
-        ),
-        (X_REQUEST_ID, Some(ctx.request_id.as_str())),
-        (header::HOST, host),
-        (X_FORWARDED_HOST, host),
+    let values = [
+        upgrade,
+        Some(forwarded),
+        Some(real_ip.as_str()),
+        Some(if f.tls { "https" } else { "http" }),
+        Some(ctx.request_id.as_str()),
+        host,
+        host,
     ];
-    let replaced = |name: &HeaderName| ours.iter().any(|(n, v)| v.is_some() && n == name);
+    let ours = OURS.iter().zip(values);
+    let replaced = |name: &HeaderName| ours.clone().any(|(n, v)| v.is_some() && n == name);
     let listed_none = !hop.lists_names();
     for (name, value) in headers {
         if listed_none && !f.screen.may_match(name.as_str()) {
@@ -481,7 +491,7 @@ fn write_upstream_headers(
         }
         head.header(name.as_str().as_bytes(), value.as_bytes());
     }
-    for (name, value) in &ours {
+    for (name, value) in ours {
         if let Some(value) = value.filter(|_| !f.is_risk(name)) {
             head.header(name.as_str().as_bytes(), value.as_bytes());
         }

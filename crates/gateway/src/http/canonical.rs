@@ -268,7 +268,7 @@ pub fn canonical_authority<'a>(
 
 fn normalise_authority(raw: &str, default_port: u16) -> Result<String, CanonicalError> {
     let raw = raw.trim_matches(|c| c == ' ' || c == '\t');
-    if raw.is_empty() || raw.contains('@') {
+    if raw.is_empty() || raw.as_bytes().contains(&b'@') {
         return Err(CanonicalError::BadAuthority);
     }
     let (name, port) = split_port(raw)?;
@@ -281,12 +281,13 @@ fn normalise_authority(raw: &str, default_port: u16) -> Result<String, Canonical
         && name.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
         });
-    if !valid_name || name.contains("..") {
+    if !valid_name || name.as_bytes().windows(2).any(|pair| pair == b"..") {
         return Err(CanonicalError::BadAuthority);
     }
     // One allocation, the port included.
     let mut out = String::with_capacity(raw.len());
-    out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+    out.push_str(name);
+    out.make_ascii_lowercase();
     if let Some(port) = port.filter(|&p| p != default_port) {
         out.push(':');
         out.push_str(itoa::Buffer::new().format(port));
@@ -308,8 +309,8 @@ fn split_port(raw: &str) -> Result<(&str, Option<u16>), CanonicalError> {
             None => return Err(CanonicalError::BadAuthority),
         }
     } else {
-        match raw.rsplit_once(':') {
-            Some((name, port)) => (name, Some(port)),
+        match raw.bytes().rposition(|b| b == b':') {
+            Some(colon) => (&raw[..colon], Some(&raw[colon + 1..])),
             None => (raw, None),
         }
     };
