@@ -13,6 +13,8 @@ mod body;
 pub mod wire;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
@@ -42,6 +44,9 @@ pub enum OriginError {
     Closed,
     #[error("origin connection: {0}")]
     Io(#[from] std::io::Error),
+    /// No response head by the deadline.
+    #[error("the origin did not answer in time")]
+    Timeout,
     #[error("malformed response from the origin: {0}")]
     Malformed(&'static str),
     #[error("the request body failed: {0}")]
@@ -78,6 +83,10 @@ struct Idle {
 pub(crate) struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// The deadline of the exchange under way: one timer per connection,
+    /// moved on at each exchange (a timer made and dropped per request
+    /// costs more).
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl OriginPool {
@@ -124,6 +133,7 @@ impl OriginPool {
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            deadline: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
         })
     }
 
@@ -228,29 +238,37 @@ pub enum Outbound {
 }
 
 /// Sends the request (`head` from a [`HeadWriter`]) and reads the response
-/// head. A request whose body is in hand is sent once more, on a new
-/// connection, when a pooled connection was closed under it (idempotent
-/// methods) or a connection could not be made.
+/// head, which must be in by `deadline` ([`OriginError::Timeout`]). A
+/// request whose body is in hand is sent once more, on a new connection,
+/// when a pooled connection was closed under it (idempotent methods) or a
+/// connection could not be made.
 pub async fn send(
     pool: &Arc<OriginPool>,
     method: &Method,
     head: Vec<u8>,
     body: Outbound,
+    deadline: tokio::time::Instant,
 ) -> Result<Response<OriginBody>, OriginError> {
+    // A connection made here counts against the deadline too.
+    let connect = || async {
+        tokio::time::timeout_at(deadline, pool.connect())
+            .await
+            .unwrap_or(Err(OriginError::Timeout))
+    };
     let (conn, reused) = match pool.checkout() {
         Some(conn) => (conn, true),
-        None => (pool.connect().await?, false),
+        None => (connect().await?, false),
     };
     let whole = match &body {
         Outbound::Whole(bytes) => Some(bytes.clone()),
         Outbound::Stream(..) => None,
     };
-    match exchange(pool, conn, method, &head, body).await {
+    match exchange(pool, conn, method, &head, body, deadline).await {
         Err(OriginError::Closed) if reused && method.is_idempotent() && whole.is_some() => {
             tracing::debug!(origin = %pool.address, "pooled origin connection was closed; retrying once");
-            let conn = pool.connect().await?;
+            let conn = connect().await?;
             let body = Outbound::Whole(whole.unwrap_or_default());
-            exchange(pool, conn, method, &head, body).await
+            exchange(pool, conn, method, &head, body, deadline).await
         }
         result => result,
     }
@@ -262,17 +280,36 @@ async fn exchange(
     method: &Method,
     head: &[u8],
     body: Outbound,
+    deadline: tokio::time::Instant,
 ) -> Result<Response<OriginBody>, OriginError> {
     crate::worker::end_of_turn().await;
-    let (mut head, cut_short) = match body {
-        Outbound::Whole(bytes) => {
-            write_whole(&mut conn.stream, head, &bytes).await?;
-            (read_head(&mut conn.stream, &mut conn.buf).await?, false)
-        }
-        Outbound::Stream(body, framing) => {
-            write_or_closed(conn.stream.write_all(head).await)?;
-            stream_and_read(&mut conn, body, framing).await?
-        }
+    conn.deadline.as_mut().reset(deadline);
+    let (mut head, cut_short) = {
+        let Conn {
+            stream,
+            buf,
+            deadline: timer,
+        } = &mut conn;
+        let answered = async {
+            match body {
+                Outbound::Whole(bytes) => {
+                    write_whole(stream, head, &bytes).await?;
+                    Ok((read_head(stream, buf).await?, false))
+                }
+                Outbound::Stream(body, framing) => {
+                    write_or_closed(stream.write_all(head).await)?;
+                    stream_and_read(stream, buf, body, framing).await
+                }
+            }
+        };
+        let mut answered = std::pin::pin!(answered);
+        std::future::poll_fn(|cx| match answered.as_mut().poll(cx) {
+            Poll::Pending if timer.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(OriginError::Timeout))
+            }
+            polled => polled,
+        })
+        .await?
     };
     let (framing, reusable) = wire::response_framing(method, &mut head)?;
     let reusable = reusable && !cut_short;
@@ -319,15 +356,16 @@ async fn write_whole(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> Result
 /// client's. True with the head when the body was cut short (the
 /// connection is not reused).
 async fn stream_and_read(
-    conn: &mut Conn,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
     body: ProxyBody,
     framing: RequestFraming,
 ) -> Result<(wire::ResponseHead, bool), OriginError> {
     let mut body = body;
     let answered = {
-        let (mut reader, mut writer) = conn.stream.split();
+        let (mut reader, mut writer) = stream.split();
         let writing = write_stream(&mut writer, &mut body, framing);
-        let reading = read_head(&mut reader, &mut conn.buf);
+        let reading = read_head(&mut reader, buf);
         tokio::pin!(writing, reading);
         tokio::select! {
             biased;

@@ -25,7 +25,7 @@ use crate::http::headers::{
 use crate::http::respond::{
     ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
 };
-use crate::origin::{self, HeadWriter, Outbound, RequestFraming};
+use crate::origin::{self, HeadWriter, OriginError, Outbound, RequestFraming};
 use crate::pipeline;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
@@ -188,21 +188,17 @@ async fn forward(ex: &mut Exchange<'_>, body: InspectedBody) -> Response<ProxyBo
     let (framing, outbound) = outbound(&ex.parts.method, &ex.parts.headers, body);
     let head = upstream_head(ex, &out, framing);
     let (ctx, method, pool) = (&ex.ctx, &ex.parts.method, upstream.pool());
-    let attempt = tokio::time::timeout(
-        upstream.response_timeout,
-        origin::send(pool, method, head, outbound),
-    )
-    .await;
-    let response = match attempt {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
+    let deadline = tokio::time::Instant::now() + upstream.response_timeout;
+    let response = match origin::send(pool, method, head, outbound, deadline).await {
+        Ok(response) => response,
+        Err(OriginError::Timeout) => {
+            count_origin_error(shared, "timeout");
+            return json_error(504, "origin timed out", &ctx.request_id);
+        }
+        Err(e) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %upstream.authority, error = %e, "origin request failed");
             count_origin_error(shared, "error");
             return json_error(502, "origin unavailable", &ctx.request_id);
-        }
-        Err(_) => {
-            count_origin_error(shared, "timeout");
-            return json_error(504, "origin timed out", &ctx.request_id);
         }
     };
     let (mut head, body) = response.into_parts();

@@ -119,10 +119,8 @@ fn write_location(out: &mut String, prefix: &str, key: &[u8]) {
     out.push('.');
     let key = &key[..key.len().min(MAX_KEY)];
     // Most keys are printable ASCII and go in as they are.
-    if key.iter().all(|&b| (0x20..0x7f).contains(&b))
-        && let Ok(key) = std::str::from_utf8(key)
-    {
-        out.push_str(key);
+    if key.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        out.extend(key.iter().map(|&b| char::from(b)));
         return;
     }
     for c in String::from_utf8_lossy(key).chars() {

@@ -1,7 +1,7 @@
 //! One client connection speaking HTTP/1: heads read off it, request bodies
 //! set up on it, answers written to it.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub struct Connection<S> {
     inbound: Arc<Mutex<Inbound<S>>>,
     /// The answer head being written (kept: one buffer per connection).
     out: Vec<u8>,
+    /// By when the next head must be in: one timer per connection, moved
+    /// on at each head (a timer made and dropped per request costs more).
+    head_deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// An answer written out.
@@ -52,13 +55,14 @@ impl<S: Stream + 'static> Connection<S> {
         Connection {
             inbound: Arc::new(Mutex::new(Inbound::new(io, early))),
             out: Vec::with_capacity(1024),
+            head_deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
         }
     }
 
     /// Reads until a head is complete: `Ok(None)` when the connection ends
     /// or the deadline passes first. `headers`: a map to reuse.
     pub async fn read_head(
-        &self,
+        &mut self,
         limits: HeadLimits,
         deadline: Instant,
         headers: HeaderMap,
@@ -67,8 +71,10 @@ impl<S: Stream + 'static> Connection<S> {
         // The bytes known not to end a head: a head sent in many small
         // pieces is parsed once it may be complete, not once per piece.
         let mut checked = 0;
-        let reading = poll_fn(|cx| {
-            let mut conn = self.inbound.lock();
+        self.head_deadline.as_mut().reset(deadline);
+        let (inbound, timer) = (&self.inbound, &mut self.head_deadline);
+        let mut read = |cx: &mut std::task::Context<'_>| {
+            let mut conn = inbound.lock();
             loop {
                 if head::may_end(&conn.buf, checked, limits) {
                     let map = headers.take().unwrap_or_default();
@@ -82,10 +88,12 @@ impl<S: Stream + 'static> Connection<S> {
                     _ => return Poll::Ready(Ok(None)),
                 }
             }
-        });
-        tokio::time::timeout_at(deadline, reading)
-            .await
-            .unwrap_or(Ok(None))
+        };
+        poll_fn(|cx| match read(cx) {
+            Poll::Pending if timer.as_mut().poll(cx).is_ready() => Poll::Ready(Ok(None)),
+            polled => polled,
+        })
+        .await
     }
 
     /// Sets up the body of the request whose head was read: its reader,
