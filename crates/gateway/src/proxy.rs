@@ -381,7 +381,8 @@ fn tunnel(
 struct Forwarding<'a> {
     /// Headers only the gateway may set (see `http::headers::owned_headers`).
     owned: &'a NameSet,
-    /// The shapes of every name this treats apart (see [`forwarding_screen`]).
+    /// The shapes of every name this treats apart (see
+    /// [`hdr::forwarding_screen`]).
     screen: &'a NameShapes,
     clearance_cookie: &'a str,
     /// The canonical authority.
@@ -403,26 +404,6 @@ impl Forwarding<'_> {
     fn is_risk(&self, name: &HeaderName) -> bool {
         self.risk_names.contains(name)
     }
-}
-
-/// Every name [`write_upstream_headers`] treats apart from a plain header:
-/// owned and risk names, hop-by-hop headers, the gateway's own forwarding
-/// headers and cookies. A name outside their shapes passes as it is.
-pub(crate) fn forwarding_screen(owned: &NameSet, risk_names: &[HeaderName]) -> NameShapes {
-    let mut screen = owned.shapes().clone();
-    let apart = [
-        header::HOST,
-        header::COOKIE,
-        header::UPGRADE,
-        header::CONNECTION,
-    ];
-    for name in risk_names.iter().chain(&apart) {
-        screen.add_name(name.as_str());
-    }
-    for name in hdr::HOP_BY_HOP {
-        screen.add_name(name);
-    }
-    screen
 }
 
 /// The headers the gateway sets on the origin request, in this order (a
@@ -644,7 +625,7 @@ mod tests {
         Forwarding {
             owned,
             // Leaked: a test's few bytes, so that the screen lives as long as the names.
-            screen: Box::leak(Box::new(forwarding_screen(owned, risk_names))),
+            screen: Box::leak(Box::new(hdr::forwarding_screen(owned, risk_names))),
             clearance_cookie: "pc_clearance",
             host: "example.com",
             tls: false,

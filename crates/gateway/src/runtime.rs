@@ -140,7 +140,7 @@ impl Runtime {
             trusted_proxies: IpSet::from_nets(&config.client_ip.trusted_proxies),
             forwarded: ForwardedHeader::parse(&config.client_ip.header)
                 .context("client_ip.header is not a header name")?,
-            forwarding_screen: crate::proxy::forwarding_screen(
+            forwarding_screen: crate::http::headers::forwarding_screen(
                 &owned_headers,
                 risk.headers.names(),
             ),

@@ -192,7 +192,7 @@ pub fn without_cookies<'a>(value: &'a HeaderValue, names: &[&str]) -> Option<Cow
 
 /// The hop-by-hop headers besides `upgrade` (RFC 9110 7.6.1, and the
 /// `keep-alive` and `proxy-connection` of older clients).
-pub const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -208,6 +208,26 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|hop| hop.len() == name.len() && hop.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Every name the origin request's headers treat apart from a plain one:
+/// owned and risk names, hop-by-hop headers, the gateway's own forwarding
+/// headers and cookies. A name outside their shapes passes as it is.
+pub fn forwarding_screen(owned: &NameSet, risk_names: &[HeaderName]) -> NameShapes {
+    let mut screen = owned.shapes().clone();
+    let apart = [
+        header::HOST,
+        header::COOKIE,
+        header::UPGRADE,
+        header::CONNECTION,
+    ];
+    for name in risk_names.iter().chain(&apart) {
+        screen.add_name(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        screen.add_name(name);
+    }
+    screen
 }
 
 /// The hop-by-hop headers of one message: the standard ones and those its
