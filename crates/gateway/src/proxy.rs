@@ -20,7 +20,7 @@ use crate::context::{Action, Answer, Demand, Event, Layer, RequestContext};
 use crate::events::{PassNote, PassRoute};
 use crate::http::cors;
 use crate::http::headers::{
-    self as hdr, HopByHop, NameSet, NameShapes, X_FORWARDED_FOR, upgrade_protocol, without_cookies,
+    self as hdr, ForwardingNames, HopByHop, X_FORWARDED_FOR, upgrade_protocol, without_cookies,
 };
 use crate::http::respond::{
     ProxyBody, X_REQUEST_ID, empty_body, full_body, json_error, new_request_id,
@@ -328,13 +328,11 @@ pub(crate) fn upstream_head(
 ) -> Vec<u8> {
     let rt = ex.rt;
     let forwarding = Forwarding {
-        owned: &rt.owned_headers,
-        screen: &rt.forwarding_screen,
+        names: &rt.forwarding_names,
         clearance_cookie: &rt.trust.cookie,
         host: &ex.target.authority,
         tls: ex.tls,
         tunnelled: out.tunnelled,
-        risk_names: rt.risk.headers.names(),
     };
     let target = ex.parts.uri.path_and_query().map_or("/", |t| t.as_str());
     let mut head = HeadWriter::new(&ex.parts.method, target, ex.parts.headers.len() + 8);
@@ -379,31 +377,15 @@ fn tunnel(
 
 /// What the gateway owns in the headers it sends to the origin.
 struct Forwarding<'a> {
-    /// Headers only the gateway may set (see `http::headers::owned_headers`).
-    owned: &'a NameSet,
-    /// The shapes of every name this treats apart (see
-    /// [`hdr::forwarding_screen`]).
-    screen: &'a NameShapes,
+    /// The owned and risk names (only the risk stage's values, written
+    /// after these headers, carry the risk names).
+    names: &'a ForwardingNames,
     clearance_cookie: &'a str,
     /// The canonical authority.
     host: &'a str,
     tls: bool,
     /// A WebSocket (or other allowed) upgrade passes through.
     tunnelled: bool,
-    /// The risk headers: a client must never set its own risk, and only the
-    /// risk stage's values (written after these headers) carry these names.
-    risk_names: &'a [HeaderName],
-}
-
-impl Forwarding<'_> {
-    /// A header only the gateway may set: a client's copy is removed.
-    fn owns(&self, name: &HeaderName) -> bool {
-        self.owned.matches(name.as_str())
-    }
-
-    fn is_risk(&self, name: &HeaderName) -> bool {
-        self.risk_names.contains(name)
-    }
 }
 
 /// The headers the gateway sets on the origin request, in this order (a
@@ -439,7 +421,7 @@ fn write_upstream_headers(
     let forwarded = chain.as_deref().unwrap_or(peer.as_str());
     let real_ip = ip_text(ctx.client_ip);
     let host = (!f.host.is_empty()).then_some(f.host);
-    let upgrade = (f.tunnelled && !f.owns(&header::CONNECTION)).then_some("upgrade");
+    let upgrade = (f.tunnelled && !f.names.owns(&header::CONNECTION)).then_some("upgrade");
     let values = [
         upgrade,
         Some(forwarded),
@@ -453,11 +435,11 @@ fn write_upstream_headers(
     let replaced = |name: &HeaderName| ours.clone().any(|(n, v)| v.is_some() && n == name);
     let listed_none = !hop.lists_names();
     for (name, value) in headers {
-        if listed_none && !f.screen.may_match(name.as_str()) {
+        if listed_none && f.names.is_plain(name) {
             head.header(name.as_str().as_bytes(), value.as_bytes());
             continue;
         }
-        if hop.covers(name) || f.owns(name) || f.is_risk(name) || replaced(name) {
+        if hop.covers(name) || f.names.owns(name) || f.names.is_risk(name) || replaced(name) {
             continue;
         }
         if name == header::COOKIE {
@@ -469,7 +451,7 @@ fn write_upstream_headers(
         head.header(name.as_str().as_bytes(), value.as_bytes());
     }
     for (name, value) in ours {
-        if let Some(value) = value.filter(|_| !f.is_risk(name)) {
+        if let Some(value) = value.filter(|_| !f.names.is_risk(name)) {
             head.header(name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -586,7 +568,7 @@ mod cost;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::headers::{RESERVED_PREFIXES, owned_headers};
+    use crate::http::headers::RESERVED_PREFIXES;
     use std::net::IpAddr;
 
     #[test]
@@ -621,16 +603,13 @@ mod tests {
         }
     }
 
-    fn forwarding<'a>(owned: &'a NameSet, risk_names: &'a [HeaderName]) -> Forwarding<'a> {
+    fn forwarding(names: &ForwardingNames) -> Forwarding<'_> {
         Forwarding {
-            owned,
-            // Leaked: a test's few bytes, so that the screen lives as long as the names.
-            screen: Box::leak(Box::new(hdr::forwarding_screen(owned, risk_names))),
+            names,
             clearance_cookie: "pc_clearance",
             host: "example.com",
             tls: false,
             tunnelled: false,
-            risk_names,
         }
     }
 
@@ -672,8 +651,8 @@ mod tests {
         }
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         let ctx = RequestContext::new("rid".into(), peer, peer);
-        let owned = owned_headers(&remove);
-        forwarded_headers(&mut headers, &ctx, &forwarding(&owned, &[]));
+        let names = ForwardingNames::new(&remove, &[]);
+        forwarded_headers(&mut headers, &ctx, &forwarding(&names));
         let mut names: Vec<_> = headers.keys().map(|k| k.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(
@@ -753,7 +732,7 @@ mod tests {
         ] {
             headers.insert(name, HeaderValue::from_str(value).unwrap());
         }
-        for name in f.risk_names {
+        for name in f.names.risk() {
             headers.remove(name);
         }
     }
@@ -806,8 +785,8 @@ mod tests {
         ];
         let clients = [("203.0.113.9", "203.0.113.9"), ("1.1.1.1", "10.0.0.2")];
         for remove in [&default_remove, &odd_remove, &Vec::new()] {
-            let owned = owned_headers(remove);
             for risk_names in [&default_risk, &odd_risk] {
+                let names = ForwardingNames::new(remove, risk_names);
                 for request in requests {
                     for (client, peer) in clients {
                         for (tunnelled, trusted) in [(false, false), (true, true), (false, true)] {
@@ -826,7 +805,7 @@ mod tests {
                             ctx.via_trusted_proxy = trusted;
                             let f = Forwarding {
                                 tunnelled,
-                                ..forwarding(&owned, risk_names)
+                                ..forwarding(&names)
                             };
                             let mut expected = headers.clone();
                             stepwise(&mut expected, &ctx, &f, remove);
@@ -853,8 +832,8 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
         );
         ctx.via_trusted_proxy = true;
-        let owned = owned_headers(&[]);
-        forwarded_headers(&mut headers, &ctx, &forwarding(&owned, &[]));
+        let names = ForwardingNames::new(&[], &[]);
+        forwarded_headers(&mut headers, &ctx, &forwarding(&names));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(headers["x-real-ip"], "1.1.1.1");
     }

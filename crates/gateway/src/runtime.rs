@@ -60,10 +60,8 @@ pub struct Runtime {
     pub feeds: Vec<Feed>,
     pub trusted_proxies: IpSet,
     pub forwarded: ForwardedHeader,
-    /// The request headers only the gateway may send to the origin.
-    pub owned_headers: crate::http::headers::NameSet,
     /// The names the origin request's headers treat apart.
-    pub forwarding_screen: crate::http::headers::NameShapes,
+    pub forwarding_names: crate::http::headers::ForwardingNames,
     pub classifier: Classifier,
     pub quota: Quota,
     pub rate_limits: portcullis_limits::RateLimits,
@@ -130,7 +128,6 @@ impl Runtime {
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Most specific first: host-bound before any-host, then longest prefix.
         upstreams.sort_by_key(|u| (u.hosts.is_empty(), std::cmp::Reverse(u.path_prefix.len())));
-        let owned_headers = crate::http::headers::owned_headers(&config.headers.remove);
         Ok(Runtime {
             version,
             workers,
@@ -140,11 +137,10 @@ impl Runtime {
             trusted_proxies: IpSet::from_nets(&config.client_ip.trusted_proxies),
             forwarded: ForwardedHeader::parse(&config.client_ip.header)
                 .context("client_ip.header is not a header name")?,
-            forwarding_screen: crate::http::headers::forwarding_screen(
-                &owned_headers,
+            forwarding_names: crate::http::headers::ForwardingNames::new(
+                &config.headers.remove,
                 risk.headers.names(),
             ),
-            owned_headers,
             classifier: Classifier::new(&config.traffic),
             detection: build_detection(&config.detect),
             custom_rules: build_custom_rules(&config.detect)?,

@@ -60,7 +60,7 @@ pub const FORWARDING: [&str; 5] = [
 /// (`x_request_id` is `x-request-id`): the client-address and forwarding
 /// headers a client could forge (`remove`, from `[headers]`), the
 /// gateway's own [`FORWARDING`] headers and the reserved prefixes.
-pub fn owned_headers(remove: &[String]) -> NameSet {
+fn owned_headers(remove: &[String]) -> NameSet {
     let forged = remove.iter().map(String::as_str);
     NameSet::new(forged.chain(FORWARDING), &RESERVED_PREFIXES)
 }
@@ -78,7 +78,7 @@ pub struct NameSet {
 /// set can have: a name outside them is in no set of these names, which
 /// rules most names out at the cost of one table read.
 #[derive(Clone)]
-pub struct NameShapes(Box<[u64; 256]>);
+struct NameShapes(Box<[u64; 256]>);
 
 /// The bit of a name's length in [`NameShapes`].
 fn length_bit(len: usize) -> u64 {
@@ -86,11 +86,11 @@ fn length_bit(len: usize) -> u64 {
 }
 
 impl NameShapes {
-    pub fn new() -> Self {
+    fn new() -> Self {
         NameShapes(Box::new([0; 256]))
     }
 
-    pub fn add_name(&mut self, name: &str) {
+    fn add_name(&mut self, name: &str) {
         match name.as_bytes().first() {
             Some(&first) => self.0[usize::from(fold(first))] |= length_bit(name.len()),
             None => self.0.iter_mut().for_each(|s| *s |= length_bit(0)),
@@ -98,7 +98,7 @@ impl NameShapes {
     }
 
     /// A prefix allows its own length and every longer one.
-    pub fn add_prefix(&mut self, prefix: &str) {
+    fn add_prefix(&mut self, prefix: &str) {
         let longer = !(length_bit(prefix.len()) - 1);
         match prefix.as_bytes().first() {
             Some(&first) => self.0[usize::from(fold(first))] |= longer,
@@ -107,18 +107,12 @@ impl NameShapes {
     }
 
     /// False when `name` is none of the names and has none of the prefixes.
-    pub fn may_match(&self, name: &str) -> bool {
+    fn may_match(&self, name: &str) -> bool {
         let shape = name
             .as_bytes()
             .first()
             .map_or(u64::MAX, |&first| self.0[usize::from(fold(first))]);
         shape & length_bit(name.len()) != 0
-    }
-}
-
-impl Default for NameShapes {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -152,7 +146,7 @@ impl NameSet {
     }
 
     /// The shapes of the set's names and prefixes.
-    pub fn shapes(&self) -> &NameShapes {
+    fn shapes(&self) -> &NameShapes {
         &self.shapes
     }
 
@@ -210,24 +204,58 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|hop| hop.len() == name.len() && hop.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Every name the origin request's headers treat apart from a plain one:
-/// owned and risk names, hop-by-hop headers, the gateway's own forwarding
-/// headers and cookies. A name outside their shapes passes as it is.
-pub fn forwarding_screen(owned: &NameSet, risk_names: &[HeaderName]) -> NameShapes {
-    let mut screen = owned.shapes().clone();
-    let apart = [
-        header::HOST,
-        header::COOKIE,
-        header::UPGRADE,
-        header::CONNECTION,
-    ];
-    for name in risk_names.iter().chain(&apart) {
-        screen.add_name(name.as_str());
+/// The names the origin request's headers treat apart, compiled once per
+/// configuration: the headers only the gateway may set, the risk headers,
+/// and the shapes of every name treated apart from a plain header.
+pub struct ForwardingNames {
+    /// Headers only the gateway may set ([`owned_headers`]).
+    owned: NameSet,
+    /// The risk headers: a client must never set its own risk.
+    risk: Vec<HeaderName>,
+    risk_shapes: NameShapes,
+    /// Owned and risk names, hop-by-hop headers, `host`, `cookie`: a name
+    /// outside their shapes passes as it is.
+    apart: NameShapes,
+}
+
+impl ForwardingNames {
+    /// `remove`: the configured forgeable headers (`[headers] remove`).
+    pub fn new(remove: &[String], risk: &[HeaderName]) -> Self {
+        let owned = owned_headers(remove);
+        let mut risk_shapes = NameShapes::new();
+        risk.iter()
+            .for_each(|name| risk_shapes.add_name(name.as_str()));
+        let mut apart = owned.shapes().clone();
+        let others = [header::HOST, header::COOKIE, header::UPGRADE];
+        for name in risk.iter().chain(&others) {
+            apart.add_name(name.as_str());
+        }
+        HOP_BY_HOP.iter().for_each(|name| apart.add_name(name));
+        ForwardingNames {
+            owned,
+            risk: risk.to_vec(),
+            risk_shapes,
+            apart,
+        }
     }
-    for name in HOP_BY_HOP {
-        screen.add_name(name);
+
+    /// A name none of the others is: the header passes as it is.
+    pub fn is_plain(&self, name: &HeaderName) -> bool {
+        !self.apart.may_match(name.as_str())
     }
-    screen
+
+    /// A header only the gateway may set: a client's copy is removed.
+    pub fn owns(&self, name: &HeaderName) -> bool {
+        self.owned.matches(name.as_str())
+    }
+
+    pub fn is_risk(&self, name: &HeaderName) -> bool {
+        self.risk_shapes.may_match(name.as_str()) && self.risk.contains(name)
+    }
+
+    pub fn risk(&self) -> &[HeaderName] {
+        &self.risk
+    }
 }
 
 /// The hop-by-hop headers of one message: the standard ones and those its
