@@ -53,14 +53,17 @@ pub fn new_request_id() -> String {
     hex_id(rand::random::<u64>())
 }
 
-/// `n` as 16 lower-case hex digits, digit by digit rather than through the
-/// formatter: this runs once per request.
+/// `n` as 16 lower-case hex digits, written into a buffer rather than
+/// through the formatter: this runs once per request.
 fn hex_id(n: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..16)
-        .rev()
-        .map(|i| char::from(HEX[(n >> (i * 4)) as usize & 15]))
-        .collect()
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[(n >> ((15 - i) * 4)) as usize & 15];
+    }
+    std::str::from_utf8(&digits)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
