@@ -28,10 +28,11 @@ COMPONENTS = (
     ("the origin request's head", "portcullis_gateway::proxy::upstream_head"),
     ("the decision event", "portcullis_gateway::proxy::record"),
     ("request setup", "portcullis_gateway::proxy::begin"),
-    ("the framing scanner", "FramingScanner"),
     ("the origin client", "portcullis_gateway::origin"),
     ("the rest of the request function", "portcullis_gateway::proxy::handle"),
-    ("hyper's HTTP/1 and HTTP/2 server", "hyper_util::server::conn::auto"),
+    ("the HTTP/1 server (heads, answers)", "portcullis_gateway::h1"),
+    ("the HTTP/1 connection loop", "portcullis_gateway::server::http1"),
+    ("hyper's HTTP/2 server", "hyper::proto::h2"),
     ("tokio's I/O driver", "tokio::runtime::io::driver"),
     ("tokio's scheduler", "tokio::runtime::scheduler"),
 )
