@@ -90,10 +90,11 @@ impl NameShapes {
         NameShapes(Box::new([0; 256]))
     }
 
+    /// (An empty name needs no entry: [`NameShapes::may_match`] lets it
+    /// through.)
     fn add_name(&mut self, name: &str) {
-        match name.as_bytes().first() {
-            Some(&first) => self.0[usize::from(fold(first))] |= length_bit(name.len()),
-            None => self.0.iter_mut().for_each(|s| *s |= length_bit(0)),
+        if let Some(&first) = name.as_bytes().first() {
+            self.0[usize::from(fold(first))] |= length_bit(name.len());
         }
     }
 
