@@ -71,7 +71,6 @@ impl<S: Stream + 'static> Connection<S> {
         // The bytes known not to end a head: a head sent in many small
         // pieces is parsed once it may be complete, not once per piece.
         let mut checked = 0;
-        self.head_deadline.as_mut().reset(deadline);
         let (inbound, timer) = (&self.inbound, &mut self.head_deadline);
         let mut read = |cx: &mut std::task::Context<'_>| {
             let mut conn = inbound.lock();
@@ -89,8 +88,20 @@ impl<S: Stream + 'static> Connection<S> {
                 }
             }
         };
+        // The timer is set only when the head is not in yet: a head that
+        // came with the connection's first bytes costs no timer at all.
+        let mut set = false;
         poll_fn(|cx| match read(cx) {
-            Poll::Pending if timer.as_mut().poll(cx).is_ready() => Poll::Ready(Ok(None)),
+            Poll::Pending => {
+                if !set {
+                    timer.as_mut().reset(deadline);
+                    set = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Ok(None)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             polled => polled,
         })
         .await
