@@ -259,8 +259,14 @@ impl ForwardingNames {
     }
 }
 
+/// The most names a message's `Connection` header is read for: every
+/// header is compared with each of them, and a client listing thousands
+/// would make that a cost per request. Names past them pass as ordinary
+/// headers (owned and risk names are removed whatever `Connection` says).
+pub const MAX_LISTED: usize = 64;
+
 /// The hop-by-hop headers of one message: the standard ones and those its
-/// `Connection` header lists.
+/// `Connection` header lists (the first [`MAX_LISTED`]).
 pub struct HopByHop {
     listed: smallvec::SmallVec<[HeaderName; 4]>,
     keep_upgrade: bool,
@@ -277,6 +283,7 @@ impl HopByHop {
             .flat_map(|v| v.split(','))
             .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
             .filter(|name| name != header::UPGRADE)
+            .take(MAX_LISTED)
             .collect();
         HopByHop {
             listed,
@@ -443,6 +450,14 @@ mod tests {
             assert!(!hop.covers(&HeaderName::from_static(name)), "{name}");
         }
         assert!(!HopByHop::of(&h, true).covers(&header::UPGRADE));
+        let many: Vec<String> = (0..10_000).map(|i| format!("x-{i}")).collect();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_str(&many.join(", ")).unwrap(),
+        );
+        let hop = HopByHop::of(&h, false);
+        assert_eq!(hop.listed.len(), MAX_LISTED);
+        assert!(hop.covers(&HeaderName::from_static("x-0")));
         assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"trailers"));
     }
 

@@ -7,7 +7,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::OriginError;
-use crate::http::headers::is_hop_by_hop;
+use crate::http::headers::{MAX_LISTED, is_hop_by_hop};
 
 /// A response head larger than this is refused (502).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -112,7 +112,8 @@ enum Length {
 
 impl FramingFields {
     /// Reads a hop-by-hop header; the names its `Connection` lists go to
-    /// `listed`. A value that is not visible ASCII says nothing.
+    /// `listed` (the first [`MAX_LISTED`]). A value that is not visible
+    /// ASCII says nothing.
     fn read_hop(
         &mut self,
         name: &[u8],
@@ -131,7 +132,9 @@ impl FramingFields {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case("keep-alive") {
                     self.keep_alive = true;
-                } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                } else if listed.len() < MAX_LISTED
+                    && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                {
                     listed.push(name);
                 }
             }
@@ -340,6 +343,14 @@ mod tests {
         );
         assert_eq!(switch.headers["upgrade"], "websocket");
         assert_eq!(switch.headers["connection"], "upgrade");
+        // Only the first MAX_LISTED names a `Connection` lists are read.
+        let names: Vec<String> = (0..1_000).map(|i| format!("x-{i}")).collect();
+        let many = head(&format!(
+            "HTTP/1.1 200 OK\r\nConnection: {}\r\nx-0: a\r\nx-999: b\r\n\r\n",
+            names.join(", ")
+        ));
+        assert!(!many.headers.contains_key("x-0"));
+        assert_eq!(many.headers["x-999"], "b");
     }
 
     #[test]
