@@ -9,6 +9,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use smallvec::SmallVec;
 
+use crate::http::headers::{ends_in_chunked, list_tokens};
+
 /// The headers a head may have before a heap allocation (the default limit).
 const INLINE_HEADERS: usize = 100;
 
@@ -277,12 +279,9 @@ impl Facts {
             }
             self.transfer_encoding = true;
             // Only the last coding of the last line frames the body.
-            self.chunked_last = value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            self.chunked_last = ends_in_chunked(value);
         } else if name == header::CONNECTION {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in list_tokens(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {

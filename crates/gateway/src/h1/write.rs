@@ -8,6 +8,8 @@ use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
 use http_body::SizeHint;
 
+use crate::http::headers::list_tokens;
+
 /// How the response body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFraming {
@@ -81,10 +83,7 @@ pub fn encode_head(
     let mut length = None;
     for (name, value) in headers {
         if name == header::CONNECTION {
-            keep_alive &= !value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            keep_alive &= !list_tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
             continue;
         }
         if name == header::CONTENT_LENGTH {

@@ -279,9 +279,9 @@ impl HopByHop {
         let listed = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|v| v.to_str().is_ok())
+            .flat_map(|v| list_tokens(v.as_bytes()))
+            .filter_map(|name| HeaderName::from_bytes(name).ok())
             .filter(|name| name != header::UPGRADE)
             .take(MAX_LISTED)
             .collect();
@@ -303,14 +303,25 @@ impl HopByHop {
     }
 }
 
+/// The comma-separated elements of a list header (`Connection`,
+/// `Transfer-Encoding`), trimmed.
+pub fn list_tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Whether the last coding of a `Transfer-Encoding` value is `chunked`:
+/// only then does it frame the body (RFC 9112 6.3).
+pub fn ends_in_chunked(value: &[u8]) -> bool {
+    list_tokens(value)
+        .next_back()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+}
+
 /// The protocol a request asks to switch to, when it is an upgrade request
 /// (`Connection: upgrade` with an `Upgrade` header).
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<&str> {
     let asks = headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        })
+        v.to_str().is_ok() && list_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
     });
     if !asks {
         return None;
@@ -459,6 +470,16 @@ mod tests {
         assert_eq!(hop.listed.len(), MAX_LISTED);
         assert!(hop.covers(&HeaderName::from_static("x-0")));
         assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"trailers"));
+    }
+
+    #[test]
+    fn list_elements_are_trimmed_and_only_the_last_coding_frames() {
+        let tokens: Vec<&[u8]> = list_tokens(b" close ,\tX-A,").collect();
+        assert_eq!(tokens, [&b"close"[..], b"X-A", b""]);
+        assert!(ends_in_chunked(b"gzip, Chunked "));
+        assert!(!ends_in_chunked(b"chunked, gzip"));
+        assert!(!ends_in_chunked(b"xchunked"));
+        assert!(!ends_in_chunked(b""));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::OriginError;
-use crate::http::headers::{MAX_LISTED, is_hop_by_hop};
+use crate::http::headers::{MAX_LISTED, ends_in_chunked, is_hop_by_hop, list_tokens};
 
 /// A response head larger than this is refused (502).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -120,38 +120,37 @@ impl FramingFields {
         value: &[u8],
         listed: &mut smallvec::SmallVec<[HeaderName; 2]>,
     ) {
-        let Some(value) = visible(value) else {
+        if !visible(value) {
             if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 self.chunked = Some(false);
             }
             return;
-        };
+        }
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
+            for token in list_tokens(value) {
+                if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
                 } else if listed.len() < MAX_LISTED
-                    && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                    && let Ok(name) = HeaderName::from_bytes(token)
                 {
                     listed.push(name);
                 }
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = value.rsplit(',').next().unwrap_or_default();
-            self.chunked = Some(last.trim().eq_ignore_ascii_case("chunked"));
+            self.chunked = Some(ends_in_chunked(value));
         }
     }
 
     fn read_length(&mut self, value: &[u8]) {
-        let Some(value) = visible(value) else {
+        if !visible(value) {
             self.length = Length::Invalid;
             return;
-        };
-        for part in value.split(',').map(str::trim) {
-            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| part.parse::<u64>().ok())
+        }
+        for part in list_tokens(value) {
+            let n = (!part.is_empty() && part.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
                 .flatten();
             self.length = match (self.length, n) {
                 (Length::Absent, Some(n)) => Length::Is(n),
@@ -162,14 +161,12 @@ impl FramingFields {
     }
 }
 
-/// A header value as text when it is visible ASCII (as `HeaderValue::to_str`
-/// reads it).
-fn visible(value: &[u8]) -> Option<&str> {
+/// Whether a header value is visible ASCII (what `HeaderValue::to_str`
+/// reads as text): a value that is not says nothing about the framing.
+fn visible(value: &[u8]) -> bool {
     value
         .iter()
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-        .then(|| std::str::from_utf8(value).ok())
-        .flatten()
 }
 
 /// Parses a response head at the start of `buf`, taking its bytes out of
